@@ -1,0 +1,79 @@
+//! Builds the plugins workspace (`../plugins`) for `wasm32-wasip2`, so the
+//! default plugins are embedded in the binary and the test fixtures are at
+//! hand, with nothing but `cargo build`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const EMBEDDED: [&str; 2] = ["ssh_verifier", "aes_gcm_policy"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap();
+    let plugins = root.join("plugins");
+    println!("cargo:rerun-if-changed={}", plugins.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    ensure_target();
+
+    // A target directory of its own: the outer build holds the lock on ours.
+    let target_dir = root.join("target").join("plugins");
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(&plugins)
+        .args(["build", "--release", "--workspace", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's settings are for the host, not for wasm.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build
+        .status()
+        .expect("cannot run cargo to build the plugins");
+    assert!(status.success(), "building the plugins for {TARGET} failed");
+
+    let out = target_dir.join(TARGET).join("release");
+    for name in EMBEDDED {
+        let file = out.join(format!("{name}.wasm"));
+        assert!(file.exists(), "{} was not built", file.display());
+    }
+    println!("cargo:rustc-env=CREDHOST_PLUGIN_OUT={}", out.display());
+}
+
+/// The toolchain file asks rustup for the target; this covers a rustup that
+/// did not act on it.
+fn ensure_target() {
+    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot
+        .as_deref()
+        .map(|s| Path::new(s).join("lib/rustlib").join(TARGET).exists())
+        .unwrap_or(false);
+    if !installed {
+        let status = Command::new("rustup")
+            .args(["target", "add", TARGET])
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
+        );
+    }
+}

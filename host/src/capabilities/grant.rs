@@ -1,0 +1,85 @@
+//! The network endpoints one plugin call may reach: exactly the targets of the
+//! credential being verified, nothing else (no name lookups, no listening).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use wasmtime_wasi::sockets::SocketAddrUse;
+
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    endpoints: Arc<HashSet<SocketAddr>>,
+}
+
+impl Grant {
+    pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self {
+            endpoints: Arc::new(endpoints.into_iter().collect()),
+        }
+    }
+
+    /// No network at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn permits(&self, endpoint: &SocketAddr) -> bool {
+        self.endpoints.contains(endpoint)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// The check WASI sockets run before every bind and connect.
+    pub fn socket_check(
+        &self,
+    ) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>>
+    + Send
+    + Sync
+    + 'static {
+        let grant = self.clone();
+        move |addr, usage| {
+            let allowed = match usage {
+                SocketAddrUse::TcpConnect => grant.permits(&addr),
+                // A connect binds implicitly to the wildcard address first.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            if !allowed {
+                tracing::warn!(%addr, ?usage, "plugin socket use outside its grant refused");
+            }
+            Box::pin(std::future::ready(allowed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_exactly_the_listed_endpoints() {
+        let a: SocketAddr = "127.0.0.1:2222".parse().unwrap();
+        let grant = Grant::new([a]);
+        assert!(grant.permits(&a));
+        assert!(!grant.permits(&"127.0.0.1:2223".parse().unwrap()));
+        assert!(!grant.permits(&"127.0.0.2:2222".parse().unwrap()));
+        assert!(Grant::none().is_empty());
+    }
+
+    #[tokio::test]
+    async fn socket_check_allows_connect_only_to_the_grant() {
+        let a: SocketAddr = "127.0.0.1:2222".parse().unwrap();
+        let check = Grant::new([a]).socket_check();
+        assert!(check(a, SocketAddrUse::TcpConnect).await);
+        assert!(!check("127.0.0.1:80".parse().unwrap(), SocketAddrUse::TcpConnect).await);
+        assert!(check("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind).await);
+        assert!(!check("127.0.0.1:2222".parse().unwrap(), SocketAddrUse::TcpBind).await);
+        assert!(!check(a, SocketAddrUse::TcpListen).await);
+        assert!(!check(a, SocketAddrUse::UdpSend).await);
+    }
+}

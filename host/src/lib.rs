@@ -1,0 +1,5 @@
+//! credhost: a credential service that speaks obshell's credential API.
+
+pub mod capabilities;
+pub mod plugins;
+pub mod secret;

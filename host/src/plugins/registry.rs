@@ -1,0 +1,215 @@
+//! Which plugin serves which target type, and which policies are loaded.
+//! A plugin in the operator's directory overrides an embedded one of the
+//! same target type or policy name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::embedded;
+use super::error::PluginError;
+use super::limits::{Limits, LimitsOverride};
+use super::policy::PolicyPlugin;
+use super::runtime::Runtime;
+use super::types::{PluginMeta, Source, WIT_PACKAGE};
+use super::verifier::VerifierPlugin;
+
+/// A file in the plugin directory that could not be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFailure {
+    pub file: PathBuf,
+    pub error: String,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    verifiers: BTreeMap<String, Arc<VerifierPlugin>>,
+    policies: BTreeMap<String, Arc<PolicyPlugin>>,
+    failures: Vec<LoadFailure>,
+}
+
+enum Kind {
+    Verifier,
+    Policy,
+}
+
+impl Registry {
+    /// Loads the embedded plugins, then every `*.wasm` of `dir` in name order.
+    pub async fn load(
+        runtime: &Arc<Runtime>,
+        dir: Option<&Path>,
+        overrides: &HashMap<String, LimitsOverride>,
+    ) -> Result<Self, PluginError> {
+        let mut registry = Self::default();
+        for plugin in embedded::DEFAULTS {
+            registry
+                .add(
+                    runtime,
+                    plugin.bytes,
+                    Source::Embedded,
+                    plugin.file,
+                    overrides,
+                )
+                .await?;
+        }
+        let Some(dir) = dir else {
+            return Ok(registry);
+        };
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(PluginError::Load {
+                    source_name: dir.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        files.sort();
+        for file in files {
+            let result = match std::fs::read(&file) {
+                Ok(bytes) => {
+                    let name = file
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    registry
+                        .add(
+                            runtime,
+                            &bytes,
+                            Source::Directory(file.clone()),
+                            &name,
+                            overrides,
+                        )
+                        .await
+                }
+                Err(e) => Err(PluginError::Load {
+                    source_name: file.display().to_string(),
+                    reason: e.to_string(),
+                }),
+            };
+            if let Err(e) = result {
+                tracing::error!(file = %file.display(), "plugin not loaded: {e}");
+                registry.failures.push(LoadFailure {
+                    file,
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(registry)
+    }
+
+    async fn add(
+        &mut self,
+        runtime: &Arc<Runtime>,
+        bytes: &[u8],
+        source: Source,
+        file: &str,
+        overrides: &HashMap<String, LimitsOverride>,
+    ) -> Result<(), PluginError> {
+        let load_error = |reason: String| PluginError::Load {
+            source_name: file.to_string(),
+            reason,
+        };
+        let component = runtime
+            .cache
+            .component(runtime.engine(), bytes)
+            .map_err(|e| load_error(format!("{e:#}")))?;
+        let kind = kind_of(runtime.engine(), &component).ok_or_else(|| {
+            load_error(format!(
+                "exports neither {WIT_PACKAGE} verification nor sealing: not a credhost plugin"
+            ))
+        })?;
+        let meta = |limits: Limits| PluginMeta {
+            name: file.to_string(),
+            version: String::new(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            wit: WIT_PACKAGE,
+            source: source.clone(),
+            limits,
+        };
+        match kind {
+            Kind::Verifier => {
+                let plugin =
+                    VerifierPlugin::load(runtime.clone(), &component, meta(Limits::VERIFIER))
+                        .await?;
+                let limits = overrides
+                    .get(&plugin.meta.name)
+                    .map_or(Limits::VERIFIER, |o| o.apply(Limits::VERIFIER));
+                let plugin = plugin.with_limits(limits);
+                tracing::info!(
+                    plugin = %plugin.meta.name,
+                    version = %plugin.meta.version,
+                    target_type = %plugin.info.target_type,
+                    source = ?plugin.meta.source,
+                    "verifier loaded"
+                );
+                self.verifiers
+                    .insert(plugin.info.target_type.clone(), Arc::new(plugin));
+            }
+            Kind::Policy => {
+                let plugin =
+                    PolicyPlugin::load(runtime.clone(), &component, meta(Limits::POLICY)).await?;
+                let limits = overrides
+                    .get(&plugin.meta.name)
+                    .map_or(Limits::POLICY, |o| o.apply(Limits::POLICY));
+                let plugin = plugin.with_limits(limits);
+                tracing::info!(
+                    policy = %plugin.meta.name,
+                    version = %plugin.meta.version,
+                    source = ?plugin.meta.source,
+                    "encryption policy loaded"
+                );
+                self.policies
+                    .insert(plugin.info.name.clone(), Arc::new(plugin));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn verifier(&self, target_type: &str) -> Option<&Arc<VerifierPlugin>> {
+        self.verifiers.get(target_type)
+    }
+
+    pub fn verifiers(&self) -> impl Iterator<Item = &Arc<VerifierPlugin>> {
+        self.verifiers.values()
+    }
+
+    /// The installed target types, sorted.
+    pub fn target_types(&self) -> Vec<&str> {
+        self.verifiers.keys().map(String::as_str).collect()
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&Arc<PolicyPlugin>> {
+        self.policies.get(name)
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<PolicyPlugin>> {
+        self.policies.values()
+    }
+
+    pub fn failures(&self) -> &[LoadFailure] {
+        &self.failures
+    }
+}
+
+fn kind_of(engine: &wasmtime::Engine, component: &Component) -> Option<Kind> {
+    let ty = component.component_type();
+    let mut kind = None;
+    for (name, _) in ty.exports(engine) {
+        if name.starts_with("credhost:plugin/verification@0.") {
+            kind = Some(Kind::Verifier);
+        } else if name.starts_with("credhost:plugin/sealing@0.") {
+            kind = Some(Kind::Policy);
+        }
+    }
+    kind
+}

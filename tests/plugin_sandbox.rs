@@ -1,0 +1,174 @@
+//! Hostile plugins are contained: each misbehaviour is a clean error within
+//! its limit, and the runtime keeps serving other calls.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Instant;
+
+use credhost::plugins::{LimitsOverride, PluginError, Purpose, Registry, Target};
+use support::ms;
+
+const LIMITS: LimitsOverride = LimitsOverride {
+    deadline_ms: Some(300),
+    memory_bytes: Some(32 << 20),
+    output_bytes: Some(1 << 20),
+};
+
+async fn hostile() -> (Registry, tempfile::TempDir) {
+    let dir = support::plugin_dir(&["hostile_verifier"]);
+    let runtime = support::runtime(support::quick_ssh()).await;
+    let registry =
+        support::registry(&runtime, Some(dir.path()), &[("hostile-verifier", LIMITS)]).await;
+    assert!(registry.failures().is_empty(), "{:?}", registry.failures());
+    (registry, dir)
+}
+
+async fn normalize_mode(registry: &Registry, mode: &str) -> Result<(), PluginError> {
+    let plugin = registry
+        .verifier("HOSTILE")
+        .expect("the fixture serves HOSTILE");
+    plugin
+        .normalize(&format!(r#"{{"mode":"{mode}"}}"#), Purpose::Validate)
+        .await
+        .map(|r| {
+            r.expect("the fixture never refuses");
+        })
+}
+
+#[tokio::test]
+async fn an_infinite_loop_hits_the_deadline_and_the_next_call_works() {
+    let (registry, _dir) = hostile().await;
+    let started = Instant::now();
+    let error = normalize_mode(&registry, "loop").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, PluginError::Deadline { .. }), "{error}");
+    assert!(took < ms(2_000), "the loop ran {took:?}, limit 300 ms");
+    normalize_mode(&registry, "ok").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    let (registry, _dir) = hostile().await;
+    let error = normalize_mode(&registry, "memory").await.unwrap_err();
+    assert!(
+        matches!(error, PluginError::Memory { limit, .. } if limit == 32 << 20),
+        "{error}"
+    );
+    normalize_mode(&registry, "ok").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap_of_that_call_only() {
+    let (registry, _dir) = hostile().await;
+    let error = normalize_mode(&registry, "panic").await.unwrap_err();
+    assert!(matches!(error, PluginError::Trap { .. }), "{error}");
+    normalize_mode(&registry, "ok").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_return_is_refused() {
+    let (registry, _dir) = hostile().await;
+    let error = normalize_mode(&registry, "oversize").await.unwrap_err();
+    assert!(
+        matches!(error, PluginError::Output { size, limit, .. } if size > limit && limit == 1 << 20),
+        "{error}"
+    );
+    normalize_mode(&registry, "ok").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_spinning_plugin_does_not_hold_up_the_others() {
+    let (registry, _dir) = hostile().await;
+    let (spun, quick) = tokio::join!(normalize_mode(&registry, "loop"), async {
+        tokio::time::sleep(ms(20)).await;
+        let started = Instant::now();
+        for _ in 0..20 {
+            normalize_mode(&registry, "ok").await.unwrap();
+        }
+        started.elapsed()
+    });
+    assert!(matches!(spun, Err(PluginError::Deadline { .. })));
+    assert!(
+        quick < ms(2_000),
+        "20 calls beside a spinning one took {quick:?}"
+    );
+}
+
+/// What the fixture's `verify` reported.
+async fn verify_messages(
+    registry: &Registry,
+    public: serde_json::Value,
+    grant: &[Target],
+) -> Vec<String> {
+    let plugin = registry.verifier("HOSTILE").unwrap();
+    let secret = credhost::secret::Secret::new(Vec::new());
+    plugin
+        .verify(&public, &secret, grant)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message)
+        .collect()
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+#[tokio::test]
+async fn a_socket_outside_the_grant_is_refused_without_a_packet() {
+    let (registry, _dir) = hostile().await;
+    let (listener, addr) = listener();
+    let other = Target {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: support::closed_port(),
+    };
+    let messages = verify_messages(
+        &registry,
+        serde_json::json!({ "connect": addr.to_string() }),
+        &[other],
+    )
+    .await;
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].starts_with("refused by the sandbox"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "the listener outside the grant saw a connection"
+    );
+
+    // The same address, granted, connects: the check is what refused it.
+    let granted = Target {
+        ip: addr.ip(),
+        port: addr.port(),
+    };
+    let messages = verify_messages(
+        &registry,
+        serde_json::json!({ "connect": addr.to_string() }),
+        &[granted],
+    )
+    .await;
+    assert_eq!(messages, vec!["connected".to_string()]);
+}
+
+#[tokio::test]
+async fn ssh_to_a_target_outside_the_grant_is_refused_without_a_packet() {
+    let (registry, _dir) = hostile().await;
+    let (listener, addr) = listener();
+    let public = serde_json::json!({ "ssh": { "ip": "127.0.0.1", "port": addr.port() } });
+    let messages = verify_messages(&registry, public, &[]).await;
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("NotGranted"), "{messages:?}");
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+}
