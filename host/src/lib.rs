@@ -1,5 +1,13 @@
 //! credhost: a credential service that speaks obshell's credential API.
 
+pub mod api;
 pub mod capabilities;
+pub mod clock;
+pub mod config;
+pub mod fields;
+pub mod keys;
 pub mod plugins;
 pub mod secret;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,1 +1,54 @@
-fn main() {}
+//! The `credhost` binary.
+
+use clap::{Parser, Subcommand};
+use credhost::config::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "credhost", version, about = "A credential service that speaks obshell's credential API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Overrides),
+}
+
+fn main() -> anyhow::Result<()> {
+    // Must happen before any thread starts.
+    credhost::clock::init_local_offset();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(overrides) => {
+            let config = Config::load(&overrides)?;
+            init_logging(&config.log);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(credhost::server::serve(&config, shutdown_signal()))
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot listen for SIGTERM");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

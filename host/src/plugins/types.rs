@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use crate::secret::Secret;
@@ -13,7 +13,7 @@ use crate::secret::Secret;
 pub const WIT_PACKAGE: &str = "credhost:plugin@0.1.0";
 
 /// An endpoint of a credential, canonical (`IpAddr` display form).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Target {
     pub ip: IpAddr,
     pub port: u16,
@@ -84,6 +84,28 @@ pub enum Reason {
     ProtocolError,
     NotGranted,
     Other,
+    /// The stored secret could not be opened (host-side, never from a plugin).
+    SecretUnreadable,
+    /// No verifier for the credential's target type is installed (host-side).
+    Unsupported,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "OK",
+            Reason::AuthFailed => "AUTH_FAILED",
+            Reason::Refused => "REFUSED",
+            Reason::Unreachable => "UNREACHABLE",
+            Reason::Timeout => "TIMEOUT",
+            Reason::HostKeyMismatch => "HOST_KEY_MISMATCH",
+            Reason::ProtocolError => "PROTOCOL_ERROR",
+            Reason::NotGranted => "NOT_GRANTED",
+            Reason::Other => "OTHER",
+            Reason::SecretUnreadable => "SECRET_UNREADABLE",
+            Reason::Unsupported => "UNSUPPORTED",
+        }
+    }
 }
 
 /// The verdict for one target.

@@ -1,0 +1,87 @@
+//! Reading requests the way obshell's clients send them.
+
+use axum::body::Body;
+use axum::http::Method;
+
+use super::errors::ApiError;
+use crate::fields::{Fields, required};
+
+/// Bodies larger than this are refused.
+pub const MAX_BODY: usize = 1 << 20;
+
+pub async fn fields(body: Body) -> Result<Fields, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes")))?;
+    Fields::parse(&bytes).map_err(|e| ApiError::bind(e.0))
+}
+
+/// obshell parses `{id}` as a signed base-10 int64 (`+5` and `007` too).
+pub fn credential_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .map_err(|_| ApiError::illegal("invalid credential id"))
+}
+
+/// Required string fields, reported together as obshell's validator does.
+pub struct Required<'a> {
+    param: &'a str,
+    missing: Vec<String>,
+}
+
+impl<'a> Required<'a> {
+    pub fn new(param: &'a str) -> Self {
+        Self {
+            param,
+            missing: Vec::new(),
+        }
+    }
+
+    /// A string that must be present and non-empty.
+    pub fn string(&mut self, fields: &Fields, key: &str, go_name: &str) -> Result<String, ApiError> {
+        let value = fields.string(key).map_err(|e| ApiError::bind(e.0))?;
+        match value {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => {
+                self.missing.push(required(self.param, go_name));
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// A list of ids that must be present (`[]` passes).
+    pub fn ids(&mut self, fields: &Fields, key: &str, go_name: &str) -> Result<Vec<i64>, ApiError> {
+        match fields.ids(key).map_err(|e| ApiError::bind(e.0))? {
+            Some(ids) => Ok(ids),
+            None => {
+                self.missing.push(required(self.param, go_name));
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    pub fn check(self) -> Result<(), ApiError> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::bind(self.missing.join("\n")))
+        }
+    }
+}
+
+/// An optional string field.
+pub fn optional(fields: &Fields, key: &str) -> Result<String, ApiError> {
+    Ok(fields
+        .string(key)
+        .map_err(|e| ApiError::bind(e.0))?
+        .unwrap_or_default())
+}
+
+/// `GET /credential/validate` is `GET /credential/{id}` with id "validate"
+/// in obshell's router: an invalid id, not a missing route.
+pub fn shadowed_by_id_route(method: &Method) -> ApiError {
+    if matches!(*method, Method::GET | Method::PATCH | Method::DELETE) {
+        ApiError::illegal("invalid credential id")
+    } else {
+        ApiError::not_found()
+    }
+}

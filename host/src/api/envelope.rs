@@ -1,0 +1,129 @@
+//! obshell's response envelope, written in one place: handlers answer with a
+//! `Reply`, and the `envelope` middleware wraps it with the timing and trace id
+//! of the request.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use crate::clock;
+
+pub const TRACE_HEADER: &str = "x-obshell-trace-id";
+
+/// What a handler answered, before it is enveloped.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Data(Value),
+    /// Success without a `data` key (delete, key rotation).
+    Empty,
+}
+
+impl Reply {
+    pub fn of(data: impl Serialize) -> Self {
+        Reply::Data(serde_json::to_value(data).expect("response data always serialises"))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Outcome(Result<Reply, ApiError>);
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = StatusCode::OK.into_response();
+        response.extensions_mut().insert(Outcome(Ok(self)));
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(Outcome(Err(self)));
+        response
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    successful: bool,
+    timestamp: String,
+    duration: u128,
+    status: u16,
+    #[serde(rename = "traceId")]
+    trace_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i64>,
+    #[serde(rename = "errCode")]
+    err_code: String,
+    message: String,
+}
+
+fn trace_id(request: &Request) -> String {
+    request
+        .headers()
+        .get(TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
+}
+
+pub async fn envelope(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let trace = trace_id(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let Some(Outcome(outcome)) = response.extensions_mut().remove::<Outcome>() else {
+        return response;
+    };
+    let status = response.status();
+    let duration = started.elapsed();
+    let (data, error) = match outcome {
+        Ok(Reply::Data(data)) => (Some(data), None),
+        Ok(Reply::Empty) => (None, None),
+        Err(e) => {
+            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = %trace, "request refused: {}", e.message);
+            (
+                None,
+                Some(ErrorBody {
+                    code: e.code,
+                    err_code: e.err_code,
+                    message: e.message,
+                }),
+            )
+        }
+    };
+    tracing::debug!(%method, %path, status = status.as_u16(), ms = duration.as_millis(), trace = %trace, "request");
+    let body = Envelope {
+        successful: error.is_none(),
+        timestamp: clock::format_now_precise(),
+        duration: duration.as_millis(),
+        status: status.as_u16(),
+        trace_id: &trace,
+        data,
+        error,
+    };
+    let bytes = serde_json::to_vec(&body).expect("the envelope always serialises");
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    *response.body_mut() = axum::body::Body::from(bytes);
+    response
+}

@@ -1,0 +1,97 @@
+//! The obshell error catalogue: every error the server answers with gets its
+//! HTTP status and `errCode` here, and nowhere else.
+
+use axum::http::StatusCode;
+
+use crate::service::Error;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// obshell's legacy numeric code (10008, 1), where it has one.
+    pub code: Option<i64>,
+    pub err_code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, err_code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: None,
+            err_code: err_code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bind(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Common.BindJsonFailed",
+            format!("Bind JSON failed: {message}"),
+        )
+    }
+
+    pub fn illegal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Common.IllegalArgument",
+            format!("Illegal argument: {message}"),
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Common.NotFound",
+            "Element not found: 404 not found",
+        )
+    }
+}
+
+/// Codes a verifier may refuse a property with (all answered 400).
+const REFUSAL_CODES: [&str; 5] = [
+    "Common.BindJsonFailed",
+    "Common.IllegalArgument",
+    "Common.InvalidIp",
+    "Credential.SSH.InvalidPort",
+    "Credential.AuthType.NotSupported",
+];
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use StatusCode as S;
+        let message = e.to_string();
+        let (status, err_code) = match &e {
+            Error::Bind(_) => (S::BAD_REQUEST, "Common.BindJsonFailed"),
+            Error::IllegalArgument(_) => (S::BAD_REQUEST, "Common.IllegalArgument"),
+            Error::Refused { code, .. } => (
+                S::BAD_REQUEST,
+                REFUSAL_CODES
+                    .iter()
+                    .find(|c| **c == code)
+                    .copied()
+                    .unwrap_or("Common.IllegalArgument"),
+            ),
+            Error::TargetTypeNotSupported { .. } => {
+                (S::BAD_REQUEST, "Credential.TargetType.NotSupported")
+            }
+            Error::NameExists(_) => (S::BAD_REQUEST, "Credential.Name.AlreadyExists"),
+            Error::HostExists(_) | Error::DuplicateHost(_) => {
+                (S::BAD_REQUEST, "Credential.Host.AlreadyExists")
+            }
+            Error::TargetNotAllowed(_) => (S::BAD_REQUEST, "Credential.Host.NotAllowed"),
+            Error::ValidationFailed(_) => (S::BAD_REQUEST, "Credential.SSH.ValidationFailed"),
+            Error::NotFound | Error::NotFoundIds { .. } => (S::NOT_FOUND, "Credential.NotFound"),
+            Error::Plugin(_) => (S::INTERNAL_SERVER_ERROR, "Plugin.Failed"),
+            Error::Encrypt(_) => (S::INTERNAL_SERVER_ERROR, "Credential.EncryptFailed"),
+            Error::Decrypt { .. } => (S::INTERNAL_SERVER_ERROR, "Credential.DecryptFailed"),
+            Error::Store(_) => (S::INTERNAL_SERVER_ERROR, "Common.Unexpected"),
+            Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "Common.Unavailable"),
+        };
+        if status.is_server_error() {
+            tracing::error!(err_code, "{message}");
+        }
+        ApiError::new(status, err_code, message)
+    }
+}

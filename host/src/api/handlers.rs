@@ -1,0 +1,127 @@
+//! The nine credential endpoints: decode, call the service, reply.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
+use base64::Engine as _;
+
+use super::decode::{self, Required};
+use super::envelope::Reply;
+use super::errors::ApiError;
+use super::query;
+use crate::secret::Secret;
+use crate::service::{CreateRequest, Service, UpdateRequest, ValidateRequest};
+
+pub type AppState = Arc<Service>;
+type Answer = Result<Reply, ApiError>;
+
+pub async fn create(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("CreateCredentialParam");
+    let target_type = required.string(&fields, "target_type", "TargetType")?;
+    let name = required.string(&fields, "name", "Name")?;
+    required.check()?;
+    let description = decode::optional(&fields, "description")?;
+    let view = service
+        .create(CreateRequest {
+            target_type,
+            name,
+            description,
+            body: fields,
+        })
+        .await?;
+    Ok(Reply::of(view))
+}
+
+pub async fn get_one(State(service): State<AppState>, Path(id): Path<String>) -> Answer {
+    let id = decode::credential_id(&id)?;
+    Ok(Reply::of(service.get(id).await?))
+}
+
+pub async fn update(State(service): State<AppState>, Path(id): Path<String>, body: Body) -> Answer {
+    let id = decode::credential_id(&id)?;
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("UpdateCredentialParam");
+    let name = required.string(&fields, "name", "Name")?;
+    required.check()?;
+    let description = decode::optional(&fields, "description")?;
+    let view = service
+        .update(
+            id,
+            UpdateRequest {
+                name,
+                description,
+                body: fields,
+            },
+        )
+        .await?;
+    Ok(Reply::of(view))
+}
+
+pub async fn delete_one(State(service): State<AppState>, Path(id): Path<String>) -> Answer {
+    let id = decode::credential_id(&id)?;
+    service.delete(id).await?;
+    Ok(Reply::Empty)
+}
+
+pub async fn validate(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("ValidateCredentialParam");
+    let target_type = required.string(&fields, "target_type", "TargetType")?;
+    required.check()?;
+    let result = service
+        .validate(ValidateRequest {
+            target_type,
+            body: fields,
+        })
+        .await?;
+    Ok(Reply::of(result))
+}
+
+pub async fn replace_key(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("UpdateCredentialEncryptSecretKeyParam");
+    let key = required.string(&fields, "aes_key", "AesKey")?;
+    required.check()?;
+    // Go's StdEncoding skips CR and LF; padding is required.
+    let cleaned: String = key.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map_err(|_| ApiError::illegal("invalid base64 key"))?;
+    if bytes.len() != crate::keys::KEY_LEN {
+        return Err(ApiError::illegal("invalid aes key length, must be 32 bytes"));
+    }
+    service.replace_key(Secret::new(bytes)).await?;
+    Ok(Reply::Empty)
+}
+
+pub async fn list(State(service): State<AppState>, RawQuery(raw): RawQuery) -> Answer {
+    let request = query::list_request(raw.as_deref())?;
+    Ok(Reply::of(service.list(request).await?))
+}
+
+pub async fn delete_many(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("BatchDeleteCredentialParam");
+    let ids = required.ids(&fields, "credential_id_list", "CredentialIdList")?;
+    required.check()?;
+    Ok(Reply::of(service.delete_many(ids).await?))
+}
+
+pub async fn validate_many(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("BatchValidateCredentialParam");
+    let ids = required.ids(&fields, "credential_id_list", "CredentialIdList")?;
+    required.check()?;
+    Ok(Reply::of(service.validate_many(ids).await?))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+pub async fn shadowed(method: Method) -> ApiError {
+    decode::shadowed_by_id_route(&method)
+}

@@ -1,0 +1,178 @@
+//! The keyring: data keys with ids that are never reused, one of them
+//! current, kept in a file outside the database (mode 0600).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+pub const KEY_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("key {0} is not in the keyring")]
+    Unknown(u32),
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    current: u32,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    id: u32,
+    created_us: i64,
+    material: String,
+}
+
+pub struct Keyring {
+    path: PathBuf,
+    file: RwLock<KeyFile>,
+}
+
+impl Keyring {
+    /// Opens the key file, creating it with one fresh key on first start.
+    pub fn open(path: &Path) -> Result<Self, KeyError> {
+        let fail = |reason: String| KeyError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = match std::fs::read(path) {
+            Ok(bytes) => {
+                let file: KeyFile =
+                    serde_json::from_slice(&bytes).map_err(|e| fail(format!("unreadable: {e}")))?;
+                if !file.keys.iter().any(|k| k.id == file.current) {
+                    return Err(fail(format!("current key {} is missing", file.current)));
+                }
+                file
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let file = KeyFile {
+                    current: 1,
+                    keys: vec![KeyEntry {
+                        id: 1,
+                        created_us: crate::clock::now_us(),
+                        material: STANDARD.encode(rand::random::<[u8; KEY_LEN]>()),
+                    }],
+                };
+                write_private(path, &file).map_err(|e| fail(e.to_string()))?;
+                tracing::info!(path = %path.display(), "created a key file with key 1");
+                file
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: RwLock::new(file),
+        })
+    }
+
+    /// The current key and its id.
+    pub fn current(&self) -> (u32, Secret) {
+        let file = self.file.read().expect("keyring lock");
+        let id = file.current;
+        let key = self.material(&file, id).expect("the current key exists");
+        (id, key)
+    }
+
+    pub fn get(&self, id: u32) -> Result<Secret, KeyError> {
+        let file = self.file.read().expect("keyring lock");
+        self.material(&file, id).ok_or(KeyError::Unknown(id))
+    }
+
+    pub fn ids(&self) -> Vec<u32> {
+        self.file.read().expect("keyring lock").keys.iter().map(|k| k.id).collect()
+    }
+
+    fn material(&self, file: &KeyFile, id: u32) -> Option<Secret> {
+        file.keys
+            .iter()
+            .find(|k| k.id == id)
+            .and_then(|k| STANDARD.decode(&k.material).ok())
+            .map(Secret::new)
+    }
+
+    /// Adds `material` as a new key (a fresh id) and makes it current. The
+    /// file is replaced atomically before the key is used.
+    pub fn add_current(&self, material: Secret) -> Result<u32, KeyError> {
+        let mut file = self.file.write().expect("keyring lock");
+        let id = file.keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+        file.keys.push(KeyEntry {
+            id,
+            created_us: crate::clock::now_us(),
+            material: STANDARD.encode(material.expose()),
+        });
+        let previous = file.current;
+        file.current = id;
+        if let Err(e) = write_private(&self.path, &file) {
+            file.current = previous;
+            file.keys.pop();
+            return Err(KeyError::File {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(id)
+    }
+}
+
+/// Writes `file` to `path` with mode 0600, atomically, durably.
+fn write_private(path: &Path, file: &KeyFile) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(&serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_a_private_key_file_and_reopens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let ring = Keyring::open(&path).unwrap();
+        let (id, key) = ring.current();
+        assert_eq!((id, key.len()), (1, KEY_LEN));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = Keyring::open(&path).unwrap();
+        assert_eq!(again.current().1, key);
+    }
+
+    #[test]
+    fn new_keys_get_fresh_ids_and_become_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::open(&dir.path().join("keys.json")).unwrap();
+        let id = ring.add_current(Secret::new(vec![7; KEY_LEN])).unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(ring.current(), (2, Secret::new(vec![7; KEY_LEN])));
+        assert_eq!(ring.ids(), vec![1, 2]);
+        assert!(ring.get(1).is_ok());
+        assert!(matches!(ring.get(3), Err(KeyError::Unknown(3))));
+    }
+}

@@ -1,0 +1,162 @@
+//! Create, read, update and delete.
+
+use super::{
+    CreateRequest, CredentialView, Deleted, Error, Service, UpdateRequest, check_description,
+    check_name,
+};
+use crate::clock;
+use crate::plugins::{Purpose, SecretChange};
+use crate::store::{Record, SealedSecret, SecretWrite};
+
+impl Service {
+    pub async fn create(&self, req: CreateRequest) -> Result<CredentialView, Error> {
+        check_name(&req.name)?;
+        check_description(&req.description)?;
+        let registry = self.plugins();
+        let verifier = self.verifier(&registry, &req.target_type)?;
+        let property = req.body.raw(&verifier.info.property_field);
+        let normalized = verifier
+            .normalize(&property, Purpose::Create)
+            .await?
+            .map_err(Error::refused)?;
+        self.settings.targets.check(&normalized.targets)?;
+        let SecretChange::Replace(secret) = normalized.secret else {
+            return Err(Error::IllegalArgument("a new credential needs its secret".into()));
+        };
+        let now = clock::now_us();
+        let mut record = Record {
+            id: 0,
+            name: req.name,
+            description: req.description,
+            target_type: verifier.info.target_type.clone(),
+            public_field: verifier.info.public_field.clone(),
+            public: normalized.public.to_string(),
+            targets: normalized.targets,
+            search_terms: normalized.search_terms,
+            secret: SealedSecret {
+                policy: String::new(),
+                policy_version: String::new(),
+                key_id: 0,
+                ciphertext: Vec::new(),
+            },
+            created_us: now,
+            updated_us: now,
+            version: 1,
+        };
+        // Refuse a duplicate before logging in anywhere; the insert checks again.
+        let probe = record.clone();
+        if let Some(conflict) = self.store(move |s| s.conflict(&probe)).await? {
+            return Err(conflict.into());
+        }
+        self.prove(&verifier, &normalized.public, &secret, &record.targets)
+            .await?;
+        record.id = self.store(|s| s.reserve_id()).await?;
+        record.secret = self.seal(record.id, &secret).await?;
+        let stored = record.clone();
+        self.store(move |s| s.insert(&stored)).await?;
+        tracing::info!(id = record.id, target_type = %record.target_type, "credential created");
+        Ok(CredentialView::of(&record))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<CredentialView, Error> {
+        let record = self.load(id).await?;
+        Ok(CredentialView::of(&record))
+    }
+
+    pub(super) async fn load(&self, id: i64) -> Result<Record, Error> {
+        let Ok(id) = u64::try_from(id) else {
+            return Err(Error::NotFound);
+        };
+        self.store(move |s| s.get(id)).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn update(&self, id: i64, req: UpdateRequest) -> Result<CredentialView, Error> {
+        let current = self.load(id).await?;
+        check_name(&req.name)?;
+        check_description(&req.description)?;
+        let registry = self.plugins();
+        let verifier = self.verifier(&registry, &current.target_type)?;
+        let property = req.body.raw(&verifier.info.property_field);
+        let normalized = verifier
+            .normalize(&property, Purpose::Update)
+            .await?
+            .map_err(Error::refused)?;
+        self.settings.targets.check(&normalized.targets)?;
+        let record = Record {
+            name: req.name,
+            description: req.description,
+            public_field: verifier.info.public_field.clone(),
+            public: normalized.public.to_string(),
+            targets: normalized.targets,
+            search_terms: normalized.search_terms,
+            updated_us: clock::now_us(),
+            ..current.clone()
+        };
+        let probe = record.clone();
+        if let Some(conflict) = self.store(move |s| s.conflict(&probe)).await? {
+            return Err(conflict.into());
+        }
+        let (secret, replaced) = match normalized.secret {
+            SecretChange::Replace(secret) => (secret, true),
+            SecretChange::Keep => (self.open(&current).await?, false),
+        };
+        self.prove(&verifier, &normalized.public, &secret, &record.targets)
+            .await?;
+        let write = if replaced {
+            SecretWrite::Replace(self.seal(record.id, &secret).await?)
+        } else {
+            SecretWrite::Keep
+        };
+        let stored = self.store(move |s| s.update(record, write)).await?;
+        tracing::info!(id = stored.id, "credential updated");
+        Ok(CredentialView::of(&stored))
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<(), Error> {
+        let record = self.load(id).await?;
+        let id = record.id;
+        if !self.store(move |s| s.delete(id)).await? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(id, "credential deleted");
+        Ok(())
+    }
+
+    /// Deletes every listed credential that exists, atomically. Unknown ids
+    /// are reported, not an error, so a retried request is harmless.
+    pub async fn delete_many(&self, ids: Vec<i64>) -> Result<Deleted, Error> {
+        if ids.is_empty() {
+            return Err(Error::IllegalArgument("credential id list is empty".into()));
+        }
+        let mut wanted: Vec<u64> = Vec::with_capacity(ids.len());
+        let mut not_found = Vec::new();
+        for id in ids {
+            match u64::try_from(id) {
+                Ok(id) if !wanted.contains(&id) => wanted.push(id),
+                Ok(_) => {}
+                Err(_) => not_found.push(id.unsigned_abs()),
+            }
+        }
+        let requested = wanted.clone();
+        let deleted = self.store(move |s| s.delete_many(&requested)).await?;
+        not_found.extend(wanted.into_iter().filter(|id| !deleted.contains(id)));
+        tracing::info!(deleted = deleted.len(), "credentials deleted");
+        Ok(Deleted { deleted, not_found })
+    }
+}
+
+impl Error {
+    pub(super) fn refused(r: crate::plugins::Refusal) -> Self {
+        Error::Refused {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
+impl Service {
+    /// obshell's `PUT /credential/encrypt-secret-key`.
+    pub async fn replace_key(&self, _key: crate::secret::Secret) -> Result<(), Error> {
+        Err(Error::IllegalArgument("key rotation is not available yet".into()))
+    }
+}

@@ -1,0 +1,62 @@
+//! Everything a use case can refuse or fail with. `api::errors` maps each to
+//! its obshell code and HTTP status, in one place.
+
+use crate::plugins::PluginError;
+use crate::store::{Conflict, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Bind JSON failed: {0}")]
+    Bind(String),
+    #[error("Illegal argument: {0}")]
+    IllegalArgument(String),
+    /// A verifier refused the property, with its own obshell code.
+    #[error("{message}")]
+    Refused { code: String, message: String },
+    #[error("Unsupported target_type '{requested}', installed target types: {}", installed.join(", "))]
+    TargetTypeNotSupported { requested: String, installed: Vec<String> },
+    #[error("Credential name {0} already exists")]
+    NameExists(String),
+    #[error("Host {0} already has a credential")]
+    HostExists(String),
+    #[error("Host {0} appears more than once in targets")]
+    DuplicateHost(String),
+    #[error("Host {0} is not in the allowed target ranges")]
+    TargetNotAllowed(String),
+    #[error("SSH connection validation failed: {0}")]
+    ValidationFailed(String),
+    #[error("Credential not found")]
+    NotFound,
+    #[error("Credential not found: {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    NotFoundIds { ids: Vec<u64> },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("Encrypt credential passphrase failed: {0}")]
+    Encrypt(String),
+    #[error("Decrypt credential passphrase failed: credential {id}: {reason}")]
+    Decrypt { id: u64, reason: String },
+    #[error("storage failure: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(c) => c.into(),
+            StoreError::NotFound(_) => Error::NotFound,
+            other => Error::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<Conflict> for Error {
+    fn from(c: Conflict) -> Self {
+        match c {
+            Conflict::Name(name) => Error::NameExists(name),
+            Conflict::Host(ip) => Error::HostExists(ip),
+            Conflict::DuplicateHost(ip) => Error::DuplicateHost(ip),
+        }
+    }
+}

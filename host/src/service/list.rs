@@ -1,0 +1,80 @@
+//! The list endpoint: filters, sort and page, read from the store's indexes.
+
+use super::{CredentialView, Error, ListView, PageView, Service};
+use crate::store::{ListQuery, SortField};
+
+/// A list request, decoded but not yet normalised.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub credential_id: i64,
+    pub target_type: String,
+    pub key_word: String,
+    pub page: i64,
+    pub page_size: i64,
+    pub sort: String,
+    pub sort_order: String,
+}
+
+const SORT_FIELDS: &str = "id, credential_id, name, access_target, target_type, create_time, update_time";
+
+fn sort_field(name: &str) -> Result<Option<SortField>, Error> {
+    Ok(Some(match name.to_ascii_lowercase().as_str() {
+        "" => return Ok(None),
+        "id" | "credential_id" => SortField::Id,
+        "name" => SortField::Name,
+        "access_target" | "target_type" => SortField::TargetType,
+        "create_time" => SortField::CreateTime,
+        "update_time" => SortField::UpdateTime,
+        _ => {
+            return Err(Error::IllegalArgument(format!(
+                "unsupported sort field '{name}', use one of: {SORT_FIELDS}"
+            )));
+        }
+    }))
+}
+
+fn descending(order: &str) -> Result<Option<bool>, Error> {
+    match order.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "asc" => Ok(Some(false)),
+        "desc" => Ok(Some(true)),
+        _ => Err(Error::IllegalArgument(format!(
+            "unsupported sort_order '{order}', use asc or desc"
+        ))),
+    }
+}
+
+impl Service {
+    pub async fn list(&self, req: ListRequest) -> Result<ListView, Error> {
+        let page = if req.page <= 0 { 1 } else { req.page as u64 };
+        let size = if req.page_size <= 0 { 10 } else { req.page_size as u64 };
+        let field = sort_field(&req.sort)?;
+        let order = descending(&req.sort_order)?;
+        let (sort, descending) = match (field, order) {
+            // obshell's default: newest first.
+            (None, None) => (SortField::Id, true),
+            (None, Some(desc)) => (SortField::Id, desc),
+            (Some(field), order) => (field, order.unwrap_or(false)),
+        };
+        let query = ListQuery {
+            credential_id: (req.credential_id > 0).then_some(req.credential_id as u64),
+            target_type: (!req.target_type.is_empty()).then_some(req.target_type),
+            key_word: (!req.key_word.is_empty()).then_some(req.key_word),
+            sort,
+            descending,
+            offset: (page - 1).saturating_mul(size),
+            // Never more than there are rows, however large the page asked for.
+            limit: size,
+        };
+        let result = self.store(move |s| s.list(&query)).await?;
+        Ok(ListView {
+            contents: result.records.iter().map(CredentialView::of).collect(),
+            page: PageView {
+                total_elements: result.total,
+                total_pages: result.total.div_ceil(size),
+                size,
+                number: page,
+            },
+        })
+    }
+}

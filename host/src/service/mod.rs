@@ -1,0 +1,131 @@
+//! The use cases: the order of checks, uniqueness, what gets encrypted.
+//! Talks to the plugin registry, the store and the keyring; knows no HTTP.
+
+mod credentials;
+mod error;
+mod list;
+mod sealing;
+mod targets;
+mod verification;
+mod view;
+
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+
+pub use error::Error;
+pub use list::ListRequest;
+pub use targets::TargetPolicy;
+pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
+
+use crate::fields::Fields;
+use crate::keys::Keyring;
+use crate::plugins::{Registry, VerifierPlugin};
+use crate::store::{Store, StoreError};
+
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_DESCRIPTION_CHARS: usize = 256;
+pub const MAX_TARGETS: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub targets: TargetPolicy,
+    /// Credentials verified at once by one batch validation.
+    pub verify_concurrency: usize,
+    /// The encryption policy new secrets are sealed with.
+    pub policy: String,
+}
+
+pub struct Service {
+    plugins: ArcSwap<Registry>,
+    store: Arc<dyn Store>,
+    keys: Arc<Keyring>,
+    policy: RwLock<String>,
+    settings: ServiceSettings,
+}
+
+/// A create request: obshell's `CreateCredentialParam`.
+pub struct CreateRequest {
+    pub target_type: String,
+    pub name: String,
+    pub description: String,
+    /// The whole body, where the verifier's property field is found.
+    pub body: Fields,
+}
+
+/// An update request: obshell's `UpdateCredentialParam` (a full replace).
+pub struct UpdateRequest {
+    pub name: String,
+    pub description: String,
+    pub body: Fields,
+}
+
+pub struct ValidateRequest {
+    pub target_type: String,
+    pub body: Fields,
+}
+
+impl Service {
+    pub fn new(
+        plugins: Registry,
+        store: Arc<dyn Store>,
+        keys: Arc<Keyring>,
+        settings: ServiceSettings,
+    ) -> Result<Self, Error> {
+        if plugins.policy(&settings.policy).is_none() {
+            return Err(Error::Unavailable(format!(
+                "encryption policy '{}' is not loaded",
+                settings.policy
+            )));
+        }
+        Ok(Self {
+            plugins: ArcSwap::from_pointee(plugins),
+            store,
+            keys,
+            policy: RwLock::new(settings.policy.clone()),
+            settings,
+        })
+    }
+
+    pub fn plugins(&self) -> Arc<Registry> {
+        self.plugins.load_full()
+    }
+
+    fn verifier(&self, registry: &Registry, target_type: &str) -> Result<Arc<VerifierPlugin>, Error> {
+        registry.verifier(target_type).cloned().ok_or_else(|| Error::TargetTypeNotSupported {
+            requested: target_type.to_string(),
+            installed: registry.target_types().iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Runs a store call off the async threads (redb commits wait on disk).
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| Error::Store(format!("storage task failed: {e}")))?
+            .map_err(Error::from)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(Error::IllegalArgument(format!(
+            "name is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<(), Error> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::IllegalArgument(format!(
+            "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Sealing and opening secrets with the active policy and the keyring. The
+//! associated data binds a ciphertext to its credential, key and policy, so
+//! a row copied elsewhere does not open.
+
+use super::{Error, Service};
+use crate::plugins::SealError;
+use crate::secret::Secret;
+use crate::store::{Record, SealedSecret};
+
+fn associated_data(id: u64, key_id: u32, policy: &str) -> Vec<u8> {
+    format!("credhost/credential/{id}/key/{key_id}/policy/{policy}").into_bytes()
+}
+
+impl Service {
+    pub fn active_policy(&self) -> String {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    pub(super) async fn seal(&self, id: u64, secret: &Secret) -> Result<SealedSecret, Error> {
+        let registry = self.plugins();
+        let name = self.active_policy();
+        let policy = registry
+            .policy(&name)
+            .ok_or_else(|| Error::Encrypt(format!("encryption policy '{name}' is not loaded")))?;
+        let (key_id, key) = self.keys.current();
+        let aad = associated_data(id, key_id, &policy.info.name);
+        let ciphertext = policy.seal(&key, secret, &aad).await.map_err(|e| match e {
+            SealError::Plugin(p) => Error::Plugin(p),
+            SealError::Refused(reason) => Error::Encrypt(reason),
+        })?;
+        Ok(SealedSecret {
+            policy: policy.info.name.clone(),
+            policy_version: policy.meta.version.clone(),
+            key_id,
+            ciphertext,
+        })
+    }
+
+    pub(super) async fn open(&self, record: &Record) -> Result<Secret, Error> {
+        let sealed = &record.secret;
+        let fail = |reason: String| Error::Decrypt { id: record.id, reason };
+        let registry = self.plugins();
+        let policy = registry
+            .policy(&sealed.policy)
+            .ok_or_else(|| fail(format!("encryption policy '{}' is not loaded", sealed.policy)))?;
+        let key = self.keys.get(sealed.key_id).map_err(|e| fail(e.to_string()))?;
+        let aad = associated_data(record.id, sealed.key_id, &sealed.policy);
+        policy.open(&key, &sealed.ciphertext, &aad).await.map_err(|e| match e {
+            SealError::Plugin(p) => Error::Plugin(p),
+            SealError::Refused(reason) => fail(reason),
+        })
+    }
+}

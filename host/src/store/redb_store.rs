@@ -1,0 +1,431 @@
+//! The embedded store: one redb file. Unique and sort indexes are kept in the
+//! same write transaction as the row, so there is no check-then-act race, and
+//! a page of `list` is read from an index, not sorted from a full scan.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+
+use super::{
+    Conflict, ListQuery, Page, Record, SecretWrite, SortField, Store, StoreError, fold_name,
+};
+
+const CREDENTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("credentials");
+/// Folded name → id.
+const NAMES: TableDefinition<&str, u64> = TableDefinition::new("unique_names");
+/// (target type, canonical ip) → id.
+const HOSTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("unique_hosts");
+const BY_NAME: TableDefinition<(&str, u64), ()> = TableDefinition::new("sort_name");
+/// (upper-cased target type, id): also the `target_type` filter.
+const BY_TYPE: TableDefinition<(&str, u64), ()> = TableDefinition::new("sort_target_type");
+const BY_CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("sort_create_time");
+const BY_UPDATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("sort_update_time");
+/// id → lower-cased text that `key_word` searches.
+const SEARCH: TableDefinition<u64, &str> = TableDefinition::new("search");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_ID: &str = "next_id";
+const SCHEMA_VERSION: &str = "schema_version";
+const SCHEMA: u64 = 1;
+
+pub struct RedbStore {
+    db: Database,
+    next_id: AtomicU64,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        let next_id = {
+            // Opening every table creates it, so readers never miss one.
+            txn.open_table(CREDENTIALS).map_err(backend)?;
+            txn.open_table(NAMES).map_err(backend)?;
+            txn.open_table(HOSTS).map_err(backend)?;
+            txn.open_table(BY_NAME).map_err(backend)?;
+            txn.open_table(BY_TYPE).map_err(backend)?;
+            txn.open_table(BY_CREATED).map_err(backend)?;
+            txn.open_table(BY_UPDATED).map_err(backend)?;
+            txn.open_table(SEARCH).map_err(backend)?;
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let schema = meta.get(SCHEMA_VERSION).map_err(backend)?.map(|v| v.value());
+            match schema {
+                None => {
+                    meta.insert(SCHEMA_VERSION, SCHEMA).map_err(backend)?;
+                }
+                Some(SCHEMA) => {}
+                Some(other) => {
+                    return Err(StoreError::Backend(format!(
+                        "database schema {other} is newer than this server's {SCHEMA}"
+                    )));
+                }
+            }
+            let next = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
+            next
+        };
+        txn.commit().map_err(backend)?;
+        Ok(Self {
+            db,
+            next_id: AtomicU64::new(next_id),
+        })
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(backend)
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let value = f(&txn)?;
+        txn.commit().map_err(backend)?;
+        Ok(value)
+    }
+}
+
+/// The conflict `record` has with the rows in `txn`'s view, ignoring its own row.
+fn find_conflict(
+    names: &impl ReadableTable<&'static str, u64>,
+    hosts: &impl ReadableTable<(&'static str, &'static str), u64>,
+    record: &Record,
+) -> Result<Option<Conflict>, StoreError> {
+    if let Some(owner) = names.get(fold_name(&record.name).as_str()).map_err(backend)? {
+        if owner.value() != record.id {
+            return Ok(Some(Conflict::Name(record.name.clone())));
+        }
+    }
+    let mut seen = HashSet::new();
+    for target in &record.targets {
+        let ip = target.ip.to_string();
+        if !seen.insert(ip.clone()) {
+            return Ok(Some(Conflict::DuplicateHost(ip)));
+        }
+        if let Some(owner) = hosts
+            .get((record.target_type.as_str(), ip.as_str()))
+            .map_err(backend)?
+        {
+            if owner.value() != record.id {
+                return Ok(Some(Conflict::Host(ip)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn add_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreError> {
+    let folded = fold_name(&record.name);
+    let kind = record.target_type.to_uppercase();
+    txn.open_table(NAMES)
+        .map_err(backend)?
+        .insert(folded.as_str(), record.id)
+        .map_err(backend)?;
+    let mut hosts = txn.open_table(HOSTS).map_err(backend)?;
+    for target in &record.targets {
+        let ip = target.ip.to_string();
+        hosts
+            .insert((record.target_type.as_str(), ip.as_str()), record.id)
+            .map_err(backend)?;
+    }
+    txn.open_table(BY_NAME)
+        .map_err(backend)?
+        .insert((folded.as_str(), record.id), ())
+        .map_err(backend)?;
+    txn.open_table(BY_TYPE)
+        .map_err(backend)?
+        .insert((kind.as_str(), record.id), ())
+        .map_err(backend)?;
+    txn.open_table(BY_CREATED)
+        .map_err(backend)?
+        .insert((record.created_us, record.id), ())
+        .map_err(backend)?;
+    txn.open_table(BY_UPDATED)
+        .map_err(backend)?
+        .insert((record.updated_us, record.id), ())
+        .map_err(backend)?;
+    txn.open_table(SEARCH)
+        .map_err(backend)?
+        .insert(record.id, record.haystack().as_str())
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn remove_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreError> {
+    let folded = fold_name(&record.name);
+    let kind = record.target_type.to_uppercase();
+    txn.open_table(NAMES)
+        .map_err(backend)?
+        .remove(folded.as_str())
+        .map_err(backend)?;
+    let mut hosts = txn.open_table(HOSTS).map_err(backend)?;
+    for target in &record.targets {
+        let ip = target.ip.to_string();
+        hosts
+            .remove((record.target_type.as_str(), ip.as_str()))
+            .map_err(backend)?;
+    }
+    txn.open_table(BY_NAME)
+        .map_err(backend)?
+        .remove((folded.as_str(), record.id))
+        .map_err(backend)?;
+    txn.open_table(BY_TYPE)
+        .map_err(backend)?
+        .remove((kind.as_str(), record.id))
+        .map_err(backend)?;
+    txn.open_table(BY_CREATED)
+        .map_err(backend)?
+        .remove((record.created_us, record.id))
+        .map_err(backend)?;
+    txn.open_table(BY_UPDATED)
+        .map_err(backend)?
+        .remove((record.updated_us, record.id))
+        .map_err(backend)?;
+    txn.open_table(SEARCH)
+        .map_err(backend)?
+        .remove(record.id)
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn load(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<Record>, StoreError> {
+    match table.get(id).map_err(backend)? {
+        None => Ok(None),
+        Some(bytes) => Record::decode(bytes.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                id,
+                reason: e.to_string(),
+            }),
+    }
+}
+
+fn delete_in(txn: &WriteTransaction, id: u64) -> Result<bool, StoreError> {
+    let existing = load(&txn.open_table(CREDENTIALS).map_err(backend)?, id)?;
+    let Some(record) = existing else {
+        return Ok(false);
+    };
+    remove_indexes(txn, &record)?;
+    txn.open_table(CREDENTIALS)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?;
+    Ok(true)
+}
+
+impl Store for RedbStore {
+    fn reserve_id(&self) -> Result<u64, StoreError> {
+        Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError> {
+        let txn = self.read()?;
+        let names = txn.open_table(NAMES).map_err(backend)?;
+        let hosts = txn.open_table(HOSTS).map_err(backend)?;
+        find_conflict(&names, &hosts, record)
+    }
+
+    fn insert(&self, record: &Record) -> Result<(), StoreError> {
+        self.write(|txn| {
+            {
+                let names = txn.open_table(NAMES).map_err(backend)?;
+                let hosts = txn.open_table(HOSTS).map_err(backend)?;
+                if let Some(conflict) = find_conflict(&names, &hosts, record)? {
+                    return Err(StoreError::Conflict(conflict));
+                }
+            }
+            add_indexes(txn, record)?;
+            txn.open_table(CREDENTIALS)
+                .map_err(backend)?
+                .insert(record.id, record.encode().as_slice())
+                .map_err(backend)?;
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let next = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
+            if record.id >= next {
+                meta.insert(NEXT_ID, record.id + 1).map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn update(&self, mut record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
+        self.write(|txn| {
+            let current = load(&txn.open_table(CREDENTIALS).map_err(backend)?, record.id)?
+                .ok_or(StoreError::NotFound(record.id))?;
+            remove_indexes(txn, &current)?;
+            {
+                let names = txn.open_table(NAMES).map_err(backend)?;
+                let hosts = txn.open_table(HOSTS).map_err(backend)?;
+                if let Some(conflict) = find_conflict(&names, &hosts, &record)? {
+                    // Dropping the transaction undoes the index removal.
+                    return Err(StoreError::Conflict(conflict));
+                }
+            }
+            record.created_us = current.created_us;
+            record.target_type = current.target_type.clone();
+            record.version = current.version + 1;
+            if let SecretWrite::Replace(sealed) = secret {
+                record.secret = sealed;
+            } else {
+                record.secret = current.secret;
+            }
+            add_indexes(txn, &record)?;
+            txn.open_table(CREDENTIALS)
+                .map_err(backend)?
+                .insert(record.id, record.encode().as_slice())
+                .map_err(backend)?;
+            Ok(record)
+        })
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        let txn = self.read()?;
+        load(&txn.open_table(CREDENTIALS).map_err(backend)?, id)
+    }
+
+    fn delete(&self, id: u64) -> Result<bool, StoreError> {
+        self.write(|txn| delete_in(txn, id))
+    }
+
+    fn delete_many(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        self.write(|txn| {
+            let mut deleted = Vec::new();
+            for &id in ids {
+                if delete_in(txn, id)? {
+                    deleted.push(id);
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let txn = self.read()?;
+        let credentials = txn.open_table(CREDENTIALS).map_err(backend)?;
+
+        // The rows the filters allow; `None` means every row.
+        let mut allowed: Option<HashSet<u64>> = None;
+        let mut narrow = |ids: HashSet<u64>| {
+            allowed = Some(match allowed.take() {
+                None => ids,
+                Some(prev) => prev.intersection(&ids).copied().collect(),
+            });
+        };
+        if let Some(id) = query.credential_id {
+            narrow(if credentials.get(id).map_err(backend)?.is_some() {
+                HashSet::from([id])
+            } else {
+                HashSet::new()
+            });
+        }
+        if let Some(kind) = &query.target_type {
+            let kind = kind.to_uppercase();
+            let by_type = txn.open_table(BY_TYPE).map_err(backend)?;
+            let mut ids = HashSet::new();
+            for entry in by_type
+                .range((kind.as_str(), 0)..=(kind.as_str(), u64::MAX))
+                .map_err(backend)?
+            {
+                ids.insert(entry.map_err(backend)?.0.value().1);
+            }
+            narrow(ids);
+        }
+        if let Some(word) = &query.key_word {
+            let word = word.to_lowercase();
+            let search = txn.open_table(SEARCH).map_err(backend)?;
+            let mut ids = HashSet::new();
+            for entry in search.iter().map_err(backend)? {
+                let (id, text) = entry.map_err(backend)?;
+                if text.value().contains(word.as_str()) {
+                    ids.insert(id.value());
+                }
+            }
+            narrow(ids);
+        }
+
+        let total = match &allowed {
+            None => credentials.len().map_err(backend)?,
+            Some(ids) => ids.len() as u64,
+        };
+        if total == 0 || query.limit == 0 || query.offset >= total {
+            return Ok(Page {
+                total,
+                records: Vec::new(),
+            });
+        }
+        let ids = page_ids(&txn, query, allowed.as_ref())?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = load(&credentials, id)? {
+                records.push(record);
+            }
+        }
+        Ok(Page { total, records })
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        txn.open_table(CREDENTIALS)
+            .map_err(backend)?
+            .len()
+            .map_err(backend)
+    }
+}
+
+/// The ids of one page, walked in index order.
+fn page_ids(
+    txn: &ReadTransaction,
+    query: &ListQuery,
+    allowed: Option<&HashSet<u64>>,
+) -> Result<Vec<u64>, StoreError> {
+    fn walk<K: redb::Key + 'static, V: redb::Value + 'static>(
+        table: redb::ReadOnlyTable<K, V>,
+        id_of: impl Fn(K::SelfType<'_>) -> u64,
+        query: &ListQuery,
+        allowed: Option<&HashSet<u64>>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let range = table.iter().map_err(backend)?;
+        let ids = range.map(|entry| entry.map(|(k, _)| id_of(k.value())));
+        let ids: Box<dyn Iterator<Item = Result<u64, redb::StorageError>>> = if query.descending {
+            Box::new(ids.rev())
+        } else {
+            Box::new(ids)
+        };
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
+        ids.filter(|id| match (id, allowed) {
+            (Ok(id), Some(allowed)) => allowed.contains(id),
+            _ => true,
+        })
+        .skip(offset)
+        .take(limit)
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(backend)
+    }
+    let open = |e: redb::TableError| backend(e);
+    match query.sort {
+        SortField::Id => walk(txn.open_table(CREDENTIALS).map_err(open)?, |k| k, query, allowed),
+        SortField::Name => walk(txn.open_table(BY_NAME).map_err(open)?, |k| k.1, query, allowed),
+        SortField::TargetType => {
+            walk(txn.open_table(BY_TYPE).map_err(open)?, |k| k.1, query, allowed)
+        }
+        SortField::CreateTime => {
+            walk(txn.open_table(BY_CREATED).map_err(open)?, |k| k.1, query, allowed)
+        }
+        SortField::UpdateTime => {
+            walk(txn.open_table(BY_UPDATED).map_err(open)?, |k| k.1, query, allowed)
+        }
+    }
+}
