@@ -3,6 +3,8 @@
 //! builds it.
 #![allow(dead_code)]
 
+pub mod fake_ssh;
+pub mod server;
 pub mod sshd;
 
 use std::collections::HashMap;

@@ -1,0 +1,411 @@
+//! The credential API end to end: the real `credhost` binary, a real OpenSSH
+//! server on loopback, plain HTTP.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code, message};
+use support::sshd::{PASSWORD, Sshd, USER};
+
+fn property(sshd: &Sshd, passphrase: &str) -> Value {
+    json!({
+        "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+        "username": USER,
+        "type": "PASSWORD",
+        "passphrase": passphrase,
+    })
+}
+
+fn create_body(name: &str, sshd: &Sshd) -> Value {
+    json!({
+        "target_type": "HOST",
+        "name": name,
+        "description": "web tier",
+        "ssh_credential_property": property(sshd, PASSWORD),
+    })
+}
+
+const CREDENTIAL: &str = "/api/v1/security/credential";
+const CREDENTIALS: &str = "/api/v1/security/credentials";
+
+#[tokio::test]
+async fn create_get_update_validate_delete() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+
+    let (status, created) = server.post(CREDENTIAL, create_body("web", &sshd)).await;
+    assert_eq!(status, 200, "{created}");
+    let keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["successful", "timestamp", "duration", "status", "traceId", "data"]);
+    let data = &created["data"];
+    let fields: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        ["credential_id", "name", "target_type", "description", "ssh_secret", "create_time", "update_time"]
+    );
+    assert_eq!(data["name"], "web");
+    assert_eq!(data["target_type"], "HOST");
+    assert_eq!(data["description"], "web tier");
+    assert_eq!(
+        data["ssh_secret"],
+        json!({ "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }], "username": USER, "type": "PASSWORD" })
+    );
+    assert!(!created.to_string().contains(PASSWORD));
+    let id = data["credential_id"].as_u64().unwrap();
+
+    let (status, got) = server.get(&format!("{CREDENTIAL}/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["data"], *data);
+    // obshell accepts `+5` and `007` as ids.
+    let (status, _) = server.get(&format!("{CREDENTIAL}/+{id}")).await;
+    assert_eq!(status, 200);
+
+    // An empty passphrase keeps the stored one, which must still log in.
+    let mut patch = json!({ "name": "web-renamed", "ssh_credential_property": property(&sshd, "") });
+    let (status, updated) = server.patch(&format!("{CREDENTIAL}/{id}"), patch.clone()).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["name"], "web-renamed");
+    assert_eq!(updated["data"]["description"], "", "PATCH is a full replace");
+    assert_eq!(updated["data"]["create_time"], data["create_time"]);
+
+    // A wrong new passphrase is refused, naming the target, and nothing changes.
+    patch["ssh_credential_property"]["passphrase"] = json!("wrong-password");
+    let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), patch).await;
+    assert_eq!(status, 400);
+    assert_eq!(err_code(&refused), "Credential.SSH.ValidationFailed");
+    assert!(message(&refused).contains(&format!("127.0.0.1:{}", sshd.addr.port())), "{refused}");
+    assert!(message(&refused).contains("AUTH_FAILED"), "{refused}");
+
+    let (status, batch) = server
+        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [id, id] }))
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    let contents = batch["data"]["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 1, "duplicates are checked once");
+    assert_eq!(contents[0]["credential_id"], id);
+    assert_eq!(contents[0]["succeeded_count"], 1);
+    assert_eq!(contents[0]["failed_count"], 0);
+    assert_eq!(contents[0]["details"][0]["connection_result"], "SUCCESS");
+    assert_eq!(contents[0]["details"][0]["message"], "");
+
+    let (status, deleted) = server.delete(&format!("{CREDENTIAL}/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert!(deleted.get("data").is_none(), "{deleted}");
+    let (status, missing) = server.get(&format!("{CREDENTIAL}/{id}")).await;
+    assert_eq!((status, err_code(&missing)), (404, "Credential.NotFound"));
+    assert_eq!(message(&missing), "Credential not found");
+}
+
+#[tokio::test]
+async fn validate_reports_each_target_and_stores_nothing() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let closed = support::closed_port();
+    let body = json!({
+        "target_type": "HOST",
+        "ssh_credential_property": {
+            "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }, { "ip": "127.0.0.1", "port": closed }],
+            "username": USER, "type": "PASSWORD", "passphrase": PASSWORD,
+        }
+    });
+    let (status, result) = server.post(&format!("{CREDENTIAL}/validate"), body).await;
+    assert_eq!(status, 200, "{result}");
+    let data = &result["data"];
+    assert!(data.get("credential_id").is_none());
+    assert_eq!((data["succeeded_count"].as_u64(), data["failed_count"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(data["details"][0]["connection_result"], "SUCCESS");
+    assert_eq!(data["details"][1]["connection_result"], "CONNECT_FAILED");
+    assert_eq!(data["details"][1]["reason"], "REFUSED");
+    assert_eq!(data["details"][1]["target"], json!({ "ip": "127.0.0.1", "port": closed }));
+    let (_, list) = server.get(CREDENTIALS).await;
+    assert_eq!(list["data"]["page"]["total_elements"], 0);
+}
+
+#[tokio::test]
+async fn create_refuses_a_wrong_password_and_writes_nothing() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let mut body = create_body("db", &sshd);
+    body["ssh_credential_property"]["passphrase"] = json!("nope-nope");
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.SSH.ValidationFailed"));
+    assert!(message(&refused).contains("AUTH_FAILED"));
+    assert!(!message(&refused).contains("nope-nope"));
+    let (_, list) = server.get(CREDENTIALS).await;
+    assert_eq!(list["data"]["page"]["total_elements"], 0);
+    assert_eq!(list["data"]["contents"], json!([]));
+}
+
+#[tokio::test]
+async fn uniqueness_of_names_and_hosts() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let (status, first) = server.post(CREDENTIAL, create_body("Prod", &sshd)).await;
+    assert_eq!(status, 200, "{first}");
+
+    // Names are compared case-folded and without trailing spaces.
+    let mut body = create_body("prod  ", &sshd);
+    body["ssh_credential_property"]["targets"][0]["ip"] = json!("127.0.0.2");
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Name.AlreadyExists"));
+    assert_eq!(message(&refused), "Credential name prod   already exists");
+
+    // The same host under another port is the same host.
+    let mut body = create_body("other", &sshd);
+    body["ssh_credential_property"]["targets"][0]["port"] = json!(2);
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.AlreadyExists"));
+    assert_eq!(message(&refused), "Host 127.0.0.1 already has a credential");
+
+    // So is a host named twice in one request.
+    let body = json!({
+        "target_type": "HOST", "name": "twice",
+        "ssh_credential_property": {
+            "targets": [{ "ip": "127.0.0.9", "port": 1 }, { "ip": "127.0.0.9", "port": 2 }],
+            "username": "u", "type": "PASSWORD", "passphrase": "p",
+        }
+    });
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.AlreadyExists"));
+}
+
+#[tokio::test]
+async fn exactly_one_of_concurrent_identical_creates_wins() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let attempts = (0..8).map(|_| server.post(CREDENTIAL, create_body("race", &sshd)));
+    let results = futures::future::join_all(attempts).await;
+    let won = results.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(won, 1, "{results:?}");
+    for (status, envelope) in results.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400);
+        assert!(
+            ["Credential.Name.AlreadyExists", "Credential.Host.AlreadyExists"].contains(&err_code(envelope)),
+            "{envelope}"
+        );
+    }
+    let (_, list) = server.get(CREDENTIALS).await;
+    assert_eq!(list["data"]["page"]["total_elements"], 1);
+}
+
+#[tokio::test]
+async fn every_error_code_of_create() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({}), "Common.BindJsonFailed", "CreateCredentialParam.TargetType"),
+        (json!({ "target_type": "HOST" }), "Common.BindJsonFailed", "CreateCredentialParam.Name"),
+        (
+            json!({ "target_type": "ORACLE", "name": "x" }),
+            "Credential.TargetType.NotSupported",
+            "installed target types: HOST",
+        ),
+        (
+            json!({ "target_type": "host", "name": "x" }),
+            "Credential.TargetType.NotSupported",
+            "'host'",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x" }),
+            "Common.BindJsonFailed",
+            "SshCredentialProperty.Targets",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [], "username": "u", "type": "PASSWORD", "passphrase": "" } }),
+            "Common.IllegalArgument",
+            "Illegal argument: targets list cannot be empty",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [{ "ip": "db.local" }], "username": "u", "type": "PASSWORD", "passphrase": "" } }),
+            "Common.InvalidIp",
+            "'db.local' is not a valid IP address",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [{ "ip": "fe80::1%eth0" }], "username": "u", "type": "PASSWORD", "passphrase": "" } }),
+            "Common.InvalidIp",
+            "'fe80::1%eth0' is not a valid IP address",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [{ "ip": "127.0.0.1", "port": 65536 }], "username": "u", "type": "PASSWORD", "passphrase": "" } }),
+            "Credential.SSH.InvalidPort",
+            "The SSH port '65536' is invalid, must be in [1, 65535]",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [{ "ip": "127.0.0.1" }], "username": "u", "type": "KEY", "passphrase": "" } }),
+            "Credential.AuthType.NotSupported",
+            "currently only supports PASSWORD",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "n".repeat(65), "ssh_credential_property": property(&sshd, PASSWORD) }),
+            "Common.IllegalArgument",
+            "name is longer than 64 characters",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "description": "d".repeat(257), "ssh_credential_property": property(&sshd, PASSWORD) }),
+            "Common.IllegalArgument",
+            "description is longer than 256 characters",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": 5 }),
+            "Common.BindJsonFailed",
+            "cannot unmarshal number 5",
+        ),
+    ];
+    for (body, code, text) in cases {
+        let (status, envelope) = server.post(CREDENTIAL, body.clone()).await;
+        assert_eq!(status, 400, "{body} → {envelope}");
+        assert_eq!(err_code(&envelope), code, "{body} → {envelope}");
+        assert!(message(&envelope).contains(text), "{body} → {envelope}");
+    }
+    // Not JSON at all.
+    let response = server
+        .client()
+        .post(format!("{}{CREDENTIAL}", server.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let envelope: Value = response.json().await.unwrap();
+    assert_eq!(err_code(&envelope), "Common.BindJsonFailed");
+    // Too large.
+    let huge = json!({ "target_type": "HOST", "name": "x", "description": "d".repeat(1 << 20) });
+    let (status, envelope) = server.post(CREDENTIAL, huge).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"));
+}
+
+#[tokio::test]
+async fn routes_ids_and_the_trace_header() {
+    let server = Server::start(Options::default());
+    for path in ["/api/v1/security/credential/abc", "/api/v1/security/credential/validate", "/api/v1/security/credential/1.5"] {
+        let (status, envelope) = server.get(path).await;
+        assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"), "{path}");
+        assert_eq!(message(&envelope), "Illegal argument: invalid credential id");
+    }
+    for id in ["0", "-3", "9223372036854775807"] {
+        let (status, envelope) = server.get(&format!("{CREDENTIAL}/{id}")).await;
+        assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"), "{id}");
+        let (status, _) = server.delete(&format!("{CREDENTIAL}/{id}"), None).await;
+        assert_eq!(status, 404);
+        let (status, _) = server.patch(&format!("{CREDENTIAL}/{id}"), json!({ "name": "x" })).await;
+        assert_eq!(status, 404);
+    }
+    let (status, envelope) = server.patch(&format!("{CREDENTIAL}/1"), json!({})).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/v1/security/credential/5"),
+        (reqwest::Method::PUT, CREDENTIALS),
+        (reqwest::Method::GET, "/api/v1/nothing"),
+    ] {
+        let (status, envelope) = server.call(method, path, None).await;
+        assert_eq!((status, err_code(&envelope)), (404, "Common.NotFound"), "{path}");
+        assert_eq!(message(&envelope), "Element not found: 404 not found");
+    }
+    let response = server
+        .client()
+        .get(format!("{}{CREDENTIALS}", server.base))
+        .header("X-OBSHELL-Trace-ID", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    let envelope: Value = response.json().await.unwrap();
+    assert_eq!(envelope["traceId"], "trace-me-123");
+    let (_, envelope) = server.get(CREDENTIALS).await;
+    assert_eq!(envelope["traceId"].as_str().unwrap().len(), 16);
+}
+
+#[tokio::test]
+async fn batch_endpoints() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let (_, a) = server.post(CREDENTIAL, create_body("a", &sshd)).await;
+    let a = a["data"]["credential_id"].as_u64().unwrap();
+
+    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({ "credential_id_list": [] }))).await;
+    assert_eq!((status, message(&envelope)), (400, "Illegal argument: credential id list is empty"));
+    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({}))).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    let (status, envelope) = server.post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [] })).await;
+    assert_eq!((status, &envelope["data"]), (200, &json!({ "contents": [] })));
+    let (status, envelope) = server
+        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [a, 777, 778] }))
+        .await;
+    assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
+    assert_eq!(message(&envelope), "Credential not found: 777, 778");
+    let (status, envelope) = server
+        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": ["x"] }))
+        .await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+
+    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, 999] }))).await;
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(envelope["data"], json!({ "deleted": [a], "not_found": [999] }));
+    let (status, _) = server.get(&format!("{CREDENTIAL}/{a}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn key_endpoint_checks_its_input() {
+    let server = Server::start(Options::default());
+    let path = "/api/v1/security/credential/encrypt-secret-key";
+    let (status, envelope) = server.put(path, json!({})).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    let (status, envelope) = server.put(path, json!({ "aes_key": "***" })).await;
+    assert_eq!((status, message(&envelope)), (400, "Illegal argument: invalid base64 key"));
+    let (status, envelope) = server.put(path, json!({ "aes_key": "AAECAwQ=" })).await;
+    assert_eq!((status, message(&envelope)), (400, "Illegal argument: invalid aes key length, must be 32 bytes"));
+    let (status, envelope) = server.get(path).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"));
+}
+
+#[tokio::test]
+async fn the_allow_list_applies_to_create_update_and_validate() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options {
+        args: vec!["--allow-target".into(), "127.0.0.1/32".into()],
+        ..Default::default()
+    });
+    let mut body = create_body("in", &sshd);
+    let (status, created) = server.post(CREDENTIAL, body.clone()).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+
+    body["ssh_credential_property"]["targets"] = json!([{ "ip": "127.0.0.2", "port": sshd.addr.port() }]);
+    body["name"] = json!("out");
+    let (status, refused) = server.post(CREDENTIAL, body.clone()).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
+    assert_eq!(message(&refused), "Host 127.0.0.2 is not in the allowed target ranges");
+    let (status, refused) = server.post(&format!("{CREDENTIAL}/validate"), body.clone()).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
+    let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), body).await;
+    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
+}
+
+#[tokio::test]
+async fn serves_an_openapi_document_of_every_endpoint() {
+    let server = Server::start(Options::default());
+    let document: Value = server
+        .client()
+        .get(format!("{}/api/v1/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/api/v1/security/credential", "post"),
+        ("/api/v1/security/credential/{id}", "get"),
+        ("/api/v1/security/credential/{id}", "patch"),
+        ("/api/v1/security/credential/{id}", "delete"),
+        ("/api/v1/security/credential/validate", "post"),
+        ("/api/v1/security/credential/encrypt-secret-key", "put"),
+        ("/api/v1/security/credentials", "get"),
+        ("/api/v1/security/credentials", "delete"),
+        ("/api/v1/security/credentials/validate", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} is not documented");
+    }
+}
