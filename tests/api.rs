@@ -35,13 +35,41 @@ async fn create_get_update_validate_delete() {
 
     let (status, created) = server.post(CREDENTIAL, create_body("web", &sshd)).await;
     assert_eq!(status, 200, "{created}");
-    let keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["successful", "timestamp", "duration", "status", "traceId", "data"]);
+    let keys: Vec<&str> = created
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "successful",
+            "timestamp",
+            "duration",
+            "status",
+            "traceId",
+            "data"
+        ]
+    );
     let data = &created["data"];
-    let fields: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    let fields: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         fields,
-        ["credential_id", "name", "target_type", "description", "ssh_secret", "create_time", "update_time"]
+        [
+            "credential_id",
+            "name",
+            "target_type",
+            "description",
+            "ssh_secret",
+            "create_time",
+            "update_time"
+        ]
     );
     assert_eq!(data["name"], "web");
     assert_eq!(data["target_type"], "HOST");
@@ -61,11 +89,17 @@ async fn create_get_update_validate_delete() {
     assert_eq!(status, 200);
 
     // An empty passphrase keeps the stored one, which must still log in.
-    let mut patch = json!({ "name": "web-renamed", "ssh_credential_property": property(&sshd, "") });
-    let (status, updated) = server.patch(&format!("{CREDENTIAL}/{id}"), patch.clone()).await;
+    let mut patch =
+        json!({ "name": "web-renamed", "ssh_credential_property": property(&sshd, "") });
+    let (status, updated) = server
+        .patch(&format!("{CREDENTIAL}/{id}"), patch.clone())
+        .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["data"]["name"], "web-renamed");
-    assert_eq!(updated["data"]["description"], "", "PATCH is a full replace");
+    assert_eq!(
+        updated["data"]["description"], "",
+        "PATCH is a full replace"
+    );
     assert_eq!(updated["data"]["create_time"], data["create_time"]);
 
     // A wrong new passphrase is refused, naming the target, and nothing changes.
@@ -73,11 +107,17 @@ async fn create_get_update_validate_delete() {
     let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), patch).await;
     assert_eq!(status, 400);
     assert_eq!(err_code(&refused), "Credential.SSH.ValidationFailed");
-    assert!(message(&refused).contains(&format!("127.0.0.1:{}", sshd.addr.port())), "{refused}");
+    assert!(
+        message(&refused).contains(&format!("127.0.0.1:{}", sshd.addr.port())),
+        "{refused}"
+    );
     assert!(message(&refused).contains("AUTH_FAILED"), "{refused}");
 
     let (status, batch) = server
-        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [id, id] }))
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": [id, id] }),
+        )
         .await;
     assert_eq!(status, 200, "{batch}");
     let contents = batch["data"]["contents"].as_array().unwrap();
@@ -112,11 +152,20 @@ async fn validate_reports_each_target_and_stores_nothing() {
     assert_eq!(status, 200, "{result}");
     let data = &result["data"];
     assert!(data.get("credential_id").is_none());
-    assert_eq!((data["succeeded_count"].as_u64(), data["failed_count"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            data["succeeded_count"].as_u64(),
+            data["failed_count"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     assert_eq!(data["details"][0]["connection_result"], "SUCCESS");
     assert_eq!(data["details"][1]["connection_result"], "CONNECT_FAILED");
     assert_eq!(data["details"][1]["reason"], "REFUSED");
-    assert_eq!(data["details"][1]["target"], json!({ "ip": "127.0.0.1", "port": closed }));
+    assert_eq!(
+        data["details"][1]["target"],
+        json!({ "ip": "127.0.0.1", "port": closed })
+    );
     let (_, list) = server.get(CREDENTIALS).await;
     assert_eq!(list["data"]["page"]["total_elements"], 0);
 }
@@ -128,7 +177,10 @@ async fn create_refuses_a_wrong_password_and_writes_nothing() {
     let mut body = create_body("db", &sshd);
     body["ssh_credential_property"]["passphrase"] = json!("nope-nope");
     let (status, refused) = server.post(CREDENTIAL, body).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.SSH.ValidationFailed"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.SSH.ValidationFailed")
+    );
     assert!(message(&refused).contains("AUTH_FAILED"));
     assert!(!message(&refused).contains("nope-nope"));
     let (_, list) = server.get(CREDENTIALS).await;
@@ -147,14 +199,20 @@ async fn uniqueness_of_names_and_hosts() {
     let mut body = create_body("prod  ", &sshd);
     body["ssh_credential_property"]["targets"][0]["ip"] = json!("127.0.0.2");
     let (status, refused) = server.post(CREDENTIAL, body).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Name.AlreadyExists"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Name.AlreadyExists")
+    );
     assert_eq!(message(&refused), "Credential name prod   already exists");
 
     // The same host under another port is the same host.
     let mut body = create_body("other", &sshd);
     body["ssh_credential_property"]["targets"][0]["port"] = json!(2);
     let (status, refused) = server.post(CREDENTIAL, body).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.AlreadyExists"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.AlreadyExists")
+    );
     assert_eq!(message(&refused), "Host 127.0.0.1 already has a credential");
 
     // So is a host named twice in one request.
@@ -166,7 +224,10 @@ async fn uniqueness_of_names_and_hosts() {
         }
     });
     let (status, refused) = server.post(CREDENTIAL, body).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.AlreadyExists"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.AlreadyExists")
+    );
 }
 
 #[tokio::test]
@@ -180,7 +241,11 @@ async fn exactly_one_of_concurrent_identical_creates_wins() {
     for (status, envelope) in results.iter().filter(|(s, _)| *s != 200) {
         assert_eq!(*status, 400);
         assert!(
-            ["Credential.Name.AlreadyExists", "Credential.Host.AlreadyExists"].contains(&err_code(envelope)),
+            [
+                "Credential.Name.AlreadyExists",
+                "Credential.Host.AlreadyExists"
+            ]
+            .contains(&err_code(envelope)),
             "{envelope}"
         );
     }
@@ -193,8 +258,16 @@ async fn every_error_code_of_create() {
     let sshd = Sshd::start();
     let server = Server::start(Options::default());
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({}), "Common.BindJsonFailed", "CreateCredentialParam.TargetType"),
-        (json!({ "target_type": "HOST" }), "Common.BindJsonFailed", "CreateCredentialParam.Name"),
+        (
+            json!({}),
+            "Common.BindJsonFailed",
+            "CreateCredentialParam.TargetType",
+        ),
+        (
+            json!({ "target_type": "HOST" }),
+            "Common.BindJsonFailed",
+            "CreateCredentialParam.Name",
+        ),
         (
             json!({ "target_type": "ORACLE", "name": "x" }),
             "Credential.TargetType.NotSupported",
@@ -271,34 +344,61 @@ async fn every_error_code_of_create() {
     // Too large.
     let huge = json!({ "target_type": "HOST", "name": "x", "description": "d".repeat(1 << 20) });
     let (status, envelope) = server.post(CREDENTIAL, huge).await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"));
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.IllegalArgument")
+    );
 }
 
 #[tokio::test]
 async fn routes_ids_and_the_trace_header() {
     let server = Server::start(Options::default());
-    for path in ["/api/v1/security/credential/abc", "/api/v1/security/credential/validate", "/api/v1/security/credential/1.5"] {
+    for path in [
+        "/api/v1/security/credential/abc",
+        "/api/v1/security/credential/validate",
+        "/api/v1/security/credential/1.5",
+    ] {
         let (status, envelope) = server.get(path).await;
-        assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"), "{path}");
-        assert_eq!(message(&envelope), "Illegal argument: invalid credential id");
+        assert_eq!(
+            (status, err_code(&envelope)),
+            (400, "Common.IllegalArgument"),
+            "{path}"
+        );
+        assert_eq!(
+            message(&envelope),
+            "Illegal argument: invalid credential id"
+        );
     }
     for id in ["0", "-3", "9223372036854775807"] {
         let (status, envelope) = server.get(&format!("{CREDENTIAL}/{id}")).await;
-        assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"), "{id}");
+        assert_eq!(
+            (status, err_code(&envelope)),
+            (404, "Credential.NotFound"),
+            "{id}"
+        );
         let (status, _) = server.delete(&format!("{CREDENTIAL}/{id}"), None).await;
         assert_eq!(status, 404);
-        let (status, _) = server.patch(&format!("{CREDENTIAL}/{id}"), json!({ "name": "x" })).await;
+        let (status, _) = server
+            .patch(&format!("{CREDENTIAL}/{id}"), json!({ "name": "x" }))
+            .await;
         assert_eq!(status, 404);
     }
     let (status, envelope) = server.patch(&format!("{CREDENTIAL}/1"), json!({})).await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed")
+    );
     for (method, path) in [
         (reqwest::Method::POST, "/api/v1/security/credential/5"),
         (reqwest::Method::PUT, CREDENTIALS),
         (reqwest::Method::GET, "/api/v1/nothing"),
     ] {
         let (status, envelope) = server.call(method, path, None).await;
-        assert_eq!((status, err_code(&envelope)), (404, "Common.NotFound"), "{path}");
+        assert_eq!(
+            (status, err_code(&envelope)),
+            (404, "Common.NotFound"),
+            "{path}"
+        );
         assert_eq!(message(&envelope), "Element not found: 404 not found");
     }
     let response = server
@@ -321,25 +421,55 @@ async fn batch_endpoints() {
     let (_, a) = server.post(CREDENTIAL, create_body("a", &sshd)).await;
     let a = a["data"]["credential_id"].as_u64().unwrap();
 
-    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({ "credential_id_list": [] }))).await;
-    assert_eq!((status, message(&envelope)), (400, "Illegal argument: credential id list is empty"));
-    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({}))).await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
-    let (status, envelope) = server.post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [] })).await;
-    assert_eq!((status, &envelope["data"]), (200, &json!({ "contents": [] })));
     let (status, envelope) = server
-        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": [a, 777, 778] }))
+        .delete(CREDENTIALS, Some(json!({ "credential_id_list": [] })))
+        .await;
+    assert_eq!(
+        (status, message(&envelope)),
+        (400, "Illegal argument: credential id list is empty")
+    );
+    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({}))).await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed")
+    );
+    let (status, envelope) = server
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": [] }),
+        )
+        .await;
+    assert_eq!(
+        (status, &envelope["data"]),
+        (200, &json!({ "contents": [] }))
+    );
+    let (status, envelope) = server
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": [a, 777, 778] }),
+        )
         .await;
     assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
     assert_eq!(message(&envelope), "Credential not found: 777, 778");
     let (status, envelope) = server
-        .post(&format!("{CREDENTIALS}/validate"), json!({ "credential_id_list": ["x"] }))
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": ["x"] }),
+        )
         .await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed")
+    );
 
-    let (status, envelope) = server.delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, 999] }))).await;
+    let (status, envelope) = server
+        .delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, 999] })))
+        .await;
     assert_eq!(status, 200, "{envelope}");
-    assert_eq!(envelope["data"], json!({ "deleted": [a], "not_found": [999] }));
+    assert_eq!(
+        envelope["data"],
+        json!({ "deleted": [a], "not_found": [999] })
+    );
     let (status, _) = server.get(&format!("{CREDENTIAL}/{a}")).await;
     assert_eq!(status, 404);
 }
@@ -349,13 +479,28 @@ async fn key_endpoint_checks_its_input() {
     let server = Server::start(Options::default());
     let path = "/api/v1/security/credential/encrypt-secret-key";
     let (status, envelope) = server.put(path, json!({})).await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.BindJsonFailed"));
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed")
+    );
     let (status, envelope) = server.put(path, json!({ "aes_key": "***" })).await;
-    assert_eq!((status, message(&envelope)), (400, "Illegal argument: invalid base64 key"));
+    assert_eq!(
+        (status, message(&envelope)),
+        (400, "Illegal argument: invalid base64 key")
+    );
     let (status, envelope) = server.put(path, json!({ "aes_key": "AAECAwQ=" })).await;
-    assert_eq!((status, message(&envelope)), (400, "Illegal argument: invalid aes key length, must be 32 bytes"));
+    assert_eq!(
+        (status, message(&envelope)),
+        (
+            400,
+            "Illegal argument: invalid aes key length, must be 32 bytes"
+        )
+    );
     let (status, envelope) = server.get(path).await;
-    assert_eq!((status, err_code(&envelope)), (400, "Common.IllegalArgument"));
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.IllegalArgument")
+    );
 }
 
 #[tokio::test]
@@ -370,15 +515,30 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     assert_eq!(status, 200, "{created}");
     let id = created["data"]["credential_id"].as_u64().unwrap();
 
-    body["ssh_credential_property"]["targets"] = json!([{ "ip": "127.0.0.2", "port": sshd.addr.port() }]);
+    body["ssh_credential_property"]["targets"] =
+        json!([{ "ip": "127.0.0.2", "port": sshd.addr.port() }]);
     body["name"] = json!("out");
     let (status, refused) = server.post(CREDENTIAL, body.clone()).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
-    assert_eq!(message(&refused), "Host 127.0.0.2 is not in the allowed target ranges");
-    let (status, refused) = server.post(&format!("{CREDENTIAL}/validate"), body.clone()).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.NotAllowed")
+    );
+    assert_eq!(
+        message(&refused),
+        "Host 127.0.0.2 is not in the allowed target ranges"
+    );
+    let (status, refused) = server
+        .post(&format!("{CREDENTIAL}/validate"), body.clone())
+        .await;
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.NotAllowed")
+    );
     let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), body).await;
-    assert_eq!((status, err_code(&refused)), (400, "Credential.Host.NotAllowed"));
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.NotAllowed")
+    );
 }
 
 #[tokio::test]
@@ -406,6 +566,9 @@ async fn serves_an_openapi_document_of_every_endpoint() {
         ("/api/v1/security/credentials", "delete"),
         ("/api/v1/security/credentials/validate", "post"),
     ] {
-        assert!(paths[path][method].is_object(), "{method} {path} is not documented");
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
     }
 }

@@ -12,7 +12,9 @@ use support::sshd::{self, Sshd};
 const BURST: u32 = 60;
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test]
@@ -50,11 +52,16 @@ async fn acknowledged_creates_survive_kill_9_and_stay_decryptable() {
 
     server.crash_and_restart();
 
-    let (status, listed) = server.get("/api/v1/security/credentials?page_size=1000").await;
+    let (status, listed) = server
+        .get("/api/v1/security/credentials?page_size=1000")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(listed["data"]["page"]["total_elements"], BURST);
     let (status, checked) = server
-        .post("/api/v1/security/credentials/validate", json!({ "credential_id_list": acknowledged }))
+        .post(
+            "/api/v1/security/credentials/validate",
+            json!({ "credential_id_list": acknowledged }),
+        )
         .await;
     assert_eq!(status, 200, "{checked}");
     for result in checked["data"]["contents"].as_array().unwrap() {
@@ -79,7 +86,10 @@ async fn acknowledged_creates_survive_kill_9_and_stay_decryptable() {
     assert!(created["data"]["credential_id"].as_u64().unwrap() > *max);
 
     let database = std::fs::read(server.data_dir().join("credhost.redb")).unwrap();
-    assert!(!contains(&database, fake_ssh::PASSWORD), "the passphrase is in the database file in clear");
+    assert!(
+        !contains(&database, fake_ssh::PASSWORD),
+        "the passphrase is in the database file in clear"
+    );
     assert!(!contains(server.log_text().as_bytes(), fake_ssh::PASSWORD));
 }
 
@@ -120,9 +130,18 @@ async fn secrets_stay_out_of_files_logs_and_answers() {
     }
     for secret in [sshd::PASSWORD, wrong] {
         assert!(!answers.contains(secret), "a response carries a passphrase");
-        assert!(!server.log_text().contains(secret), "the log carries a passphrase");
+        assert!(
+            !server.log_text().contains(secret),
+            "the log carries a passphrase"
+        );
         let database = std::fs::read(server.data_dir().join("credhost.redb")).unwrap();
-        assert!(!contains(&database, secret), "the database file carries a passphrase in clear");
+        assert!(
+            !contains(&database, secret),
+            "the database file carries a passphrase in clear"
+        );
     }
-    assert!(server.log_text().contains("credential created"), "the log was not written at all");
+    assert!(
+        server.log_text().contains("credential created"),
+        "the log was not written at all"
+    );
 }

@@ -25,13 +25,19 @@ fn body(name: &str, ip: std::net::SocketAddr) -> Value {
 
 fn name_of(i: u32) -> String {
     // Mixed case, so sorting by name shows it is case-folded.
-    if i % 3 == 0 { format!("Cred-{i:03}") } else { format!("cred-{i:03}") }
+    if i.is_multiple_of(3) {
+        format!("Cred-{i:03}")
+    } else {
+        format!("cred-{i:03}")
+    }
 }
 
 async fn populated() -> (Server, FakeSsh) {
     let fake = FakeSsh::start(&fake_ssh::loopback_ips(1, COUNT + 1)).await;
     let server = Server::start(Options::default());
-    let mut bodies: Vec<Value> = (0..COUNT).map(|i| body(&name_of(i), fake.addrs[i as usize])).collect();
+    let mut bodies: Vec<Value> = (0..COUNT)
+        .map(|i| body(&name_of(i), fake.addrs[i as usize]))
+        .collect();
     bodies.push(body("50%_off", fake.addrs[COUNT as usize]));
     let results: Vec<(u16, Value)> = futures::stream::iter(bodies)
         .map(|b| {
@@ -48,17 +54,29 @@ async fn populated() -> (Server, FakeSsh) {
 }
 
 async fn page(server: &Server, query: &str) -> Value {
-    let (status, envelope) = server.get(&format!("/api/v1/security/credentials?{query}")).await;
+    let (status, envelope) = server
+        .get(&format!("/api/v1/security/credentials?{query}"))
+        .await;
     assert_eq!(status, 200, "{query}: {envelope}");
     envelope["data"].clone()
 }
 
 fn names(page: &Value) -> Vec<String> {
-    page["contents"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+    page["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn ids(page: &Value) -> Vec<u64> {
-    page["contents"].as_array().unwrap().iter().map(|c| c["credential_id"].as_u64().unwrap()).collect()
+    page["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["credential_id"].as_u64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -68,7 +86,10 @@ async fn filters_sorts_and_pages() {
 
     // Defaults: page 1 of 10, newest first.
     let first = page(&server, "").await;
-    assert_eq!(first["page"], json!({ "total_elements": total, "total_pages": total.div_ceil(10), "size": 10, "number": 1 }));
+    assert_eq!(
+        first["page"],
+        json!({ "total_elements": total, "total_pages": total.div_ceil(10), "size": 10, "number": 1 })
+    );
     let newest = ids(&first);
     assert_eq!(newest.len(), 10);
     assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
@@ -76,7 +97,9 @@ async fn filters_sorts_and_pages() {
     // Walking every page by name gives each credential once, case-folded order.
     let mut walked = Vec::new();
     for number in 1..=total.div_ceil(37) {
-        walked.extend(names(&page(&server, &format!("sort=name&page_size=37&page={number}")).await));
+        walked.extend(names(
+            &page(&server, &format!("sort=name&page_size=37&page={number}")).await,
+        ));
     }
     assert_eq!(walked.len() as u64, total);
     let mut expected = walked.clone();
@@ -96,49 +119,90 @@ async fn filters_sorts_and_pages() {
     let one = page(&server, &format!("credential_id={}", newest[3])).await;
     assert_eq!(ids(&one), vec![newest[3]]);
     assert_eq!(one["page"]["total_elements"], 1);
-    assert_eq!(page(&server, "target_type=host&page_size=1").await["page"]["total_elements"], total);
-    assert_eq!(page(&server, "target_type=OB").await["page"]["total_elements"], 0);
+    assert_eq!(
+        page(&server, "target_type=host&page_size=1").await["page"]["total_elements"],
+        total
+    );
+    assert_eq!(
+        page(&server, "target_type=OB").await["page"]["total_elements"],
+        0
+    );
     let by_name = page(&server, "key_word=CRED-01&sort=name").await;
     assert_eq!(names(&by_name), (10..20).map(name_of).collect::<Vec<_>>());
-    assert_eq!(page(&server, "key_word=FAKE&page_size=1").await["page"]["total_elements"], total);
+    assert_eq!(
+        page(&server, "key_word=FAKE&page_size=1").await["page"]["total_elements"],
+        total
+    );
     // ip 127.1.0.15 and 127.1.0.150-159.
-    assert_eq!(page(&server, "key_word=127.1.0.15").await["page"]["total_elements"], 11);
+    assert_eq!(
+        page(&server, "key_word=127.1.0.15").await["page"]["total_elements"],
+        11
+    );
     // % and _ are literal.
     assert_eq!(names(&page(&server, "key_word=%25").await), vec!["50%_off"]);
     assert_eq!(names(&page(&server, "key_word=_").await), vec!["50%_off"]);
-    assert_eq!(page(&server, "key_word=PASSWORD").await["page"]["total_elements"], 0);
-    let combined = page(&server, "key_word=cred-1&target_type=HOST&sort=name&page=2&page_size=5").await;
+    assert_eq!(
+        page(&server, "key_word=PASSWORD").await["page"]["total_elements"],
+        0
+    );
+    let combined = page(
+        &server,
+        "key_word=cred-1&target_type=HOST&sort=name&page=2&page_size=5",
+    )
+    .await;
     assert_eq!(combined["page"]["total_elements"], 100);
-    assert_eq!(names(&combined), (105..110).map(name_of).collect::<Vec<_>>());
+    assert_eq!(
+        names(&combined),
+        (105..110).map(name_of).collect::<Vec<_>>()
+    );
 
     // Pages beyond the end are empty; the SDK's huge page size returns all.
     let beyond = page(&server, "page=1000").await;
     assert_eq!(beyond["contents"], json!([]));
     assert_eq!(beyond["page"]["total_elements"], total);
-    let all = page(&server, "page_size=9223372036854775807&size=9223372036854775807").await;
+    let all = page(
+        &server,
+        "page_size=9223372036854775807&size=9223372036854775807",
+    )
+    .await;
     assert_eq!(ids(&all).len() as u64, total);
     assert_eq!(all["page"]["size"], 9223372036854775807u64);
     assert_eq!(all["page"]["total_pages"], 1);
-    let overflow = page(&server, "page=9223372036854775807&page_size=9223372036854775807").await;
+    let overflow = page(
+        &server,
+        "page=9223372036854775807&page_size=9223372036854775807",
+    )
+    .await;
     assert_eq!(overflow["contents"], json!([]));
 
     // An update moves a credential to the end of update_time order.
     let target = newest[5];
-    let (status, current) = server.get(&format!("/api/v1/security/credential/{target}")).await;
+    let (status, current) = server
+        .get(&format!("/api/v1/security/credential/{target}"))
+        .await;
     assert_eq!(status, 200);
     let secret = &current["data"]["ssh_secret"];
     let patch = json!({
         "name": "renamed",
         "ssh_credential_property": { "targets": secret["targets"], "username": secret["username"], "type": "PASSWORD", "passphrase": "" }
     });
-    let (status, envelope) = server.patch(&format!("/api/v1/security/credential/{target}"), patch).await;
+    let (status, envelope) = server
+        .patch(&format!("/api/v1/security/credential/{target}"), patch)
+        .await;
     assert_eq!(status, 200, "{envelope}");
     let latest = page(&server, "sort=update_time&sort_order=desc&page_size=1").await;
     assert_eq!(ids(&latest), vec![target]);
 
     // Bad parameters are refused, not ignored.
-    for query in ["sort=password", "sort_order=up", "page=abc", "page_size=1.5"] {
-        let (status, envelope) = server.get(&format!("/api/v1/security/credentials?{query}")).await;
+    for query in [
+        "sort=password",
+        "sort_order=up",
+        "page=abc",
+        "page_size=1.5",
+    ] {
+        let (status, envelope) = server
+            .get(&format!("/api/v1/security/credentials?{query}"))
+            .await;
         assert_eq!(status, 400, "{query}");
         assert!(["Common.IllegalArgument", "Common.BindJsonFailed"].contains(&err_code(&envelope)));
     }

@@ -93,7 +93,11 @@ pub struct Overrides {
     #[arg(long, env = "CREDHOST_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
     /// CIDR that targets must fall in (repeatable, or comma-separated in the env).
-    #[arg(long = "allow-target", env = "CREDHOST_ALLOW_TARGETS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-target",
+        env = "CREDHOST_ALLOW_TARGETS",
+        value_delimiter = ','
+    )]
     pub allow_targets: Vec<IpNet>,
     /// The encryption policy for new secrets.
     #[arg(long, env = "CREDHOST_POLICY")]
@@ -181,12 +185,19 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.ssh.connect_timeout_ms, 100);
-        assert_eq!(config.ssh.auth_timeout_ms, SshSettings::default().auth_timeout_ms);
+        assert_eq!(
+            config.ssh.auth_timeout_ms,
+            SshSettings::default().auth_timeout_ms
+        );
         assert_eq!(config.plugins["ssh-verifier"].deadline_ms, Some(5));
         assert_eq!(config.allow_targets.len(), 1);
 
         std::fs::write(&path, "listen_typo = 1\n").unwrap();
-        let error = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err();
+        let error = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(error.to_string().contains("listen_typo"));
     }
 }

@@ -59,7 +59,8 @@ impl Fields {
 
     /// The raw JSON text of a field, `null` when absent.
     pub fn raw(&self, name: &str) -> String {
-        self.get(name).map_or_else(|| "null".to_string(), Value::to_string)
+        self.get(name)
+            .map_or_else(|| "null".to_string(), Value::to_string)
     }
 }
 
@@ -83,7 +84,9 @@ fn mismatch(value: &Value, field: &str, go_type: &str) -> BindError {
 
 /// obshell's `required` message for one field.
 pub fn required(param: &str, field: &str) -> String {
-    format!("Key: '{param}.{field}' Error:Field validation for '{field}' failed on the 'required' tag")
+    format!(
+        "Key: '{param}.{field}' Error:Field validation for '{field}' failed on the 'required' tag"
+    )
 }
 
 #[cfg(test)]

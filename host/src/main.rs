@@ -5,7 +5,11 @@ use credhost::config::{Config, Overrides};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "credhost", version, about = "A credential service that speaks obshell's credential API")]
+#[command(
+    name = "credhost",
+    version,
+    about = "A credential service that speaks obshell's credential API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

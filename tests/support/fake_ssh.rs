@@ -26,8 +26,17 @@ pub fn loopback_ips(first: u32, count: u32) -> Vec<Ipv4Addr> {
 
 impl FakeSsh {
     pub async fn start(ips: &[Ipv4Addr]) -> Self {
+        Self::start_with_latency(ips, Duration::ZERO).await
+    }
+
+    /// Servers that wait `latency` before speaking, as a remote host's
+    /// network and sshd would: their work then happens off this machine's
+    /// CPUs, as it does in a real fleet.
+    pub async fn start_with_latency(ips: &[Ipv4Addr], latency: Duration) -> Self {
         let seed = [7u8; 32];
-        let key = russh::keys::PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed));
+        let key = russh::keys::PrivateKey::from(
+            russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed),
+        );
         let config = Arc::new(Config {
             keys: vec![key],
             auth_rejection_time: Duration::ZERO,
@@ -43,8 +52,10 @@ impl FakeSsh {
             let config = config.clone();
             tasks.push(tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
+                    let _ = stream.set_nodelay(true);
                     let config = config.clone();
                     tokio::spawn(async move {
+                        tokio::time::sleep(latency).await;
                         if let Ok(session) = russh::server::run_stream(config, stream, Fake).await {
                             let _ = session.await;
                         }

@@ -36,14 +36,21 @@ impl Server {
             args: options.args,
             envs: options.envs,
             _dir: dir,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_credhost"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -56,7 +63,9 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let addr = line
             .trim()
             .strip_prefix("credhost listening on ")
@@ -81,7 +90,12 @@ impl Server {
         &self.data_dir
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.body(body.to_string());
@@ -89,7 +103,10 @@ impl Server {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let envelope: Value = response.json().await.unwrap();
-        assert_eq!(envelope["status"], status, "status field and HTTP status differ: {envelope}");
+        assert_eq!(
+            envelope["status"], status,
+            "status field and HTTP status differ: {envelope}"
+        );
         (status, envelope)
     }
 

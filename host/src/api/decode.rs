@@ -37,7 +37,12 @@ impl<'a> Required<'a> {
     }
 
     /// A string that must be present and non-empty.
-    pub fn string(&mut self, fields: &Fields, key: &str, go_name: &str) -> Result<String, ApiError> {
+    pub fn string(
+        &mut self,
+        fields: &Fields,
+        key: &str,
+        go_name: &str,
+    ) -> Result<String, ApiError> {
         let value = fields.string(key).map_err(|e| ApiError::bind(e.0))?;
         match value {
             Some(v) if !v.is_empty() => Ok(v),

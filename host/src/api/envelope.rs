@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::errors::ApiError;
 use crate::clock;
@@ -19,14 +19,17 @@ pub const TRACE_HEADER: &str = "x-obshell-trace-id";
 /// What a handler answered, before it is enveloped.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    Data(Value),
+    /// Serialised once, here; the envelope embeds it as it is.
+    Data(Box<RawValue>),
     /// Success without a `data` key (delete, key rotation).
     Empty,
 }
 
 impl Reply {
     pub fn of(data: impl Serialize) -> Self {
-        Reply::Data(serde_json::to_value(data).expect("response data always serialises"))
+        Reply::Data(
+            serde_json::value::to_raw_value(&data).expect("response data always serialises"),
+        )
     }
 }
 
@@ -58,7 +61,7 @@ struct Envelope<'a> {
     #[serde(rename = "traceId")]
     trace_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Value>,
+    data: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
 }

@@ -91,7 +91,9 @@ pub async fn replace_key(State(service): State<AppState>, body: Body) -> Answer 
         .decode(cleaned.as_bytes())
         .map_err(|_| ApiError::illegal("invalid base64 key"))?;
     if bytes.len() != crate::keys::KEY_LEN {
-        return Err(ApiError::illegal("invalid aes key length, must be 32 bytes"));
+        return Err(ApiError::illegal(
+            "invalid aes key length, must be 32 bytes",
+        ));
     }
     service.replace_key(Secret::new(bytes)).await?;
     Ok(Reply::Empty)

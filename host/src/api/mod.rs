@@ -19,7 +19,10 @@ pub use handlers::AppState;
 pub fn router(state: AppState) -> Router {
     use handlers::*;
     Router::new()
-        .route("/api/v1/security/credential", post(create).fallback(not_found))
+        .route(
+            "/api/v1/security/credential",
+            post(create).fallback(not_found),
+        )
         .route(
             "/api/v1/security/credential/validate",
             post(validate).fallback(shadowed),

@@ -48,7 +48,10 @@ mod tests {
 
     #[test]
     fn binds_like_obshell() {
-        let r = list_request(Some("page=&page_size=9223372036854775807&sort=NAME&page=3&key_word=a%25b")).unwrap();
+        let r = list_request(Some(
+            "page=&page_size=9223372036854775807&sort=NAME&page=3&key_word=a%25b",
+        ))
+        .unwrap();
         assert_eq!(r.page, 0);
         assert_eq!(r.page_size, i64::MAX);
         assert_eq!(r.sort, "NAME");

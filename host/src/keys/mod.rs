@@ -90,7 +90,13 @@ impl Keyring {
     }
 
     pub fn ids(&self) -> Vec<u32> {
-        self.file.read().expect("keyring lock").keys.iter().map(|k| k.id).collect()
+        self.file
+            .read()
+            .expect("keyring lock")
+            .keys
+            .iter()
+            .map(|k| k.id)
+            .collect()
     }
 
     fn material(&self, file: &KeyFile, id: u32) -> Option<Secret> {
@@ -159,7 +165,10 @@ mod tests {
         let ring = Keyring::open(&path).unwrap();
         let (id, key) = ring.current();
         assert_eq!((id, key.len()), (1, KEY_LEN));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let again = Keyring::open(&path).unwrap();
         assert_eq!(again.current().1, key);
     }

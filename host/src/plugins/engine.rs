@@ -11,6 +11,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// One epoch tick: the granularity of every plugin deadline.
 pub const TICK: Duration = Duration::from_millis(2);
 
+/// Bytes of each pooled memory, table and stack kept resident between calls.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 #[derive(Debug, Clone, Copy)]
 pub struct EngineSettings {
     /// Plugin instances alive at once (each call has one).
@@ -44,7 +47,13 @@ impl PluginEngine {
             .total_tables(settings.max_instances * 4)
             .total_stacks(settings.max_instances)
             .max_memories_per_component(2)
-            .max_memory_size(settings.max_memory_bytes as usize);
+            .max_memory_size(settings.max_memory_bytes as usize)
+            // Reusing a slot should not fault its pages in again: a plugin
+            // call is short, so page faults would dominate it.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .wasm_component_model(true)

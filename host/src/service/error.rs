@@ -14,7 +14,10 @@ pub enum Error {
     #[error("{message}")]
     Refused { code: String, message: String },
     #[error("Unsupported target_type '{requested}', installed target types: {}", installed.join(", "))]
-    TargetTypeNotSupported { requested: String, installed: Vec<String> },
+    TargetTypeNotSupported {
+        requested: String,
+        installed: Vec<String>,
+    },
     #[error("Credential name {0} already exists")]
     NameExists(String),
     #[error("Host {0} already has a credential")]

@@ -15,7 +15,8 @@ pub struct ListRequest {
     pub sort_order: String,
 }
 
-const SORT_FIELDS: &str = "id, credential_id, name, access_target, target_type, create_time, update_time";
+const SORT_FIELDS: &str =
+    "id, credential_id, name, access_target, target_type, create_time, update_time";
 
 fn sort_field(name: &str) -> Result<Option<SortField>, Error> {
     Ok(Some(match name.to_ascii_lowercase().as_str() {
@@ -47,7 +48,11 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
 impl Service {
     pub async fn list(&self, req: ListRequest) -> Result<ListView, Error> {
         let page = if req.page <= 0 { 1 } else { req.page as u64 };
-        let size = if req.page_size <= 0 { 10 } else { req.page_size as u64 };
+        let size = if req.page_size <= 0 {
+            10
+        } else {
+            req.page_size as u64
+        };
         let field = sort_field(&req.sort)?;
         let order = descending(&req.sort_order)?;
         let (sort, descending) = match (field, order) {

@@ -91,11 +91,22 @@ impl Service {
         self.plugins.load_full()
     }
 
-    fn verifier(&self, registry: &Registry, target_type: &str) -> Result<Arc<VerifierPlugin>, Error> {
-        registry.verifier(target_type).cloned().ok_or_else(|| Error::TargetTypeNotSupported {
-            requested: target_type.to_string(),
-            installed: registry.target_types().iter().map(|s| s.to_string()).collect(),
-        })
+    fn verifier(
+        &self,
+        registry: &Registry,
+        target_type: &str,
+    ) -> Result<Arc<VerifierPlugin>, Error> {
+        registry
+            .verifier(target_type)
+            .cloned()
+            .ok_or_else(|| Error::TargetTypeNotSupported {
+                requested: target_type.to_string(),
+                installed: registry
+                    .target_types()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            })
     }
 
     /// Runs a store call off the async threads (redb commits wait on disk).

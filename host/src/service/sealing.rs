@@ -38,16 +38,28 @@ impl Service {
 
     pub(super) async fn open(&self, record: &Record) -> Result<Secret, Error> {
         let sealed = &record.secret;
-        let fail = |reason: String| Error::Decrypt { id: record.id, reason };
+        let fail = |reason: String| Error::Decrypt {
+            id: record.id,
+            reason,
+        };
         let registry = self.plugins();
-        let policy = registry
-            .policy(&sealed.policy)
-            .ok_or_else(|| fail(format!("encryption policy '{}' is not loaded", sealed.policy)))?;
-        let key = self.keys.get(sealed.key_id).map_err(|e| fail(e.to_string()))?;
+        let policy = registry.policy(&sealed.policy).ok_or_else(|| {
+            fail(format!(
+                "encryption policy '{}' is not loaded",
+                sealed.policy
+            ))
+        })?;
+        let key = self
+            .keys
+            .get(sealed.key_id)
+            .map_err(|e| fail(e.to_string()))?;
         let aad = associated_data(record.id, sealed.key_id, &sealed.policy);
-        policy.open(&key, &sealed.ciphertext, &aad).await.map_err(|e| match e {
-            SealError::Plugin(p) => Error::Plugin(p),
-            SealError::Refused(reason) => fail(reason),
-        })
+        policy
+            .open(&key, &sealed.ciphertext, &aad)
+            .await
+            .map_err(|e| match e {
+                SealError::Plugin(p) => Error::Plugin(p),
+                SealError::Refused(reason) => fail(reason),
+            })
     }
 }

@@ -38,7 +38,10 @@ mod tests {
     use super::*;
 
     fn target(ip: &str) -> Target {
-        Target { ip: ip.parse().unwrap(), port: 22 }
+        Target {
+            ip: ip.parse().unwrap(),
+            port: 22,
+        }
     }
 
     #[test]
@@ -48,15 +51,23 @@ mod tests {
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         };
         assert!(policy.check(&[target("127.0.0.2"), target("::1")]).is_ok());
-        let refused = policy.check(&[target("127.0.0.1"), target("10.0.0.1")]).unwrap_err();
+        let refused = policy
+            .check(&[target("127.0.0.1"), target("10.0.0.1")])
+            .unwrap_err();
         assert!(matches!(refused, Error::TargetNotAllowed(ip) if ip == "10.0.0.1"));
     }
 
     #[test]
     fn caps_the_number_of_targets() {
         let many: Vec<Target> = (0..=MAX_TARGETS as u32)
-            .map(|i| Target { ip: std::net::Ipv4Addr::from(i).into(), port: 22 })
+            .map(|i| Target {
+                ip: std::net::Ipv4Addr::from(i).into(),
+                port: 22,
+            })
             .collect();
-        assert!(matches!(TargetPolicy::default().check(&many), Err(Error::IllegalArgument(_))));
+        assert!(matches!(
+            TargetPolicy::default().check(&many),
+            Err(Error::IllegalArgument(_))
+        ));
     }
 }

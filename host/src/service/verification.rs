@@ -30,7 +30,14 @@ impl Service {
         let failures: Vec<String> = details
             .iter()
             .filter(|d| !d.succeeded())
-            .map(|d| format!("{} {}: {}", address(&d.target), d.reason.as_str(), d.message))
+            .map(|d| {
+                format!(
+                    "{} {}: {}",
+                    address(&d.target),
+                    d.reason.as_str(),
+                    d.message
+                )
+            })
             .collect();
         if failures.is_empty() {
             Ok(())
@@ -56,7 +63,11 @@ impl Service {
         let details = verifier
             .verify(&normalized.public, &secret, &normalized.targets)
             .await?;
-        Ok(ValidationResult::new(None, verifier.info.target_type.clone(), details))
+        Ok(ValidationResult::new(
+            None,
+            verifier.info.target_type.clone(),
+            details,
+        ))
     }
 
     /// Checks stored credentials, all of them concurrently (bounded). Every
@@ -113,15 +124,20 @@ impl Service {
             .verifier(&record.target_type)
             .cloned()
             .ok_or_else(|| {
-                (
-                    Reason::Unsupported,
-                    format!("no verifier for target type {} is installed", record.target_type),
-                )
-            })?;
-        let secret = self
-            .open(record)
-            .await
-            .map_err(|e| (Reason::SecretUnreadable, format!("failed to decrypt passphrase: {e}")))?;
+            (
+                Reason::Unsupported,
+                format!(
+                    "no verifier for target type {} is installed",
+                    record.target_type
+                ),
+            )
+        })?;
+        let secret = self.open(record).await.map_err(|e| {
+            (
+                Reason::SecretUnreadable,
+                format!("failed to decrypt passphrase: {e}"),
+            )
+        })?;
         let public: serde_json::Value = serde_json::from_str(&record.public)
             .map_err(|e| (Reason::Other, format!("failed to deserialize secret: {e}")))?;
         verifier

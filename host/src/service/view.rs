@@ -16,7 +16,8 @@ pub struct CredentialView {
     pub target_type: String,
     pub description: String,
     pub public_field: String,
-    pub public: serde_json::Value,
+    /// The stored JSON text, embedded as it is.
+    pub public: Box<serde_json::value::RawValue>,
     pub created_us: i64,
     pub updated_us: i64,
 }
@@ -29,7 +30,8 @@ impl CredentialView {
             target_type: record.target_type.clone(),
             description: record.description.clone(),
             public_field: record.public_field.clone(),
-            public: serde_json::from_str(&record.public).unwrap_or(serde_json::Value::Null),
+            public: serde_json::value::RawValue::from_string(record.public.clone())
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             created_us: record.created_us,
             updated_us: record.updated_us,
         }

@@ -57,7 +57,10 @@ impl RedbStore {
             txn.open_table(BY_UPDATED).map_err(backend)?;
             txn.open_table(SEARCH).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
-            let schema = meta.get(SCHEMA_VERSION).map_err(backend)?.map(|v| v.value());
+            let schema = meta
+                .get(SCHEMA_VERSION)
+                .map_err(backend)?
+                .map(|v| v.value());
             match schema {
                 None => {
                     meta.insert(SCHEMA_VERSION, SCHEMA).map_err(backend)?;
@@ -69,14 +72,22 @@ impl RedbStore {
                     )));
                 }
             }
-            let next = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
-            next
+            meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value())
         };
         txn.commit().map_err(backend)?;
         Ok(Self {
             db,
             next_id: AtomicU64::new(next_id),
         })
+    }
+
+    /// Loads many records in one transaction (bulk imports, benchmarks),
+    /// with the same checks as `insert`.
+    pub fn import(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.write(|txn| records.iter().try_for_each(|r| insert_in(txn, r)))?;
+        let top = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
+        self.next_id.fetch_max(top, Ordering::Relaxed);
+        Ok(())
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
@@ -100,10 +111,12 @@ fn find_conflict(
     hosts: &impl ReadableTable<(&'static str, &'static str), u64>,
     record: &Record,
 ) -> Result<Option<Conflict>, StoreError> {
-    if let Some(owner) = names.get(fold_name(&record.name).as_str()).map_err(backend)? {
-        if owner.value() != record.id {
-            return Ok(Some(Conflict::Name(record.name.clone())));
-        }
+    let name_owner = names
+        .get(fold_name(&record.name).as_str())
+        .map_err(backend)?
+        .map(|v| v.value());
+    if name_owner.is_some_and(|owner| owner != record.id) {
+        return Ok(Some(Conflict::Name(record.name.clone())));
     }
     let mut seen = HashSet::new();
     for target in &record.targets {
@@ -111,13 +124,12 @@ fn find_conflict(
         if !seen.insert(ip.clone()) {
             return Ok(Some(Conflict::DuplicateHost(ip)));
         }
-        if let Some(owner) = hosts
+        let host_owner = hosts
             .get((record.target_type.as_str(), ip.as_str()))
             .map_err(backend)?
-        {
-            if owner.value() != record.id {
-                return Ok(Some(Conflict::Host(ip)));
-            }
+            .map(|v| v.value());
+        if host_owner.is_some_and(|owner| owner != record.id) {
+            return Ok(Some(Conflict::Host(ip)));
         }
     }
     Ok(None)
@@ -197,6 +209,29 @@ fn remove_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Adds `record` with its indexes, refusing a conflict, and keeps `next_id`
+/// past its id.
+fn insert_in(txn: &WriteTransaction, record: &Record) -> Result<(), StoreError> {
+    {
+        let names = txn.open_table(NAMES).map_err(backend)?;
+        let hosts = txn.open_table(HOSTS).map_err(backend)?;
+        if let Some(conflict) = find_conflict(&names, &hosts, record)? {
+            return Err(StoreError::Conflict(conflict));
+        }
+    }
+    add_indexes(txn, record)?;
+    txn.open_table(CREDENTIALS)
+        .map_err(backend)?
+        .insert(record.id, record.encode().as_slice())
+        .map_err(backend)?;
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let next = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
+    if record.id >= next {
+        meta.insert(NEXT_ID, record.id + 1).map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn load(
     table: &impl ReadableTable<u64, &'static [u8]>,
     id: u64,
@@ -238,26 +273,7 @@ impl Store for RedbStore {
     }
 
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
-        self.write(|txn| {
-            {
-                let names = txn.open_table(NAMES).map_err(backend)?;
-                let hosts = txn.open_table(HOSTS).map_err(backend)?;
-                if let Some(conflict) = find_conflict(&names, &hosts, record)? {
-                    return Err(StoreError::Conflict(conflict));
-                }
-            }
-            add_indexes(txn, record)?;
-            txn.open_table(CREDENTIALS)
-                .map_err(backend)?
-                .insert(record.id, record.encode().as_slice())
-                .map_err(backend)?;
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            let next = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
-            if record.id >= next {
-                meta.insert(NEXT_ID, record.id + 1).map_err(backend)?;
-            }
-            Ok(())
-        })
+        self.write(|txn| insert_in(txn, record))
     }
 
     fn update(&self, mut record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
@@ -416,16 +432,35 @@ fn page_ids(
     }
     let open = |e: redb::TableError| backend(e);
     match query.sort {
-        SortField::Id => walk(txn.open_table(CREDENTIALS).map_err(open)?, |k| k, query, allowed),
-        SortField::Name => walk(txn.open_table(BY_NAME).map_err(open)?, |k| k.1, query, allowed),
-        SortField::TargetType => {
-            walk(txn.open_table(BY_TYPE).map_err(open)?, |k| k.1, query, allowed)
-        }
-        SortField::CreateTime => {
-            walk(txn.open_table(BY_CREATED).map_err(open)?, |k| k.1, query, allowed)
-        }
-        SortField::UpdateTime => {
-            walk(txn.open_table(BY_UPDATED).map_err(open)?, |k| k.1, query, allowed)
-        }
+        SortField::Id => walk(
+            txn.open_table(CREDENTIALS).map_err(open)?,
+            |k| k,
+            query,
+            allowed,
+        ),
+        SortField::Name => walk(
+            txn.open_table(BY_NAME).map_err(open)?,
+            |k| k.1,
+            query,
+            allowed,
+        ),
+        SortField::TargetType => walk(
+            txn.open_table(BY_TYPE).map_err(open)?,
+            |k| k.1,
+            query,
+            allowed,
+        ),
+        SortField::CreateTime => walk(
+            txn.open_table(BY_CREATED).map_err(open)?,
+            |k| k.1,
+            query,
+            allowed,
+        ),
+        SortField::UpdateTime => walk(
+            txn.open_table(BY_UPDATED).map_err(open)?,
+            |k| k.1,
+            query,
+            allowed,
+        ),
     }
 }

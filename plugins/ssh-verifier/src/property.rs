@@ -300,7 +300,7 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
         .iter()
         .filter(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value)
-        .last()
+        .next_back()
 }
 
 fn mismatch(value: &Value, field: &str, go_type: &str) -> Refusal {

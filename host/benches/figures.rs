@@ -1,0 +1,457 @@
+//! The figures quoted in the README, printed as a table: `just bench`
+//! (or `cargo bench -p credhost -- NAME` for one section).
+//!
+//! Everything talks to loopback only: in-process SSH servers on 127.1.x.y,
+//! servers on 127.0.0.1.
+
+#[path = "../../tests/support/fake_ssh.rs"]
+mod fake_ssh;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use credhost::capabilities::SshSettings;
+use credhost::plugins::{EngineSettings, PrecompileCache, Purpose, Registry, Runtime, Target};
+use credhost::secret::Secret;
+use credhost::service::{ListRequest, Service, ServiceSettings, TargetPolicy};
+use credhost::store::{Record, RedbStore, SealedSecret, Store};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+fn main() {
+    credhost::clock::init_local_offset();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("{:<58} {:>14} {:>14}", "figure", "value", "goal");
+    if wanted("plugin_call") {
+        rt.block_on(plugin_call());
+    }
+    if wanted("ssh_fanout") {
+        rt.block_on(ssh_fanout());
+    }
+    if wanted("startup") {
+        startup();
+    }
+    if wanted("get_throughput") {
+        rt.block_on(get_throughput());
+    }
+    if wanted("list") {
+        rt.block_on(list());
+    }
+}
+
+fn row(figure: &str, value: String, goal: &str) {
+    println!("{figure:<58} {value:>14} {goal:>14}");
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-plugin-cache")
+}
+
+async fn registry(ssh: SshSettings) -> Registry {
+    let runtime = Runtime::new(
+        EngineSettings::default(),
+        PrecompileCache::new(Some(cache_dir())),
+        ssh,
+    )
+    .unwrap();
+    Registry::load(&runtime, None, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// A fresh Store from the InstancePre plus `normalize` of a typical property.
+async fn plugin_call() {
+    let registry = registry(SshSettings::default()).await;
+    let host = registry.verifier("HOST").unwrap();
+    let property = json!({
+        "targets": [{ "ip": "10.0.0.1", "port": 22 }, { "ip": "10.0.0.2" }],
+        "username": "root", "type": "PASSWORD", "passphrase": "P@ssw0rd",
+    })
+    .to_string();
+    for _ in 0..2_000 {
+        host.normalize(&property, Purpose::Create)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let mut samples = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let started = Instant::now();
+        host.normalize(&property, Purpose::Create)
+            .await
+            .unwrap()
+            .unwrap();
+        samples.push(started.elapsed());
+    }
+    let p50 = percentile(&mut samples, 0.5);
+    let p99 = percentile(&mut samples, 0.99);
+    row(
+        "plugin call: instantiate + normalize, p50",
+        format!("{:.1} µs", p50.as_secs_f64() * 1e6),
+        "≤ 15 µs",
+    );
+    row(
+        "plugin call: instantiate + normalize, p99",
+        format!("{:.1} µs", p99.as_secs_f64() * 1e6),
+        "",
+    );
+}
+
+/// Verify of one credential with n targets, best of several runs.
+async fn verify_time(registry: &Registry, fake: &fake_ssh::FakeSsh, n: usize) -> Duration {
+    let host = registry.verifier("HOST").unwrap();
+    let targets: Vec<Target> = fake.addrs[..n]
+        .iter()
+        .map(|a| Target {
+            ip: a.ip(),
+            port: a.port(),
+        })
+        .collect();
+    let public = json!({
+        "targets": targets.iter().map(|t| json!({ "ip": t.ip.to_string(), "port": t.port })).collect::<Vec<_>>(),
+        "username": fake_ssh::USER, "type": "PASSWORD",
+    });
+    let secret = Secret::new(fake_ssh::PASSWORD.as_bytes().to_vec());
+    let mut best = Duration::MAX;
+    for _ in 0..7 {
+        let started = Instant::now();
+        let details = host.verify(&public, &secret, &targets).await.unwrap();
+        let took = started.elapsed();
+        assert!(details.iter().all(|d| d.succeeded()), "{details:?}");
+        best = best.min(took);
+    }
+    best
+}
+
+/// How long the fake servers wait before speaking: well under the ~85 ms one
+/// password login to Debian's OpenSSH sshd takes on loopback here.
+const TARGET_LATENCY: Duration = Duration::from_millis(50);
+
+async fn ssh_fanout() {
+    let registry = registry(SshSettings::default()).await;
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64());
+
+    // Servers that answer at once: every handshake's crypto, client and
+    // server side, runs on this machine's two cores. The CPU floor.
+    let instant = fake_ssh::FakeSsh::start(&fake_ssh::loopback_ips(5000, 100)).await;
+    let one = verify_time(&registry, &instant, 1).await;
+    let fifty = verify_time(&registry, &instant, 50).await;
+    let hundred = verify_time(&registry, &instant, 100).await;
+    row(
+        "ssh verify, instant servers: 1 / 50 / 100 targets",
+        format!("{} / {} / {}", ms(one), ms(fifty), ms(hundred)),
+        "",
+    );
+
+    let remote =
+        fake_ssh::FakeSsh::start_with_latency(&fake_ssh::loopback_ips(6000, 100), TARGET_LATENCY)
+            .await;
+    let one = verify_time(&registry, &remote, 1).await;
+    let fifty = verify_time(&registry, &remote, 50).await;
+    let hundred = verify_time(&registry, &remote, 100).await;
+    row("ssh verify, 50 ms servers: 1 target", ms(one), "");
+    row("ssh verify, 50 ms servers: 50 targets", ms(fifty), "");
+    row("ssh verify, 50 ms servers: 100 targets", ms(hundred), "");
+    row(
+        "ssh fan-out: 50 targets / 1 target",
+        ratio(fifty, one),
+        "≤ 2×",
+    );
+    row(
+        "validate: 100 targets / 1 target",
+        ratio(hundred, one),
+        "≤ 2×",
+    );
+}
+
+/// Spawn to first answered request, with the precompile cache warm.
+fn startup() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let started = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("CREDHOST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("credhost listening on http://")
+            .unwrap()
+            .to_string();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET /api/v1/security/credentials HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let took = started.elapsed();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        took
+    };
+    let cold = start();
+    let mut warm: Vec<Duration> = (0..5).map(|_| start()).collect();
+    let median = percentile(&mut warm, 0.5);
+    row(
+        "start-up to first answer, cold cache",
+        format!("{:.0} ms", cold.as_secs_f64() * 1e3),
+        "",
+    );
+    row(
+        "start-up to first answer, warm cache (median of 5)",
+        format!("{:.0} ms", median.as_secs_f64() * 1e3),
+        "≤ 200 ms",
+    );
+}
+
+fn record(id: u64, name: String, ip: std::net::IpAddr) -> Record {
+    let now = credhost::clock::now_us();
+    Record {
+        id,
+        name,
+        description: String::new(),
+        target_type: "HOST".into(),
+        public_field: "ssh_secret".into(),
+        public: json!({ "targets": [{ "ip": ip.to_string(), "port": 22 }], "username": format!("user{}", id % 97), "type": "PASSWORD" }).to_string(),
+        targets: vec![Target { ip, port: 22 }],
+        search_terms: vec![format!("user{}", id % 97)],
+        secret: SealedSecret { policy: "aes-256-gcm".into(), policy_version: "0.1.0".into(), key_id: 1, ciphertext: vec![0; 40] },
+        created_us: now + id as i64,
+        updated_us: now + id as i64,
+        version: 1,
+    }
+}
+
+async fn service_with(records: Vec<Record>) -> (Arc<Service>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("bench.redb")).unwrap();
+    for chunk in records.chunks(10_000) {
+        store.import(chunk).unwrap();
+    }
+    let keys = credhost::keys::Keyring::open(&dir.path().join("keys.json")).unwrap();
+    let service = Service::new(
+        registry(SshSettings::default()).await,
+        Arc::new(store) as Arc<dyn Store>,
+        Arc::new(keys),
+        ServiceSettings {
+            targets: TargetPolicy::default(),
+            verify_concurrency: 64,
+            policy: "aes-256-gcm".into(),
+        },
+    )
+    .unwrap();
+    (Arc::new(service), dir)
+}
+
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// A hyper server that answers every request with the same bytes.
+async fn serve_minimal(body: Bytes) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Requests per second over `connections` keep-alive connections.
+async fn load(addr: SocketAddr, path: &str, connections: usize, duration: Duration) -> f64 {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let request = hyper::Request::get(&path)
+                    .header("host", "bench")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                response.into_body().collect().await.unwrap();
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / duration.as_secs_f64()
+}
+
+async fn get_throughput() {
+    let (service, _dir) =
+        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+    let credhost = serve(credhost::api::router(service)).await;
+    let body = reqwest_body(credhost).await;
+    let minimal = serve_minimal(body).await;
+    let window = Duration::from_secs(4);
+    let _ = load(
+        credhost,
+        "/api/v1/security/credential/1",
+        32,
+        Duration::from_millis(500),
+    )
+    .await;
+    let ours = load(credhost, "/api/v1/security/credential/1", 32, window).await;
+    let bound = load(minimal, "/api/v1/security/credential/1", 32, window).await;
+    row(
+        "GET /credential/{id}, credhost",
+        format!("{ours:.0} req/s"),
+        "",
+    );
+    row(
+        "GET /credential/{id}, minimal hyper, same JSON",
+        format!("{bound:.0} req/s"),
+        "",
+    );
+    row(
+        "GET throughput ratio credhost / minimal hyper",
+        format!("{:.2}", ours / bound),
+        "≥ 0.5",
+    );
+}
+
+/// What credhost answers for credential 1, to serve the same bytes.
+async fn reqwest_body(addr: SocketAddr) -> Bytes {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get("/api/v1/security/credential/1")
+        .header("host", "bench")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+}
+
+async fn list() {
+    const N: u64 = 100_000;
+    let records: Vec<Record> = (1..=N)
+        .map(|id| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + id as u32);
+            record(id, format!("host-{:06}", (id * 7919) % N), ip.into())
+        })
+        .collect();
+    let started = Instant::now();
+    let (service, _dir) = service_with(records).await;
+    row(
+        "list: import 100,000 credentials",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+        "",
+    );
+    let measure = |request: ListRequest, runs: usize| {
+        let service = service.clone();
+        async move {
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let started = Instant::now();
+                let page = service.list(request.clone()).await.unwrap();
+                samples.push(started.elapsed());
+                assert!(!page.contents.is_empty());
+            }
+            percentile(&mut samples, 0.99)
+        }
+    };
+    let by_name = ListRequest {
+        sort: "name".into(),
+        page: 50,
+        page_size: 10,
+        ..Default::default()
+    };
+    let p99 = measure(by_name, 500).await;
+    row(
+        "list: page of 10 by name, 100k stored, p99",
+        format!("{:.2} ms", p99.as_secs_f64() * 1e3),
+        "≤ 5 ms",
+    );
+    let search = ListRequest {
+        key_word: "user42".into(),
+        page: 1,
+        page_size: 10,
+        ..Default::default()
+    };
+    let p99 = measure(search, 100).await;
+    row(
+        "list: key_word search, 100k stored, p99",
+        format!("{:.2} ms", p99.as_secs_f64() * 1e3),
+        "≤ 50 ms",
+    );
+}
