@@ -275,6 +275,18 @@ async fn service_with(records: Vec<Record>) -> (Arc<Service>, tempfile::TempDir)
     (Arc::new(service), dir)
 }
 
+/// The API without a password (plain requests accepted), as `serve` builds it.
+fn open_router(service: Arc<Service>, dir: &tempfile::TempDir) -> axum::Router {
+    let key =
+        credhost::keys::TransportKey::open_or_create(&dir.path().join("rsa.der"), 2048).unwrap();
+    let auth = Arc::new(credhost::api::auth::Authenticator::new(
+        key,
+        None,
+        Duration::from_secs(3600),
+    ));
+    credhost::api::router(service, auth, "127.0.0.1:0".parse().unwrap())
+}
+
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -347,9 +359,9 @@ async fn load(addr: SocketAddr, path: &str, connections: usize, duration: Durati
 }
 
 async fn get_throughput() {
-    let (service, _dir) =
+    let (service, dir) =
         service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
-    let credhost = serve(credhost::api::router(service)).await;
+    let credhost = serve(open_router(service, &dir)).await;
     let body = reqwest_body(credhost).await;
     let minimal = serve_minimal(body).await;
     let window = Duration::from_secs(4);

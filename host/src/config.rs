@@ -28,6 +28,19 @@ pub struct Config {
     pub verify_concurrency: usize,
     /// The `tracing` filter, e.g. `info` or `credhost=debug`.
     pub log: String,
+    /// The API password (obshell's root@sys password role). From this file
+    /// or `CREDHOST_PASSWORD`, never a flag. None: obshell's rule, an empty
+    /// `auth` is accepted and plain requests too.
+    pub password: Option<String>,
+    /// Without a password the server listens on loopback only, unless this is set.
+    pub allow_remote_without_password: bool,
+    /// Size of the RSA key generated at first start.
+    pub rsa_bits: usize,
+    /// How far ahead a header's expiry (`ts`) may lie, in seconds.
+    pub auth_horizon_secs: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub ssh: SshSettings,
     pub engine: EngineConfig,
     /// Per-plugin sandbox limits, by plugin name.
@@ -70,6 +83,12 @@ impl Default for Config {
             policy: "aes-256-gcm".into(),
             verify_concurrency: 64,
             log: "info".into(),
+            password: None,
+            allow_remote_without_password: false,
+            rsa_bits: 2048,
+            auth_horizon_secs: 3600,
+            tls_cert: None,
+            tls_key: None,
             ssh: SshSettings::default(),
             engine: EngineConfig::default(),
             plugins: HashMap::new(),
@@ -105,6 +124,15 @@ pub struct Overrides {
     /// Log filter.
     #[arg(long, env = "CREDHOST_LOG")]
     pub log: Option<String>,
+    /// Listen beyond loopback even though no password is set.
+    #[arg(long, env = "CREDHOST_ALLOW_REMOTE_WITHOUT_PASSWORD")]
+    pub allow_remote_without_password: bool,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "CREDHOST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CREDHOST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +166,21 @@ impl Config {
         if let Some(v) = &overrides.log {
             config.log = v.clone();
         }
+        if overrides.allow_remote_without_password {
+            config.allow_remote_without_password = true;
+        }
+        if let (Some(cert), Some(key)) = (&overrides.tls_cert, &overrides.tls_key) {
+            config.tls_cert = Some(cert.clone());
+            config.tls_key = Some(key.clone());
+        }
+        // Secrets come from the file or the environment, never from a flag
+        // that `ps` would show.
+        if let Ok(password) = std::env::var("CREDHOST_PASSWORD") {
+            config.password = Some(password);
+        }
+        if config.password.as_deref() == Some("") {
+            config.password = None;
+        }
         Ok(config)
     }
 
@@ -156,6 +199,10 @@ impl Config {
 
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join("keys.json")
+    }
+
+    pub fn rsa_key_path(&self) -> PathBuf {
+        self.data_dir.join("rsa_key.der")
     }
 
     pub fn cache_dir(&self) -> PathBuf {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod capabilities;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod fields;
@@ -11,3 +12,4 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;

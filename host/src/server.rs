@@ -6,8 +6,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::keys::Keyring;
+use std::time::Duration;
+
+use crate::api::auth::Authenticator;
+use crate::keys::{Keyring, TransportKey};
 use crate::plugins::{PrecompileCache, Registry, Runtime};
+use crate::secret::Secret;
 use crate::service::{Service, ServiceSettings, TargetPolicy};
 use crate::store::RedbStore;
 
@@ -40,22 +44,54 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
     Ok(Arc::new(service))
 }
 
+fn announce(scheme: &str, addr: std::net::SocketAddr, config: &Config) {
+    tracing::info!(%addr, scheme, password = config.password.is_some(), "credhost ready");
+    // Tests and scripts that asked for port 0 read the real one here.
+    println!("credhost listening on {scheme}://{addr}");
+}
+
 /// Serves until `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
     config: &Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if config.password.is_none()
+        && !config.listen.ip().is_loopback()
+        && !config.allow_remote_without_password
+    {
+        anyhow::bail!(
+            "refusing to listen on {} without a password: set one (config file or CREDHOST_PASSWORD) \
+             or pass --allow-remote-without-password",
+            config.listen
+        );
+    }
     let service = build(config).await?;
+    let key = TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?;
+    let auth = Arc::new(Authenticator::new(
+        key,
+        config.password.clone().map(|p| Secret::new(p.into_bytes())),
+        Duration::from_secs(config.auth_horizon_secs),
+    ));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "credhost ready");
-    // Tests and scripts that asked for port 0 read the real one here.
-    println!("credhost listening on http://{addr}");
-    axum::serve(listener, crate::api::router(service))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = crate::api::router(service, auth, addr);
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener = crate::tls::TlsListener::new(listener, cert, key)?;
+            announce("https", addr, config);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        _ => {
+            announce("http", addr, config);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     tracing::info!("credhost stopped");
     Ok(())
 }

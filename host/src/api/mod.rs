@@ -1,14 +1,19 @@
 //! HTTP: routing, the obshell envelope and error catalogue, request decoding.
 //! Knows nothing of redb or wasmtime.
 
+pub mod auth;
 mod decode;
 mod envelope;
 mod errors;
 mod handlers;
+mod identity;
 mod openapi;
 mod query;
 
 use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::middleware;
 use axum::routing::{get, post, put};
 
@@ -16,8 +21,17 @@ pub use envelope::Reply;
 pub use errors::ApiError;
 pub use handlers::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// The whole API. Every route but the public ones (`/api/v1/info`,
+/// `/api/v1/secret`, the OpenAPI document) goes through `auth`.
+pub fn router(state: AppState, auth: Arc<auth::Authenticator>, addr: SocketAddr) -> Router {
     use handlers::*;
+    let public = Router::new()
+        .route("/api/v1/info", get(identity::info))
+        .route("/api/v1/secret", get(identity::secret))
+        .with_state(identity::Identity {
+            auth: auth.clone(),
+            addr,
+        });
     Router::new()
         .route(
             "/api/v1/security/credential",
@@ -47,7 +61,9 @@ pub fn router(state: AppState) -> Router {
             post(validate_many).fallback(not_found),
         )
         .route("/api/v1/openapi.json", get(openapi::document))
-        .fallback(not_found)
         .with_state(state)
+        .merge(public)
+        .route_layer(middleware::from_fn_with_state(auth, auth::authenticate))
+        .fallback(not_found)
         .layer(middleware::from_fn(envelope::envelope))
 }

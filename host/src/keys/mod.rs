@@ -1,13 +1,18 @@
 //! The keyring: data keys with ids that are never reused, one of them
 //! current, kept in a file outside the database (mode 0600).
 
-use std::io::Write;
+mod private_file;
+mod transport;
+
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+
+pub use private_file::write_private;
+pub use transport::{TransportKey, TransportKeyError};
 
 use crate::secret::Secret;
 
@@ -64,7 +69,7 @@ impl Keyring {
                         material: STANDARD.encode(rand::random::<[u8; KEY_LEN]>()),
                     }],
                 };
-                write_private(path, &file).map_err(|e| fail(e.to_string()))?;
+                write_private(path, &encode(&file)).map_err(|e| fail(e.to_string()))?;
                 tracing::info!(path = %path.display(), "created a key file with key 1");
                 file
             }
@@ -119,7 +124,7 @@ impl Keyring {
         });
         let previous = file.current;
         file.current = id;
-        if let Err(e) = write_private(&self.path, &file) {
+        if let Err(e) = write_private(&self.path, &encode(&file)) {
             file.current = previous;
             file.keys.pop();
             return Err(KeyError::File {
@@ -131,26 +136,8 @@ impl Keyring {
     }
 }
 
-/// Writes `file` to `path` with mode 0600, atomically, durably.
-fn write_private(path: &Path, file: &KeyFile) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(&serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+fn encode(file: &KeyFile) -> Vec<u8> {
+    serde_json::to_vec_pretty(file).expect("a key file always serialises")
 }
 
 #[cfg(test)]
