@@ -19,7 +19,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = RedbStore::open(&config.database_path()).context("cannot open the database")?;
-    let keys = Keyring::open(&config.key_path()).context("cannot open the key file")?;
+    let keys = Keyring::from_env_or_file(&config.key_path()).context("cannot open the keyring")?;
     let runtime = Runtime::new(
         config.engine.into(),
         PrecompileCache::new(Some(config.cache_dir())),
@@ -66,6 +66,8 @@ pub async fn serve(
         );
     }
     let service = build(config).await?;
+    // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
+    service.start_rewrap();
     let key = TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?;
     let auth = Arc::new(Authenticator::new(
         key,

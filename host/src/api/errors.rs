@@ -86,6 +86,7 @@ impl From<Error> for ApiError {
             Error::Plugin(_) => (S::INTERNAL_SERVER_ERROR, "Plugin.Failed"),
             Error::Encrypt(_) => (S::INTERNAL_SERVER_ERROR, "Credential.EncryptFailed"),
             Error::Decrypt { .. } => (S::INTERNAL_SERVER_ERROR, "Credential.DecryptFailed"),
+            Error::Rewrap(_) => (S::INTERNAL_SERVER_ERROR, "Credential.Rewrap.Failed"),
             Error::Store(_) => (S::INTERNAL_SERVER_ERROR, "Common.Unexpected"),
             Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "Common.Unavailable"),
         };

@@ -127,3 +127,28 @@ pub async fn not_found() -> ApiError {
 pub async fn shadowed(method: Method) -> ApiError {
     decode::shadowed_by_id_route(&method)
 }
+
+/// A server-generated key becomes current; the rewrap runs in the background.
+pub async fn rotate_key(State(service): State<AppState>) -> Answer {
+    let key_id = service.rotate_key()?;
+    Ok(Reply::of(serde_json::json!({ "key_id": key_id })))
+}
+
+pub async fn set_policy(State(service): State<AppState>, body: Body) -> Answer {
+    let fields = decode::fields(body).await?;
+    let mut required = Required::new("SetEncryptionPolicyParam");
+    let policy = required.string(&fields, "policy", "Policy")?;
+    required.check()?;
+    service.set_policy(&policy).await?;
+    Ok(Reply::of(service.encryption_status().await?))
+}
+
+pub async fn encryption(State(service): State<AppState>) -> Answer {
+    Ok(Reply::of(service.encryption_status().await?))
+}
+
+/// Resumes a rewrap that stopped (after the row it named was fixed).
+pub async fn resume_rewrap(State(service): State<AppState>) -> Answer {
+    service.start_rewrap();
+    Ok(Reply::of(service.rewrap_status()))
+}

@@ -60,6 +60,22 @@ pub fn router(state: AppState, auth: Arc<auth::Authenticator>, addr: SocketAddr)
             "/api/v1/security/credentials/validate",
             post(validate_many).fallback(not_found),
         )
+        .route(
+            "/api/v1/security/keys/rotate",
+            post(rotate_key).fallback(not_found),
+        )
+        .route(
+            "/api/v1/security/encryption",
+            get(encryption).fallback(not_found),
+        )
+        .route(
+            "/api/v1/security/encryption/policy",
+            put(set_policy).fallback(not_found),
+        )
+        .route(
+            "/api/v1/security/encryption/rewrap",
+            post(resume_rewrap).fallback(not_found),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .with_state(state)
         .merge(public)

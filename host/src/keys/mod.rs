@@ -36,15 +36,54 @@ struct KeyFile {
 struct KeyEntry {
     id: u32,
     created_us: i64,
+    /// Empty once retired: the id stays, so it is never handed out again.
     material: String,
+    #[serde(default)]
+    retired: bool,
+}
+
+/// What operators see of a key (never its material).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: u32,
+    pub current: bool,
+    pub retired: bool,
 }
 
 pub struct Keyring {
-    path: PathBuf,
+    /// None: supplied through the environment, read-only.
+    path: Option<PathBuf>,
     file: RwLock<KeyFile>,
 }
 
+/// The environment variable that may carry the whole key file instead.
+pub const KEYRING_ENV: &str = "CREDHOST_KEYRING";
+
 impl Keyring {
+    /// The keyring from `CREDHOST_KEYRING` (the key file's JSON) when set,
+    /// else from the key file at `path`.
+    pub fn from_env_or_file(path: &Path) -> Result<Self, KeyError> {
+        match std::env::var(KEYRING_ENV) {
+            Ok(text) => {
+                let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
+                    path: PathBuf::from(format!("${KEYRING_ENV}")),
+                    reason: format!("unreadable: {e}"),
+                })?;
+                if !file.keys.iter().any(|k| k.id == file.current && !k.retired) {
+                    return Err(KeyError::File {
+                        path: PathBuf::from(format!("${KEYRING_ENV}")),
+                        reason: format!("current key {} is missing", file.current),
+                    });
+                }
+                Ok(Self {
+                    path: None,
+                    file: RwLock::new(file),
+                })
+            }
+            Err(_) => Self::open(path),
+        }
+    }
+
     /// Opens the key file, creating it with one fresh key on first start.
     pub fn open(path: &Path) -> Result<Self, KeyError> {
         let fail = |reason: String| KeyError::File {
@@ -67,6 +106,7 @@ impl Keyring {
                         id: 1,
                         created_us: crate::clock::now_us(),
                         material: STANDARD.encode(rand::random::<[u8; KEY_LEN]>()),
+                        retired: false,
                     }],
                 };
                 write_private(path, &encode(&file)).map_err(|e| fail(e.to_string()))?;
@@ -76,7 +116,7 @@ impl Keyring {
             Err(e) => return Err(fail(e.to_string())),
         };
         Ok(Self {
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
             file: RwLock::new(file),
         })
     }
@@ -104,10 +144,22 @@ impl Keyring {
             .collect()
     }
 
+    pub fn info(&self) -> Vec<KeyInfo> {
+        let file = self.file.read().expect("keyring lock");
+        file.keys
+            .iter()
+            .map(|k| KeyInfo {
+                id: k.id,
+                current: k.id == file.current,
+                retired: k.retired,
+            })
+            .collect()
+    }
+
     fn material(&self, file: &KeyFile, id: u32) -> Option<Secret> {
         file.keys
             .iter()
-            .find(|k| k.id == id)
+            .find(|k| k.id == id && !k.retired)
             .and_then(|k| STANDARD.decode(&k.material).ok())
             .map(Secret::new)
     }
@@ -115,24 +167,58 @@ impl Keyring {
     /// Adds `material` as a new key (a fresh id) and makes it current. The
     /// file is replaced atomically before the key is used.
     pub fn add_current(&self, material: Secret) -> Result<u32, KeyError> {
+        let path = self.writable()?;
         let mut file = self.file.write().expect("keyring lock");
         let id = file.keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
         file.keys.push(KeyEntry {
             id,
             created_us: crate::clock::now_us(),
             material: STANDARD.encode(material.expose()),
+            retired: false,
         });
         let previous = file.current;
         file.current = id;
-        if let Err(e) = write_private(&self.path, &encode(&file)) {
+        if let Err(e) = write_private(path, &encode(&file)) {
             file.current = previous;
             file.keys.pop();
             return Err(KeyError::File {
-                path: self.path.clone(),
+                path: path.to_path_buf(),
                 reason: e.to_string(),
             });
         }
         Ok(id)
+    }
+
+    /// Erases the material of keys that no row uses any more. The current
+    /// key is never retired.
+    pub fn retire(&self, unused: &[u32]) -> Result<Vec<u32>, KeyError> {
+        let Some(path) = &self.path else {
+            return Ok(Vec::new());
+        };
+        let mut file = self.file.write().expect("keyring lock");
+        let current = file.current;
+        let mut retired = Vec::new();
+        for key in file.keys.iter_mut() {
+            if !key.retired && key.id != current && unused.contains(&key.id) {
+                key.retired = true;
+                key.material.clear();
+                retired.push(key.id);
+            }
+        }
+        if !retired.is_empty() {
+            write_private(path, &encode(&file)).map_err(|e| KeyError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(retired)
+    }
+
+    fn writable(&self) -> Result<&Path, KeyError> {
+        self.path.as_deref().ok_or_else(|| KeyError::File {
+            path: PathBuf::from(format!("${KEYRING_ENV}")),
+            reason: "a keyring supplied through the environment is read-only".into(),
+        })
     }
 }
 
@@ -170,5 +256,22 @@ mod tests {
         assert_eq!(ring.ids(), vec![1, 2]);
         assert!(ring.get(1).is_ok());
         assert!(matches!(ring.get(3), Err(KeyError::Unknown(3))));
+    }
+
+    #[test]
+    fn retired_keys_lose_their_material_but_keep_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let ring = Keyring::open(&path).unwrap();
+        ring.add_current(Secret::new(vec![7; KEY_LEN])).unwrap();
+        assert_eq!(
+            ring.retire(&[1, 2]).unwrap(),
+            vec![1],
+            "the current key stays"
+        );
+        assert!(ring.get(1).is_err());
+        let again = Keyring::open(&path).unwrap();
+        assert!(again.get(1).is_err());
+        assert_eq!(again.add_current(Secret::new(vec![8; KEY_LEN])).unwrap(), 3);
     }
 }

@@ -105,12 +105,13 @@ impl PolicyPlugin {
         self
     }
 
-    pub async fn seal(
+    /// Seals many secrets under one key in one instance: a rewrap batch
+    /// pays for instantiation once, not per row.
+    pub async fn seal_many(
         &self,
         key: &Secret,
-        plaintext: &Secret,
-        aad: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+        items: &[(Secret, Vec<u8>)],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
         let limits = self.meta.limits;
         let (mut store, _slot) = self
             .runtime
@@ -118,15 +119,63 @@ impl PolicyPlugin {
             .await;
         let outcome = bounded(&limits, async {
             let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
-            policy
-                .credhost_plugin_sealing()
-                .call_seal(&mut store, key.expose(), plaintext.expose(), aad)
-                .await
+            let mut out = Vec::with_capacity(items.len());
+            for (plaintext, aad) in items {
+                let sealed = policy
+                    .credhost_plugin_sealing()
+                    .call_seal(&mut store, key.expose(), plaintext.expose(), aad)
+                    .await?;
+                out.push(sealed);
+            }
+            Ok(out)
         })
         .await;
-        let sealed = conclude(&store, &limits, outcome)?.map_err(SealError::Refused)?;
-        check_output(&self.label, &limits, sealed.len())?;
+        let sealed = conclude(&store, &limits, outcome)?;
+        check_output(&self.label, &limits, result_bytes(&sealed))?;
         Ok(sealed)
+    }
+
+    /// Opens many ciphertexts under one key in one instance.
+    pub async fn open_many(
+        &self,
+        key: &Secret,
+        items: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Result<Secret, String>>, PluginError> {
+        let limits = self.meta.limits;
+        let (mut store, _slot) = self
+            .runtime
+            .store(&self.label, &limits, Grant::none(), false)
+            .await;
+        let outcome = bounded(&limits, async {
+            let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
+            let mut out = Vec::with_capacity(items.len());
+            for (ciphertext, aad) in items {
+                let opened = policy
+                    .credhost_plugin_sealing()
+                    .call_open(&mut store, key.expose(), ciphertext, aad)
+                    .await?;
+                out.push(opened);
+            }
+            Ok(out)
+        })
+        .await;
+        let opened = conclude(&store, &limits, outcome)?;
+        check_output(&self.label, &limits, result_bytes(&opened))?;
+        Ok(opened.into_iter().map(|r| r.map(Secret::new)).collect())
+    }
+
+    pub async fn seal(
+        &self,
+        key: &Secret,
+        plaintext: &Secret,
+        aad: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let item = [(plaintext.clone(), aad.to_vec())];
+        let mut sealed = self.seal_many(key, &item).await?;
+        sealed
+            .pop()
+            .expect("one result per item")
+            .map_err(SealError::Refused)
     }
 
     pub async fn open(
@@ -135,21 +184,18 @@ impl PolicyPlugin {
         ciphertext: &[u8],
         aad: &[u8],
     ) -> Result<Secret, SealError> {
-        let limits = self.meta.limits;
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
-            policy
-                .credhost_plugin_sealing()
-                .call_open(&mut store, key.expose(), ciphertext, aad)
-                .await
-        })
-        .await;
-        let opened = conclude(&store, &limits, outcome)?.map_err(SealError::Refused)?;
-        check_output(&self.label, &limits, opened.len())?;
-        Ok(Secret::new(opened))
+        let item = [(ciphertext.to_vec(), aad.to_vec())];
+        let mut opened = self.open_many(key, &item).await?;
+        opened
+            .pop()
+            .expect("one result per item")
+            .map_err(SealError::Refused)
     }
+}
+
+fn result_bytes(results: &[Result<Vec<u8>, String>]) -> usize {
+    results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(String::len, Vec::len))
+        .sum()
 }

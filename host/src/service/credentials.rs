@@ -157,12 +157,3 @@ impl Error {
         }
     }
 }
-
-impl Service {
-    /// obshell's `PUT /credential/encrypt-secret-key`.
-    pub async fn replace_key(&self, _key: crate::secret::Secret) -> Result<(), Error> {
-        Err(Error::IllegalArgument(
-            "key rotation is not available yet".into(),
-        ))
-    }
-}

@@ -38,6 +38,8 @@ pub enum Error {
     Encrypt(String),
     #[error("Decrypt credential passphrase failed: credential {id}: {reason}")]
     Decrypt { id: u64, reason: String },
+    #[error("rewrap stopped: {0}")]
+    Rewrap(String),
     #[error("storage failure: {0}")]
     Store(String),
     #[error("{0}")]

@@ -4,6 +4,7 @@
 mod credentials;
 mod error;
 mod list;
+mod rewrap;
 mod sealing;
 mod targets;
 mod verification;
@@ -15,6 +16,7 @@ use arc_swap::ArcSwap;
 
 pub use error::Error;
 pub use list::ListRequest;
+pub use rewrap::{EncryptionStatus, KeyUse, PolicyUse, RewrapState, RewrapStatus};
 pub use targets::TargetPolicy;
 pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
 
@@ -26,6 +28,9 @@ use crate::store::{Store, StoreError};
 pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
 pub const MAX_TARGETS: usize = 1000;
+
+/// The settings key an operator's policy choice is recorded under.
+const POLICY_SETTING: &str = "active_policy";
 
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -42,6 +47,7 @@ pub struct Service {
     keys: Arc<Keyring>,
     policy: RwLock<String>,
     settings: ServiceSettings,
+    rewrap: rewrap::Rewrap,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -72,19 +78,33 @@ impl Service {
         keys: Arc<Keyring>,
         settings: ServiceSettings,
     ) -> Result<Self, Error> {
-        if plugins.policy(&settings.policy).is_none() {
+        let active = Self::chosen_policy(store.as_ref(), &settings.policy)?;
+        if plugins.policy(&active).is_none() {
             return Err(Error::Unavailable(format!(
-                "encryption policy '{}' is not loaded",
-                settings.policy
+                "encryption policy '{active}' is not loaded"
             )));
         }
         Ok(Self {
             plugins: ArcSwap::from_pointee(plugins),
             store,
             keys,
-            policy: RwLock::new(settings.policy.clone()),
+            policy: RwLock::new(active),
             settings,
+            rewrap: rewrap::Rewrap::new(),
         })
+    }
+
+    /// The policy chosen through the API wins over the configured one, until
+    /// the configuration names a different policy than it did at that time.
+    fn chosen_policy(store: &dyn Store, configured: &str) -> Result<String, Error> {
+        let Some(text) = store.setting(POLICY_SETTING)? else {
+            return Ok(configured.to_string());
+        };
+        let chosen: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match (chosen["name"].as_str(), chosen["config_was"].as_str()) {
+            (Some(name), Some(was)) if was == configured => Ok(name.to_string()),
+            _ => Ok(configured.to_string()),
+        }
     }
 
     pub fn plugins(&self) -> Arc<Registry> {

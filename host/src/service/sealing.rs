@@ -7,7 +7,7 @@ use crate::plugins::SealError;
 use crate::secret::Secret;
 use crate::store::{Record, SealedSecret};
 
-fn associated_data(id: u64, key_id: u32, policy: &str) -> Vec<u8> {
+pub(super) fn associated_data(id: u64, key_id: u32, policy: &str) -> Vec<u8> {
     format!("credhost/credential/{id}/key/{key_id}/policy/{policy}").into_bytes()
 }
 

@@ -94,6 +94,40 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
     fn count(&self) -> Result<u64, StoreError>;
+
+    /// Rows per (policy, key id), in (policy, key id) order.
+    fn sealing_counts(&self) -> Result<Vec<SealingCount>, StoreError>;
+
+    /// Up to `limit` rows sealed by anything but (`policy`, `key_id`).
+    fn not_sealed_by(
+        &self,
+        policy: &str,
+        key_id: u32,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Swaps sealed secrets in one transaction, each only if the row still
+    /// holds `expected`; returns how many were swapped.
+    fn replace_secrets(&self, changes: &[SecretChange]) -> Result<usize, StoreError>;
+
+    fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealingCount {
+    pub policy: String,
+    pub key_id: u32,
+    pub rows: u64,
+}
+
+/// One re-sealed secret, to be written only over the one it replaces.
+#[derive(Debug, Clone)]
+pub struct SecretChange {
+    pub id: u64,
+    pub expected: SealedSecret,
+    pub new: SealedSecret,
 }
 
 /// obshell compares names under a case-insensitive collation that ignores

@@ -12,7 +12,8 @@ use redb::{
 };
 
 use super::{
-    Conflict, ListQuery, Page, Record, SecretWrite, SortField, Store, StoreError, fold_name,
+    Conflict, ListQuery, Page, Record, SealingCount, SecretChange, SecretWrite, SortField, Store,
+    StoreError, fold_name,
 };
 
 const CREDENTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("credentials");
@@ -27,7 +28,12 @@ const BY_CREATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("sort_c
 const BY_UPDATED: TableDefinition<(i64, u64), ()> = TableDefinition::new("sort_update_time");
 /// id → lower-cased text that `key_word` searches.
 const SEARCH: TableDefinition<u64, &str> = TableDefinition::new("search");
+/// (policy, key id, id): which rows each policy and key seal, for rewrap
+/// and retirement, without reading the rows.
+const SEALED: TableDefinition<(&str, u32, u64), ()> = TableDefinition::new("sealed_by");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Named settings that must survive a restart (active policy, rewrap job).
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 const NEXT_ID: &str = "next_id";
 const SCHEMA_VERSION: &str = "schema_version";
@@ -56,6 +62,8 @@ impl RedbStore {
             txn.open_table(BY_CREATED).map_err(backend)?;
             txn.open_table(BY_UPDATED).map_err(backend)?;
             txn.open_table(SEARCH).map_err(backend)?;
+            txn.open_table(SEALED).map_err(backend)?;
+            txn.open_table(SETTINGS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let schema = meta
                 .get(SCHEMA_VERSION)
@@ -169,7 +177,19 @@ fn add_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreError
         .map_err(backend)?
         .insert(record.id, record.haystack().as_str())
         .map_err(backend)?;
+    txn.open_table(SEALED)
+        .map_err(backend)?
+        .insert(sealed_key(record), ())
+        .map_err(backend)?;
     Ok(())
+}
+
+fn sealed_key(record: &Record) -> (&str, u32, u64) {
+    (
+        record.secret.policy.as_str(),
+        record.secret.key_id,
+        record.id,
+    )
 }
 
 fn remove_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreError> {
@@ -205,6 +225,10 @@ fn remove_indexes(txn: &WriteTransaction, record: &Record) -> Result<(), StoreEr
     txn.open_table(SEARCH)
         .map_err(backend)?
         .remove(record.id)
+        .map_err(backend)?;
+    txn.open_table(SEALED)
+        .map_err(backend)?
+        .remove(sealed_key(record))
         .map_err(backend)?;
     Ok(())
 }
@@ -389,6 +413,96 @@ impl Store for RedbStore {
             }
         }
         Ok(Page { total, records })
+    }
+
+    fn sealing_counts(&self) -> Result<Vec<SealingCount>, StoreError> {
+        let txn = self.read()?;
+        let sealed = txn.open_table(SEALED).map_err(backend)?;
+        let mut counts: Vec<SealingCount> = Vec::new();
+        for entry in sealed.iter().map_err(backend)? {
+            let (key, _) = entry.map_err(backend)?;
+            let (policy, key_id, _) = key.value();
+            match counts.last_mut() {
+                Some(last) if last.policy == policy && last.key_id == key_id => last.rows += 1,
+                _ => counts.push(SealingCount {
+                    policy: policy.to_string(),
+                    key_id,
+                    rows: 1,
+                }),
+            }
+        }
+        Ok(counts)
+    }
+
+    fn not_sealed_by(
+        &self,
+        policy: &str,
+        key_id: u32,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let txn = self.read()?;
+        let sealed = txn.open_table(SEALED).map_err(backend)?;
+        let credentials = txn.open_table(CREDENTIALS).map_err(backend)?;
+        let mut ids = Vec::new();
+        let before = sealed.range(..(policy, key_id, 0)).map_err(backend)?;
+        let after = sealed
+            .range((
+                std::ops::Bound::Excluded((policy, key_id, u64::MAX)),
+                std::ops::Bound::Unbounded,
+            ))
+            .map_err(backend)?;
+        for entry in before.chain(after).take(limit) {
+            ids.push(entry.map_err(backend)?.0.value().2);
+        }
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(load(&credentials, id)?);
+        }
+        Ok(records)
+    }
+
+    fn replace_secrets(&self, changes: &[SecretChange]) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut replaced = 0;
+            for change in changes {
+                let current = load(&txn.open_table(CREDENTIALS).map_err(backend)?, change.id)?;
+                // Deleted, or written since it was read: leave it be.
+                let Some(mut record) = current.filter(|r| r.secret == change.expected) else {
+                    continue;
+                };
+                let mut sealed = txn.open_table(SEALED).map_err(backend)?;
+                sealed.remove(sealed_key(&record)).map_err(backend)?;
+                record.secret = change.new.clone();
+                record.version += 1;
+                sealed.insert(sealed_key(&record), ()).map_err(backend)?;
+                drop(sealed);
+                txn.open_table(CREDENTIALS)
+                    .map_err(backend)?
+                    .insert(record.id, record.encode().as_slice())
+                    .map_err(backend)?;
+                replaced += 1;
+            }
+            Ok(replaced)
+        })
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.read()?;
+        let settings = txn.open_table(SETTINGS).map_err(backend)?;
+        Ok(settings
+            .get(name)
+            .map_err(backend)?
+            .map(|v| v.value().to_string()))
+    }
+
+    fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(SETTINGS)
+                .map_err(backend)?
+                .insert(name, value)
+                .map_err(backend)?;
+            Ok(())
+        })
     }
 
     fn count(&self) -> Result<u64, StoreError> {
