@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const EMBEDDED: [&str; 2] = ["ssh_verifier", "aes_gcm_policy"];
+const EMBEDDED: [&str; 3] = ["ssh_verifier", "aes_gcm_policy", "chacha20_policy"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -74,6 +74,20 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Stops the server (`kill -9`), keeping its data directory.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
     /// `kill -9`, then a start on the same data directory.
     pub fn crash_and_restart(&mut self) {
         let mut child = self.child.take().unwrap();
@@ -152,4 +166,56 @@ pub fn err_code(envelope: &Value) -> &str {
 
 pub fn message(envelope: &Value) -> &str {
     envelope["error"]["message"].as_str().unwrap()
+}
+
+/// Creates one HOST credential per fake SSH address, `concurrency` at a time;
+/// returns the ids in address order.
+pub async fn populate(
+    server: &Server,
+    addrs: &[std::net::SocketAddr],
+    prefix: &str,
+    concurrency: usize,
+) -> Vec<u64> {
+    use futures::StreamExt;
+    let bodies: Vec<Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            serde_json::json!({
+                "target_type": "HOST",
+                "name": format!("{prefix}-{i:05}"),
+                "ssh_credential_property": {
+                    "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
+                    "username": super::fake_ssh::USER, "type": "PASSWORD",
+                    "passphrase": super::fake_ssh::PASSWORD,
+                }
+            })
+        })
+        .collect();
+    futures::stream::iter(bodies)
+        .map(|b| async move {
+            let (status, envelope) = server.post("/api/v1/security/credential", b).await;
+            assert_eq!(status, 200, "{envelope}");
+            envelope["data"]["credential_id"].as_u64().unwrap()
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
+/// Waits until no rewrap runs; returns the encryption status then.
+pub async fn rewrap_settled(server: &Server) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, envelope) = server.get("/api/v1/security/encryption").await;
+        assert_eq!(status, 200, "{envelope}");
+        if envelope["data"]["rewrap"]["state"] != "running" {
+            return envelope["data"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rewrap did not finish: {envelope}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -5,7 +5,7 @@ pub struct Embedded {
     pub bytes: &'static [u8],
 }
 
-pub const DEFAULTS: [Embedded; 2] = [
+pub const DEFAULTS: [Embedded; 3] = [
     Embedded {
         file: "ssh_verifier.wasm",
         bytes: include_bytes!(concat!(env!("CREDHOST_PLUGIN_OUT"), "/ssh_verifier.wasm")),
@@ -13,6 +13,13 @@ pub const DEFAULTS: [Embedded; 2] = [
     Embedded {
         file: "aes_gcm_policy.wasm",
         bytes: include_bytes!(concat!(env!("CREDHOST_PLUGIN_OUT"), "/aes_gcm_policy.wasm")),
+    },
+    Embedded {
+        file: "chacha20_policy.wasm",
+        bytes: include_bytes!(concat!(
+            env!("CREDHOST_PLUGIN_OUT"),
+            "/chacha20_policy.wasm"
+        )),
     },
 ];
 

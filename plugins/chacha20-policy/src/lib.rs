@@ -1,0 +1,30 @@
+//! credhost encryption policy `chacha20-poly1305`: fast without AES hardware,
+//! and a second policy to swap to.
+
+wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit" });
+
+use chacha20poly1305::ChaCha20Poly1305;
+use exports::credhost::plugin::sealing::{Descriptor, Guest};
+
+struct ChaChaPolicy;
+
+impl Guest for ChaChaPolicy {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "chacha20-poly1305".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            algorithm: "ChaCha20-Poly1305".into(),
+            key_length: 32,
+        }
+    }
+
+    fn seal(key: Vec<u8>, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
+        aead_envelope::seal::<ChaCha20Poly1305>(&key, &plaintext, &aad)
+    }
+
+    fn open(key: Vec<u8>, ciphertext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
+        aead_envelope::open::<ChaCha20Poly1305>(&key, &ciphertext, &aad)
+    }
+}
+
+export!(ChaChaPolicy);
