@@ -73,7 +73,7 @@ async fn rotate_and_swap_while_clients_read_and_write() {
                 if status != 200 {
                     failures.fetch_add(1, Ordering::Relaxed);
                 }
-                if i % 5 == 0 && created.len() < spare.len() {
+                if i.is_multiple_of(5) && created.len() < spare.len() {
                     let new = populate(
                         &server,
                         &spare[created.len()..created.len() + 1],

@@ -49,6 +49,9 @@ fn main() {
     if wanted("list") {
         rt.block_on(list());
     }
+    if wanted("rewrap") {
+        rt.block_on(rewrap());
+    }
 }
 
 fn row(figure: &str, value: String, goal: &str) {
@@ -466,4 +469,130 @@ async fn list() {
         format!("{:.2} ms", p99.as_secs_f64() * 1e3),
         "≤ 50 ms",
     );
+}
+
+/// 100,000 rows sealed for real under key 1, then a rotation: the rewrap
+/// rate, and GET latency while it runs against GET latency without it.
+async fn rewrap() {
+    const N: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(credhost::keys::Keyring::open(&dir.path().join("keys.json")).unwrap());
+    let registry = registry(SshSettings::default()).await;
+    let policy = registry.policy("aes-256-gcm").unwrap().clone();
+    let (key_id, key) = keys.current();
+    let store = RedbStore::open(&dir.path().join("bench.redb")).unwrap();
+    for start in (1..=N).step_by(10_000) {
+        let ids: Vec<u64> = (start..start + 10_000).collect();
+        let items: Vec<(Secret, Vec<u8>)> = ids
+            .iter()
+            .map(|id| {
+                let aad = format!("credhost/credential/{id}/key/{key_id}/policy/aes-256-gcm")
+                    .into_bytes();
+                (Secret::new(b"P@ssw0rd-bench".to_vec()), aad)
+            })
+            .collect();
+        let sealed = policy.seal_many(&key, &items).await.unwrap();
+        let records: Vec<Record> = ids
+            .iter()
+            .zip(sealed)
+            .map(|(id, ciphertext)| {
+                let mut r = record(
+                    *id,
+                    format!("r{id}"),
+                    std::net::Ipv4Addr::from(0x0a00_0000 + *id as u32).into(),
+                );
+                r.secret = SealedSecret {
+                    policy: "aes-256-gcm".into(),
+                    policy_version: policy.meta.version.clone(),
+                    key_id,
+                    ciphertext: ciphertext.unwrap(),
+                };
+                r
+            })
+            .collect();
+        store.import(&records).unwrap();
+    }
+    let service = Arc::new(
+        Service::new(
+            registry,
+            Arc::new(store) as Arc<dyn Store>,
+            keys,
+            ServiceSettings {
+                targets: TargetPolicy::default(),
+                verify_concurrency: 64,
+                policy: "aes-256-gcm".into(),
+            },
+        )
+        .unwrap(),
+    );
+    let addr = serve(open_router(service.clone(), &dir)).await;
+
+    let _warm = get_latencies(addr, Duration::from_secs(1), || true).await;
+    let idle = get_latencies(addr, Duration::from_secs(3), || true).await;
+    let started = Instant::now();
+    service.rotate_key().unwrap();
+    let busy = {
+        let service = service.clone();
+        get_latencies(addr, Duration::from_secs(60), move || {
+            service.rewrap_status().state == credhost::service::RewrapState::Running
+        })
+        .await
+    };
+    while service.rewrap_status().state == credhost::service::RewrapState::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    let status = service.rewrap_status();
+    assert_eq!(status.done, N, "{status:?}");
+    row(
+        "rewrap: 100,000 rows",
+        format!("{:.0} rows/s", N as f64 / took.as_secs_f64()),
+        "≥ 50,000 rows/s",
+    );
+    let (mut idle, mut busy) = (idle, busy);
+    let p99_idle = percentile(&mut idle, 0.99);
+    let p99_busy = percentile(&mut busy, 0.99);
+    let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+    row("GET /credential/{id} p99, no rewrap", us(p99_idle), "");
+    row(
+        &format!(
+            "GET /credential/{{id}} p99, during rewrap ({} samples)",
+            busy.len()
+        ),
+        us(p99_busy),
+        "",
+    );
+    row(
+        "GET p99 during rewrap / without",
+        format!("{:.2}×", p99_busy.as_secs_f64() / p99_idle.as_secs_f64()),
+        "≤ 2×",
+    );
+}
+
+/// One client, sequential GETs, for at most `window` and while `go()` holds.
+async fn get_latencies(addr: SocketAddr, window: Duration, go: impl Fn() -> bool) -> Vec<Duration> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let deadline = Instant::now() + window;
+    let mut samples = Vec::new();
+    let mut id = 1u64;
+    while Instant::now() < deadline && go() {
+        let request = hyper::Request::get(format!("/api/v1/security/credential/{id}"))
+            .header("host", "bench")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let started = Instant::now();
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        samples.push(started.elapsed());
+        id = (id + 7919) % 100_000 + 1;
+    }
+    samples
 }

@@ -1,8 +1,6 @@
 //! One stored credential.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::plugins::Target;
 
@@ -34,7 +32,6 @@ pub struct SealedSecret {
     pub policy: String,
     pub policy_version: String,
     pub key_id: u32,
-    #[serde(serialize_with = "to_base64", deserialize_with = "from_base64")]
     pub ciphertext: Vec<u8>,
 }
 
@@ -48,22 +45,14 @@ impl std::fmt::Debug for SealedSecret {
     }
 }
 
-fn to_base64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&STANDARD.encode(bytes))
-}
-
-fn from_base64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    let text = String::deserialize(d)?;
-    STANDARD.decode(text).map_err(serde::de::Error::custom)
-}
-
 impl Record {
+    /// Compact and quick: rows are decoded on every read and rewrap.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a record always serialises")
+        postcard::to_allocvec(self).expect("a record always serialises")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
     }
 
     /// What `key_word` searches, lower-cased: name, target ips, search terms.

@@ -5,6 +5,10 @@ wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit" });
 use aes_gcm::Aes256Gcm;
 use exports::credhost::plugin::sealing::{Descriptor, Guest};
 
+thread_local! {
+    static CIPHER: aead_envelope::Cache<Aes256Gcm> = const { std::cell::RefCell::new(None) };
+}
+
 struct AesGcmPolicy;
 
 impl Guest for AesGcmPolicy {
@@ -18,11 +22,11 @@ impl Guest for AesGcmPolicy {
     }
 
     fn seal(key: Vec<u8>, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
-        aead_envelope::seal::<Aes256Gcm>(&key, &plaintext, &aad)
+        CIPHER.with(|cache| aead_envelope::seal(cache, &key, &plaintext, &aad))
     }
 
     fn open(key: Vec<u8>, ciphertext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
-        aead_envelope::open::<Aes256Gcm>(&key, &ciphertext, &aad)
+        CIPHER.with(|cache| aead_envelope::open(cache, &key, &ciphertext, &aad))
     }
 }
 

@@ -6,6 +6,10 @@ wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit" });
 use chacha20poly1305::ChaCha20Poly1305;
 use exports::credhost::plugin::sealing::{Descriptor, Guest};
 
+thread_local! {
+    static CIPHER: aead_envelope::Cache<ChaCha20Poly1305> = const { std::cell::RefCell::new(None) };
+}
+
 struct ChaChaPolicy;
 
 impl Guest for ChaChaPolicy {
@@ -19,11 +23,11 @@ impl Guest for ChaChaPolicy {
     }
 
     fn seal(key: Vec<u8>, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
-        aead_envelope::seal::<ChaCha20Poly1305>(&key, &plaintext, &aad)
+        CIPHER.with(|cache| aead_envelope::seal(cache, &key, &plaintext, &aad))
     }
 
     fn open(key: Vec<u8>, ciphertext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, String> {
-        aead_envelope::open::<ChaCha20Poly1305>(&key, &ciphertext, &aad)
+        CIPHER.with(|cache| aead_envelope::open(cache, &key, &ciphertext, &aad))
     }
 }
 
