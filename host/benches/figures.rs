@@ -605,7 +605,8 @@ async fn get_latencies(addr: SocketAddr, window: Duration, go: impl Fn() -> bool
 async fn auth() {
     use credhost::api::auth::Authenticator;
     use credhost::keys::TransportKey;
-    let (service, dir) = service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+    let (service, dir) =
+        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
     let key_path = dir.path().join("rsa.der");
     let key = TransportKey::open_or_create(&key_path, 2048).unwrap();
 
@@ -613,7 +614,9 @@ async fn auth() {
     // carries the whole header), on every core.
     let block = credhost::client::encrypt_header(&key.public_key(), &[b'x'; 200], 245);
     use base64::Engine as _;
-    let block = base64::engine::general_purpose::STANDARD.decode(block).unwrap();
+    let block = base64::engine::general_purpose::STANDARD
+        .decode(block)
+        .unwrap();
     let runs = 300;
     let started = Instant::now();
     for _ in 0..runs {
@@ -626,7 +629,11 @@ async fn auth() {
     let password = "bench-password";
     let open = serve(credhost::api::router(
         service.clone(),
-        Arc::new(Authenticator::new(TransportKey::open_or_create(&key_path, 2048).unwrap(), None, Duration::from_secs(3600))),
+        Arc::new(Authenticator::new(
+            TransportKey::open_or_create(&key_path, 2048).unwrap(),
+            None,
+            Duration::from_secs(3600),
+        )),
         "127.0.0.1:0".parse().unwrap(),
     ))
     .await;
@@ -644,7 +651,9 @@ async fn auth() {
     let plain = load(open, "/api/v1/security/credential/1", 16, window).await;
 
     // Headers are sealed before the clock starts (each once: replays are refused).
-    let client = credhost::client::Client::connect(&format!("http://{guarded}"), password).await.unwrap();
+    let client = credhost::client::Client::connect(&format!("http://{guarded}"), password)
+        .await
+        .unwrap();
     let target = "/api/v1/security/credential/1";
     let headers: Vec<String> = (0..(bound as usize * 5).max(2000))
         .map(|_| client.seal(&client.claims(target), None).header)
@@ -660,7 +669,9 @@ async fn auth() {
             let stream = TcpStream::connect(guarded).await.unwrap();
             stream.set_nodelay(true).unwrap();
             let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             let mut done = 0u64;
             while Instant::now() < deadline {
@@ -685,9 +696,29 @@ async fn auth() {
         total += task.await.unwrap();
     }
     let authed = total as f64 / started.elapsed().as_secs_f64();
-    row("GET /credential/{id}, no auth", format!("{plain:.0} req/s"), "");
-    row("GET /credential/{id}, X-OCS-Header (2048-bit RSA)", format!("{authed:.0} req/s"), "");
-    row("RSA-2048 private-key operation", format!("{:.0} µs", per_op.as_secs_f64() * 1e6), "");
-    row(&format!("bound set by RSA alone ({cores} cores, 1 op per request)"), format!("{bound:.0} req/s"), "");
-    row("authenticated / RSA bound", format!("{:.2}", authed / bound), "≥ 0.8");
+    row(
+        "GET /credential/{id}, no auth",
+        format!("{plain:.0} req/s"),
+        "",
+    );
+    row(
+        "GET /credential/{id}, X-OCS-Header (2048-bit RSA)",
+        format!("{authed:.0} req/s"),
+        "",
+    );
+    row(
+        "RSA-2048 private-key operation",
+        format!("{:.0} µs", per_op.as_secs_f64() * 1e6),
+        "",
+    );
+    row(
+        &format!("bound set by RSA alone ({cores} cores, 1 op per request)"),
+        format!("{bound:.0} req/s"),
+        "",
+    );
+    row(
+        "authenticated / RSA bound",
+        format!("{:.2}", authed / bound),
+        "≥ 0.8",
+    );
 }
