@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+/// The outer build's settings are for the host, not for wasm.
+const OUTER_BUILD_VARS: [&str; 10] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+];
+
 const EMBEDDED: [&str; 3] = ["ssh_verifier", "aes_gcm_policy", "chacha20_policy"];
 
 fn main() {
@@ -21,31 +35,12 @@ fn main() {
 
     // A target directory of its own: the outer build holds the lock on ours.
     let target_dir = root.join("target").join("plugins");
-    let mut build = Command::new(&cargo);
-    build
-        .current_dir(&plugins)
-        .args(["build", "--release", "--workspace", "--target", TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // The outer build's settings are for the host, not for wasm.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_MAKEFLAGS",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-    ] {
-        build.env_remove(var);
-    }
-    let status = build
-        .status()
-        .expect("cannot run cargo to build the plugins");
-    assert!(status.success(), "building the plugins for {TARGET} failed");
+    build_wasm(&cargo, &plugins, &target_dir, true);
+    // The third-party example stands alone (its own workspace); the tests
+    // drop it into a running server's plugin directory.
+    let example = root.join("examples").join("ob-verifier");
+    println!("cargo:rerun-if-changed={}", example.display());
+    build_wasm(&cargo, &example, &target_dir, false);
 
     let out = target_dir.join(TARGET).join("release");
     for name in EMBEDDED {
@@ -53,6 +48,27 @@ fn main() {
         assert!(file.exists(), "{} was not built", file.display());
     }
     println!("cargo:rustc-env=CREDHOST_PLUGIN_OUT={}", out.display());
+}
+
+fn build_wasm(cargo: &str, dir: &Path, target_dir: &Path, workspace: bool) {
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(dir)
+        .args(["build", "--release", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if workspace {
+        build.arg("--workspace");
+    }
+    for var in OUTER_BUILD_VARS {
+        build.env_remove(var);
+    }
+    let status = build.status().expect("cannot run cargo to build plugins");
+    assert!(
+        status.success(),
+        "building {} for {TARGET} failed",
+        dir.display()
+    );
 }
 
 /// The toolchain file asks rustup for the target; this covers a rustup that

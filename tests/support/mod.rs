@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ssh;
+pub mod mariadb;
 pub mod server;
 pub mod sshd;
 
