@@ -19,6 +19,19 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Overrides),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a component, check it against the plugin contract, and print
+    /// what its describe() says.
+    Check {
+        /// The component (.wasm).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +47,30 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(credhost::server::serve(&config, shutdown_signal()))
         }
+        Command::Plugin(PluginCommand::Check { file }) => {
+            init_logging("warn");
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(check_plugin(&file))
+        }
+    }
+}
+
+async fn check_plugin(file: &std::path::Path) -> anyhow::Result<()> {
+    use credhost::plugins::{EngineSettings, PrecompileCache, Registry, Runtime};
+    let runtime = Runtime::new(
+        EngineSettings::default(),
+        PrecompileCache::default(),
+        Default::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))?;
+    match Registry::inspect(&runtime, file).await {
+        Ok(summary) => {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("{}: not a usable credhost plugin: {e}", file.display()),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::api::auth::Authenticator;
 use crate::keys::{Keyring, TransportKey};
 use crate::plugins::{PrecompileCache, Registry, Runtime};
 use crate::secret::Secret;
-use crate::service::{Service, ServiceSettings, TargetPolicy};
+use crate::service::{PluginSource, Service, ServiceSettings, TargetPolicy};
 use crate::store::RedbStore;
 
 pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
@@ -29,6 +29,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
     let registry = Registry::load(&runtime, config.plugin_dir.as_deref(), &config.plugins)
         .await
         .context("cannot load the plugins")?;
+    let source = PluginSource {
+        runtime,
+        dir: config.plugin_dir.clone(),
+        overrides: config.plugins.clone(),
+    };
     let service = Service::new(
         registry,
         Arc::new(store),
@@ -40,8 +45,25 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
             verify_concurrency: config.verify_concurrency,
             policy: config.policy.clone(),
         },
-    )?;
+    )?
+    .with_plugin_source(source);
     Ok(Arc::new(service))
+}
+
+/// SIGHUP reloads the plugin directory, as `POST /api/v1/plugins/reload` does.
+fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match service.reload_plugins().await {
+                Ok(view) => {
+                    tracing::info!(failures = view.failures.len(), "SIGHUP: plugins reloaded")
+                }
+                Err(e) => tracing::error!("SIGHUP: plugin reload refused: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 fn announce(scheme: &str, addr: std::net::SocketAddr, config: &Config) {
@@ -68,6 +90,7 @@ pub async fn serve(
     let service = build(config).await?;
     // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
     service.start_rewrap();
+    reload_on_sighup(service.clone())?;
     let key = TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?;
     let auth = Arc::new(Authenticator::new(
         key,

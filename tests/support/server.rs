@@ -96,6 +96,16 @@ impl Server {
         self.spawn();
     }
 
+    /// Sends SIGHUP (reload the plugin directory).
+    pub fn hangup(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

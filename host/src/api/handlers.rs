@@ -152,3 +152,11 @@ pub async fn resume_rewrap(State(service): State<AppState>) -> Answer {
     service.start_rewrap();
     Ok(Reply::of(service.rewrap_status()))
 }
+
+pub async fn plugins(State(service): State<AppState>) -> Answer {
+    Ok(Reply::of(service.plugins_view()))
+}
+
+pub async fn reload_plugins(State(service): State<AppState>) -> Answer {
+    Ok(Reply::of(service.reload_plugins().await?))
+}

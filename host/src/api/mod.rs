@@ -76,6 +76,11 @@ pub fn router(state: AppState, auth: Arc<auth::Authenticator>, addr: SocketAddr)
             "/api/v1/security/encryption/rewrap",
             post(resume_rewrap).fallback(not_found),
         )
+        .route("/api/v1/plugins", get(plugins).fallback(not_found))
+        .route(
+            "/api/v1/plugins/reload",
+            post(reload_plugins).fallback(not_found),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .with_state(state)
         .merge(public)

@@ -18,7 +18,7 @@ pub use engine::EngineSettings;
 pub use error::PluginError;
 pub use limits::{Limits, LimitsOverride};
 pub use policy::{PolicyPlugin, SealError};
-pub use registry::{LoadFailure, Registry};
+pub use registry::{LoadFailure, PluginSummary, Registry};
 pub use runtime::Runtime;
 pub use types::*;
 pub use verifier::VerifierPlugin;

@@ -32,6 +32,25 @@ pub struct Registry {
     failures: Vec<LoadFailure>,
 }
 
+/// What operators see of one loaded plugin (`GET /api/v1/plugins`,
+/// `credhost plugin check`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSummary {
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub meta: PluginMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub property_field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_length: Option<u32>,
+}
+
 enum Kind {
     Verifier,
     Policy,
@@ -198,6 +217,56 @@ impl Registry {
 
     pub fn failures(&self) -> &[LoadFailure] {
         &self.failures
+    }
+
+    pub fn summaries(&self) -> Vec<PluginSummary> {
+        let verifiers = self.verifiers.values().map(|v| PluginSummary {
+            kind: "verifier",
+            meta: v.meta.clone(),
+            target_type: Some(v.info.target_type.clone()),
+            property_field: Some(v.info.property_field.clone()),
+            public_field: Some(v.info.public_field.clone()),
+            algorithm: None,
+            key_length: None,
+        });
+        let policies = self.policies.values().map(|p| PluginSummary {
+            kind: "encryption-policy",
+            meta: p.meta.clone(),
+            target_type: None,
+            property_field: None,
+            public_field: None,
+            algorithm: Some(p.info.algorithm.clone()),
+            key_length: Some(p.info.key_length),
+        });
+        verifiers.chain(policies).collect()
+    }
+
+    /// Loads one component on its own and says what it is: the contract
+    /// check behind `credhost plugin check`.
+    pub async fn inspect(
+        runtime: &Arc<Runtime>,
+        path: &Path,
+    ) -> Result<PluginSummary, PluginError> {
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Load {
+            source_name: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut registry = Self::default();
+        registry
+            .add(
+                runtime,
+                &bytes,
+                Source::Directory(path.to_path_buf()),
+                &name,
+                &HashMap::new(),
+            )
+            .await?;
+        Ok(registry.summaries().remove(0))
     }
 }
 

@@ -4,6 +4,7 @@
 mod credentials;
 mod error;
 mod list;
+mod plugins;
 mod rewrap;
 mod sealing;
 mod targets;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 
 pub use error::Error;
 pub use list::ListRequest;
+pub use plugins::{PluginSource, PluginsView};
 pub use rewrap::{EncryptionStatus, KeyUse, PolicyUse, RewrapState, RewrapStatus};
 pub use targets::TargetPolicy;
 pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
@@ -48,6 +50,8 @@ pub struct Service {
     policy: RwLock<String>,
     settings: ServiceSettings,
     rewrap: rewrap::Rewrap,
+    source: Option<plugins::PluginSource>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -91,6 +95,8 @@ impl Service {
             policy: RwLock::new(active),
             settings,
             rewrap: rewrap::Rewrap::new(),
+            source: None,
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 

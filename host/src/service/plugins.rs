@@ -1,0 +1,69 @@
+//! Plugin management: what is loaded, and reloading the plugin directory
+//! while the server serves. Calls in flight keep the plugin set they started
+//! with; new calls get the new one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Error, Service};
+use crate::plugins::{LimitsOverride, LoadFailure, PluginSummary, Registry, Runtime};
+
+/// Where plugins come from, to load them again.
+pub struct PluginSource {
+    pub runtime: Arc<Runtime>,
+    pub dir: Option<PathBuf>,
+    pub overrides: HashMap<String, LimitsOverride>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginsView {
+    pub plugin_dir: Option<PathBuf>,
+    pub plugins: Vec<PluginSummary>,
+    /// Files of the plugin directory that did not load, at the last (re)load.
+    pub failures: Vec<LoadFailure>,
+}
+
+impl Service {
+    pub fn with_plugin_source(mut self, source: PluginSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    pub fn plugins_view(&self) -> PluginsView {
+        let registry = self.plugins();
+        PluginsView {
+            plugin_dir: self.source.as_ref().and_then(|s| s.dir.clone()),
+            plugins: registry.summaries(),
+            failures: registry.failures().to_vec(),
+        }
+    }
+
+    /// Loads the embedded plugins and the plugin directory anew and swaps the
+    /// whole set at once. A file that fails is reported and left out; the
+    /// swap is refused only if the active encryption policy would be gone.
+    pub async fn reload_plugins(&self) -> Result<PluginsView, Error> {
+        let Some(source) = &self.source else {
+            return Err(Error::Unavailable("plugins cannot be reloaded here".into()));
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let registry =
+            Registry::load(&source.runtime, source.dir.as_deref(), &source.overrides).await?;
+        let active = self.active_policy();
+        if registry.policy(&active).is_none() {
+            return Err(Error::IllegalArgument(format!(
+                "the reload would unload the active encryption policy '{active}'; nothing was changed"
+            )));
+        }
+        let loaded: Vec<String> = registry
+            .target_types()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        self.plugins.store(Arc::new(registry));
+        tracing::info!(target_types = ?loaded, "plugins reloaded");
+        Ok(self.plugins_view())
+    }
+}
