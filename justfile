@@ -34,3 +34,11 @@ lint:
 # What CI runs.
 ci:
     .ci/run
+
+# Start a new verifier plugin from the template: just new-plugin redis-verifier ../my-plugins
+new-plugin NAME DIR=".":
+    scripts/new-plugin {{NAME}} {{DIR}}
+
+# Check a component against the plugin contract and show what it describes.
+plugin-check FILE:
+    cargo run --release -- plugin check {{FILE}}

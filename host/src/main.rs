@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(Overrides),
+    Serve(Box<Overrides>),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
