@@ -329,12 +329,22 @@ async fn serve_minimal(body: Bytes) -> SocketAddr {
     addr
 }
 
-/// Requests per second over `connections` keep-alive connections.
-async fn load(addr: SocketAddr, path: &str, connections: usize, duration: Duration) -> f64 {
-    let deadline = Instant::now() + duration;
+/// Requests per second over `connections` keep-alive connections. With
+/// `headers`, each request carries the next one as `X-OCS-Header` (each is
+/// good once), and the run ends early when they run out.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    connections: usize,
+    duration: Duration,
+    headers: Option<Arc<Vec<String>>>,
+) -> f64 {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let path = path.to_string();
+        let (path, headers, next) = (path.to_string(), headers.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -345,10 +355,14 @@ async fn load(addr: SocketAddr, path: &str, connections: usize, duration: Durati
             tokio::spawn(conn);
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let request = hyper::Request::get(&path)
-                    .header("host", "bench")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
+                let mut request = hyper::Request::get(&path).header("host", "bench");
+                if let Some(headers) = &headers {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(header) = headers.get(i) else { break };
+                    request = request.header("X-OCS-Header", header);
+                }
+                let request = request.body(Full::new(Bytes::new())).unwrap();
+                sender.ready().await.unwrap();
                 let response = sender.send_request(request).await.unwrap();
                 assert_eq!(response.status(), 200);
                 response.into_body().collect().await.unwrap();
@@ -361,7 +375,7 @@ async fn load(addr: SocketAddr, path: &str, connections: usize, duration: Durati
     for task in tasks {
         total += task.await.unwrap();
     }
-    total as f64 / duration.as_secs_f64()
+    total as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn get_throughput() {
@@ -376,10 +390,11 @@ async fn get_throughput() {
         "/api/v1/security/credential/1",
         32,
         Duration::from_millis(500),
+        None,
     )
     .await;
-    let ours = load(credhost, "/api/v1/security/credential/1", 32, window).await;
-    let bound = load(minimal, "/api/v1/security/credential/1", 32, window).await;
+    let ours = load(credhost, "/api/v1/security/credential/1", 32, window, None).await;
+    let bound = load(minimal, "/api/v1/security/credential/1", 32, window, None).await;
     row(
         "GET /credential/{id}, credhost",
         format!("{ours:.0} req/s"),
@@ -648,7 +663,7 @@ async fn auth() {
     ))
     .await;
     let window = Duration::from_secs(3);
-    let plain = load(open, "/api/v1/security/credential/1", 16, window).await;
+    let plain = load(open, "/api/v1/security/credential/1", 16, window, None).await;
 
     // Headers are sealed before the clock starts (each once: replays are refused).
     let client = credhost::client::Client::connect(&format!("http://{guarded}"), password)
@@ -658,44 +673,7 @@ async fn auth() {
     let headers: Vec<String> = (0..(bound as usize * 5).max(2000))
         .map(|_| client.seal(&client.claims(target), None).header)
         .collect();
-    let headers = Arc::new(headers);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let deadline = started + window;
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (headers, next) = (headers.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(guarded).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            let mut done = 0u64;
-            while Instant::now() < deadline {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(header) = headers.get(i) else { break };
-                let request = hyper::Request::get(target)
-                    .header("host", "bench")
-                    .header("X-OCS-Header", header)
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                sender.ready().await.unwrap();
-                let response = sender.send_request(request).await.unwrap();
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.unwrap();
-                done += 1;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
-    }
-    let authed = total as f64 / started.elapsed().as_secs_f64();
+    let authed = load(guarded, target, 16, window, Some(Arc::new(headers))).await;
     row(
         "GET /credential/{id}, no auth",
         format!("{plain:.0} req/s"),

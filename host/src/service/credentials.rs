@@ -14,12 +14,9 @@ impl Service {
         check_description(&req.description)?;
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
-        let property = req.body.raw(&verifier.info.property_field);
-        let normalized = verifier
-            .normalize(&property, Purpose::Create)
-            .await?
-            .map_err(Error::refused)?;
-        self.settings.targets.check(&normalized.targets)?;
+        let normalized = self
+            .normalize(&verifier, &req.body, Purpose::Create)
+            .await?;
         let SecretChange::Replace(secret) = normalized.secret else {
             return Err(Error::IllegalArgument(
                 "a new credential needs its secret".into(),
@@ -80,12 +77,9 @@ impl Service {
         check_description(&req.description)?;
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &current.target_type)?;
-        let property = req.body.raw(&verifier.info.property_field);
-        let normalized = verifier
-            .normalize(&property, Purpose::Update)
-            .await?
-            .map_err(Error::refused)?;
-        self.settings.targets.check(&normalized.targets)?;
+        let normalized = self
+            .normalize(&verifier, &req.body, Purpose::Update)
+            .await?;
         let record = Record {
             name: req.name,
             description: req.description,

@@ -135,6 +135,23 @@ impl Service {
             })
     }
 
+    /// The request's property, as the verifier reads it, within the allowed
+    /// targets.
+    async fn normalize(
+        &self,
+        verifier: &VerifierPlugin,
+        body: &Fields,
+        purpose: crate::plugins::Purpose,
+    ) -> Result<crate::plugins::Normalized, Error> {
+        let property = body.raw(&verifier.info.property_field);
+        let normalized = verifier
+            .normalize(&property, purpose)
+            .await?
+            .map_err(Error::refused)?;
+        self.settings.targets.check(&normalized.targets)?;
+        Ok(normalized)
+    }
+
     /// Runs a store call off the async threads (redb commits wait on disk).
     async fn store<T: Send + 'static>(
         &self,

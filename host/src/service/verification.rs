@@ -50,12 +50,9 @@ impl Service {
     pub async fn validate(&self, req: ValidateRequest) -> Result<ValidationResult, Error> {
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
-        let property = req.body.raw(&verifier.info.property_field);
-        let normalized = verifier
-            .normalize(&property, Purpose::Validate)
-            .await?
-            .map_err(Error::refused)?;
-        self.settings.targets.check(&normalized.targets)?;
+        let normalized = self
+            .normalize(&verifier, &req.body, Purpose::Validate)
+            .await?;
         let secret = match normalized.secret {
             SecretChange::Replace(secret) => secret,
             SecretChange::Keep => Secret::new(Vec::new()),
