@@ -29,31 +29,36 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // A runtime per section, so nothing one leaves behind (idle SSH
+    // sessions, servers) runs during the next.
+    let run = |section: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(section)
+    };
     println!("{:<58} {:>14} {:>14}", "figure", "value", "goal");
     if wanted("plugin_call") {
-        rt.block_on(plugin_call());
+        run(Box::pin(plugin_call()));
     }
     if wanted("ssh_fanout") {
-        rt.block_on(ssh_fanout());
+        run(Box::pin(ssh_fanout()));
     }
     if wanted("startup") {
         startup();
     }
     if wanted("get_throughput") {
-        rt.block_on(get_throughput());
+        run(Box::pin(get_throughput()));
     }
     if wanted("list") {
-        rt.block_on(list());
+        run(Box::pin(list()));
     }
     if wanted("auth") {
-        rt.block_on(auth());
+        run(Box::pin(auth()));
     }
     if wanted("rewrap") {
-        rt.block_on(rewrap());
+        run(Box::pin(rewrap()));
     }
 }
 
