@@ -27,8 +27,21 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap();
     let plugins = root.join("plugins");
-    println!("cargo:rerun-if-changed={}", plugins.display());
+    // Sources only: a `target` folder inside them must not trigger rebuilds.
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", plugins.join(file).display());
+    }
+    for group in [plugins.clone(), plugins.join("fixtures"), root.join("examples")] {
+        for entry in std::fs::read_dir(&group).into_iter().flatten().flatten() {
+            let dir = entry.path();
+            if dir.join("Cargo.toml").exists() {
+                for part in ["Cargo.toml", "Cargo.lock", "src"] {
+                    println!("cargo:rerun-if-changed={}", dir.join(part).display());
+                }
+            }
+        }
+    }
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     ensure_target();
@@ -39,7 +52,6 @@ fn main() {
     // The third-party example stands alone (its own workspace); the tests
     // drop it into a running server's plugin directory.
     let example = root.join("examples").join("ob-verifier");
-    println!("cargo:rerun-if-changed={}", example.display());
     build_wasm(&cargo, &example, &target_dir, false);
 
     let out = target_dir.join(TARGET).join("release");
