@@ -32,7 +32,11 @@ fn main() {
     for file in ["Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", plugins.join(file).display());
     }
-    for group in [plugins.clone(), plugins.join("fixtures"), root.join("examples")] {
+    for group in [
+        plugins.clone(),
+        plugins.join("fixtures"),
+        root.join("examples"),
+    ] {
         for entry in std::fs::read_dir(&group).into_iter().flatten().flatten() {
             let dir = entry.path();
             if dir.join("Cargo.toml").exists() {
