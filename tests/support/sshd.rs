@@ -2,7 +2,6 @@
 //! password login for the test account that `tests/run` creates.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,10 +73,6 @@ impl Sshd {
             child,
             _dir: dir,
         }
-    }
-
-    pub fn config_dir(&self) -> PathBuf {
-        self._dir.path().to_path_buf()
     }
 }
 

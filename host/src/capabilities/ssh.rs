@@ -40,15 +40,6 @@ impl Default for SshSettings {
     }
 }
 
-impl SshSettings {
-    /// The longest one login can take.
-    pub fn worst_case(&self) -> Duration {
-        Duration::from_millis(
-            self.connect_timeout_ms + self.handshake_timeout_ms + self.auth_timeout_ms,
-        )
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,

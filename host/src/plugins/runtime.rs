@@ -60,10 +60,6 @@ impl Runtime {
         self.engine.engine()
     }
 
-    pub fn ssh_settings(&self) -> &SshSettings {
-        self.ssh.settings()
-    }
-
     /// A fresh store for one call, with its deadline armed, and the instance
     /// slot it will use.
     pub(super) async fn store(

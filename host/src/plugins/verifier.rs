@@ -75,10 +75,6 @@ impl VerifierPlugin {
         self
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.meta.limits
-    }
-
     async fn describe(&self) -> Result<wit::Descriptor, PluginError> {
         let limits = self.meta.limits;
         let (mut store, _slot) = self

@@ -93,8 +93,6 @@ pub trait Store: Send + Sync + 'static {
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    fn count(&self) -> Result<u64, StoreError>;
-
     /// Rows per (policy, key id), in (policy, key id) order.
     fn sealing_counts(&self) -> Result<Vec<SealingCount>, StoreError>;
 

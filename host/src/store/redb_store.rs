@@ -504,14 +504,6 @@ impl Store for RedbStore {
             Ok(())
         })
     }
-
-    fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.read()?;
-        txn.open_table(CREDENTIALS)
-            .map_err(backend)?
-            .len()
-            .map_err(backend)
-    }
 }
 
 /// The ids of one page, walked in index order.
