@@ -96,7 +96,7 @@ impl Service {
         }
         let (secret, replaced) = match normalized.secret {
             SecretChange::Replace(secret) => (secret, true),
-            SecretChange::Keep => (self.open(&current).await?, false),
+            SecretChange::Keep => (self.open_current(&current).await?, false),
         };
         self.prove(&verifier, &normalized.public, &secret, &record.targets)
             .await?;

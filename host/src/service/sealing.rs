@@ -36,6 +36,21 @@ impl Service {
         })
     }
 
+    /// Opens a row read a moment ago. A rewrap may have re-sealed it and
+    /// retired its old key since, so one failure is retried on a fresh read.
+    pub(super) async fn open_current(&self, record: &Record) -> Result<Secret, Error> {
+        match self.open(record).await {
+            Err(error @ Error::Decrypt { .. }) => {
+                let fresh = self.load(record.id as i64).await?;
+                if fresh.secret == record.secret {
+                    return Err(error);
+                }
+                self.open(&fresh).await
+            }
+            other => other,
+        }
+    }
+
     pub(super) async fn open(&self, record: &Record) -> Result<Secret, Error> {
         let sealed = &record.secret;
         let fail = |reason: String| Error::Decrypt {
