@@ -42,3 +42,10 @@ new-plugin NAME DIR=".":
 # Check a component against the plugin contract and show what it describes.
 plugin-check FILE:
     cargo run --release -- plugin check {{FILE}}
+
+# Fuzz every target for SECONDS each (nightly; `cargo install cargo-fuzz`).
+# New corpus entries land in fuzz/corpus and are replayed by `cargo test`.
+fuzz SECONDS="600":
+    for t in header claims body binding query normalize; do \
+      (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time={{SECONDS}} -max_len=8192); \
+    done

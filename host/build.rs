@@ -47,8 +47,7 @@ fn main() {
         }
     }
 
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    ensure_target();
+    let cargo = plugin_cargo();
 
     // A target directory of its own: the outer build holds the lock on ours.
     let target_dir = root.join("target").join("plugins");
@@ -66,8 +65,33 @@ fn main() {
     println!("cargo:rustc-env=CREDHOST_PLUGIN_OUT={}", out.display());
 }
 
-fn build_wasm(cargo: &str, dir: &Path, target_dir: &Path, workspace: bool) {
-    let mut build = Command::new(cargo);
+/// How to run cargo for the plugins. Normally the outer build's own cargo.
+/// Under another rustup toolchain without the wasm target (the fuzz
+/// targets build with `cargo +nightly`), the plugins are built with the
+/// pinned toolchain instead, through rustup's proxy.
+fn plugin_cargo() -> Command {
+    if has_target() {
+        return Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    }
+    if env::var_os("RUSTUP_TOOLCHAIN").is_some() && add_target().is_err() {
+        let mut cargo = Command::new("cargo");
+        for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC"] {
+            cargo.env_remove(var);
+        }
+        return cargo;
+    }
+    add_target().unwrap_or_else(|e| panic!("{e}"));
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build_wasm(cargo: &Command, dir: &Path, target_dir: &Path, workspace: bool) {
+    let mut build = Command::new(cargo.get_program());
+    for (var, value) in cargo.get_envs() {
+        match value {
+            Some(value) => build.env(var, value),
+            None => build.env_remove(var),
+        };
+    }
     build
         .current_dir(dir)
         .args(["build", "--release", "--target", TARGET])
@@ -87,25 +111,28 @@ fn build_wasm(cargo: &str, dir: &Path, target_dir: &Path, workspace: bool) {
     );
 }
 
-/// The toolchain file asks rustup for the target; this covers a rustup that
-/// did not act on it.
-fn ensure_target() {
+/// Whether the outer toolchain has the wasm target.
+fn has_target() -> bool {
     let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .args(["--print", "sysroot"])
         .output()
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = sysroot
+    sysroot
         .as_deref()
-        .map(|s| Path::new(s).join("lib/rustlib").join(TARGET).exists())
-        .unwrap_or(false);
-    if !installed {
-        let status = Command::new("rustup")
-            .args(["target", "add", TARGET])
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
+        .is_some_and(|s| Path::new(s).join("lib/rustlib").join(TARGET).exists())
+}
+
+/// The toolchain file asks rustup for the target; this covers a rustup that
+/// did not act on it.
+fn add_target() -> Result<(), String> {
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(format!(
             "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
-        );
+        )),
     }
 }

@@ -294,14 +294,28 @@ fn open_router(service: Arc<Service>, dir: &tempfile::TempDir) -> axum::Router {
         key,
         None,
         Duration::from_secs(3600),
+        Default::default(),
     ));
-    credhost::api::router(service, auth, "127.0.0.1:0".parse().unwrap())
+    credhost::api::router(service, auth, front_door(), "127.0.0.1:0".parse().unwrap())
+}
+
+fn front_door() -> credhost::api::FrontDoor {
+    credhost::api::FrontDoor {
+        guard: Default::default(),
+        request_timeout: Duration::from_secs(300),
+    }
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let limits = credhost::config::HttpConfig::default().connection_limits();
+    tokio::spawn(credhost::connections::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -360,7 +374,7 @@ async fn load(
             tokio::spawn(conn);
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let mut request = hyper::Request::get(&path).header("host", "bench");
+                let mut request = hyper::Request::get(&path).header("host", "127.0.0.1");
                 if let Some(headers) = &headers {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(header) = headers.get(i) else { break };
@@ -426,7 +440,7 @@ async fn reqwest_body(addr: SocketAddr) -> Bytes {
             .unwrap();
     tokio::spawn(conn);
     let request = hyper::Request::get("/api/v1/security/credential/1")
-        .header("host", "bench")
+        .header("host", "127.0.0.1")
         .body(Full::new(Bytes::new()))
         .unwrap();
     sender
@@ -606,7 +620,7 @@ async fn get_latencies(addr: SocketAddr, window: Duration, go: impl Fn() -> bool
     let mut id = 1u64;
     while Instant::now() < deadline && go() {
         let request = hyper::Request::get(format!("/api/v1/security/credential/{id}"))
-            .header("host", "bench")
+            .header("host", "127.0.0.1")
             .body(Full::new(Bytes::new()))
             .unwrap();
         let started = Instant::now();
@@ -640,7 +654,7 @@ async fn auth() {
     let runs = 300;
     let started = Instant::now();
     for _ in 0..runs {
-        key.decrypt_block(&block).unwrap();
+        key.decrypt_block(&block);
     }
     let per_op = started.elapsed() / runs;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -653,7 +667,9 @@ async fn auth() {
             TransportKey::open_or_create(&key_path, 2048).unwrap(),
             None,
             Duration::from_secs(3600),
+            Default::default(),
         )),
+        front_door(),
         "127.0.0.1:0".parse().unwrap(),
     ))
     .await;
@@ -663,7 +679,9 @@ async fn auth() {
             TransportKey::open_or_create(&key_path, 2048).unwrap(),
             Some(Secret::new(password.as_bytes().to_vec())),
             Duration::from_secs(3600),
+            Default::default(),
         )),
+        front_door(),
         "127.0.0.1:0".parse().unwrap(),
     ))
     .await;

@@ -34,6 +34,9 @@ pub struct Config {
     pub password: Option<String>,
     /// Without a password the server listens on loopback only, unless this is set.
     pub allow_remote_without_password: bool,
+    /// With a password, plain HTTP beyond loopback is refused unless this is
+    /// set: whoever sees one request there can forge others.
+    pub allow_password_over_plain_http: bool,
     /// Size of the RSA key generated at first start.
     pub rsa_bits: usize,
     /// How far ahead a header's expiry (`ts`) may lie, in seconds.
@@ -43,6 +46,7 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     pub ssh: SshSettings,
     pub engine: EngineConfig,
+    pub http: HttpConfig,
     /// Per-plugin sandbox limits, by plugin name.
     pub plugins: HashMap<String, LimitsOverride>,
 }
@@ -52,6 +56,65 @@ pub struct Config {
 pub struct EngineConfig {
     pub max_instances: u32,
     pub max_memory_bytes: u64,
+}
+
+/// The front door: which names and origins are this server's, and the
+/// bounds on connections and authentication attempts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Names the `Host` header may carry besides IP literals and `localhost`.
+    pub server_names: Vec<String>,
+    /// Origins (`https://console.example:8443`) allowed to call from a browser.
+    pub allowed_origins: Vec<String>,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    /// Failed authentications an address may make at once…
+    pub auth_failure_burst: u32,
+    /// …and regains per minute.
+    pub auth_failures_per_minute: u32,
+    /// Headers of one address decrypted at once.
+    pub auth_in_flight_per_client: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let auth = crate::api::auth::ClientLimits::default();
+        Self {
+            server_names: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_connections: 1024,
+            max_connections_per_client: 256,
+            header_read_timeout_secs: 30,
+            request_timeout_secs: 300,
+            max_header_bytes: 64 * 1024,
+            auth_failure_burst: auth.failure_burst,
+            auth_failures_per_minute: auth.failures_per_minute,
+            auth_in_flight_per_client: auth.in_flight,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn client_limits(&self) -> crate::api::auth::ClientLimits {
+        crate::api::auth::ClientLimits {
+            failure_burst: self.auth_failure_burst,
+            failures_per_minute: self.auth_failures_per_minute,
+            in_flight: self.auth_in_flight_per_client,
+        }
+    }
+
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            max: self.max_connections,
+            per_client: self.max_connections_per_client,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -85,12 +148,14 @@ impl Default for Config {
             log: "info".into(),
             password: None,
             allow_remote_without_password: false,
+            allow_password_over_plain_http: false,
             rsa_bits: 2048,
             auth_horizon_secs: 3600,
             tls_cert: None,
             tls_key: None,
             ssh: SshSettings::default(),
             engine: EngineConfig::default(),
+            http: HttpConfig::default(),
             plugins: HashMap::new(),
         }
     }
@@ -127,6 +192,25 @@ pub struct Overrides {
     /// Listen beyond loopback even though no password is set.
     #[arg(long, env = "CREDHOST_ALLOW_REMOTE_WITHOUT_PASSWORD")]
     pub allow_remote_without_password: bool,
+    /// With a password, serve plain HTTP beyond loopback anyway. Anyone who
+    /// sees one request can then forge others: use TLS instead.
+    #[arg(long, env = "CREDHOST_ALLOW_PASSWORD_OVER_PLAIN_HTTP")]
+    pub allow_password_over_plain_http: bool,
+    /// A name clients reach this server by (repeatable; `Host` must be an
+    /// IP literal, `localhost` or one of these).
+    #[arg(
+        long = "server-name",
+        env = "CREDHOST_SERVER_NAMES",
+        value_delimiter = ','
+    )]
+    pub server_names: Vec<String>,
+    /// An origin allowed to call from a browser (repeatable).
+    #[arg(
+        long = "allowed-origin",
+        env = "CREDHOST_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "CREDHOST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -168,6 +252,21 @@ impl Config {
         }
         if overrides.allow_remote_without_password {
             config.allow_remote_without_password = true;
+        }
+        if overrides.allow_password_over_plain_http {
+            config.allow_password_over_plain_http = true;
+        }
+        if !overrides.server_names.is_empty() {
+            config.http.server_names = overrides.server_names.clone();
+        }
+        if !overrides.allowed_origins.is_empty() {
+            config.http.allowed_origins = overrides.allowed_origins.clone();
+        }
+        for name in &mut config.http.server_names {
+            *name = name.trim_end_matches('.').to_ascii_lowercase();
+        }
+        for origin in &mut config.http.allowed_origins {
+            *origin = origin.trim_end_matches('/').to_ascii_lowercase();
         }
         if let (Some(cert), Some(key)) = (&overrides.tls_cert, &overrides.tls_key) {
             config.tls_cert = Some(cert.clone());

@@ -8,7 +8,9 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use std::time::Duration;
 
+use crate::api::FrontDoor;
 use crate::api::auth::Authenticator;
+use crate::api::guard::Guard;
 use crate::keys::{Keyring, TransportKey};
 use crate::plugins::{PrecompileCache, Registry, Runtime};
 use crate::secret::Secret;
@@ -72,21 +74,42 @@ fn announce(scheme: &str, addr: std::net::SocketAddr, config: &Config) {
     println!("credhost listening on {scheme}://{addr}");
 }
 
-/// Serves until `shutdown` resolves, then lets requests in flight finish.
-pub async fn serve(
-    config: &Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    if config.password.is_none()
-        && !config.listen.ip().is_loopback()
-        && !config.allow_remote_without_password
-    {
+/// Refuses the configurations that expose the API to the network without
+/// protecting it, and warns about the weaker ones it allows.
+fn check_exposure(config: &Config) -> anyhow::Result<()> {
+    let loopback = config.listen.ip().is_loopback();
+    let tls = config.tls_cert.is_some();
+    if config.password.is_none() && !loopback && !config.allow_remote_without_password {
         anyhow::bail!(
             "refusing to listen on {} without a password: set one (config file or CREDHOST_PASSWORD) \
              or pass --allow-remote-without-password",
             config.listen
         );
     }
+    if config.password.is_some() && !tls {
+        if !loopback && !config.allow_password_over_plain_http {
+            anyhow::bail!(
+                "refusing to serve a password over plain HTTP on {}: whoever sees one request can \
+                 forge others. Serve HTTPS (--tls-cert, --tls-key), listen on loopback, or pass \
+                 --allow-password-over-plain-http to accept that risk",
+                config.listen
+            );
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "the API password is served over plain HTTP: anyone who can see this traffic can \
+             forge requests; use --tls-cert and --tls-key"
+        );
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    check_exposure(config)?;
     let service = build(config).await?;
     // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
     service.start_rewrap();
@@ -96,25 +119,32 @@ pub async fn serve(
         key,
         config.password.clone().map(|p| Secret::new(p.into_bytes())),
         Duration::from_secs(config.auth_horizon_secs),
+        config.http.client_limits(),
     ));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let router = crate::api::router(service, auth, addr);
+    let tls = config.tls_cert.is_some() && config.tls_key.is_some();
+    let door = FrontDoor {
+        guard: Guard {
+            names: config.http.server_names.clone(),
+            origins: config.http.allowed_origins.clone(),
+            tls,
+        },
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs.max(1)),
+    };
+    let router = crate::api::router(service, auth, door, addr);
+    let limits = config.http.connection_limits();
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let listener = crate::tls::TlsListener::new(listener, cert, key)?;
             announce("https", addr, config);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            crate::connections::serve(listener, router, limits, shutdown).await;
         }
         _ => {
             announce("http", addr, config);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            crate::connections::serve(listener, router, limits, shutdown).await;
         }
     }
     tracing::info!("credhost stopped");

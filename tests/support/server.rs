@@ -23,11 +23,19 @@ pub struct Server {
 pub struct Options {
     pub args: Vec<String>,
     pub envs: Vec<(String, String)>,
+    /// A configuration file's text, passed with `--config`.
+    pub config: Option<String>,
 }
 
 impl Server {
-    pub fn start(options: Options) -> Self {
+    pub fn start(mut options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = &options.config {
+            let path = dir.path().join("credhost.toml");
+            std::fs::write(&path, text).unwrap();
+            options.args.push("--config".into());
+            options.args.push(path.display().to_string());
+        }
         let mut server = Self {
             base: String::new(),
             data_dir: dir.path().join("data"),

@@ -100,6 +100,11 @@ pub async fn envelope(request: Request, next: Next) -> Response {
         Ok(Reply::Data(data)) => (Some(data), None),
         Ok(Reply::Empty) => (None, None),
         Err(e) => {
+            if let Some(seconds) = e.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = %trace, "request refused: {}", e.message);
             (
                 None,

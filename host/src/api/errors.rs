@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: Option<i64>,
     pub err_code: String,
     pub message: String,
+    /// Seconds to send as `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,7 +23,30 @@ impl ApiError {
             code: None,
             err_code: err_code.to_string(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 429: this client should slow down.
+    pub fn too_many(err_code: &str, message: impl Into<String>, retry_after: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, err_code, message);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    /// 503: the server cannot take this now; a retry later may work.
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Common.Unavailable",
+            message,
+        );
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    pub fn forbidden(err_code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, err_code, message)
     }
 
     pub fn bind(message: impl std::fmt::Display) -> Self {

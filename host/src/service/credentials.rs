@@ -128,16 +128,16 @@ impl Service {
         }
         let mut wanted: Vec<u64> = Vec::with_capacity(ids.len());
         let mut not_found = Vec::new();
-        for id in ids {
+        for id in super::ids::distinct(ids)? {
             match u64::try_from(id) {
-                Ok(id) if !wanted.contains(&id) => wanted.push(id),
-                Ok(_) => {}
+                Ok(id) => wanted.push(id),
                 Err(_) => not_found.push(id.unsigned_abs()),
             }
         }
         let requested = wanted.clone();
         let deleted = self.store(move |s| s.delete_many(&requested)).await?;
-        not_found.extend(wanted.into_iter().filter(|id| !deleted.contains(id)));
+        let gone: std::collections::HashSet<u64> = deleted.iter().copied().collect();
+        not_found.extend(wanted.into_iter().filter(|id| !gone.contains(id)));
         tracing::info!(deleted = deleted.len(), "credentials deleted");
         Ok(Deleted { deleted, not_found })
     }

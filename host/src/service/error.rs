@@ -30,7 +30,7 @@ pub enum Error {
     ValidationFailed(String),
     #[error("Credential not found")]
     NotFound,
-    #[error("Credential not found: {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    #[error("Credential not found: {}", super::ids::name_some(ids))]
     NotFoundIds { ids: Vec<u64> },
     #[error(transparent)]
     Plugin(#[from] PluginError),

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod error;
+mod ids;
 mod list;
 mod plugins;
 mod rewrap;
@@ -16,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use arc_swap::ArcSwap;
 
 pub use error::Error;
+pub use ids::{MAX_IDS, distinct as distinct_ids};
 pub use list::ListRequest;
 pub use plugins::{PluginSource, PluginsView};
 pub use rewrap::{EncryptionStatus, KeyUse, PolicyUse, RewrapState, RewrapStatus};

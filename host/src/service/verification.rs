@@ -70,12 +70,7 @@ impl Service {
     /// Checks stored credentials, all of them concurrently (bounded). Every
     /// id must exist; the unknown ones are named. Each id is checked once.
     pub async fn validate_many(&self, ids: Vec<i64>) -> Result<Contents<ValidationResult>, Error> {
-        let mut wanted: Vec<i64> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !wanted.contains(&id) {
-                wanted.push(id);
-            }
-        }
+        let wanted = super::ids::distinct(ids)?;
         let mut records = Vec::with_capacity(wanted.len());
         let mut missing = Vec::new();
         for id in wanted {

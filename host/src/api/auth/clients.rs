@@ -1,0 +1,219 @@
+//! Per client address: how many authentication failures it may still make
+//! (a token bucket), and how many of its headers are being decrypted now.
+//! An address is an IPv4 address or an IPv6 /64, the least a client
+//! controls. The table is bounded: when full, idle entries are dropped, and
+//! if none is idle the newcomers share one entry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Failures allowed at once before the address is slowed down.
+    pub failure_burst: u32,
+    /// Failures regained per minute.
+    pub failures_per_minute: u32,
+    /// Headers of one address decrypted at once.
+    pub in_flight: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            failure_burst: 10,
+            failures_per_minute: 60,
+            in_flight: 16,
+        }
+    }
+}
+
+const MAX_ENTRIES: usize = 65_536;
+
+/// Why an address is turned away before any decryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many failures lately; try again after this many seconds.
+    Failures { retry_after: u64 },
+    /// Too many of its headers are being decrypted now.
+    Busy,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Failures still allowed (fractional: the bucket refills continuously).
+    allowance: f64,
+    updated: Instant,
+    in_flight: u32,
+}
+
+pub struct Clients {
+    limits: ClientLimits,
+    entries: Mutex<HashMap<IpAddr, Entry>>,
+}
+
+/// An address's header being decrypted; dropping it ends that.
+pub struct Ticket {
+    clients: Arc<Clients>,
+    key: IpAddr,
+    /// Set when the request failed authentication.
+    failed: bool,
+}
+
+impl Ticket {
+    pub fn failed(&mut self) {
+        self.failed = true;
+    }
+
+    /// Whether this address has failed lately (its requests then queue
+    /// behind those of addresses that have not).
+    pub fn suspect(&self) -> bool {
+        let entries = self.clients.entries.lock().expect("client table lock");
+        entries
+            .get(&self.key)
+            .is_some_and(|e| e.allowance < f64::from(self.clients.limits.failure_burst))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut entries = self.clients.entries.lock().expect("client table lock");
+        if let Some(entry) = entries.get_mut(&self.key) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if self.failed {
+                entry.allowance = (entry.allowance - 1.0).max(0.0);
+            }
+        }
+    }
+}
+
+fn key_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+    }
+}
+
+/// Where the table puts addresses it has no room for.
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+impl Clients {
+    pub fn new(limits: ClientLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Admits one header of `ip` for decryption, or says why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let now = Instant::now();
+        let burst = f64::from(self.limits.failure_burst.max(1));
+        let per_second = f64::from(self.limits.failures_per_minute) / 60.0;
+        let mut entries = self.entries.lock().expect("client table lock");
+        let mut key = key_of(ip);
+        if !entries.contains_key(&key) && entries.len() >= MAX_ENTRIES {
+            // Rare and amortised: a full table is swept once, then fills
+            // again only after another MAX_ENTRIES new addresses.
+            entries.retain(|_, e| {
+                e.in_flight > 0
+                    || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second
+                        < burst
+            });
+            if entries.len() >= MAX_ENTRIES {
+                key = OVERFLOW;
+            }
+        }
+        let entry = entries.entry(key).or_insert(Entry {
+            allowance: burst,
+            updated: now,
+            in_flight: 0,
+        });
+        let regained = now.duration_since(entry.updated).as_secs_f64() * per_second;
+        entry.allowance = (entry.allowance + regained).min(burst);
+        entry.updated = now;
+        if entry.allowance < 1.0 {
+            let wait = if per_second > 0.0 {
+                ((1.0 - entry.allowance) / per_second).ceil() as u64
+            } else {
+                60
+            };
+            return Err(Refusal::Failures {
+                retry_after: wait.max(1),
+            });
+        }
+        if entry.in_flight >= self.limits.in_flight.max(1) {
+            return Err(Refusal::Busy);
+        }
+        entry.in_flight += 1;
+        Ok(Ticket {
+            clients: self.clone(),
+            key,
+            failed: false,
+        })
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(burst: u32, per_minute: u32, in_flight: u32) -> ClientLimits {
+        ClientLimits {
+            failure_burst: burst,
+            failures_per_minute: per_minute,
+            in_flight,
+        }
+    }
+
+    #[test]
+    fn failures_drain_the_bucket_successes_do_not() {
+        let clients = Clients::new(limits(3, 0, 10));
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        for _ in 0..10 {
+            drop(clients.admit(ip).unwrap());
+        }
+        for _ in 0..3 {
+            clients.admit(ip).unwrap().failed();
+        }
+        assert!(matches!(clients.admit(ip), Err(Refusal::Failures { .. })));
+        // Another address is not affected.
+        assert!(clients.admit("127.0.0.10".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn in_flight_is_capped_per_address() {
+        let clients = Clients::new(limits(3, 60, 2));
+        let ip: IpAddr = "::1".parse().unwrap();
+        let a = clients.admit(ip).unwrap();
+        let _b = clients.admit(ip).unwrap();
+        assert_eq!(clients.admit(ip).err(), Some(Refusal::Busy));
+        drop(a);
+        assert!(clients.admit(ip).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let clients = Clients::new(limits(1, 0, 10));
+        clients
+            .admit("2001:db8::1".parse().unwrap())
+            .unwrap()
+            .failed();
+        assert!(clients.admit("2001:db8::ffff".parse().unwrap()).is_err());
+        assert!(clients.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        assert_eq!(clients.len(), 2);
+    }
+}

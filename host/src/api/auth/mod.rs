@@ -1,0 +1,321 @@
+//! obshell's "API hybrid encryption": an RSA-encrypted `X-OCS-Header` that
+//! carries the password, an expiry, the request target and an AES key, and a
+//! body encrypted with that key.
+//!
+//! What an attacker without the password meets here:
+//! - every header that cannot be read (bad Base64, partial or too many
+//!   blocks, bad padding, not the expected JSON) gets one answer, and the
+//!   RSA decryption itself cannot tell bad padding from good (implicit
+//!   rejection, see `keys::transport`);
+//! - the RSA work runs on a small pool of its own, never on the async
+//!   workers, bounded per client address, and an address that keeps failing
+//!   is slowed down before any of it is spent;
+//! - a header is accepted once, identified by what it says (see `replay`),
+//!   so a captured one cannot be reused, for the same method or another;
+//! - expiries far ahead are refused and the password is compared in
+//!   constant time.
+
+mod body;
+mod clients;
+mod header;
+mod pool;
+mod replay;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::errors::ApiError;
+use crate::keys::TransportKey;
+use crate::secret::Secret;
+
+pub use body::open as open_body;
+pub use clients::ClientLimits;
+pub use header::{Claims, MAX_BLOCKS, blocks as header_blocks, claims as header_claims};
+
+pub const HEADER: &str = "x-ocs-header";
+pub const AGENT_HEADER: &str = "x-ocs-agent-header";
+
+/// An encrypted body may be this large (Base64 of the 1 MiB plaintext limit).
+const MAX_SEALED_BODY: usize = (super::decode::MAX_BODY / 3 + 1) * 4 + 64;
+/// Live headers remembered against replay; past it new ones wait.
+const REPLAY_CAPACITY: usize = 1 << 20;
+/// Headers waiting for the RSA pool before new ones are answered "busy".
+const RSA_QUEUE: usize = 1024;
+
+/// The address a request came from, set by the connection that carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+pub struct Authenticator {
+    pool: pool::RsaPool,
+    password: Option<Secret>,
+    /// How far in the future a header's expiry may lie.
+    horizon: Duration,
+    replay: replay::ReplayCache,
+    clients: Arc<clients::Clients>,
+}
+
+impl Authenticator {
+    pub fn new(
+        key: TransportKey,
+        password: Option<Secret>,
+        horizon: Duration,
+        limits: ClientLimits,
+    ) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            pool: pool::RsaPool::new(Arc::new(key), threads, RSA_QUEUE),
+            password,
+            horizon,
+            replay: replay::ReplayCache::new(REPLAY_CAPACITY),
+            clients: clients::Clients::new(limits),
+        }
+    }
+
+    pub fn public_key_base64(&self) -> &str {
+        self.pool.key().public_base64()
+    }
+
+    pub fn password_set(&self) -> bool {
+        self.password.is_some()
+    }
+}
+
+fn unauthorized(err_code: &str, message: impl Into<String>, code: i64) -> ApiError {
+    let mut error = ApiError::new(StatusCode::UNAUTHORIZED, err_code, message);
+    error.code = Some(code);
+    error
+}
+
+/// The one answer to every header that cannot be read.
+fn unreadable() -> ApiError {
+    unauthorized(
+        "Security.Authentication.Header.DecryptFailed",
+        "Decrypt http header failed",
+        1,
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Authenticator {
+    fn check(&self, claims: &Claims, target: &str, agent_header: bool) -> Result<u64, ApiError> {
+        if claims.uri.as_deref() != Some(target) {
+            return Err(unauthorized(
+                "Security.Authentication.Header.UriMismatch",
+                "URI mismatch",
+                10008,
+            ));
+        }
+        let now = now();
+        let mut expiry = now + self.horizon.as_secs();
+        // obshell skips the expiry for an empty `auth`; so do we, but only
+        // when no password is configured (then there is nothing to protect).
+        if self.password.is_some() || !claims.auth.is_empty() {
+            let ts = claims.ts.as_deref().unwrap_or("");
+            expiry = ts.trim().parse().map_err(|_| {
+                unauthorized(
+                    "Security.Authentication.Timestamp.Invalid",
+                    format!("Unauthorized: Invalid timestamp: {ts:?}"),
+                    10008,
+                )
+            })?;
+            if expiry < now {
+                return Err(unauthorized(
+                    "Security.Authentication.Expired",
+                    "Unauthorized: Authentication expired",
+                    10008,
+                ));
+            }
+            if expiry > now + self.horizon.as_secs() {
+                return Err(unauthorized(
+                    "Security.Authentication.Timestamp.Invalid",
+                    format!(
+                        "Unauthorized: Invalid timestamp: expiry is more than {} s ahead",
+                        self.horizon.as_secs()
+                    ),
+                    10008,
+                ));
+            }
+        }
+        let expected = self.password.as_ref().map_or(&[][..], Secret::expose);
+        if !bool::from(claims.auth.as_bytes().ct_eq(expected)) {
+            let (err_code, message) = if agent_header {
+                (
+                    "Security.Authentication.IncorrectAgentPassword",
+                    "Unauthorized: Agent password is incorrect",
+                )
+            } else {
+                (
+                    "Security.Authentication.IncorrectOceanbasePassword",
+                    "Unauthorized: OceanBase password is incorrect",
+                )
+            };
+            return Err(unauthorized(err_code, message, 10008));
+        }
+        Ok(expiry)
+    }
+
+    fn first_use(
+        &self,
+        claims: &Claims,
+        blocks: &[u8],
+        ends: &[usize],
+        expiry: u64,
+    ) -> Result<(), ApiError> {
+        // Without a password: its `keys`, or else all its claims. With one:
+        // the blocks whose plaintext overlaps the password's value, and its
+        // `keys` as well, so neither may come back.
+        let mut ids = Vec::with_capacity(2);
+        if claims.auth.is_empty() || claims.keys.is_some() {
+            ids.push(replay::identity(
+                claims.keys.as_deref(),
+                &claims.auth,
+                claims.ts.as_deref(),
+                claims.uri.as_deref(),
+            ));
+        }
+        if !claims.auth.is_empty() {
+            let block_len = self.pool.key().block_len();
+            let span = &claims.auth_span;
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let holding = starts
+                .zip(ends.iter().copied())
+                .enumerate()
+                .filter(|(_, (start, end))| *start < span.end && span.start < *end)
+                .map(|(i, _)| &blocks[i * block_len..(i + 1) * block_len]);
+            ids.push(replay::password_blocks(holding));
+        }
+        let now = now();
+        ids.into_iter()
+            .try_for_each(|id| self.replay.first_use(id, expiry, now))
+            .map_err(|refused| match refused {
+                replay::Refused::Replayed => unauthorized(
+                    "Security.Authentication.Replayed",
+                    "Unauthorized: this request header was already used",
+                    10008,
+                ),
+                replay::Refused::Full => {
+                    ApiError::unavailable("too many authenticated requests are still valid", 1)
+                }
+            })
+    }
+
+    /// Decrypts and checks the header. Every refusal here counts as a
+    /// failure of the client's address.
+    async fn verify(
+        &self,
+        ticket: &clients::Ticket,
+        value: &[u8],
+        target: &str,
+        agent_header: bool,
+    ) -> Result<Claims, ApiError> {
+        let blocks =
+            header::blocks(value, self.pool.key().block_len()).map_err(|_| unreadable())?;
+        let answer = self
+            .pool
+            .decrypt(blocks.clone(), ticket.suspect())
+            .map_err(|_| ApiError::unavailable("the server is busy authenticating", 1))?;
+        let plain = answer
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down", 1))?;
+        let claims = header::claims(&plain.bytes).map_err(|_| unreadable())?;
+        let expiry = self.check(&claims, target, agent_header)?;
+        self.first_use(&claims, &blocks, &plain.ends, expiry)?;
+        Ok(claims)
+    }
+}
+
+/// Routes anyone may call: how a client learns to authenticate.
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/info" | "/api/v1/secret" | "/api/v1/openapi.json"
+    )
+}
+
+pub async fn authenticate(
+    State(auth): State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match admit(&auth, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn admit(auth: &Authenticator, request: Request) -> Result<Request, ApiError> {
+    if is_public(request.uri().path()) {
+        return Ok(request);
+    }
+    let headers = request.headers();
+    let (value, agent_header) = match (headers.get(AGENT_HEADER), headers.get(HEADER)) {
+        (Some(agent), _) => (agent.as_bytes().to_vec(), true),
+        (None, Some(plain)) => (plain.as_bytes().to_vec(), false),
+        (None, None) if !auth.password_set() => return Ok(request),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Request.Header.NotFound",
+                "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
+            ));
+        }
+    };
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let mut ticket = auth
+        .clients
+        .admit(client)
+        .map_err(|refusal| match refusal {
+            clients::Refusal::Failures { retry_after } => ApiError::too_many(
+                "Security.Authentication.TooManyFailures",
+                "Unauthorized: too many failed authentications from this address; try again later",
+                retry_after,
+            ),
+            clients::Refusal::Busy => ApiError::too_many(
+                "Security.Authentication.TooManyRequests",
+                "too many requests from this address are being authenticated at once",
+                1,
+            ),
+        })?;
+    let target = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
+    let claims = match auth.verify(&ticket, &value, &target, agent_header).await {
+        Ok(claims) => claims,
+        Err(error) => {
+            if error.status == StatusCode::UNAUTHORIZED {
+                ticket.failed();
+            }
+            return Err(error);
+        }
+    };
+    drop(ticket);
+
+    let (parts, body) = request.into_parts();
+    let sealed = axum::body::to_bytes(body, MAX_SEALED_BODY)
+        .await
+        .map_err(|_| ApiError::illegal("request body is too large"))?;
+    let plain = if sealed.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        body::open(claims.keys.as_deref(), &sealed)?.to_vec()
+    };
+    Ok(Request::from_parts(parts, Body::from(plain)))
+}

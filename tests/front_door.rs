@@ -1,0 +1,515 @@
+//! The front door tried as an attacker would, against the real binary: each
+//! test performs an attack that worked before the API was hardened, and
+//! asserts it no longer does.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use credhost::client::{Client, Sealed, encrypt_header};
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code, message};
+
+const PASSWORD: &str = "Front-door-pw-5512";
+
+type Headers = Vec<(&'static str, &'static str)>;
+const LIST: &str = "/api/v1/security/credentials";
+const ROTATE: &str = "/api/v1/security/keys/rotate";
+const ENCRYPTION: &str = "/api/v1/security/encryption";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn with_password(config: &str) -> Server {
+    Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        config: Some(config.into()),
+        ..Default::default()
+    })
+}
+
+/// The header JSON exactly as the obshell SDK writes it.
+fn sdk_header_json(auth: &str, ts: u64, uri: &str, keys: &str) -> String {
+    format!(r#"{{"auth": "{auth}", "ts": "{ts}", "uri": "{uri}", "keys": "{keys}"}}"#)
+}
+
+fn blocks_of(header: &str) -> Vec<Vec<u8>> {
+    STANDARD
+        .decode(header)
+        .unwrap()
+        .chunks(256)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn header_of(blocks: &[Vec<u8>]) -> String {
+    STANDARD.encode(blocks.concat())
+}
+
+async fn current_key(client: &Client) -> Value {
+    let (status, envelope) = client.call(Method::GET, ENCRYPTION, None).await.unwrap();
+    assert_eq!(status, 200, "{envelope}");
+    envelope["data"]["current_key_id"].clone()
+}
+
+/// 1. A captured SDK header's blocks that hold the password, followed by
+/// blocks of the attacker's own that close the JSON with their own `uri`,
+/// `ts` and `keys` (duplicates, last one winning), or with extra keys.
+#[tokio::test]
+async fn a_captured_header_cannot_be_recombined_into_a_forged_request() {
+    let server = with_password("");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let key_before = current_key(&client).await;
+    let public = client.public_key().clone();
+
+    // What the attacker saw: one SDK request (53-byte chunks).
+    let keys = STANDARD.encode([7u8; 32]);
+    let captured = encrypt_header(
+        &public,
+        sdk_header_json(PASSWORD, now() + 60, LIST, &keys).as_bytes(),
+        53,
+    );
+    let captured = blocks_of(&captured);
+    assert!(captured.len() >= 3);
+
+    // All but the last block (which closes the `keys` string and the
+    // object), then blocks that end the string and override the rest.
+    let tails = [
+        format!(
+            r#"", "uri": "{ROTATE}", "ts": "{}", "keys": "{}"}}"#,
+            now() + 60,
+            STANDARD.encode([9u8; 32])
+        ),
+        format!(r#"", "URI": "{ROTATE}"}}"#),
+        format!(r#"", "session_id": "x", "uri2": "{ROTATE}"}}"#),
+    ];
+    for tail in tails {
+        let mut forged = captured[..captured.len() - 1].to_vec();
+        forged.extend(blocks_of(&encrypt_header(&public, tail.as_bytes(), 53)));
+        let sealed = Sealed {
+            header: header_of(&forged),
+            body: None,
+        };
+        let (status, envelope) = client.send(Method::POST, ROTATE, &sealed).await.unwrap();
+        assert_eq!(
+            (status, err_code(&envelope)),
+            (401, "Security.Authentication.Header.DecryptFailed"),
+            "{tail}"
+        );
+    }
+    assert_eq!(
+        current_key(&client).await,
+        key_before,
+        "no rotation happened"
+    );
+}
+
+/// 2. Bleichenbacher's oracle: a block with bad padding and one with good
+/// padding but content that is not the header must be answered alike, and
+/// an address that keeps failing is stopped before any decryption.
+#[tokio::test]
+async fn bad_padding_and_bad_content_get_one_answer_and_failures_are_limited() {
+    let server = with_password("[http]\nauth_failure_burst = 6\nauth_failures_per_minute = 1\n");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let public = client.public_key().clone();
+
+    let good_padding_bad_content = encrypt_header(&public, b"not the header at all", 245);
+    // Below the modulus (leading zero byte), and with overwhelming odds not
+    // PKCS#1-conformant.
+    let mut raw = vec![0u8];
+    raw.extend((1..256).map(|i| (i * 37 % 251) as u8));
+    let bad_padding = STANDARD.encode(&raw);
+    let mut flipped = blocks_of(&client.seal(&client.claims(LIST), None).header);
+    flipped[0][100] ^= 0x40;
+    let answers: Vec<Value> = {
+        let mut answers = Vec::new();
+        for header in [good_padding_bad_content, bad_padding, header_of(&flipped)] {
+            let sealed = Sealed { header, body: None };
+            let (status, envelope) = client.send(Method::GET, LIST, &sealed).await.unwrap();
+            assert_eq!(status, 401);
+            answers.push(envelope["error"].clone());
+        }
+        answers
+    };
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert_eq!(
+        answers[0],
+        json!({"code": 1, "errCode": "Security.Authentication.Header.DecryptFailed",
+               "message": "Decrypt http header failed"})
+    );
+
+    // Three more failures use up the burst of six; then 429 at once, even
+    // for the right password from this address.
+    for _ in 0..3 {
+        let wrong = Client::connect(&server.base, "guess").await.unwrap();
+        let (status, _) = wrong.call(Method::GET, LIST, None).await.unwrap();
+        assert_eq!(status, 401);
+    }
+    let response = server
+        .client()
+        .get(format!("{}{LIST}", server.base))
+        .header(
+            "X-OCS-Header",
+            client.seal(&client.claims(LIST), None).header,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let envelope: Value = response.json().await.unwrap();
+    assert_eq!(
+        err_code(&envelope),
+        "Security.Authentication.TooManyFailures"
+    );
+    // The public routes are not limited.
+    let (status, _) = server.get("/api/v1/info").await;
+    assert_eq!(status, 200);
+}
+
+/// 3. Replays: re-encrypting or padding the header with a block that
+/// decrypts to a space makes new bytes, not a new header; and a header
+/// used for GET cannot be used again for DELETE.
+#[tokio::test]
+async fn replays_are_recognised_by_content_and_not_rebound_to_another_method() {
+    let server = with_password("[http]\nauth_failure_burst = 100\n");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let public = client.public_key().clone();
+
+    let target = "/api/v1/security/credential/1";
+    let claims = client.claims(target);
+    let sealed = client.seal(&claims, None);
+    let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
+    assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
+
+    // The same header with one more block that decrypts to a space.
+    let mut padded = blocks_of(&sealed.header);
+    padded.extend(blocks_of(&encrypt_header(&public, b" ", 245)));
+    // The same claims encrypted afresh (new random padding, new bytes).
+    let resealed = client.seal(&claims, None);
+    assert_ne!(resealed.header, sealed.header);
+    for (method, header) in [
+        (Method::GET, header_of(&padded)),
+        (Method::GET, resealed.header),
+        (Method::DELETE, sealed.header.clone()),
+    ] {
+        let replay = Sealed { header, body: None };
+        let (status, envelope) = client.send(method.clone(), target, &replay).await.unwrap();
+        assert_eq!(
+            (status, err_code(&envelope)),
+            (401, "Security.Authentication.Replayed"),
+            "{method}"
+        );
+    }
+
+    // A captured header whose last block (the end of `keys`) is swapped for
+    // one of the attacker's: new `keys`, same password blocks. Used once by
+    // its author for GET, it cannot then serve for DELETE.
+    let keys = STANDARD.encode([3u8; 32]);
+    let text = sdk_header_json(PASSWORD, now() + 60, target, &keys);
+    let cut = text.len() - 20;
+    let mut captured = blocks_of(&encrypt_header(&public, &text.as_bytes()[..cut], 245));
+    captured.extend(blocks_of(&encrypt_header(
+        &public,
+        &text.as_bytes()[cut..],
+        245,
+    )));
+    let original = Sealed {
+        header: header_of(&captured),
+        body: None,
+    };
+    let (status, _) = client.send(Method::GET, target, &original).await.unwrap();
+    assert_eq!(status, 404);
+    let forged_tail = format!("{}\"}}", "Z".repeat(18));
+    captured.pop();
+    captured.extend(blocks_of(&encrypt_header(
+        &public,
+        forged_tail.as_bytes(),
+        245,
+    )));
+    let forged = Sealed {
+        header: header_of(&captured),
+        body: None,
+    };
+    let (status, envelope) = client.send(Method::DELETE, target, &forged).await.unwrap();
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (401, "Security.Authentication.Replayed")
+    );
+
+    // A header without `keys` (as a browser console sends for a GET) is
+    // recognised by its password's blocks.
+    let plain = json!({"auth": PASSWORD, "ts": (now() + 60).to_string(), "uri": LIST}).to_string();
+    let first = encrypt_header(&public, plain.as_bytes(), 245);
+    let mut padded = blocks_of(&first);
+    padded.extend(blocks_of(&encrypt_header(&public, b" ", 245)));
+    for (header, expected) in [
+        (first.clone(), 200),
+        (first, 401),
+        (header_of(&padded), 401),
+    ] {
+        let sealed = Sealed { header, body: None };
+        let (status, _) = client.send(Method::GET, LIST, &sealed).await.unwrap();
+        assert_eq!(status, expected);
+    }
+}
+
+/// 4. Unauthenticated CPU: a header of many copies of one valid block is
+/// refused before any decryption; headers past the size cap are refused by
+/// the HTTP layer; a slow client is cut off; connections are capped.
+#[tokio::test]
+async fn oversized_headers_slow_clients_and_connection_floods_are_bounded() {
+    let server = with_password(
+        "[http]\nauth_failure_burst = 100\nheader_read_timeout_secs = 1\n\
+         request_timeout_secs = 2\nmax_connections_per_client = 8\n",
+    );
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let block = blocks_of(&client.seal(&client.claims(LIST), None).header)[0].clone();
+
+    // 49 blocks: one past the cap, refused with the same answer as any
+    // unreadable header; 150 blocks (50 KiB of Base64) likewise.
+    for copies in [49, 150] {
+        let sealed = Sealed {
+            header: header_of(&vec![block.clone(); copies]),
+            body: None,
+        };
+        let (status, envelope) = client.send(Method::GET, LIST, &sealed).await.unwrap();
+        assert_eq!(
+            (status, message(&envelope)),
+            (401, "Decrypt http header failed")
+        );
+    }
+    // 1,200 blocks (400 KiB) do not even reach the API: 431 from HTTP.
+    let response = server
+        .client()
+        .get(format!("{}{LIST}", server.base))
+        .header("X-OCS-Header", header_of(&vec![block.clone(); 1200]))
+        .send()
+        .await;
+    match response {
+        Ok(r) => assert_eq!(r.status(), 431),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+
+    let addr = server.base.strip_prefix("http://").unwrap().to_string();
+    // Slowloris: half a request, then silence. The server hangs up.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the connection stayed open"
+    );
+
+    // A body sent too slowly: the request is answered 503 at its deadline.
+    let validate = "/api/v1/security/credential/validate";
+    let header = client.seal(&client.claims(validate), None).header;
+    let mut trickle = TcpStream::connect(&addr).unwrap();
+    trickle
+        .write_all(
+            format!(
+                "POST {validate} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 X-OCS-Header: {header}\r\nContent-Length: 100\r\n\r\nAAAA"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = trickle.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Request.Timeout"), "{answer}");
+
+    // Connections per address: eight are kept, the ninth is closed at once.
+    let open: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut ninth = TcpStream::connect(&addr).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    ninth
+        .write_all(b"GET /api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok();
+    let mut buf = Vec::new();
+    let read = ninth.read_to_end(&mut buf);
+    assert!(
+        read.is_err() || buf.is_empty(),
+        "the ninth connection was served: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    drop(open);
+}
+
+/// 5. A web page in the operator's browser, against the default mode (no
+/// password, loopback): cross-site POSTs, form content types, and DNS
+/// rebinding are all refused, and nothing happens.
+#[tokio::test]
+async fn a_web_page_cannot_drive_the_passwordless_server() {
+    let server = Server::start(Options::default());
+    let url = format!("{}{ROTATE}", server.base);
+    let http = server.client();
+    let (_, before) = server.get(ENCRYPTION).await;
+
+    let attempts: [(Headers, u16, &str); 8] = [
+        (
+            vec![
+                ("origin", "https://evil.example"),
+                ("content-type", "text/plain"),
+            ],
+            403,
+            "Security.Origin.NotAllowed",
+        ),
+        (
+            vec![("origin", "https://evil.example")],
+            403,
+            "Security.Origin.NotAllowed",
+        ),
+        (vec![("origin", "null")], 403, "Security.Origin.NotAllowed"),
+        (
+            vec![("sec-fetch-site", "cross-site")],
+            403,
+            "Security.Origin.NotAllowed",
+        ),
+        (
+            vec![("content-type", "text/plain;charset=UTF-8")],
+            415,
+            "Request.ContentType.NotAllowed",
+        ),
+        (
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            415,
+            "Request.ContentType.NotAllowed",
+        ),
+        (
+            vec![("content-type", "multipart/form-data; boundary=x")],
+            415,
+            "Request.ContentType.NotAllowed",
+        ),
+        (
+            vec![("host", "rebind.evil.example:2886")],
+            403,
+            "Security.Host.NotAllowed",
+        ),
+    ];
+    for (headers, status, code) in attempts {
+        let mut request = http.post(&url).body("{}");
+        for (k, v) in &headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{headers:?}");
+        let envelope: Value = response.json().await.unwrap();
+        assert_eq!(err_code(&envelope), code, "{headers:?}");
+    }
+    // DNS rebinding cannot read either.
+    let response = http
+        .get(format!("{}{LIST}", server.base))
+        .header("host", "rebind.evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, after) = server.get(ENCRYPTION).await;
+    assert_eq!(
+        before["data"]["current_key_id"], after["data"]["current_key_id"],
+        "no rotation happened"
+    );
+
+    // What clients send still works: no Content-Type (the SDK), JSON (curl
+    // --json), the server's own origin, and `localhost`.
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let own_origin = server.base.clone();
+    for headers in [
+        vec![],
+        vec![("content-type", "application/json")],
+        vec![("origin", own_origin.as_str())],
+        vec![("host", "localhost")],
+    ] {
+        let mut request = http.get(format!("{}{LIST}", server.base));
+        for (k, v) in &headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{headers:?} (port {port})");
+    }
+}
+
+/// 6. Id lists: a huge one is refused at once with a short message, and a
+/// long list of unknown ids is named briefly.
+#[tokio::test]
+async fn id_lists_are_capped_and_errors_stay_short() {
+    let server = Server::start(Options::default());
+    let huge: Vec<u64> = (1..=160_000).collect();
+    for path in [
+        "/api/v1/security/credentials/validate",
+        "/api/v1/security/credentials",
+    ] {
+        let method = if path.ends_with("validate") {
+            Method::POST
+        } else {
+            Method::DELETE
+        };
+        let (status, envelope) = server
+            .call(method, path, Some(json!({ "credential_id_list": huge })))
+            .await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(err_code(&envelope), "Common.IllegalArgument");
+        assert!(message(&envelope).len() < 200, "{}", message(&envelope));
+    }
+    let unknown: Vec<u64> = (1..=1000).collect();
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            json!({ "credential_id_list": unknown }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        message(&envelope).ends_with("and 990 more"),
+        "{}",
+        message(&envelope)
+    );
+}
+
+/// A password over plain HTTP beyond loopback is refused at start; on
+/// loopback it is allowed with a warning.
+#[test]
+fn a_password_over_plain_http_beyond_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CREDHOST_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--allow-password-over-plain-http"),
+        "{stderr}"
+    );
+
+    let server = with_password("");
+    assert!(
+        server.log_text().contains("served over plain HTTP"),
+        "{}",
+        server.log_text()
+    );
+}
