@@ -6,6 +6,8 @@
 
 #[path = "../../tests/support/fake_ssh.rs"]
 mod fake_ssh;
+#[path = "figures/front_door.rs"]
+mod front_door;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -56,6 +58,9 @@ fn main() {
     }
     if wanted("auth") {
         run(Box::pin(auth()));
+    }
+    if wanted("front_door") {
+        run(Box::pin(front_door::front_door()));
     }
     if wanted("rewrap") {
         run(Box::pin(rewrap()));

@@ -1,5 +1,6 @@
 //! HTTPS: TLS (rustls) in front of the same router. Handshakes run in their
-//! own tasks, so a slow client cannot hold up the accept loop.
+//! own tasks, so a slow client cannot hold up the accept loop, and at most
+//! `MAX_HANDSHAKES` at once, so slow clients cannot pile them up either.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_HANDSHAKES: usize = 256;
 
 pub struct TlsListener {
     addr: SocketAddr,
@@ -38,15 +40,21 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "connection refused: too many TLS handshakes");
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
