@@ -30,6 +30,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::ApiError;
@@ -150,8 +151,12 @@ impl Authenticator {
                 ));
             }
         }
+        // Digests of equal length, compared in constant time: neither the
+        // content nor the length of the password shows in the timing.
         let expected = self.password.as_ref().map_or(&[][..], Secret::expose);
-        if !bool::from(claims.auth.as_bytes().ct_eq(expected)) {
+        let given: [u8; 32] = Sha256::digest(claims.auth.as_bytes()).into();
+        let wanted: [u8; 32] = Sha256::digest(expected).into();
+        if !bool::from(given.ct_eq(&wanted)) {
             let (err_code, message) = if agent_header {
                 (
                     "Security.Authentication.IncorrectAgentPassword",
