@@ -13,6 +13,11 @@ use tokio::task::JoinHandle;
 pub const USER: &str = "fake";
 pub const PASSWORD: &str = "fake-pw-Qx7mZ2vL";
 
+/// The longest passphrase a credential may hold (4 KiB), also accepted.
+pub fn long_password() -> String {
+    "fake-long-pw-".chars().cycle().take(4096).collect()
+}
+
 pub struct FakeSsh {
     pub addrs: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
@@ -81,7 +86,7 @@ impl Handler for Fake {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if user == USER && password == PASSWORD {
+        if user == USER && (password == PASSWORD || password == long_password()) {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())

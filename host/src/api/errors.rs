@@ -106,6 +106,7 @@ impl From<Error> for ApiError {
                 (S::BAD_REQUEST, "Credential.Host.AlreadyExists")
             }
             Error::TargetNotAllowed(_) => (S::BAD_REQUEST, "Credential.Host.NotAllowed"),
+            Error::SecretRequired(_) => (S::BAD_REQUEST, "Credential.Targets.SecretRequired"),
             Error::ValidationFailed(_) => (S::BAD_REQUEST, "Credential.SSH.ValidationFailed"),
             Error::NotFound | Error::NotFoundIds { .. } => (S::NOT_FOUND, "Credential.NotFound"),
             Error::Plugin(_) => (S::INTERNAL_SERVER_ERROR, "Plugin.Failed"),

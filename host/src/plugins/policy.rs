@@ -105,9 +105,24 @@ impl PolicyPlugin {
         self
     }
 
-    /// Seals many secrets under one key in one instance: a rewrap batch
-    /// pays for instantiation once, not per row.
+    /// Seals many secrets under one key, as many per instance as the
+    /// output cap allows: a rewrap batch pays for instantiation once per
+    /// run, not per row, and never asks for more than a call may return.
     pub async fn seal_many(
+        &self,
+        key: &Secret,
+        items: &[(Secret, Vec<u8>)],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
+        let mut out = Vec::with_capacity(items.len());
+        for run in runs(items, self.meta.limits.output_bytes, |(p, _)| {
+            p.expose().len()
+        }) {
+            out.extend(self.seal_run(key, run).await?);
+        }
+        Ok(out)
+    }
+
+    async fn seal_run(
         &self,
         key: &Secret,
         items: &[(Secret, Vec<u8>)],
@@ -135,8 +150,20 @@ impl PolicyPlugin {
         Ok(sealed)
     }
 
-    /// Opens many ciphertexts under one key in one instance.
+    /// Opens many ciphertexts under one key, in runs as `seal_many` does.
     pub async fn open_many(
+        &self,
+        key: &Secret,
+        items: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Result<Secret, String>>, PluginError> {
+        let mut out = Vec::with_capacity(items.len());
+        for run in runs(items, self.meta.limits.output_bytes, |(c, _)| c.len()) {
+            out.extend(self.open_run(key, run).await?);
+        }
+        Ok(out)
+    }
+
+    async fn open_run(
         &self,
         key: &Secret,
         items: &[(Vec<u8>, Vec<u8>)],
@@ -198,4 +225,46 @@ fn result_bytes(results: &[Result<Vec<u8>, String>]) -> usize {
         .iter()
         .map(|r| r.as_ref().map_or_else(String::len, Vec::len))
         .sum()
+}
+
+/// Cuts `items` into runs whose answers fit in half of `output_cap`: an
+/// answer is about as long as its input (an AEAD adds a nonce and a tag, an
+/// error message a little more), and the other half is the margin. A single
+/// item larger than that still gets a run of its own.
+fn runs<T>(items: &[T], output_cap: u64, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    const PER_ITEM_OVERHEAD: u64 = 128;
+    let budget = (output_cap / 2).max(1);
+    let mut runs = Vec::new();
+    let (mut start, mut used) = (0, 0u64);
+    for (i, item) in items.iter().enumerate() {
+        let cost = size(item) as u64 + PER_ITEM_OVERHEAD;
+        if i > start && used + cost > budget {
+            runs.push(&items[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += cost;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::runs;
+
+    #[test]
+    fn runs_stay_within_half_the_cap() {
+        let items = vec![4096usize; 300];
+        let cut = runs(&items, 1 << 20, |n| *n);
+        assert_eq!(cut.iter().map(|r| r.len()).sum::<usize>(), 300);
+        assert!(cut.len() >= 3, "{}", cut.len());
+        for run in &cut {
+            assert!(run.len() as u64 * (4096 + 128) <= 1 << 19);
+        }
+        assert_eq!(runs(&[10usize; 3], 1 << 20, |n| *n).len(), 1);
+        assert_eq!(runs(&[1usize << 20], 1 << 20, |n| *n).len(), 1);
+        assert!(runs(&Vec::<usize>::new(), 1 << 20, |n| *n).is_empty());
+    }
 }

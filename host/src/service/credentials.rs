@@ -50,9 +50,11 @@ impl Service {
         self.prove(&verifier, &normalized.public, &secret, &record.targets)
             .await?;
         record.id = self.store(|s| s.reserve_id()).await?;
+        let sealing = self.sealing.read().await;
         record.secret = self.seal(record.id, &secret).await?;
         let stored = record.clone();
         self.store(move |s| s.insert(&stored)).await?;
+        drop(sealing);
         tracing::info!(id = record.id, target_type = %record.target_type, "credential created");
         Ok(CredentialView::of(&record))
     }
@@ -96,16 +98,31 @@ impl Service {
         }
         let (secret, replaced) = match normalized.secret {
             SecretChange::Replace(secret) => (secret, true),
-            SecretChange::Keep => (self.open_current(&current).await?, false),
+            SecretChange::Keep => {
+                // A stored secret goes only where it was proven: new
+                // targets need the caller to send it.
+                let new: Vec<String> = record
+                    .targets
+                    .iter()
+                    .filter(|t| !current.targets.contains(t))
+                    .map(|t| std::net::SocketAddr::new(t.ip, t.port).to_string())
+                    .collect();
+                if !new.is_empty() {
+                    return Err(Error::SecretRequired(new.join(", ")));
+                }
+                (self.open_current(&current).await?, false)
+            }
         };
         self.prove(&verifier, &normalized.public, &secret, &record.targets)
             .await?;
+        let sealing = self.sealing.read().await;
         let write = if replaced {
             SecretWrite::Replace(self.seal(record.id, &secret).await?)
         } else {
             SecretWrite::Keep
         };
         let stored = self.store(move |s| s.update(record, write)).await?;
+        drop(sealing);
         tracing::info!(id = stored.id, "credential updated");
         Ok(CredentialView::of(&stored))
     }

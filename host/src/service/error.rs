@@ -26,6 +26,8 @@ pub enum Error {
     DuplicateHost(String),
     #[error("Host {0} is not in the allowed target ranges")]
     TargetNotAllowed(String),
+    #[error("send the passphrase to add targets: {0} not among the credential's targets")]
+    SecretRequired(String),
     #[error("SSH connection validation failed: {0}")]
     ValidationFailed(String),
     #[error("Credential not found")]

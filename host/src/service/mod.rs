@@ -54,6 +54,10 @@ pub struct Service {
     rewrap: rewrap::Rewrap,
     source: Option<plugins::PluginSource>,
     reloading: tokio::sync::Mutex<()>,
+    /// Held shared from sealing a secret until its row commits, and
+    /// exclusively while keys are retired: a key cannot be retired between
+    /// a writer taking it and its row showing that it uses it.
+    sealing: tokio::sync::RwLock<()>,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -99,6 +103,7 @@ impl Service {
             rewrap: rewrap::Rewrap::new(),
             source: None,
             reloading: tokio::sync::Mutex::new(()),
+            sealing: tokio::sync::RwLock::new(()),
         })
     }
 

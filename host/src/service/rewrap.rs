@@ -25,8 +25,6 @@ use crate::store::{Record, SealedSecret, SecretChange};
 
 /// Rows opened, re-sealed and written per transaction.
 const BATCH: usize = 1024;
-/// Rows per plugin call (one instantiation each).
-const SLICE: usize = 256;
 /// The settings key the rewrap job is recorded under.
 const JOB: &str = "rewrap_job";
 
@@ -250,7 +248,12 @@ impl Service {
                 s.rows_per_second = rate;
             });
         }
-        self.retire_unused().await?;
+        // A writer that sealed under an older key just before the last
+        // batch commits its row while retirement waits for it: such rows
+        // are picked up by running again.
+        if self.retire_unused().await? {
+            return Box::pin(self.run_rewrap(started)).await;
+        }
         self.rewrap.update(|s| s.remaining = 0);
         self.store.set_setting(JOB, "done")?;
         Ok(())
@@ -308,14 +311,12 @@ impl Service {
             .keys
             .get(key_id)
             .map_err(|e| Error::Encrypt(e.to_string()))?;
-        let mut sealed = Vec::with_capacity(plaintexts.len());
-        for slice in plaintexts.chunks(SLICE) {
-            let items: Vec<(Secret, Vec<u8>)> = slice
-                .iter()
-                .map(|(r, secret)| (secret.clone(), associated_data(r.id, key_id, policy)))
-                .collect();
-            sealed.extend(plugin.seal_many(&key, &items).await?);
-        }
+        // The policy cuts the calls to fit its output cap.
+        let items: Vec<(Secret, Vec<u8>)> = plaintexts
+            .iter()
+            .map(|(r, secret)| (secret.clone(), associated_data(r.id, key_id, policy)))
+            .collect();
+        let sealed = plugin.seal_many(&key, &items).await?;
         plaintexts
             .into_iter()
             .zip(sealed)
@@ -334,7 +335,12 @@ impl Service {
             .collect()
     }
 
-    async fn retire_unused(&self) -> Result<(), Error> {
+    /// Retires the keys no row uses; says whether rows remain that are not
+    /// under the current (policy, key).
+    async fn retire_unused(&self) -> Result<bool, Error> {
+        // No writer is between sealing and committing while this is held,
+        // so every key in use shows in the counts.
+        let _sealing = self.sealing.write().await;
         let counts = self.store.sealing_counts()?;
         let unused: Vec<u32> = self
             .keys
@@ -349,7 +355,10 @@ impl Service {
         if !retired.is_empty() {
             tracing::info!(?retired, "keys retired: no row references them");
         }
-        Ok(())
+        let (policy, key_id) = self.target();
+        Ok(counts
+            .iter()
+            .any(|c| !(c.policy == policy && c.key_id == key_id)))
     }
 
     /// Adds a key as current and rewraps every row under it before answering

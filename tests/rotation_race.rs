@@ -1,0 +1,187 @@
+//! Keys and policies change under writers: no row may ever be committed
+//! under a key that is retired meanwhile, and rows of the largest size must
+//! not wedge the rewrap.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::fake_ssh::{self, FakeSsh};
+use support::server::{Options, Server, rewrap_settled};
+
+fn body(name: &str, addr: std::net::SocketAddr, passphrase: &str) -> Value {
+    json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
+        "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
+        "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": passphrase } })
+}
+
+/// Every stored credential opens: batch validate reports no failure.
+async fn every_row_opens(server: &Server, ids: &[u64]) {
+    for chunk in ids.chunks(500) {
+        let (status, envelope) = server
+            .post(
+                "/api/v1/security/credentials/validate",
+                json!({ "credential_id_list": chunk }),
+            )
+            .await;
+        assert_eq!(status, 200, "{envelope}");
+        for result in envelope["data"]["contents"].as_array().unwrap() {
+            assert_eq!(result["failed_count"], 0, "{result}");
+        }
+    }
+}
+
+async fn settle_and_check(server: &Server) -> Value {
+    // A last rotation-free rewrap: it must finish with no row left behind.
+    let status = rewrap_settled(server).await;
+    assert_ne!(status["rewrap"]["state"], "failed", "{status}");
+    let (code, resumed) = server
+        .post("/api/v1/security/encryption/rewrap", json!({}))
+        .await;
+    assert_eq!(code, 200, "{resumed}");
+    let status = rewrap_settled(server).await;
+    let state = &status["rewrap"];
+    assert!(
+        state["state"] != "failed" && state["error"].is_null(),
+        "{state}"
+    );
+    let current = &status["current_key_id"];
+    for key in status["keys"].as_array().unwrap() {
+        if key["id"] != *current {
+            assert_eq!(key["rows"], 0, "rows left under old key {}", key["id"]);
+        }
+    }
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_rotations_and_swaps_never_land_under_a_retired_key() {
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(40_000, 64)).await;
+    let server = Arc::new(Server::start(Options::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(25);
+
+    // Writers: each owns some addresses; creates, then updates with a new
+    // passphrase (a fresh seal) over and over.
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let (server, stop, writes) = (server.clone(), stop.clone(), writes.clone());
+        let addrs: Vec<_> = fake.addrs.iter().copied().skip(w * 16).take(16).collect();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for (i, addr) in addrs.iter().enumerate() {
+                let (status, envelope) = server
+                    .post(
+                        "/api/v1/security/credential",
+                        body(&format!("w{w}-{i}"), *addr, fake_ssh::PASSWORD),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{envelope}");
+                ids.push(envelope["data"]["credential_id"].as_u64().unwrap());
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let i = n % ids.len();
+                let (status, envelope) = server
+                    .patch(
+                        &format!("/api/v1/security/credential/{}", ids[i]),
+                        body(&format!("w{w}-{i}"), addrs[i], fake_ssh::PASSWORD),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{envelope}");
+                writes.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            ids
+        }));
+    }
+    // Rotations and policy swaps in a loop.
+    let mut rotations = 0;
+    let policies = ["chacha20-poly1305", "aes-256-gcm"];
+    while Instant::now() < deadline {
+        let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+        assert_eq!(status, 200, "{envelope}");
+        rotations += 1;
+        if rotations % 3 == 0 {
+            let policy = policies[(rotations / 3) % 2];
+            let (status, envelope) = server
+                .put(
+                    "/api/v1/security/encryption/policy",
+                    json!({ "policy": policy }),
+                )
+                .await;
+            assert_eq!(status, 200, "{envelope}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut ids = Vec::new();
+    for writer in writers {
+        ids.extend(writer.await.unwrap());
+    }
+    let writes = writes.load(Ordering::Relaxed);
+    assert!(writes >= 1000, "only {writes} writes raced the rotations");
+    assert!(rotations >= 100, "only {rotations} rotations");
+    settle_and_check(&server).await;
+    every_row_opens(&server, &ids).await;
+    eprintln!("{writes} writes against {rotations} rotations: every row opens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_the_largest_size_do_not_wedge_the_rewrap() {
+    const ROWS: u32 = 300;
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(41_000, ROWS)).await;
+    let server = Arc::new(Server::start(Options::default()));
+    let long = fake_ssh::long_password();
+    let ids: Vec<u64> = {
+        use futures::StreamExt;
+        let bodies: Vec<Value> = fake
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| body(&format!("big-{i:03}"), *addr, &long))
+            .collect();
+        futures::stream::iter(bodies)
+            .map(|b| {
+                let server = server.clone();
+                async move {
+                    let (status, envelope) = server.post("/api/v1/security/credential", b).await;
+                    assert_eq!(status, 200, "{envelope}");
+                    envelope["data"]["credential_id"].as_u64().unwrap()
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await
+    };
+    // A rotation, a policy swap, and obshell's key replacement, which
+    // answers only when every row is rewrapped.
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    settle_and_check(&server).await;
+    let (status, envelope) = server
+        .put(
+            "/api/v1/security/encryption/policy",
+            json!({ "policy": "chacha20-poly1305" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let status = settle_and_check(&server).await;
+    assert_eq!(status["active_policy"], "chacha20-poly1305");
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let (code, envelope) = server
+        .put(
+            "/api/v1/security/credential/encrypt-secret-key",
+            json!({ "aes_key": key }),
+        )
+        .await;
+    assert_eq!(code, 200, "{envelope}");
+    settle_and_check(&server).await;
+    every_row_opens(&server, &ids).await;
+}
