@@ -84,7 +84,10 @@ fn cache_dir() -> std::path::PathBuf {
 async fn registry(ssh: SshSettings) -> Registry {
     let runtime = Runtime::new(
         EngineSettings::default(),
-        PrecompileCache::new(Some(cache_dir())),
+        PrecompileCache::new(
+            cache_dir(),
+            credhost::data_dir::secret_file(&cache_dir().with_extension("key")).unwrap(),
+        ),
         ssh,
     )
     .unwrap();

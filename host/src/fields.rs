@@ -3,9 +3,25 @@
 //! are ignored, `null` is absent.
 
 use serde_json::{Map, Value};
+use zeroize::{Zeroize, Zeroizing};
 
+/// A request body holds passphrases: its strings are wiped when dropped.
 #[derive(Debug, Clone, Default)]
 pub struct Fields(Map<String, Value>);
+
+impl Drop for Fields {
+    fn drop(&mut self) {
+        fn wipe(value: &mut Value) {
+            match value {
+                Value::String(s) => s.zeroize(),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(map) => map.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.0.values_mut().for_each(wipe);
+    }
+}
 
 /// Why a body could not be bound; becomes `Common.BindJsonFailed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +74,11 @@ impl Fields {
     }
 
     /// The raw JSON text of a field, `null` when absent.
-    pub fn raw(&self, name: &str) -> String {
-        self.get(name)
-            .map_or_else(|| "null".to_string(), Value::to_string)
+    pub fn raw(&self, name: &str) -> Zeroizing<String> {
+        Zeroizing::new(
+            self.get(name)
+                .map_or_else(|| "null".to_string(), Value::to_string),
+        )
     }
 }
 

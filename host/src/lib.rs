@@ -6,6 +6,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod data_dir;
 pub mod fields;
 pub mod keys;
 pub mod plugins;

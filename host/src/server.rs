@@ -18,13 +18,14 @@ use crate::service::{PluginSource, Service, ServiceSettings, TargetPolicy};
 use crate::store::RedbStore;
 
 pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::data_dir::prepare(&config.data_dir)?;
+    let cache_key = crate::data_dir::secret_file(&config.data_dir.join("cache.key"))
+        .context("cannot open the plugin cache key")?;
     let store = RedbStore::open(&config.database_path()).context("cannot open the database")?;
     let keys = Keyring::from_env_or_file(&config.key_path()).context("cannot open the keyring")?;
     let runtime = Runtime::new(
         config.engine.into(),
-        PrecompileCache::new(Some(config.cache_dir())),
+        PrecompileCache::new(config.cache_dir(), cache_key),
         config.ssh.clone(),
     )
     .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e:#}"))?;

@@ -55,9 +55,10 @@ pub fn quick_ssh() -> SshSettings {
 
 pub async fn runtime(ssh: SshSettings) -> Arc<Runtime> {
     // Shared by every test run, so each component compiles once.
-    let cache = PrecompileCache::new(Some(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = credhost::data_dir::secret_file(&dir.join("cache.key")).unwrap();
+    let cache = PrecompileCache::new(dir, key);
     Runtime::new(EngineSettings::default(), cache, ssh).unwrap()
 }
 

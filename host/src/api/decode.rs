@@ -13,7 +13,12 @@ pub async fn fields(body: Body) -> Result<Fields, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes")))?;
-    Fields::parse(&bytes).map_err(|e| ApiError::bind(e.0))
+    let parsed = Fields::parse(&bytes).map_err(|e| ApiError::bind(e.0));
+    // The body held the passphrase in clear: wipe it where we own it.
+    if let Ok(mut owned) = bytes.try_into_mut() {
+        zeroize::Zeroize::zeroize(owned.as_mut());
+    }
+    parsed
 }
 
 /// obshell parses `{id}` as a signed base-10 int64 (`+5` and `007` too).

@@ -1,0 +1,113 @@
+//! The data directory holds the database, the keyring, the RSA key and
+//! compiled plugins: it is the server's alone. It is created 0700 and every
+//! file in it 0600 (the process umask is tightened before anything is
+//! written), and the server refuses to start, as OpenSSH's StrictModes do,
+//! when the directory or a key file could be changed or read by someone
+//! else.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot create the data directory {0}: {1}")]
+    Create(PathBuf, std::io::Error),
+    #[error("cannot inspect {0}: {1}")]
+    Inspect(PathBuf, std::io::Error),
+    #[error(
+        "{path} is owned by uid {owner}, not by this server's uid {me}: \
+         `chown {me} {path}` or run the server as its owner"
+    )]
+    Owner { path: String, owner: u32, me: u32 },
+    #[error("{path} is writable by group or others (mode {mode:o}): `chmod 700 {path}`")]
+    DirectoryMode { path: String, mode: u32 },
+    #[error("{path} is open to group or others (mode {mode:o}): `chmod 600 {path}`")]
+    FileMode { path: String, mode: u32 },
+}
+
+/// Files whose disclosure or replacement gives away secrets or control.
+const KEY_FILES: [&str; 3] = ["keys.json", "rsa_key.der", "cache.key"];
+
+fn euid() -> u32 {
+    // SAFETY: a plain syscall with no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `dir` if needed and checks it and its key files. Call before
+/// anything else touches the directory.
+pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
+    // SAFETY: sets this process's file creation mask; nothing else reads it.
+    unsafe { libc::umask(0o077) };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| DataDirError::Create(dir.to_path_buf(), e))?;
+    let me = euid();
+    let inspect = |path: &Path| {
+        std::fs::symlink_metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))
+    };
+    let owned = |path: &Path, meta: &std::fs::Metadata| {
+        if meta.uid() != me {
+            return Err(DataDirError::Owner {
+                path: path.display().to_string(),
+                owner: meta.uid(),
+                me,
+            });
+        }
+        Ok(())
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))?;
+    owned(dir, &meta)?;
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(DataDirError::DirectoryMode {
+            path: dir.display().to_string(),
+            mode: meta.permissions().mode() & 0o7777,
+        });
+    }
+    for name in KEY_FILES {
+        let path = dir.join(name);
+        let meta = match inspect(&path) {
+            Ok(meta) => meta,
+            Err(DataDirError::Inspect(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        owned(&path, &meta)?;
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o077 != 0 {
+            return Err(DataDirError::FileMode {
+                path: path.display().to_string(),
+                mode: meta.permissions().mode() & 0o7777,
+            });
+        }
+    }
+    // Older versions created the database with the default umask: it holds
+    // names, usernames and addresses, so it is tightened rather than refused.
+    let database = dir.join("credhost.redb");
+    if let Ok(meta) = std::fs::metadata(&database)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %database.display(), "tightening the database file to mode 0600");
+        std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| DataDirError::Inspect(database.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// A random secret of 32 bytes kept in `path` (0600), created on first use.
+pub fn secret_file(path: &Path) -> std::io::Result<crate::secret::Secret> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => Ok(crate::secret::Secret::new(bytes)),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} does not hold 32 bytes", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = rand::random::<[u8; 32]>().to_vec();
+            crate::keys::write_private(path, &bytes)?;
+            Ok(crate::secret::Secret::new(bytes))
+        }
+        Err(e) => Err(e),
+    }
+}
