@@ -6,7 +6,8 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::exports::credhost::plugin::verification::Reason;
+use credhost_plugin_sdk::{Reason, Target, host_keys};
+
 use crate::scramble;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +25,8 @@ pub enum LoginError {
     Io(io::Error),
     Denied(String),
     Protocol(String),
+    /// The host would not let the password go to the key the server sent.
+    HostKey(String),
 }
 
 impl LoginError {
@@ -40,6 +43,7 @@ impl LoginError {
             },
             LoginError::Denied(_) => Reason::AuthFailed,
             LoginError::Protocol(_) => Reason::ProtocolError,
+            LoginError::HostKey(_) => Reason::HostKeyMismatch,
         }
     }
 }
@@ -50,6 +54,7 @@ impl fmt::Display for LoginError {
             LoginError::Io(e) => write!(f, "{e}"),
             LoginError::Denied(m) => write!(f, "authentication failed: {m}"),
             LoginError::Protocol(m) => write!(f, "protocol error: {m}"),
+            LoginError::HostKey(m) => write!(f, "{m}"),
         }
     }
 }
@@ -242,8 +247,17 @@ pub fn login(ip: &str, port: u16, username: &str, password: &str) -> Result<Stri
                 Some(4) => {
                     conn.write(&[2])?;
                     let key = conn.read()?;
-                    let pem =
-                        String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
+                    let key = key.get(1..).unwrap_or_default();
+                    // On a plain connection the password is about to be
+                    // encrypted to a key the server chose: only to the key
+                    // pinned for this endpoint (or one being learned now,
+                    // for a password the API client just sent).
+                    let target = Target {
+                        ip: ip.to_string(),
+                        port,
+                    };
+                    host_keys::check(&target, "mysql-rsa", key).map_err(LoginError::HostKey)?;
+                    let pem = String::from_utf8_lossy(key).into_owned();
                     let sealed = scramble::caching_sha2_rsa(password.as_bytes(), &nonce, &pem)
                         .map_err(protocol)?;
                     conn.write(&sealed)?;

@@ -1,22 +1,22 @@
 //! A credhost verifier for target type `OB`: OceanBase, OBProxy, and any
-//! MySQL-protocol server. Written only against `wit/plugin.wit`: it speaks the
-//! MySQL client handshake itself over the TCP sockets the host lends it
-//! (granted exactly the credential's targets), with no help from the host.
+//! MySQL-protocol server. Written against the plugin SDK
+//! (`plugins/sdk`) and the contract (`wit/0.2.0`) only: it speaks the MySQL
+//! client handshake itself over the TCP socket the host lends it, one
+//! target per call (the host runs a credential's targets at once).
 
 mod handshake;
 mod property;
+mod schema;
 mod scramble;
 
-wit_bindgen::generate!({ world: "verifier", path: "../../wit" });
-
-use credhost::plugin::log::{self, Level};
-use exports::credhost::plugin::verification::{
-    Descriptor, Detail, Guest, Normalized, Purpose, Reason, Refusal, Secret, Target,
+use credhost_plugin_sdk::log::{self, Level};
+use credhost_plugin_sdk::{
+    Descriptor, Normalized, Purpose, Reason, Refusal, Target, Verdict, Verifier, failed, ok, show,
 };
 
 struct ObVerifier;
 
-impl Guest for ObVerifier {
+impl Verifier for ObVerifier {
     fn describe() -> Descriptor {
         Descriptor {
             target_type: "OB".into(),
@@ -24,84 +24,40 @@ impl Guest for ObVerifier {
             public_field: "ob_secret".into(),
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            property_schema: schema::PROPERTY.into(),
+            public_schema: schema::PUBLIC.into(),
+            validation_failed_code: "Credential.OB.ValidationFailed".into(),
+            validation_failed_message: "OB connection validation failed".into(),
         }
     }
 
-    fn normalize(property: String, purpose: Purpose) -> Result<Normalized, Refusal> {
-        let p = property::parse(&property).map_err(|(code, message)| Refusal {
-            code: code.into(),
-            message,
-        })?;
-        let secret = if matches!(purpose, Purpose::Update) && p.passphrase.is_empty() {
-            Secret::Keep
-        } else {
-            Secret::Replace(p.passphrase.clone().into_bytes())
-        };
-        Ok(Normalized {
-            public: p.public_json(),
-            secret,
-            targets: p
-                .targets
-                .iter()
-                .map(|t| Target {
-                    ip: t.ip.clone(),
-                    port: t.port,
-                })
-                .collect(),
-            search_terms: vec![p.username.clone()],
-        })
+    fn normalize(
+        property: &str,
+        purpose: Purpose,
+        _stored: Option<&str>,
+    ) -> Result<Normalized, Refusal> {
+        property::normalize(property, purpose)
     }
 
-    fn verify(public: String, secret: Vec<u8>) -> Vec<Detail> {
-        let Ok(public) = property::Public::from_json(&public) else {
-            return vec![failed(
-                Target {
-                    ip: String::new(),
-                    port: 0,
-                },
-                Reason::Other,
-                "unreadable public part".into(),
-            )];
+    fn verify_target(public: &str, secret: &[u8], target: &Target) -> Verdict {
+        let Ok(public) = property::Public::from_json(public) else {
+            return failed(Reason::Other, "unreadable public part");
         };
-        let password = String::from_utf8_lossy(&secret).into_owned();
-        public
-            .targets
-            .iter()
-            .map(|t| {
-                let target = Target {
-                    ip: t.ip.clone(),
-                    port: t.port,
-                };
-                match handshake::login(&t.ip, t.port, &public.username, &password) {
-                    Ok(server) => {
-                        log::emit(
-                            Level::Debug,
-                            &format!("logged in to {}:{} ({server})", t.ip, t.port),
-                        );
-                        Detail {
-                            target,
-                            connection_result: "SUCCESS".into(),
-                            reason: Reason::Ok,
-                            message: String::new(),
-                        }
-                    }
-                    Err(e) => failed(target, e.reason(), e.to_string()),
-                }
-            })
-            .collect()
+        let password = String::from_utf8_lossy(secret);
+        match handshake::login(&target.ip, target.port, &public.username, &password) {
+            Ok(server) => {
+                log::emit(
+                    Level::Debug,
+                    &format!("logged in to {} ({server})", show(target)),
+                );
+                ok()
+            }
+            Err(e) => failed(
+                e.reason(),
+                format!("OB validation failed: {}: {e}", show(target)),
+            ),
+        }
     }
 }
 
-fn failed(target: Target, reason: Reason, message: String) -> Detail {
-    Detail {
-        message: format!(
-            "OB validation failed: {}:{}: {message}",
-            target.ip, target.port
-        ),
-        target,
-        connection_result: "CONNECT_FAILED".into(),
-        reason,
-    }
-}
-
-export!(ObVerifier);
+credhost_plugin_sdk::export_verifier!(ObVerifier);

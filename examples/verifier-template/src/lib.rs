@@ -1,101 +1,98 @@
 //! A credhost verifier for target type `__TARGET_TYPE__`. It proves a
-//! credential by opening a TCP connection to each target; replace `verify`
-//! with your protocol's login (see examples/ob-verifier for MySQL).
-
-wit_bindgen::generate!({ world: "verifier", path: "wit" });
+//! credential by opening a TCP connection to the target; replace
+//! `verify_target` with your protocol's login (examples/ob-verifier speaks
+//! MySQL's). The host calls it once per target, all targets at once.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 
-use exports::credhost::plugin::verification::{
-    Descriptor, Detail, Guest, Normalized, Purpose, Reason, Refusal, Secret, Target,
+use credhost_plugin_sdk::{
+    Descriptor, Names, Normalized, Property, Purpose, Reason, Refusal, Target, Verdict, Verifier,
+    endpoints, failed, max_bytes, max_chars, ok, secret, show,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-struct Property {
-    targets: Vec<Endpoint>,
-    username: String,
-    #[serde(default)]
-    passphrase: String,
-}
+const NAMES: Names = Names {
+    field: "__FIELD___credential_property",
+    go_struct: "__TYPE_CAMEL__CredentialProperty",
+};
 
-#[derive(Clone, Serialize, Deserialize)]
-struct Endpoint {
-    ip: String,
-    port: u16,
-}
-
-/// What responses show, and what `verify` gets back: never the secret.
+/// What responses show, and what `verify_target` gets back: never the secret.
 #[derive(Serialize, Deserialize)]
 struct Public {
     targets: Vec<Endpoint>,
     username: String,
 }
 
-struct Plugin;
-
-fn refuse(code: &str, message: String) -> Refusal {
-    Refusal { code: code.into(), message }
+#[derive(Serialize, Deserialize)]
+struct Endpoint {
+    ip: String,
+    port: u16,
 }
 
-impl Guest for Plugin {
+struct Plugin;
+
+impl Verifier for Plugin {
     fn describe() -> Descriptor {
         Descriptor {
             target_type: "__TARGET_TYPE__".into(),
-            property_field: "__FIELD___credential_property".into(),
+            property_field: NAMES.field.into(),
             public_field: "__FIELD___secret".into(),
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            property_schema: r#"{"type": "object", "required": ["targets", "username", "passphrase"],
+                "properties": {
+                  "targets": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["ip", "port"],
+                              "properties": {"ip": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}},
+                  "username": {"type": "string", "minLength": 1, "maxLength": 256},
+                  "passphrase": {"type": "string", "maxLength": 4096, "writeOnly": true}}}"#
+                .into(),
+            public_schema: r#"{"type": "object", "properties": {"targets": {"type": "array"}, "username": {"type": "string"}}}"#
+                .into(),
+            validation_failed_code: "Credential.__TARGET_TYPE__.ValidationFailed".into(),
+            validation_failed_message: "__TARGET_TYPE__ connection validation failed".into(),
         }
     }
 
-    fn normalize(property: String, purpose: Purpose) -> Result<Normalized, Refusal> {
-        let p: Property = serde_json::from_str(&property)
-            .map_err(|e| refuse("Common.BindJsonFailed", format!("Bind JSON failed: {e}")))?;
-        if p.targets.is_empty() {
-            return Err(refuse("Common.IllegalArgument", "Illegal argument: targets list cannot be empty".into()));
-        }
-        let mut targets = Vec::new();
-        for t in &p.targets {
-            let ip: IpAddr = t
-                .ip
-                .parse()
-                .map_err(|_| refuse("Common.InvalidIp", format!("'{}' is not a valid IP address", t.ip)))?;
-            targets.push(Endpoint { ip: ip.to_canonical().to_string(), port: t.port });
-        }
-        let public = Public { targets: targets.clone(), username: p.username.clone() };
+    fn normalize(property: &str, purpose: Purpose, _stored: Option<&str>) -> Result<Normalized, Refusal> {
+        let property = Property::parse(property, NAMES, purpose)?;
+        let targets = property.targets()?;
+        let username = property.string("username")?;
+        let passphrase = property.string("passphrase")?;
+        property.require(&[
+            ("Targets", targets.is_none()),
+            ("Username", username.as_deref().is_none_or(str::is_empty)),
+            ("Passphrase", passphrase.is_none()),
+        ])?;
+        // No default port: 0 (absent) is refused as out of range.
+        let targets = endpoints(&targets.unwrap_or_default(), 0, "port")?;
+        let username = username.unwrap_or_default();
+        max_chars("username", &username, 256)?;
+        let passphrase = passphrase.unwrap_or_default();
+        max_bytes("passphrase", passphrase.as_bytes(), 4096)?;
+        let public = Public {
+            targets: targets.iter().map(|t| Endpoint { ip: t.ip.clone(), port: t.port }).collect(),
+            username: username.clone(),
+        };
         Ok(Normalized {
-            public: serde_json::to_string(&public).unwrap(),
-            secret: match purpose {
-                Purpose::Update if p.passphrase.is_empty() => Secret::Keep,
-                _ => Secret::Replace(p.passphrase.into_bytes()),
-            },
-            targets: targets.iter().map(|t| Target { ip: t.ip.clone(), port: t.port }).collect(),
-            search_terms: vec![p.username],
+            public: serde_json::to_string(&public).expect("plain data serialises"),
+            secret: secret(passphrase.as_bytes(), purpose),
+            targets,
+            search_terms: vec![username],
         })
     }
 
-    fn verify(public: String, _secret: Vec<u8>) -> Vec<Detail> {
-        let public: Public = serde_json::from_str(&public).unwrap_or(Public { targets: Vec::new(), username: String::new() });
-        public
-            .targets
-            .into_iter()
-            .map(|t| {
-                let target = Target { ip: t.ip.clone(), port: t.port };
-                let addr = t.ip.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, t.port));
-                match addr.map(TcpStream::connect) {
-                    Ok(Ok(_)) => Detail { target, connection_result: "SUCCESS".into(), reason: Reason::Ok, message: String::new() },
-                    Ok(Err(e)) => Detail {
-                        target,
-                        connection_result: "CONNECT_FAILED".into(),
-                        reason: if e.kind() == std::io::ErrorKind::ConnectionRefused { Reason::Refused } else { Reason::Unreachable },
-                        message: e.to_string(),
-                    },
-                    Err(_) => Detail { target, connection_result: "CONNECT_FAILED".into(), reason: Reason::Other, message: "not an IP".into() },
-                }
-            })
-            .collect()
+    fn verify_target(_public: &str, _secret: &[u8], target: &Target) -> Verdict {
+        let Ok(ip) = target.ip.parse::<IpAddr>() else {
+            return failed(Reason::Other, "not an IP");
+        };
+        match TcpStream::connect(SocketAddr::new(ip, target.port)) {
+            Ok(_) => ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                failed(Reason::Refused, format!("{}: {e}", show(target)))
+            }
+            Err(e) => failed(Reason::Unreachable, format!("{}: {e}", show(target))),
+        }
     }
 }
 
-export!(Plugin);
+credhost_plugin_sdk::export_verifier!(Plugin);

@@ -1,6 +1,6 @@
 //! credhost encryption policy `aes-256-gcm`, the default.
 
-wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit" });
+wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit/0.2.0" });
 
 use aes_gcm::Aes256Gcm;
 use exports::credhost::plugin::sealing::{Descriptor, Guest};

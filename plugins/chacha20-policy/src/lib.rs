@@ -1,7 +1,7 @@
 //! credhost encryption policy `chacha20-poly1305`: fast without AES hardware,
 //! and a second policy to swap to.
 
-wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit" });
+wit_bindgen::generate!({ world: "encryption-policy", path: "../../wit/0.2.0" });
 
 use chacha20poly1305::ChaCha20Poly1305;
 use exports::credhost::plugin::sealing::{Descriptor, Guest};

@@ -1,19 +1,19 @@
-//! credhost verifier for target type `HOST`: obshell's `ssh_credential_property`,
-//! proven by a password login over SSH through the host's `ssh` capability.
+//! credhost verifier for target type `HOST`: obshell's
+//! `ssh_credential_property`, proven by an SSH login through the host's
+//! `ssh` capability, with a password (obshell's `PASSWORD`) or a private key
+//! (`PUBLIC_KEY`, which obshell lacks).
 
 mod property;
-mod verdict;
+mod schema;
 
-wit_bindgen::generate!({ world: "verifier", path: "../../wit" });
-
-use credhost::plugin::ssh;
-use exports::credhost::plugin::verification::{
-    Descriptor, Detail, Guest, Normalized, Purpose, Refusal, Secret,
+use credhost_plugin_sdk::{
+    Descriptor, Normalized, Purpose, Reason, Refusal, Target, Verdict, Verifier, failed, ok, show,
+    ssh,
 };
 
 struct SshVerifier;
 
-impl Guest for SshVerifier {
+impl Verifier for SshVerifier {
     fn describe() -> Descriptor {
         Descriptor {
             target_type: "HOST".into(),
@@ -21,50 +21,68 @@ impl Guest for SshVerifier {
             public_field: "ssh_secret".into(),
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            property_schema: schema::PROPERTY.into(),
+            public_schema: schema::PUBLIC.into(),
+            validation_failed_code: "Credential.SSH.ValidationFailed".into(),
+            validation_failed_message: "SSH connection validation failed".into(),
         }
     }
 
-    fn normalize(property: String, purpose: Purpose) -> Result<Normalized, Refusal> {
-        let parsed = property::parse(&property, purpose).map_err(|r| Refusal {
-            code: r.code.into(),
-            message: r.message,
-        })?;
-        let secret = match (&purpose, parsed.passphrase.is_empty()) {
-            // obshell's edit form sends an empty passphrase to mean "unchanged".
-            (Purpose::Update, true) => Secret::Keep,
-            _ => Secret::Replace(parsed.passphrase.clone().into_bytes()),
-        };
-        Ok(Normalized {
-            public: parsed.public_json(),
-            secret,
-            targets: parsed
-                .targets
-                .iter()
-                .map(property::Endpoint::to_wit)
-                .collect(),
-            search_terms: vec![parsed.username.clone()],
-        })
+    fn normalize(
+        property: &str,
+        purpose: Purpose,
+        stored: Option<&str>,
+    ) -> Result<Normalized, Refusal> {
+        property::normalize(property, purpose, stored)
     }
 
-    fn verify(public: String, secret: Vec<u8>) -> Vec<Detail> {
-        let Ok(public) = property::Public::from_json(&public) else {
-            return vec![verdict::unreadable("the stored public part is not valid")];
+    fn verify_target(public: &str, secret: &[u8], target: &Target) -> Verdict {
+        let Ok(public) = property::Public::from_json(public) else {
+            return failed(
+                Reason::Other,
+                "failed to deserialize secret: the stored public part is not valid",
+            );
         };
-        let Ok(password) = String::from_utf8(secret) else {
-            return vec![verdict::unreadable(
-                "the stored passphrase is not valid UTF-8",
-            )];
+        let result = match public.login(secret) {
+            Ok(property::Login::Password(password)) => {
+                ssh::password_login(target, &public.username, &password)
+            }
+            Ok(property::Login::Key {
+                private_key,
+                passphrase,
+            }) => ssh::key_login(
+                target,
+                &public.username,
+                &private_key,
+                passphrase.as_deref(),
+            ),
+            Err(why) => {
+                return failed(
+                    Reason::Other,
+                    format!("failed to deserialize secret: {why}"),
+                );
+            }
         };
-        let targets: Vec<_> = public
-            .targets
-            .iter()
-            .map(property::Endpoint::to_ssh)
-            .collect();
-        ssh::password_login(&targets, &public.username, &password)
-            .into_iter()
-            .map(verdict::from_login)
-            .collect()
+        let reason = match result.outcome {
+            ssh::Outcome::Success => return ok(),
+            ssh::Outcome::AuthFailed => Reason::AuthFailed,
+            ssh::Outcome::Refused => Reason::Refused,
+            ssh::Outcome::Unreachable => Reason::Unreachable,
+            ssh::Outcome::Timeout => Reason::Timeout,
+            ssh::Outcome::ProtocolError => Reason::ProtocolError,
+            ssh::Outcome::NotGranted => Reason::NotGranted,
+            ssh::Outcome::HostKeyMismatch => Reason::HostKeyMismatch,
+            ssh::Outcome::BadKey => Reason::Other,
+        };
+        failed(
+            reason,
+            format!(
+                "SSH validation failed: SSH connection failed to {}: {}",
+                show(target),
+                result.message
+            ),
+        )
     }
 }
 
-export!(SshVerifier);
+credhost_plugin_sdk::export_verifier!(SshVerifier);

@@ -1,318 +1,204 @@
-//! obshell's `ssh_credential_property`: decoding with obshell's binding rules
-//! (keys matched case-insensitively, last one wins, `required` checks reported
-//! together) and its executor rules (targets, IP, port, type), in its order.
+//! `ssh_credential_property`, read with obshell's rules in obshell's order
+//! (required fields, targets, username, type, passphrase), plus the
+//! `PUBLIC_KEY` type: `private_key` (OpenSSH or PEM text) and its optional
+//! `passphrase`.
 
-use std::net::IpAddr;
-
+use credhost_plugin_sdk::{
+    Names, Normalized, Property, Purpose, Refusal, Secret, Target, endpoints, max_bytes, max_chars,
+    secret, ssh,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::credhost::plugin::types::Target as SshTarget;
-use crate::exports::credhost::plugin::verification::{Purpose, Target};
-
-const DEFAULT_PORT: i64 = 22;
+const NAMES: Names = Names {
+    field: "ssh_credential_property",
+    go_struct: "SshCredentialProperty",
+};
+const DEFAULT_PORT: u16 = 22;
 const MAX_USERNAME_CHARS: usize = 256;
 const MAX_PASSPHRASE_BYTES: usize = 4096;
+const MAX_PRIVATE_KEY_BYTES: usize = 16 * 1024;
+const PASSWORD: &str = "PASSWORD";
+const PUBLIC_KEY: &str = "PUBLIC_KEY";
 
-/// A refused property: an obshell error code and its message.
-#[derive(Debug)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Refusal {
-    fn illegal(what: impl std::fmt::Display) -> Self {
-        Self {
-            code: "Common.IllegalArgument",
-            message: format!("Illegal argument: {what}"),
-        }
-    }
-
-    fn bind(what: impl std::fmt::Display) -> Self {
-        Self {
-            code: "Common.BindJsonFailed",
-            message: format!("Bind JSON failed: {what}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub ip: String,
-    pub port: u16,
-}
-
-impl Endpoint {
-    pub fn to_wit(&self) -> Target {
-        Target {
-            ip: self.ip.clone(),
-            port: self.port,
-        }
-    }
-
-    pub fn to_ssh(&self) -> SshTarget {
-        SshTarget {
-            ip: self.ip.clone(),
-            port: self.port,
-        }
-    }
-}
-
-/// The public part, as shown under `ssh_secret` and handed back to `verify`.
+/// The public part, as shown under `ssh_secret` and handed back to
+/// `verify-target`. For a key, only its type and fingerprint.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Public {
     pub targets: Vec<Endpoint>,
     pub username: String,
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+}
+
+/// A key credential's secret, as sealed.
+#[derive(Serialize, Deserialize)]
+struct KeySecret {
+    private_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passphrase: Option<String>,
+}
+
+/// How the stored secret logs in.
+pub enum Login {
+    Password(String),
+    Key {
+        private_key: String,
+        passphrase: Option<String>,
+    },
 }
 
 impl Public {
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
-}
 
-/// A property that passed every check.
-#[derive(Debug)]
-pub struct Property {
-    pub targets: Vec<Endpoint>,
-    pub username: String,
-    pub kind: String,
-    pub passphrase: String,
-}
-
-impl Property {
-    pub fn public_json(&self) -> String {
-        let public = Public {
-            targets: self.targets.clone(),
-            username: self.username.clone(),
-            kind: self.kind.clone(),
-        };
-        serde_json::to_string(&public).expect("a plain struct always serialises")
+    pub fn login(&self, secret: &[u8]) -> Result<Login, &'static str> {
+        if self.kind == PUBLIC_KEY {
+            let key: KeySecret =
+                serde_json::from_slice(secret).map_err(|_| "the stored key is not readable")?;
+            return Ok(Login::Key {
+                private_key: key.private_key,
+                passphrase: key.passphrase,
+            });
+        }
+        String::from_utf8(secret.to_vec())
+            .map(Login::Password)
+            .map_err(|_| "the stored passphrase is not valid UTF-8")
     }
 }
 
-/// The property as decoded, before any rule is applied. `None` is obshell's
-/// zero value: absent or `null`.
-#[derive(Default)]
-struct Raw {
-    targets: Option<Vec<RawTarget>>,
-    username: Option<String>,
-    kind: Option<String>,
-    passphrase: Option<String>,
-}
-
-#[derive(Default)]
-struct RawTarget {
-    ip: String,
-    port: i64,
-}
-
-pub fn parse(text: &str, purpose: Purpose) -> Result<Property, Refusal> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Refusal::bind(format!("invalid property JSON: {e}")))?;
-    let raw = decode(&value)?;
-    check_required(&raw, purpose)?;
-    let targets = raw.targets.unwrap_or_default();
-    if targets.is_empty() {
-        return Err(Refusal::illegal("targets list cannot be empty"));
-    }
-    let targets = targets
-        .into_iter()
-        .map(check_target)
-        .collect::<Result<Vec<_>, _>>()?;
-    let username = raw.username.unwrap_or_default();
-    if username.chars().count() > MAX_USERNAME_CHARS {
-        return Err(Refusal::illegal(format!(
-            "username is longer than {MAX_USERNAME_CHARS} characters"
-        )));
-    }
-    let kind = raw.kind.unwrap_or_default();
-    if kind != "PASSWORD" {
-        return Err(Refusal {
-            code: "Credential.AuthType.NotSupported",
-            message: "Unsupported authentication type, currently only supports PASSWORD".into(),
-        });
-    }
-    let passphrase = raw.passphrase.unwrap_or_default();
-    if passphrase.len() > MAX_PASSPHRASE_BYTES {
-        return Err(Refusal::illegal(format!(
-            "passphrase is longer than {MAX_PASSPHRASE_BYTES} bytes"
-        )));
-    }
-    Ok(Property {
-        targets,
-        username,
-        kind,
-        passphrase,
-    })
-}
-
-fn check_target(raw: RawTarget) -> Result<Endpoint, Refusal> {
-    let ip: IpAddr = raw.ip.parse().map_err(|_| Refusal {
-        code: "Common.InvalidIp",
-        message: format!("'{}' is not a valid IP address", raw.ip),
-    })?;
-    let port = if raw.port == 0 {
-        DEFAULT_PORT
-    } else {
-        raw.port
-    };
-    let port = u16::try_from(port)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or(Refusal {
-            code: "Credential.SSH.InvalidPort",
-            message: format!("The SSH port '{port}' is invalid, must be in [1, 65535]"),
-        })?;
-    // One host, one spelling: `::ffff:10.0.0.1` is `10.0.0.1`, `FE80::1` is `fe80::1`.
-    Ok(Endpoint {
-        ip: ip.to_canonical().to_string(),
-        port,
-    })
-}
-
-/// obshell's `required` rules, all violations together, in declaration order.
-fn check_required(raw: &Raw, purpose: Purpose) -> Result<(), Refusal> {
-    let param = match purpose {
-        Purpose::Create => "CreateCredentialParam",
-        Purpose::Update => "UpdateCredentialParam",
-        Purpose::Validate => "ValidateCredentialParam",
-    };
-    let missing = [
-        ("Targets", raw.targets.is_none()),
-        (
-            "Username",
-            raw.username.as_deref().is_none_or(str::is_empty),
-        ),
-        ("Type", raw.kind.as_deref().is_none_or(str::is_empty)),
-        ("Passphrase", raw.passphrase.is_none()),
+pub fn normalize(
+    text: &str,
+    purpose: Purpose,
+    stored: Option<&str>,
+) -> Result<Normalized, Refusal> {
+    let property = Property::parse(text, NAMES, purpose)?;
+    let raw_targets = property.targets()?;
+    let username = property.string("username")?;
+    let kind = property.string("type")?;
+    let passphrase = property.string("passphrase")?;
+    let private_key = property.string("private_key")?;
+    let is_key = kind.as_deref() == Some(PUBLIC_KEY);
+    let mut required = vec![
+        ("Targets", raw_targets.is_none()),
+        ("Username", username.as_deref().is_none_or(str::is_empty)),
+        ("Type", kind.as_deref().is_none_or(str::is_empty)),
     ];
-    let lines: Vec<String> = missing
-        .iter()
-        .filter(|(_, is_missing)| *is_missing)
-        .map(|(field, _)| {
-            format!(
-                "Key: '{param}.SshCredentialProperty.{field}' Error:Field validation for '{field}' failed on the 'required' tag"
-            )
-        })
-        .collect();
-    if lines.is_empty() {
-        Ok(())
+    if is_key {
+        required.push((
+            "PrivateKey",
+            private_key.is_none() && purpose != Purpose::Update,
+        ));
     } else {
-        Err(Refusal::bind(lines.join("\n")))
+        required.push(("Passphrase", passphrase.is_none()));
     }
-}
+    property.require(&required)?;
+    let targets = endpoints(&raw_targets.unwrap_or_default(), DEFAULT_PORT, "SSH port")?;
+    let username = username.unwrap_or_default();
+    max_chars("username", &username, MAX_USERNAME_CHARS)?;
+    let kind = kind.unwrap_or_default();
+    if kind != PASSWORD && kind != PUBLIC_KEY {
+        return Err(Refusal::auth_type(
+            "Unsupported authentication type, currently only supports PASSWORD and PUBLIC_KEY",
+        ));
+    }
+    let passphrase = passphrase.unwrap_or_default();
+    max_bytes("passphrase", passphrase.as_bytes(), MAX_PASSPHRASE_BYTES)?;
+    let private_key = private_key.unwrap_or_default();
+    max_bytes("private_key", private_key.as_bytes(), MAX_PRIVATE_KEY_BYTES)?;
+    let stored = stored.and_then(|s| Public::from_json(s).ok());
+    let stored_kind = stored.as_ref().map(|s| s.kind.as_str());
 
-fn decode(value: &Value) -> Result<Raw, Refusal> {
-    let object = match value {
-        Value::Null => return Ok(Raw::default()),
-        Value::Object(object) => object,
-        other => {
-            return Err(mismatch(
-                other,
-                "ssh_credential_property",
-                "param.SshCredentialProperty",
+    let mut public = Public {
+        targets: targets
+            .iter()
+            .map(|t| Endpoint {
+                ip: t.ip.clone(),
+                port: t.port,
+            })
+            .collect(),
+        username: username.clone(),
+        kind: kind.clone(),
+        key_type: None,
+        key_fingerprint: None,
+    };
+    let secret = if is_key {
+        key_secret(
+            &private_key,
+            &passphrase,
+            purpose,
+            stored.as_ref(),
+            &mut public,
+        )?
+    } else {
+        let kept = secret(passphrase.as_bytes(), purpose);
+        if matches!(kept, Secret::Keep) && stored_kind == Some(PUBLIC_KEY) {
+            return Err(Refusal::illegal(
+                "switching to PASSWORD needs the passphrase",
             ));
         }
+        kept
     };
-    let mut raw = Raw::default();
-    if let Some(targets) = field(object, "targets") {
-        raw.targets = match targets {
-            Value::Null => None,
-            Value::Array(items) => Some(items.iter().map(decode_target).collect::<Result<_, _>>()?),
-            other => {
-                return Err(mismatch(
-                    other,
-                    "ssh_credential_property.targets",
-                    "[]param.Target",
-                ));
-            }
+    Ok(Normalized {
+        public: serde_json::to_string(&public).expect("plain data serialises"),
+        secret,
+        targets: targets
+            .into_iter()
+            .map(|t| Target {
+                ip: t.ip,
+                port: t.port,
+            })
+            .collect(),
+        search_terms: vec![username],
+    })
+}
+
+/// A key credential's secret: the key (and its passphrase) when sent, with
+/// the key's type and fingerprint in the public part; or, on update without
+/// a key, the stored one and its stored fingerprint.
+fn key_secret(
+    private_key: &str,
+    passphrase: &str,
+    purpose: Purpose,
+    stored: Option<&Public>,
+    public: &mut Public,
+) -> Result<Secret, Refusal> {
+    if private_key.is_empty() {
+        let stored = stored.filter(|s| s.kind == PUBLIC_KEY && purpose == Purpose::Update);
+        let Some(stored) = stored else {
+            return Err(Refusal::illegal(
+                "a PUBLIC_KEY credential needs its private_key",
+            ));
         };
+        if !passphrase.is_empty() {
+            return Err(Refusal::illegal(
+                "send the private_key with its passphrase, or neither to keep the stored key",
+            ));
+        }
+        public.key_type = stored.key_type.clone();
+        public.key_fingerprint = stored.key_fingerprint.clone();
+        return Ok(Secret::Keep);
     }
-    raw.username = string_field(object, "username")?;
-    raw.kind = string_field(object, "type")?;
-    raw.passphrase = string_field(object, "passphrase")?;
-    Ok(raw)
-}
-
-fn decode_target(value: &Value) -> Result<RawTarget, Refusal> {
-    let object = match value {
-        Value::Null => return Ok(RawTarget::default()),
-        Value::Object(object) => object,
-        other => {
-            return Err(mismatch(
-                other,
-                "ssh_credential_property.targets",
-                "param.Target",
-            ));
-        }
+    let passphrase = (!passphrase.is_empty()).then(|| passphrase.to_string());
+    let (key_type, fingerprint) = ssh::key_fingerprint(private_key, passphrase.as_deref())
+        .map_err(|e| Refusal::illegal(format!("the private key cannot be read: {e}")))?;
+    public.key_type = Some(key_type);
+    public.key_fingerprint = Some(fingerprint);
+    let sealed = KeySecret {
+        private_key: private_key.to_string(),
+        passphrase,
     };
-    let ip = match field(object, "ip") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(ip)) => ip.clone(),
-        Some(other) => {
-            return Err(mismatch(
-                other,
-                "Target.ssh_credential_property.targets.ip",
-                "string",
-            ));
-        }
-    };
-    let port = match field(object, "port") {
-        None | Some(Value::Null) => 0,
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            mismatch(
-                &Value::Number(n.clone()),
-                "Target.ssh_credential_property.targets.port",
-                "int",
-            )
-        })?,
-        Some(other) => {
-            return Err(mismatch(
-                other,
-                "Target.ssh_credential_property.targets.port",
-                "int",
-            ));
-        }
-    };
-    Ok(RawTarget { ip, port })
-}
-
-fn string_field(object: &Map<String, Value>, name: &str) -> Result<Option<String>, Refusal> {
-    match field(object, name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(mismatch(
-            other,
-            &format!("ssh_credential_property.{name}"),
-            "string",
-        )),
-    }
-}
-
-/// obshell (Go's encoding/json) matches keys case-insensitively and the last
-/// matching key wins.
-fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-        .next_back()
-}
-
-fn mismatch(value: &Value, field: &str, go_type: &str) -> Refusal {
-    let kind = match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(_) => "bool".into(),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
-    };
-    Refusal::bind(format!(
-        "json: cannot unmarshal {kind} into Go struct field {field} of type {go_type}"
+    Ok(Secret::Replace(
+        serde_json::to_vec(&sealed).expect("plain data serialises"),
     ))
 }

@@ -1,0 +1,139 @@
+//! Writing a credhost verifier: implement [`Verifier`] and call
+//! [`export_verifier!`]. The crate brings the bindings of the current
+//! contract (`credhost:plugin@0.2.0`), obshell's way of reading a property
+//! ([`Property`]), canonical endpoints ([`endpoints`]), refusals and verdicts.
+//!
+//! ```ignore
+//! use credhost_plugin_sdk::*;
+//!
+//! struct Echo;
+//!
+//! impl Verifier for Echo {
+//!     fn describe() -> Descriptor { … }
+//!     fn normalize(property: &str, purpose: Purpose, stored: Option<&str>) -> Result<Normalized, Refusal> { … }
+//!     fn verify_target(public: &str, secret: &[u8], target: &Target) -> Verdict { … }
+//! }
+//!
+//! export_verifier!(Echo);
+//! ```
+
+extern crate self as credhost_plugin_sdk;
+
+mod endpoint;
+mod property;
+mod verdict;
+
+/// The generated bindings of `wit/0.2.0`, for what the helpers do not cover.
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "verifier",
+        path: "../../wit/0.2.0",
+        pub_export_macro: true,
+        export_macro_name: "export_guest",
+        default_bindings_module: "::credhost_plugin_sdk::bindings",
+        runtime_path: "::credhost_plugin_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+pub use bindings::credhost::plugin::host_keys;
+pub use bindings::credhost::plugin::log;
+pub use bindings::credhost::plugin::ssh;
+pub use bindings::credhost::plugin::types::{HostKey, Refusal, RefusalCode, Target};
+pub use bindings::exports::credhost::plugin::verification::{
+    Descriptor, Normalized, Purpose, Reason, Secret, Verdict,
+};
+pub use endpoint::{endpoint, endpoints, show};
+pub use property::{Names, Property, RawTarget, max_bytes, max_chars, secret};
+pub use verdict::{failed, ok};
+
+/// What a verifier implements. The host calls `verify_target` once per
+/// target of a credential, all of them at once, each in a fresh instance
+/// that may reach only that target: write it for one target.
+pub trait Verifier {
+    fn describe() -> Descriptor;
+    /// `stored`: on update, the public part stored now.
+    fn normalize(
+        property: &str,
+        purpose: Purpose,
+        stored: Option<&str>,
+    ) -> Result<Normalized, Refusal>;
+    fn verify_target(public: &str, secret: &[u8], target: &Target) -> Verdict;
+}
+
+/// Exports a [`Verifier`] as the plugin's `verification` interface.
+#[macro_export]
+macro_rules! export_verifier {
+    ($verifier:ty) => {
+        #[doc(hidden)]
+        pub struct __CredhostGuest;
+
+        impl $crate::bindings::exports::credhost::plugin::verification::Guest for __CredhostGuest {
+            fn describe() -> $crate::Descriptor {
+                <$verifier as $crate::Verifier>::describe()
+            }
+
+            fn normalize(
+                property: ::std::string::String,
+                purpose: $crate::Purpose,
+                stored: ::std::option::Option<::std::string::String>,
+            ) -> ::std::result::Result<$crate::Normalized, $crate::Refusal> {
+                <$verifier as $crate::Verifier>::normalize(&property, purpose, stored.as_deref())
+            }
+
+            fn verify_target(
+                public: ::std::string::String,
+                secret: ::std::vec::Vec<u8>,
+                target: $crate::Target,
+            ) -> $crate::Verdict {
+                <$verifier as $crate::Verifier>::verify_target(&public, &secret, &target)
+            }
+        }
+
+        $crate::bindings::export_guest!(__CredhostGuest);
+    };
+}
+
+impl Refusal {
+    /// `Common.BindJsonFailed`: `Bind JSON failed: {what}`.
+    pub fn bind(what: impl std::fmt::Display) -> Self {
+        Self {
+            code: RefusalCode::BindJsonFailed,
+            message: format!("Bind JSON failed: {what}"),
+        }
+    }
+
+    /// `Common.IllegalArgument`: `Illegal argument: {what}`.
+    pub fn illegal(what: impl std::fmt::Display) -> Self {
+        Self {
+            code: RefusalCode::IllegalArgument,
+            message: format!("Illegal argument: {what}"),
+        }
+    }
+
+    /// `Common.InvalidIp`, as obshell words it.
+    pub fn invalid_ip(ip: &str) -> Self {
+        Self {
+            code: RefusalCode::InvalidIp,
+            message: format!("'{ip}' is not a valid IP address"),
+        }
+    }
+
+    /// `Credential.SSH.InvalidPort`; `label` names the port (`SSH port`).
+    pub fn invalid_port(label: &str, port: i64) -> Self {
+        Self {
+            code: RefusalCode::InvalidPort,
+            message: format!("The {label} '{port}' is invalid, must be in [1, 65535]"),
+        }
+    }
+
+    /// `Credential.AuthType.NotSupported`.
+    pub fn auth_type(message: impl Into<String>) -> Self {
+        Self {
+            code: RefusalCode::AuthTypeNotSupported,
+            message: message.into(),
+        }
+    }
+}
