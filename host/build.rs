@@ -40,8 +40,13 @@ fn main() {
         for entry in std::fs::read_dir(&group).into_iter().flatten().flatten() {
             let dir = entry.path();
             if dir.join("Cargo.toml").exists() {
+                // A file that does not exist (a workspace member's own
+                // Cargo.lock) would make every build stale.
                 for part in ["Cargo.toml", "Cargo.lock", "src"] {
-                    println!("cargo:rerun-if-changed={}", dir.join(part).display());
+                    let path = dir.join(part);
+                    if path.exists() {
+                        println!("cargo:rerun-if-changed={}", path.display());
+                    }
                 }
             }
         }

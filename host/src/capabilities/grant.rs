@@ -9,16 +9,33 @@ use std::sync::Arc;
 
 use wasmtime_wasi::sockets::SocketAddrUse;
 
+use super::HostKeys;
+
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     endpoints: Arc<HashSet<SocketAddr>>,
+    /// Which server keys the endpoints may present before a secret is sent.
+    host_keys: HostKeys,
 }
 
 impl Grant {
-    pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>) -> Self {
+    pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>, host_keys: HostKeys) -> Self {
         Self {
             endpoints: Arc::new(endpoints.into_iter().collect()),
+            host_keys,
         }
+    }
+
+    /// A credential's targets, behind the host keys the call accepts.
+    pub fn for_targets(targets: &[crate::plugins::Target], host_keys: HostKeys) -> Self {
+        Self::new(
+            targets.iter().map(|t| SocketAddr::new(t.ip, t.port)),
+            host_keys,
+        )
+    }
+
+    pub fn host_keys(&self) -> &HostKeys {
+        &self.host_keys
     }
 
     /// No network at all.
@@ -64,7 +81,7 @@ mod tests {
     #[test]
     fn grants_exactly_the_listed_endpoints() {
         let a: SocketAddr = "127.0.0.1:2222".parse().unwrap();
-        let grant = Grant::new([a]);
+        let grant = Grant::new([a], HostKeys::default());
         assert!(grant.permits(&a));
         assert!(!grant.permits(&"127.0.0.1:2223".parse().unwrap()));
         assert!(!grant.permits(&"127.0.0.2:2222".parse().unwrap()));
@@ -74,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn socket_check_allows_connect_only_to_the_grant() {
         let a: SocketAddr = "127.0.0.1:2222".parse().unwrap();
-        let check = Grant::new([a]).socket_check();
+        let check = Grant::new([a], HostKeys::default()).socket_check();
         assert!(check(a, SocketAddrUse::TcpConnect).await);
         assert!(!check("127.0.0.1:80".parse().unwrap(), SocketAddrUse::TcpConnect).await);
         assert!(check("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind).await);

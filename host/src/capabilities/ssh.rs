@@ -1,5 +1,7 @@
-//! Password logins over SSH (russh), fanned out concurrently with a bound on
-//! concurrency and on the time each phase may take.
+//! SSH logins (russh), with a password or a private key, for verifiers:
+//! bounded in number (overall and per client) and in the time each phase
+//! may take, and only to granted targets presenting an accepted host key.
+//! Also the `ssh` interface of each contract version, wired here.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,13 +10,13 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use russh::client;
-use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
-use super::Grant;
+use super::{Grant, HostKeys};
+use crate::budget::{Budget, Client};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,10 +25,19 @@ pub struct SshSettings {
     pub connect_timeout_ms: u64,
     /// SSH version exchange and key exchange, in milliseconds.
     pub handshake_timeout_ms: u64,
-    /// Password authentication and opening a session channel, in milliseconds.
+    /// Authentication and opening a session channel, in milliseconds.
     pub auth_timeout_ms: u64,
     /// Logins in flight at once, across all requests.
     pub max_concurrent: usize,
+    /// Of those, how many one client's calls may hold (0: half).
+    pub max_concurrent_per_client: usize,
+    /// How long a login waits for a free slot before it gives up (a login
+    /// runs inside a verification that already got its instance: this
+    /// only bounds the queue behind other clients' logins).
+    pub queue_wait_ms: u64,
+    /// An OpenSSH `known_hosts` file whose keys pre-seed the pins: a target
+    /// it names must present that key even on first contact.
+    pub known_hosts: Option<std::path::PathBuf>,
 }
 
 impl Default for SshSettings {
@@ -36,6 +47,9 @@ impl Default for SshSettings {
             handshake_timeout_ms: 10_000,
             auth_timeout_ms: 10_000,
             max_concurrent: 256,
+            max_concurrent_per_client: 0,
+            queue_wait_ms: 30_000,
+            known_hosts: None,
         }
     }
 }
@@ -49,6 +63,33 @@ pub enum Outcome {
     Timeout,
     ProtocolError,
     NotGranted,
+    /// The server's key is not the one pinned: nothing was sent.
+    HostKeyMismatch,
+    /// The private key could not be read: nothing was sent.
+    BadKey,
+}
+
+/// What a login proves.
+pub enum Proof<'a> {
+    Password(&'a str),
+    Key(Arc<PrivateKey>),
+}
+
+/// Reads an OpenSSH or PEM private key, decrypting it with `passphrase`.
+pub fn read_key(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
+    russh::keys::decode_secret_key(text, passphrase).map_err(|e| match e {
+        russh::keys::Error::KeyIsEncrypted => "the key is encrypted: give its passphrase".into(),
+        other => format!("not a usable private key: {other}"),
+    })
+}
+
+/// The key's algorithm and its `SHA256:` fingerprint, as OpenSSH prints them.
+pub fn fingerprint(key: &PrivateKey) -> (String, String) {
+    let public = key.public_key();
+    (
+        public.algorithm().as_str().to_string(),
+        public.fingerprint(HashAlg::Sha256).to_string(),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +128,7 @@ const KEX_ORDER: &[russh::kex::Name] = &[
 pub struct SshClient {
     settings: Arc<SshSettings>,
     config: Arc<client::Config>,
-    in_flight: Arc<Semaphore>,
+    in_flight: Arc<Budget>,
 }
 
 impl SshClient {
@@ -101,7 +142,16 @@ impl SshClient {
             ..Default::default()
         };
         Self {
-            in_flight: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            in_flight: Arc::new(Budget::new(
+                "ssh",
+                "SSH login slot",
+                settings.max_concurrent,
+                match settings.max_concurrent_per_client {
+                    0 => settings.max_concurrent.div_ceil(2),
+                    n => n,
+                },
+                Duration::from_millis(settings.queue_wait_ms),
+            )),
             settings: Arc::new(settings),
             config: Arc::new(config),
         }
@@ -112,29 +162,54 @@ impl SshClient {
     }
 
     /// Logs in to every target concurrently; one result per target, in order.
-    /// A target outside `grant` is answered `NotGranted` without a packet sent.
     pub async fn login_all(
         &self,
         grant: &Grant,
+        client: &Client,
         targets: &[SocketAddr],
         username: &str,
         password: &str,
     ) -> Vec<LoginResult> {
-        join_all(targets.iter().map(|target| async move {
-            if !grant.permits(target) {
-                return LoginResult::new(
-                    *target,
-                    Outcome::NotGranted,
-                    "target is not among this credential's targets",
-                );
-            }
-            let _permit = self.in_flight.acquire().await.expect("never closed");
-            self.login(*target, username, password).await
+        join_all(targets.iter().map(|target| {
+            self.login_one(grant, client, *target, username, Proof::Password(password))
         }))
         .await
     }
 
-    async fn login(&self, target: SocketAddr, username: &str, password: &str) -> LoginResult {
+    /// One login. A target outside `grant` is answered `NotGranted` without
+    /// a packet sent.
+    pub async fn login_one(
+        &self,
+        grant: &Grant,
+        client: &Client,
+        target: SocketAddr,
+        username: &str,
+        proof: Proof<'_>,
+    ) -> LoginResult {
+        if !grant.permits(&target) {
+            return LoginResult::new(
+                target,
+                Outcome::NotGranted,
+                "target is not among this credential's targets",
+            );
+        }
+        let _permit = match self.in_flight.acquire(client).await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                // Nothing was dialled: the server had no login slot.
+                return LoginResult::new(target, Outcome::Timeout, busy.to_string());
+            }
+        };
+        self.login(target, grant.host_keys(), username, proof).await
+    }
+
+    async fn login(
+        &self,
+        target: SocketAddr,
+        host_keys: &HostKeys,
+        username: &str,
+        proof: Proof<'_>,
+    ) -> LoginResult {
         let s = &self.settings;
         let stream = match timeout(
             Duration::from_millis(s.connect_timeout_ms),
@@ -155,11 +230,20 @@ impl SshClient {
         // Small handshake packets must not wait for Nagle and delayed ACKs
         // (40 ms a round); russh only sets this on sockets it opens itself.
         let _ = stream.set_nodelay(true);
+        let checker = PinnedKey {
+            target,
+            host_keys: host_keys.clone(),
+            refused: Arc::new(std::sync::Mutex::new(None)),
+        };
+        let refused = checker.refused.clone();
         let handshake = timeout(
             Duration::from_millis(s.handshake_timeout_ms),
-            client::connect_stream(self.config.clone(), stream, AcceptAnyHostKey),
+            client::connect_stream(self.config.clone(), stream, checker),
         )
         .await;
+        if let Some(why) = refused.lock().expect("host key verdict lock").take() {
+            return LoginResult::new(target, Outcome::HostKeyMismatch, why);
+        }
         let mut session = match handshake {
             Err(_) => {
                 return LoginResult::new(
@@ -181,7 +265,25 @@ impl SshClient {
             Ok(Ok(session)) => session,
         };
         let auth = timeout(Duration::from_millis(s.auth_timeout_ms), async {
-            let auth = session.authenticate_password(username, password).await?;
+            let auth = match &proof {
+                Proof::Password(password) => {
+                    session.authenticate_password(username, *password).await?
+                }
+                Proof::Key(key) => {
+                    // RSA keys sign with the best hash the server takes.
+                    let hash = if key.algorithm().is_rsa() {
+                        session.best_supported_rsa_hash().await?.flatten()
+                    } else {
+                        None
+                    };
+                    session
+                        .authenticate_publickey(
+                            username,
+                            PrivateKeyWithHashAlg::new(key.clone(), hash),
+                        )
+                        .await?
+                }
+            };
             if !auth.success() {
                 return Ok(false);
             }
@@ -204,7 +306,14 @@ impl SshClient {
             Ok(Ok(false)) => LoginResult::new(
                 target,
                 Outcome::AuthFailed,
-                "ssh: unable to authenticate: the server rejected the username or password",
+                match proof {
+                    Proof::Password(_) => {
+                        "ssh: unable to authenticate: the server rejected the username or password"
+                    }
+                    Proof::Key(_) => {
+                        "ssh: unable to authenticate: the server rejected the username or key"
+                    }
+                },
             ),
             Ok(Err(e)) => LoginResult::new(
                 target,
@@ -228,17 +337,235 @@ fn connect_error(target: SocketAddr, e: &io::Error) -> LoginResult {
     LoginResult::new(target, outcome, format!("dial tcp {target}: {e}"))
 }
 
-/// obshell does not check host keys either; pinning is future work (the
-/// `host-key-mismatch` reason is reserved for it).
-struct AcceptAnyHostKey;
+/// Checks the server's key against the call's pins during the key
+/// exchange: a refused key ends the connection before authentication, so
+/// no password is ever sent to it.
+struct PinnedKey {
+    target: SocketAddr,
+    host_keys: HostKeys,
+    refused: Arc<std::sync::Mutex<Option<String>>>,
+}
 
-impl client::Handler for AcceptAnyHostKey {
+impl client::Handler for PinnedKey {
     type Error = russh::Error;
 
     async fn check_server_key(
         &mut self,
-        _key: &PublicKeyOrCertificate,
+        key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        Ok(true)
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
+        };
+        let blob = key
+            .to_bytes()
+            .map_err(|e| russh::Error::from(russh::keys::Error::from(e)))?;
+        match self
+            .host_keys
+            .check(self.target, key.algorithm().as_str(), &blob)
+        {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.refused.lock().expect("host key verdict lock") = Some(why);
+                Ok(false)
+            }
+        }
+    }
+}
+
+// ---- The `ssh` interface of each contract version ----
+
+use crate::plugins::bindings::{v0_1, v0_2};
+use crate::plugins::state::CallState;
+
+fn address(ip: &str, port: u16) -> Option<SocketAddr> {
+    ip.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
+/// An unparseable ip can never be in the grant: an address refused
+/// without being dialled stands in for it.
+const NOWHERE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// What a login needs of the call, taken out of it: the call's state is not
+/// `Sync`, so it cannot be borrowed across the login's awaits.
+struct Lent {
+    ssh: Option<SshClient>,
+    grant: Grant,
+    client: Client,
+}
+
+impl Lent {
+    fn of(state: &CallState) -> Self {
+        Self {
+            ssh: state.ssh.clone(),
+            grant: state.grant.clone(),
+            client: state.client.clone(),
+        }
+    }
+
+    async fn login(&self, ip: &str, port: u16, username: &str, proof: Proof<'_>) -> LoginResult {
+        let target = address(ip, port).unwrap_or(NOWHERE);
+        match &self.ssh {
+            Some(ssh) => {
+                ssh.login_one(&self.grant, &self.client, target, username, proof)
+                    .await
+            }
+            None => LoginResult::new(target, Outcome::NotGranted, "ssh is not lent to this call"),
+        }
+    }
+}
+
+pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    v0_1::verifier::credhost::plugin::ssh::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_1,
+        |s| s,
+    )?;
+    v0_2::verifier::credhost::plugin::ssh::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_2,
+        |s| s,
+    )?;
+    Ok(())
+}
+
+mod wit_0_1 {
+    use super::*;
+    use v0_1::verifier::credhost::plugin::ssh::{Host, LoginResult as Wit, Outcome as O};
+    use v0_1::verifier::credhost::plugin::types::Target;
+
+    fn outcome(o: Outcome) -> O {
+        match o {
+            Outcome::Success => O::Success,
+            Outcome::AuthFailed => O::AuthFailed,
+            Outcome::Refused => O::Refused,
+            Outcome::Unreachable => O::Unreachable,
+            Outcome::Timeout => O::Timeout,
+            Outcome::ProtocolError | Outcome::BadKey => O::ProtocolError,
+            Outcome::HostKeyMismatch => O::HostKeyMismatch,
+            Outcome::NotGranted => O::NotGranted,
+        }
+    }
+
+    impl Host for CallState {
+        async fn password_login(
+            &mut self,
+            targets: Vec<Target>,
+            username: String,
+            password: String,
+        ) -> Vec<Wit> {
+            let lent = Lent::of(self);
+            join_all(targets.into_iter().map(|target| {
+                let (lent, username, password) = (&lent, &username, &password);
+                async move {
+                    let r = lent
+                        .login(&target.ip, target.port, username, Proof::Password(password))
+                        .await;
+                    Wit {
+                        target,
+                        outcome: outcome(r.outcome),
+                        message: r.message,
+                    }
+                }
+            }))
+            .await
+        }
+    }
+}
+
+mod wit_0_2 {
+    use super::*;
+    use v0_2::verifier::credhost::plugin::ssh::{Host, LoginResult as Wit, Outcome as O};
+    use v0_2::verifier::credhost::plugin::types::Target;
+
+    fn outcome(o: Outcome) -> O {
+        match o {
+            Outcome::Success => O::Success,
+            Outcome::AuthFailed => O::AuthFailed,
+            Outcome::Refused => O::Refused,
+            Outcome::Unreachable => O::Unreachable,
+            Outcome::Timeout => O::Timeout,
+            Outcome::ProtocolError => O::ProtocolError,
+            Outcome::BadKey => O::BadKey,
+            Outcome::HostKeyMismatch => O::HostKeyMismatch,
+            Outcome::NotGranted => O::NotGranted,
+        }
+    }
+
+    fn answer(target: Target, r: LoginResult) -> Wit {
+        Wit {
+            target,
+            outcome: outcome(r.outcome),
+            message: r.message,
+        }
+    }
+
+    /// Key decryption (bcrypt for OpenSSH keys) is CPU work: off the async
+    /// workers.
+    async fn read_key_off_thread(
+        text: String,
+        passphrase: Option<String>,
+    ) -> Result<PrivateKey, String> {
+        tokio::task::spawn_blocking(move || read_key(&text, passphrase.as_deref()))
+            .await
+            .map_err(|e| format!("reading the key failed: {e}"))?
+    }
+
+    impl Host for CallState {
+        async fn password_login(
+            &mut self,
+            target: Target,
+            username: String,
+            password: String,
+        ) -> Wit {
+            let r = Lent::of(self)
+                .login(
+                    &target.ip,
+                    target.port,
+                    &username,
+                    Proof::Password(&password),
+                )
+                .await;
+            answer(target, r)
+        }
+
+        async fn key_login(
+            &mut self,
+            target: Target,
+            username: String,
+            private_key: String,
+            passphrase: Option<String>,
+        ) -> Wit {
+            let lent = Lent::of(self);
+            let key = match read_key_off_thread(private_key, passphrase).await {
+                Ok(key) => Arc::new(key),
+                Err(why) => {
+                    let r = LoginResult::new(
+                        address(&target.ip, target.port).unwrap_or(NOWHERE),
+                        Outcome::BadKey,
+                        why,
+                    );
+                    return answer(target, r);
+                }
+            };
+            let r = lent
+                .login(&target.ip, target.port, &username, Proof::Key(key))
+                .await;
+            answer(target, r)
+        }
+
+        async fn key_fingerprint(
+            &mut self,
+            private_key: String,
+            passphrase: Option<String>,
+        ) -> Result<(String, String), String> {
+            read_key_off_thread(private_key, passphrase)
+                .await
+                .map(|key| fingerprint(&key))
+        }
     }
 }

@@ -14,12 +14,23 @@ pub const TICK: Duration = Duration::from_millis(2);
 /// Bytes of each pooled memory, table and stack kept resident between calls.
 const KEEP_RESIDENT: usize = 1 << 20;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
     /// Plugin instances alive at once (each call has one).
     pub max_instances: u32,
     /// The largest memory any plugin may be configured to use.
     pub max_memory_bytes: u64,
+    /// Of `max_instances`, how many only short calls without network may
+    /// use (sealing, opening, checking input), so verifications that wait
+    /// on the network never starve them.
+    pub quick_instances: u32,
+    /// Of the rest, how many one client's verifications may hold at once
+    /// (0: three quarters, so one credential of 100 targets, each verified
+    /// in an instance of its own, runs in one wave and others still get in).
+    pub verify_instances_per_client: u32,
+    /// How long a call waits for an instance before it is refused (503).
+    pub queue_wait_ms: u64,
 }
 
 impl Default for EngineSettings {
@@ -27,6 +38,25 @@ impl Default for EngineSettings {
         Self {
             max_instances: 256,
             max_memory_bytes: 256 << 20,
+            quick_instances: 64,
+            verify_instances_per_client: 0,
+            queue_wait_ms: 5_000,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Instances for verification and for quick calls; each gets at least one.
+    pub fn split(&self) -> (usize, usize) {
+        let total = self.max_instances.max(2) as usize;
+        let quick = (self.quick_instances as usize).clamp(1, total - 1);
+        (total - quick, quick)
+    }
+
+    pub fn verify_share(&self, verify: usize) -> usize {
+        match self.verify_instances_per_client {
+            0 => (verify * 3).div_ceil(4),
+            n => n as usize,
         }
     }
 }
@@ -40,7 +70,7 @@ pub struct PluginEngine {
 impl PluginEngine {
     pub fn new(settings: EngineSettings) -> wasmtime::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(settings.max_instances)
+        pool.total_component_instances(settings.max_instances.max(2))
             // A Rust component is a handful of core instances around one memory.
             .total_core_instances(settings.max_instances * 8)
             .total_memories(settings.max_instances * 2)

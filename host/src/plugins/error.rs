@@ -18,6 +18,24 @@ pub enum PluginError {
     Trap { plugin: String, reason: String },
     #[error("plugin {plugin} broke the contract: {reason}")]
     Contract { plugin: String, reason: String },
+    /// No instance became free in time: the server is busy, try later.
+    #[error("the server is busy: {0}")]
+    Busy(crate::budget::Busy),
     #[error("cannot load plugin {source_name}: {reason}")]
     Load { source_name: String, reason: String },
+}
+
+impl PluginError {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Deadline { .. } => "deadline",
+            PluginError::Memory { .. } => "memory",
+            PluginError::Output { .. } => "output",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Contract { .. } => "contract",
+            PluginError::Busy(_) => "busy",
+            PluginError::Load { .. } => "load",
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The plugin runtime: wasmtime, the sandbox of each call, the registry.
 
-mod bindings;
+pub(crate) mod bindings;
 mod cache;
+mod contract;
 pub mod embedded;
 mod engine;
 mod error;
@@ -9,16 +10,17 @@ mod limits;
 mod policy;
 mod registry;
 mod runtime;
-mod state;
+pub(crate) mod state;
 mod types;
 mod verifier;
 
 pub use cache::PrecompileCache;
+pub use contract::Version as ContractVersion;
 pub use engine::EngineSettings;
 pub use error::PluginError;
 pub use limits::{Limits, LimitsOverride};
 pub use policy::{PolicyPlugin, SealError};
 pub use registry::{LoadFailure, PluginSummary, Registry};
-pub use runtime::Runtime;
+pub use runtime::{EmptyCall, Runtime};
 pub use types::*;
 pub use verifier::VerifierPlugin;

@@ -3,16 +3,17 @@
 
 use std::sync::Arc;
 
+use hkdf::Hkdf;
+use sha2::Sha256;
 use wasmtime::component::Component;
 
-use super::bindings::policy::exports::credhost::plugin::sealing::Descriptor;
-use super::bindings::policy::{EncryptionPolicy, EncryptionPolicyPre};
+use super::bindings::{v0_1, v0_2};
+use super::contract::Version;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::runtime::{Runtime, bounded, check_output, conclude};
+use super::runtime::{Runtime, Work};
 use super::state::CallState;
 use super::types::{PluginMeta, PolicyInfo};
-use crate::capabilities::Grant;
 use crate::secret::Secret;
 
 /// Why `seal` or `open` did not produce bytes.
@@ -25,29 +26,93 @@ pub enum SealError {
     Refused(String),
 }
 
+enum Pre {
+    V0_1(v0_1::policy::EncryptionPolicyPre<CallState>),
+    V0_2(v0_2::policy::EncryptionPolicyPre<CallState>),
+}
+
 pub struct PolicyPlugin {
     pub meta: PluginMeta,
     pub info: PolicyInfo,
     label: Arc<str>,
-    pre: EncryptionPolicyPre<CallState>,
+    pre: Pre,
     runtime: Arc<Runtime>,
+}
+
+/// One call of the `sealing` export, whichever the version: the two are
+/// the same interface in two packages, so the same body serves both.
+macro_rules! sealing_call {
+    ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {{
+        let plugin = $plugin;
+        match &plugin.pre {
+            Pre::V0_1(pre) => {
+                plugin
+                    .runtime
+                    .call(
+                        &plugin.label,
+                        $export,
+                        &plugin.meta.limits,
+                        Work::Quick,
+                        async |$store| {
+                            let instance = pre.instantiate_async(&mut *$store).await?;
+                            let $guest = instance.credhost_plugin_sealing();
+                            $body
+                        },
+                        $size,
+                    )
+                    .await
+            }
+            Pre::V0_2(pre) => {
+                plugin
+                    .runtime
+                    .call(
+                        &plugin.label,
+                        $export,
+                        &plugin.meta.limits,
+                        Work::Quick,
+                        async |$store| {
+                            let instance = pre.instantiate_async(&mut *$store).await?;
+                            let $guest = instance.credhost_plugin_sealing();
+                            $body
+                        },
+                        $size,
+                    )
+                    .await
+            }
+        }
+    }};
 }
 
 impl PolicyPlugin {
     pub async fn load(
         runtime: Arc<Runtime>,
         component: &Component,
+        version: Version,
         mut meta: PluginMeta,
     ) -> Result<Self, PluginError> {
         let load_error = |reason: String| PluginError::Load {
             source_name: meta.name.clone(),
             reason,
         };
-        let pre = runtime
-            .policy_linker
-            .instantiate_pre(component)
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        let pre = EncryptionPolicyPre::new(pre).map_err(|e| load_error(format!("{e:#}")))?;
+        let pre = match version {
+            Version::V0_1 => Pre::V0_1(
+                runtime
+                    .linkers
+                    .policy_v0_1
+                    .instantiate_pre(component)
+                    .and_then(v0_1::policy::EncryptionPolicyPre::new)
+                    .map_err(|e| load_error(format!("{e:#}")))?,
+            ),
+            Version::V0_2 => Pre::V0_2(
+                runtime
+                    .linkers
+                    .policy_v0_2
+                    .instantiate_pre(component)
+                    .and_then(v0_2::policy::EncryptionPolicyPre::new)
+                    .map_err(|e| load_error(format!("{e:#}")))?,
+            ),
+        };
+        meta.wit = version.package();
         let mut plugin = Self {
             label: meta.name.clone().into(),
             meta: meta.clone(),
@@ -59,45 +124,54 @@ impl PolicyPlugin {
             pre,
             runtime,
         };
-        let d = plugin.describe().await?;
-        if d.name.is_empty() || d.key_length == 0 || d.key_length > 1024 {
+        let (name, version, algorithm, key_length) = plugin.describe().await?;
+        if name.is_empty() || key_length == 0 || key_length > 1024 {
             return Err(load_error(
                 "describe() gave no name or an unusable key length".into(),
             ));
         }
-        meta.name = d.name.clone();
-        meta.version = d.version;
+        meta.name = name.clone();
+        meta.version = version;
         plugin.label = meta.name.clone().into();
         plugin.meta = meta;
         plugin.info = PolicyInfo {
-            name: d.name,
-            algorithm: d.algorithm,
-            key_length: d.key_length,
+            name,
+            algorithm,
+            key_length,
         };
         Ok(plugin)
     }
 
-    async fn describe(&self) -> Result<Descriptor, PluginError> {
-        let limits = self.meta.limits;
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
-            policy
-                .credhost_plugin_sealing()
-                .call_describe(&mut store)
-                .await
-        })
-        .await;
-        let d = conclude(&store, &limits, outcome)?;
-        check_output(
-            &self.label,
-            &limits,
-            d.name.len() + d.version.len() + d.algorithm.len(),
-        )?;
-        Ok(d)
+    async fn describe(&self) -> Result<(String, String, String, u32), PluginError> {
+        sealing_call!(
+            self,
+            "describe",
+            |guest, store| {
+                let d = guest.call_describe(store).await?;
+                Ok((d.name, d.version, d.algorithm, d.key_length))
+            },
+            |(name, version, algorithm, _): &(String, String, String, u32)| name.len()
+                + version.len()
+                + algorithm.len()
+        )
+    }
+
+    /// The key this policy is handed for a keyring key: the key itself when
+    /// the lengths agree (every key is 32 bytes, as obshell's), otherwise
+    /// HKDF-SHA256 of it, to exactly the length the policy asked for.
+    fn key_for(&self, key: &Secret) -> Secret {
+        let wanted = self.info.key_length as usize;
+        if key.len() == wanted {
+            return key.clone();
+        }
+        let mut derived = vec![0u8; wanted];
+        Hkdf::<Sha256>::new(None, key.expose())
+            .expand(
+                format!("credhost policy key: {}", self.info.name).as_bytes(),
+                &mut derived,
+            )
+            .expect("key lengths up to 1024 bytes fit HKDF-SHA256");
+        Secret::new(derived)
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -127,27 +201,23 @@ impl PolicyPlugin {
         key: &Secret,
         items: &[(Secret, Vec<u8>)],
     ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
-        let limits = self.meta.limits;
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
-            let mut out = Vec::with_capacity(items.len());
-            for (plaintext, aad) in items {
-                let sealed = policy
-                    .credhost_plugin_sealing()
-                    .call_seal(&mut store, key.expose(), plaintext.expose(), aad)
-                    .await?;
-                out.push(sealed);
-            }
-            Ok(out)
-        })
-        .await;
-        let sealed = conclude(&store, &limits, outcome)?;
-        check_output(&self.label, &limits, result_bytes(&sealed))?;
-        Ok(sealed)
+        let key = self.key_for(key);
+        sealing_call!(
+            self,
+            "seal",
+            |guest, store| {
+                let mut out = Vec::with_capacity(items.len());
+                for (plaintext, aad) in items {
+                    out.push(
+                        guest
+                            .call_seal(&mut *store, key.expose(), plaintext.expose(), aad)
+                            .await?,
+                    );
+                }
+                Ok(out)
+            },
+            |sealed: &Vec<Result<Vec<u8>, String>>| result_bytes(sealed)
+        )
     }
 
     /// Opens many ciphertexts under one key, in runs as `seal_many` does.
@@ -168,26 +238,23 @@ impl PolicyPlugin {
         key: &Secret,
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Result<Secret, String>>, PluginError> {
-        let limits = self.meta.limits;
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let policy: EncryptionPolicy = self.pre.instantiate_async(&mut store).await?;
-            let mut out = Vec::with_capacity(items.len());
-            for (ciphertext, aad) in items {
-                let opened = policy
-                    .credhost_plugin_sealing()
-                    .call_open(&mut store, key.expose(), ciphertext, aad)
-                    .await?;
-                out.push(opened);
-            }
-            Ok(out)
-        })
-        .await;
-        let opened = conclude(&store, &limits, outcome)?;
-        check_output(&self.label, &limits, result_bytes(&opened))?;
+        let key = self.key_for(key);
+        let opened = sealing_call!(
+            self,
+            "open",
+            |guest, store| {
+                let mut out = Vec::with_capacity(items.len());
+                for (ciphertext, aad) in items {
+                    out.push(
+                        guest
+                            .call_open(&mut *store, key.expose(), ciphertext, aad)
+                            .await?,
+                    );
+                }
+                Ok(out)
+            },
+            |opened: &Vec<Result<Vec<u8>, String>>| result_bytes(opened)
+        )?;
         Ok(opened.into_iter().map(|r| r.map(Secret::new)).collect())
     }
 
@@ -227,6 +294,10 @@ fn result_bytes(results: &[Result<Vec<u8>, String>]) -> usize {
         .sum()
 }
 
+/// Items per call at most: a call must finish well within its deadline
+/// even when the rewrap, at a low priority, gets little CPU.
+const MAX_RUN: usize = 128;
+
 /// Cuts `items` into runs whose answers fit in half of `output_cap`: an
 /// answer is about as long as its input (an AEAD adds a nonce and a tag, an
 /// error message a little more), and the other half is the margin. A single
@@ -238,7 +309,7 @@ fn runs<T>(items: &[T], output_cap: u64, size: impl Fn(&T) -> usize) -> Vec<&[T]
     let (mut start, mut used) = (0, 0u64);
     for (i, item) in items.iter().enumerate() {
         let cost = size(item) as u64 + PER_ITEM_OVERHEAD;
-        if i > start && used + cost > budget {
+        if i > start && (used + cost > budget || i - start == MAX_RUN) {
             runs.push(&items[start..i]);
             (start, used) = (i, 0);
         }
@@ -264,6 +335,7 @@ mod run_tests {
             assert!(run.len() as u64 * (4096 + 128) <= 1 << 19);
         }
         assert_eq!(runs(&[10usize; 3], 1 << 20, |n| *n).len(), 1);
+        assert_eq!(runs(&[10usize; 300], 1 << 20, |n| *n).len(), 3, "by count");
         assert_eq!(runs(&[1usize << 20], 1 << 20, |n| *n).len(), 1);
         assert!(runs(&Vec::<usize>::new(), 1 << 20, |n| *n).is_empty());
     }

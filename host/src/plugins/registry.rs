@@ -8,19 +8,20 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 
+use super::contract::{self, Kind};
 use super::embedded;
 use super::error::PluginError;
 use super::limits::{Limits, LimitsOverride};
 use super::policy::PolicyPlugin;
 use super::runtime::Runtime;
-use super::types::{PluginMeta, Source, WIT_PACKAGE};
+use super::types::{PluginMeta, Source};
 use super::verifier::VerifierPlugin;
 
 /// A file in the plugin directory that could not be used.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoadFailure {
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub error: String,
 }
@@ -34,7 +35,7 @@ pub struct Registry {
 
 /// What operators see of one loaded plugin (`GET /api/v1/plugins`,
 /// `credhost plugin check`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginSummary {
     pub kind: &'static str,
     #[serde(flatten)]
@@ -45,15 +46,19 @@ pub struct PluginSummary {
     pub property_field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_field: Option<String>,
+    /// JSON Schemas a console builds its forms from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub property_schema: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub public_schema: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_failed_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_length: Option<u32>,
-}
-
-enum Kind {
-    Verifier,
-    Policy,
 }
 
 impl Registry {
@@ -142,24 +147,24 @@ impl Registry {
             .cache
             .component(runtime.engine(), bytes)
             .map_err(|e| load_error(format!("{e:#}")))?;
-        let kind = kind_of(runtime.engine(), &component).ok_or_else(|| {
-            load_error(format!(
-                "exports neither {WIT_PACKAGE} verification nor sealing: not a credhost plugin"
-            ))
-        })?;
+        let (kind, version) = contract::detect(runtime.engine(), &component).map_err(load_error)?;
         let meta = |limits: Limits| PluginMeta {
             name: file.to_string(),
             version: String::new(),
             sha256: hex::encode(Sha256::digest(bytes)),
-            wit: WIT_PACKAGE,
+            wit: version.package(),
             source: source.clone(),
             limits,
         };
         match kind {
             Kind::Verifier => {
-                let plugin =
-                    VerifierPlugin::load(runtime.clone(), &component, meta(Limits::VERIFIER))
-                        .await?;
+                let plugin = VerifierPlugin::load(
+                    runtime.clone(),
+                    &component,
+                    version,
+                    meta(Limits::VERIFIER),
+                )
+                .await?;
                 let limits = overrides
                     .get(&plugin.meta.name)
                     .map_or(Limits::VERIFIER, |o| o.apply(Limits::VERIFIER));
@@ -176,7 +181,8 @@ impl Registry {
             }
             Kind::Policy => {
                 let plugin =
-                    PolicyPlugin::load(runtime.clone(), &component, meta(Limits::POLICY)).await?;
+                    PolicyPlugin::load(runtime.clone(), &component, version, meta(Limits::POLICY))
+                        .await?;
                 let limits = overrides
                     .get(&plugin.meta.name)
                     .map_or(Limits::POLICY, |o| o.apply(Limits::POLICY));
@@ -222,6 +228,9 @@ impl Registry {
             target_type: Some(v.info.target_type.clone()),
             property_field: Some(v.info.property_field.clone()),
             public_field: Some(v.info.public_field.clone()),
+            property_schema: Some(v.info.property_schema.clone()),
+            public_schema: Some(v.info.public_schema.clone()),
+            validation_failed_code: Some(v.info.validation_failed_code.clone()),
             algorithm: None,
             key_length: None,
         });
@@ -231,6 +240,9 @@ impl Registry {
             target_type: None,
             property_field: None,
             public_field: None,
+            property_schema: None,
+            public_schema: None,
+            validation_failed_code: None,
             algorithm: Some(p.info.algorithm.clone()),
             key_length: Some(p.info.key_length),
         });
@@ -264,17 +276,4 @@ impl Registry {
             .await?;
         Ok(registry.summaries().remove(0))
     }
-}
-
-fn kind_of(engine: &wasmtime::Engine, component: &Component) -> Option<Kind> {
-    let ty = component.component_type();
-    let mut kind = None;
-    for (name, _) in ty.exports(engine) {
-        if name.starts_with("credhost:plugin/verification@0.") {
-            kind = Some(Kind::Verifier);
-        } else if name.starts_with("credhost:plugin/sealing@0.") {
-            kind = Some(Kind::Policy);
-        }
-    }
-    kind
 }

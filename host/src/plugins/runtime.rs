@@ -4,27 +4,42 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, SemaphorePermit};
-use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{policy, verifier};
 use super::cache::PrecompileCache;
 use super::engine::{EngineSettings, PluginEngine};
 use super::error::PluginError;
 use super::limits::Limits;
 use super::state::CallState;
-use crate::capabilities::{Grant, SshClient, SshSettings};
+use crate::budget::{Budget, Client};
+use crate::capabilities::{Grant, Linkers, SshClient, SshSettings};
 
 pub struct Runtime {
     engine: PluginEngine,
-    pub(super) verifier_linker: Linker<CallState>,
-    pub(super) policy_linker: Linker<CallState>,
+    pub(super) linkers: Linkers,
     pub(super) cache: PrecompileCache,
     ssh: SshClient,
-    // The pool has a fixed number of instance slots; a call waits for one
-    // rather than failing when the pool is momentarily full.
-    slots: Semaphore,
+    // The pool has a fixed number of instance slots, split in two budgets:
+    // a verification may hold its slot for its whole deadline (a minute,
+    // waiting on the network), so it must never take the slots that
+    // sealing, opening and checking input need.
+    verify_slots: Budget,
+    quick_slots: Budget,
+}
+
+/// Which budget a call draws on, and what it may reach.
+pub(super) enum Work {
+    /// A short call with no network: describe, normalize, seal, open.
+    Quick,
+    /// A verification for `client`, allowed to reach `grant`. A `patient`
+    /// call (a further target of a credential whose first one got in) waits
+    /// for an instance as long as its deadline allows, not just the queue
+    /// bound: its request was admitted already.
+    Verify {
+        grant: Grant,
+        client: Client,
+        patient: bool,
+    },
 }
 
 impl Runtime {
@@ -34,25 +49,23 @@ impl Runtime {
         ssh: SshSettings,
     ) -> wasmtime::Result<Arc<Self>> {
         let engine = PluginEngine::new(settings)?;
+        let linkers = Linkers::new(engine.engine())?;
 
-        let mut verifier_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut verifier_linker)?;
-        verifier::Verifier::add_to_linker::<_, HasSelf<CallState>>(&mut verifier_linker, |s| s)?;
-
-        let mut policy_linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut policy_linker)?;
-        policy::EncryptionPolicy::add_to_linker::<_, HasSelf<CallState>>(
-            &mut policy_linker,
-            |s| s,
-        )?;
-
+        let (verify, quick) = settings.split();
+        let wait = Duration::from_millis(settings.queue_wait_ms);
         Ok(Arc::new(Self {
             engine,
-            verifier_linker,
-            policy_linker,
+            linkers,
             cache,
             ssh: SshClient::new(ssh),
-            slots: Semaphore::new(settings.max_instances as usize),
+            verify_slots: Budget::new(
+                "verify",
+                "plugin instance for verification",
+                verify,
+                settings.verify_share(verify),
+                wait,
+            ),
+            quick_slots: Budget::new("quick", "plugin instance", quick, quick, wait),
         }))
     }
 
@@ -60,44 +73,84 @@ impl Runtime {
         self.engine.engine()
     }
 
-    /// A fresh store for one call, with its deadline armed, and the instance
-    /// slot it will use.
-    pub(super) async fn store(
+    /// One sandboxed call, the same for every export of every world: a slot
+    /// from the call's budget, a fresh store with the memory cap and the
+    /// deadline armed, `run` (which instantiates and calls), the outcome
+    /// named precisely, and the answer's size checked against the cap.
+    pub(super) async fn call<T>(
         &self,
         plugin: &Arc<str>,
+        export: &'static str,
         limits: &Limits,
-        grant: Grant,
-        lend_ssh: bool,
-    ) -> (Store<CallState>, SemaphorePermit<'_>) {
-        let slot = self.slots.acquire().await.expect("never closed");
-        let ssh = lend_ssh.then(|| self.ssh.clone());
-        let state = CallState::new(plugin.clone(), limits.memory_bytes, grant, ssh);
+        work: Work,
+        run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
+        size: impl FnOnce(&T) -> usize,
+    ) -> Result<T, PluginError> {
+        let (budget, grant, client, ssh, patient) = match work {
+            Work::Quick => (
+                &self.quick_slots,
+                Grant::none(),
+                Client::server(),
+                None,
+                false,
+            ),
+            Work::Verify {
+                grant,
+                client,
+                patient,
+            } => (
+                &self.verify_slots,
+                grant,
+                client,
+                Some(self.ssh.clone()),
+                patient,
+            ),
+        };
+        let slot = if patient {
+            budget.acquire_within(&client, limits.deadline()).await
+        } else {
+            budget.acquire(&client).await
+        };
+        let _slot = slot.map_err(PluginError::Busy)?;
+        let started = std::time::Instant::now();
+        let state = CallState::new(plugin.clone(), limits.memory_bytes, grant, client, ssh);
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(PluginEngine::ticks(limits.deadline()));
         store.epoch_deadline_trap();
-        (store, slot)
+        let outcome = bounded(limits, run(&mut store)).await;
+        let result = conclude(&store, limits, outcome)
+            .and_then(|value| check_output(plugin, limits, size(&value)).map(|()| value));
+        metrics::histogram!("credhost_plugin_call_duration_seconds",
+            "plugin" => plugin.to_string(), "export" => export)
+        .record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics::counter!("credhost_plugin_traps_total",
+                "plugin" => plugin.to_string(), "kind" => e.kind())
+            .increment(1);
+        }
+        result
     }
 }
 
 /// Turns what a call ended with into the call's result. `outcome` is `None`
 /// when the wall-clock deadline passed while the plugin waited on the host.
-pub(super) fn conclude<T>(
+fn conclude<T>(
     store: &Store<CallState>,
     limits: &Limits,
     outcome: Option<wasmtime::Result<T>>,
 ) -> Result<T, PluginError> {
-    let plugin = store.data().plugin.to_string();
     let error = match outcome {
         Some(Ok(value)) => return Ok(value),
         None => {
             return Err(PluginError::Deadline {
-                plugin,
+                plugin: store.data().plugin.to_string(),
                 limit: limits.deadline(),
             });
         }
         Some(Err(error)) => error,
     };
+    let plugin = store.data().plugin.to_string();
     if store.data().limiter.memory_exceeded {
         return Err(PluginError::Memory {
             plugin,
@@ -120,7 +173,7 @@ pub(super) fn conclude<T>(
     }
 }
 
-pub(super) fn check_output(plugin: &str, limits: &Limits, size: usize) -> Result<(), PluginError> {
+fn check_output(plugin: &str, limits: &Limits, size: usize) -> Result<(), PluginError> {
     if size as u64 > limits.output_bytes {
         return Err(PluginError::Output {
             plugin: plugin.to_string(),
@@ -132,7 +185,7 @@ pub(super) fn check_output(plugin: &str, limits: &Limits, size: usize) -> Result
 }
 
 /// Runs `fut` under the call's wall-clock deadline.
-pub(super) async fn bounded<T>(
+async fn bounded<T>(
     limits: &Limits,
     fut: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> Option<wasmtime::Result<T>> {
@@ -141,4 +194,55 @@ pub(super) async fn bounded<T>(
     tokio::time::timeout(limits.deadline() + Duration::from_millis(50), fut)
         .await
         .ok()
+}
+
+/// A component's nullary export `run`, called exactly as plugins are called
+/// (a fresh store from an `InstancePre`, the quick budget, the limits): what
+/// a call costs before a plugin does any work, for the benchmarks.
+#[doc(hidden)]
+pub struct EmptyCall {
+    runtime: Arc<Runtime>,
+    pre: wasmtime::component::InstancePre<CallState>,
+}
+
+#[doc(hidden)]
+impl EmptyCall {
+    pub fn load(runtime: Arc<Runtime>, bytes: &[u8]) -> wasmtime::Result<Self> {
+        let component = wasmtime::component::Component::new(runtime.engine(), bytes)?;
+        let pre = runtime.linkers.verifier_v0_2.instantiate_pre(&component)?;
+        Ok(Self { runtime, pre })
+    }
+
+    pub async fn call(&self) -> Result<(), PluginError> {
+        let pre = &self.pre;
+        self.runtime
+            .call(
+                &Arc::from("empty"),
+                "run",
+                &Limits::POLICY,
+                Work::Quick,
+                async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    let run = instance.get_typed_func::<(), ()>(&mut *store, "run")?;
+                    run.call_async(&mut *store, ()).await
+                },
+                |_| 0,
+            )
+            .await
+    }
+
+    /// Only the instantiation, of any component this linker accepts.
+    pub async fn instantiate(&self) -> Result<(), PluginError> {
+        let pre = &self.pre;
+        self.runtime
+            .call(
+                &Arc::from("empty"),
+                "instantiate",
+                &Limits::POLICY,
+                Work::Quick,
+                async |store| pre.instantiate_async(&mut *store).await.map(drop),
+                |_| 0,
+            )
+            .await
+    }
 }

@@ -1,36 +1,41 @@
-//! What one plugin call's `Store` holds, and the host side of the imports.
+//! What one plugin call's `Store` holds. The host side of each import is
+//! in its capability's module (`capabilities/`).
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::verifier::credhost::plugin::{log, ssh, types};
-use crate::capabilities::{self, Grant, Outcome, SshClient};
+use crate::budget::Client;
+use crate::capabilities::{Grant, SshClient, sockets};
 
 pub struct CallState {
     pub plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: Limiter,
-    grant: Grant,
-    ssh: Option<SshClient>,
+    pub(crate) grant: Grant,
+    /// Whom the call is for: its SSH logins count against that client's share.
+    pub(crate) client: Client,
+    pub(crate) ssh: Option<SshClient>,
 }
 
 impl CallState {
-    pub fn new(plugin: Arc<str>, memory_bytes: u64, grant: Grant, ssh: Option<SshClient>) -> Self {
-        let mut wasi = WasiCtx::builder();
-        if !grant.is_empty() {
-            wasi.allow_tcp(true).socket_addr_check(grant.socket_check());
-        }
+    pub fn new(
+        plugin: Arc<str>,
+        memory_bytes: u64,
+        grant: Grant,
+        client: Client,
+        ssh: Option<SshClient>,
+    ) -> Self {
         Self {
             plugin,
-            wasi: wasi.build(),
+            wasi: sockets::context(&grant),
             table: ResourceTable::new(),
             limiter: Limiter::new(memory_bytes),
             grant,
+            client,
             ssh,
         }
     }
@@ -82,80 +87,5 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
-    }
-}
-
-impl types::Host for CallState {}
-
-impl log::Host for CallState {
-    fn emit(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => capabilities::log::Level::Trace,
-            log::Level::Debug => capabilities::log::Level::Debug,
-            log::Level::Info => capabilities::log::Level::Info,
-            log::Level::Warn => capabilities::log::Level::Warn,
-            log::Level::Error => capabilities::log::Level::Error,
-        };
-        capabilities::log::emit(&self.plugin, level, &message);
-    }
-}
-
-impl ssh::Host for CallState {
-    async fn password_login(
-        &mut self,
-        targets: Vec<types::Target>,
-        username: String,
-        password: String,
-    ) -> Vec<ssh::LoginResult> {
-        let addrs: Vec<Option<SocketAddr>> = targets
-            .iter()
-            .map(|t| {
-                t.ip.parse::<IpAddr>()
-                    .ok()
-                    .map(|ip| SocketAddr::new(ip, t.port))
-            })
-            .collect();
-        // An unparseable ip can never be in the grant; map it to an address
-        // that is refused without being dialled.
-        let dialable: Vec<SocketAddr> = addrs
-            .iter()
-            .map(|a| a.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))))
-            .collect();
-        let results = match &self.ssh {
-            Some(client) => {
-                client
-                    .login_all(&self.grant, &dialable, &username, &password)
-                    .await
-            }
-            None => Vec::new(),
-        };
-        targets
-            .into_iter()
-            .enumerate()
-            .map(|(i, target)| match results.get(i) {
-                Some(r) => ssh::LoginResult {
-                    target,
-                    outcome: outcome(r.outcome),
-                    message: r.message.clone(),
-                },
-                None => ssh::LoginResult {
-                    target,
-                    outcome: ssh::Outcome::NotGranted,
-                    message: "ssh is not lent to this plugin".into(),
-                },
-            })
-            .collect()
-    }
-}
-
-fn outcome(outcome: Outcome) -> ssh::Outcome {
-    match outcome {
-        Outcome::Success => ssh::Outcome::Success,
-        Outcome::AuthFailed => ssh::Outcome::AuthFailed,
-        Outcome::Refused => ssh::Outcome::Refused,
-        Outcome::Unreachable => ssh::Outcome::Unreachable,
-        Outcome::Timeout => ssh::Outcome::Timeout,
-        Outcome::ProtocolError => ssh::Outcome::ProtocolError,
-        Outcome::NotGranted => ssh::Outcome::NotGranted,
     }
 }

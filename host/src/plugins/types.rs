@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::limits::Limits;
 use crate::secret::Secret;
 
-/// The version of `wit/` this host speaks.
-pub const WIT_PACKAGE: &str = "credhost:plugin@0.1.0";
-
 /// An endpoint of a credential, canonical (`IpAddr` display form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Target {
@@ -19,9 +16,22 @@ pub struct Target {
     pub port: u16,
 }
 
+/// A server key a credential's secret was proven against at one endpoint:
+/// later logins with the stored secret go only to a server presenting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKey {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// The key's algorithm, e.g. `ssh-ed25519`.
+    pub key_type: String,
+    /// `SHA256:` and the unpadded Base64 of the key blob's SHA-256, as
+    /// OpenSSH prints it.
+    pub fingerprint: String,
+}
+
 /// An endpoint as a plugin reported it in a verdict (obshell shows
 /// `{"ip": "", "port": 0}` when a stored credential cannot be read).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Endpoint {
     pub ip: String,
     pub port: u16,
@@ -41,6 +51,13 @@ pub struct VerifierInfo {
     pub target_type: String,
     pub property_field: String,
     pub public_field: String,
+    /// JSON Schemas of the property (as sent) and of the public part (as
+    /// shown); a 0.1 plugin gives none, so they are `{"type": "object"}`.
+    pub property_schema: serde_json::Value,
+    pub public_schema: serde_json::Value,
+    /// The error a failed verification is answered with, and its message.
+    pub validation_failed_code: String,
+    pub validation_failed_message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +82,50 @@ pub struct Normalized {
     pub search_terms: Vec<String>,
 }
 
+/// The obshell codes a property can be refused with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    BindJsonFailed,
+    IllegalArgument,
+    InvalidIp,
+    InvalidPort,
+    AuthTypeNotSupported,
+    /// Answered as `Common.IllegalArgument`.
+    Other,
+}
+
+impl RefusalCode {
+    pub fn obshell(self) -> &'static str {
+        match self {
+            RefusalCode::BindJsonFailed => "Common.BindJsonFailed",
+            RefusalCode::IllegalArgument | RefusalCode::Other => "Common.IllegalArgument",
+            RefusalCode::InvalidIp => "Common.InvalidIp",
+            RefusalCode::InvalidPort => "Credential.SSH.InvalidPort",
+            RefusalCode::AuthTypeNotSupported => "Credential.AuthType.NotSupported",
+        }
+    }
+
+    /// A 0.1 plugin's code, which was a string.
+    pub fn from_obshell(code: &str) -> Self {
+        match code {
+            "Common.BindJsonFailed" => RefusalCode::BindJsonFailed,
+            "Common.IllegalArgument" => RefusalCode::IllegalArgument,
+            "Common.InvalidIp" => RefusalCode::InvalidIp,
+            "Credential.SSH.InvalidPort" => RefusalCode::InvalidPort,
+            "Credential.AuthType.NotSupported" => RefusalCode::AuthTypeNotSupported,
+            _ => RefusalCode::Other,
+        }
+    }
+}
+
 /// A property the plugin refused: an obshell error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: String,
+    pub code: RefusalCode,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
     Ok,
@@ -109,17 +162,31 @@ impl Reason {
 }
 
 /// The verdict for one target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Detail {
     pub target: Endpoint,
-    pub connection_result: String,
+    /// obshell's: `SUCCESS` when the reason is `OK`, else `CONNECT_FAILED`.
+    pub connection_result: &'static str,
     pub reason: Reason,
     pub message: String,
 }
 
 impl Detail {
+    pub fn new(target: Endpoint, reason: Reason, message: String) -> Self {
+        Self {
+            target,
+            connection_result: if reason == Reason::Ok {
+                "SUCCESS"
+            } else {
+                "CONNECT_FAILED"
+            },
+            reason,
+            message,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
-        self.connection_result == "SUCCESS"
+        self.reason == Reason::Ok
     }
 }
 
@@ -131,12 +198,15 @@ pub enum Source {
 }
 
 /// What operators see of a loaded plugin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginMeta {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    /// The contract version it was built against, e.g. `credhost:plugin@0.2.0`.
     pub wit: &'static str,
+    /// `{"kind": "embedded"}` or `{"kind": "directory", "path": …}`.
+    #[schema(value_type = Object)]
     pub source: Source,
     pub limits: Limits,
 }

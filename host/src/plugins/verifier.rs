@@ -1,46 +1,131 @@
-//! A loaded verifier plugin: one target type, called in a fresh sandbox each time.
+//! A loaded verifier plugin: one target type, called in a fresh sandbox each
+//! time, whatever contract version it was built against. What a plugin
+//! answers is checked against the contract here, and adapted to the host's
+//! own types in one place per version.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use futures::future::join_all;
+use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bindings::verifier::exports::credhost::plugin::verification as wit;
-use super::bindings::verifier::{Verifier, VerifierPre};
+use super::bindings::{v0_1, v0_2};
+use super::contract::Version;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::runtime::{Runtime, bounded, check_output, conclude};
+use super::runtime::{Runtime, Work};
+use super::state::CallState;
 use super::types::{
-    Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, SecretChange, Target,
-    VerifierInfo,
+    Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, RefusalCode, SecretChange,
+    Target, VerifierInfo,
 };
-use crate::capabilities::Grant;
+use crate::budget::Client;
+use crate::capabilities::{Grant, HostKeys};
 use crate::secret::Secret;
+
+use v0_1::verifier::exports::credhost::plugin::verification as wit1;
+use v0_2::verifier::exports::credhost::plugin::verification as wit2;
+
+/// The same call for each version's bindings: instantiate, then `f` on the
+/// `verification` export.
+macro_rules! calls_of {
+    ($(#[$doc:meta])* $name:ident, $pre:ty, $guest:ty) => {
+        $(#[$doc])*
+        async fn $name<T>(
+            &self,
+            pre: &$pre,
+            export: &'static str,
+            work: Work,
+            f: impl AsyncFnOnce(&$guest, &mut Store<CallState>) -> wasmtime::Result<T>,
+            size: impl FnOnce(&T) -> usize,
+        ) -> Result<T, PluginError> {
+            self.runtime
+                .call(
+                    &self.label,
+                    export,
+                    &self.meta.limits,
+                    work,
+                    async |store| {
+                        let plugin = pre.instantiate_async(&mut *store).await?;
+                        f(plugin.credhost_plugin_verification(), store).await
+                    },
+                    size,
+                )
+                .await
+        }
+    };
+}
+
+enum Pre {
+    V0_1(v0_1::verifier::VerifierPre<CallState>),
+    V0_2(v0_2::verifier::VerifierPre<CallState>),
+}
 
 pub struct VerifierPlugin {
     pub meta: PluginMeta,
     pub info: VerifierInfo,
     label: Arc<str>,
-    pre: VerifierPre<super::state::CallState>,
+    pre: Pre,
     runtime: Arc<Runtime>,
 }
 
+/// What `normalize` returned, before the host checks it.
+struct Answer {
+    public: String,
+    secret: SecretChange,
+    targets: Vec<(String, u16)>,
+    search_terms: Vec<String>,
+}
+
+fn object(text: &str, what: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err(format!("{what} is not a JSON object")),
+        Err(e) => Err(format!("{what} is not JSON: {e}")),
+    }
+}
+
+/// Codes a verifier names for failed verifications: `A.B.C`, nothing else.
+fn plausible_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 128
+        && code
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 impl VerifierPlugin {
-    /// Links `component` and asks it who it is.
+    /// Links `component` (built against `version`) and asks it who it is.
     pub async fn load(
         runtime: Arc<Runtime>,
         component: &Component,
+        version: Version,
         mut meta: PluginMeta,
     ) -> Result<Self, PluginError> {
         let load_error = |reason: String| PluginError::Load {
             source_name: meta.name.clone(),
             reason,
         };
-        let pre = runtime
-            .verifier_linker
-            .instantiate_pre(component)
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        let pre = VerifierPre::new(pre).map_err(|e| load_error(format!("{e:#}")))?;
+        let pre = match version {
+            Version::V0_1 => Pre::V0_1(
+                runtime
+                    .linkers
+                    .verifier_v0_1
+                    .instantiate_pre(component)
+                    .and_then(v0_1::verifier::VerifierPre::new)
+                    .map_err(|e| load_error(format!("{e:#}")))?,
+            ),
+            Version::V0_2 => Pre::V0_2(
+                runtime
+                    .linkers
+                    .verifier_v0_2
+                    .instantiate_pre(component)
+                    .and_then(v0_2::verifier::VerifierPre::new)
+                    .map_err(|e| load_error(format!("{e:#}")))?,
+            ),
+        };
+        meta.wit = version.package();
         let mut plugin = Self {
             label: meta.name.clone().into(),
             meta: meta.clone(),
@@ -48,25 +133,20 @@ impl VerifierPlugin {
                 target_type: String::new(),
                 property_field: String::new(),
                 public_field: String::new(),
+                property_schema: serde_json::Value::Null,
+                public_schema: serde_json::Value::Null,
+                validation_failed_code: String::new(),
+                validation_failed_message: String::new(),
             },
             pre,
             runtime,
         };
-        let d = plugin.describe().await?;
-        if d.target_type.is_empty() || d.property_field.is_empty() || d.public_field.is_empty() {
-            return Err(load_error(
-                "describe() left target-type or a field name empty".into(),
-            ));
-        }
-        meta.name = d.name;
-        meta.version = d.version;
+        let (info, name, plugin_version) = plugin.describe().await?;
+        meta.name = name;
+        meta.version = plugin_version;
         plugin.label = meta.name.clone().into();
         plugin.meta = meta;
-        plugin.info = VerifierInfo {
-            target_type: d.target_type,
-            property_field: d.property_field,
-            public_field: d.public_field,
-        };
+        plugin.info = info;
         Ok(plugin)
     }
 
@@ -75,167 +155,417 @@ impl VerifierPlugin {
         self
     }
 
-    async fn describe(&self) -> Result<wit::Descriptor, PluginError> {
-        let limits = self.meta.limits;
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let plugin: Verifier = self.pre.instantiate_async(&mut store).await?;
-            plugin
-                .credhost_plugin_verification()
-                .call_describe(&mut store)
-                .await
-        })
-        .await;
-        let d = conclude(&store, &limits, outcome)?;
-        let size = d.target_type.len()
-            + d.property_field.len()
-            + d.public_field.len()
-            + d.name.len()
-            + d.version.len();
-        check_output(&self.label, &limits, size)?;
-        Ok(d)
+    fn broke(&self, reason: impl Into<String>) -> PluginError {
+        PluginError::Contract {
+            plugin: self.meta.name.clone(),
+            reason: reason.into(),
+        }
     }
 
-    /// Validates and canonicalises a request's property. The outer error is
-    /// the plugin failing; the inner one is the plugin refusing the input.
+    calls_of!(
+        /// One call of a 0.1 plugin's `verification` export, in a fresh instance.
+        call_0_1,
+        v0_1::verifier::VerifierPre<CallState>,
+        wit1::Guest
+    );
+    calls_of!(
+        /// One call of a 0.2 plugin's `verification` export, in a fresh instance.
+        call_0_2,
+        v0_2::verifier::VerifierPre<CallState>,
+        wit2::Guest
+    );
+
+    async fn describe(&self) -> Result<(VerifierInfo, String, String), PluginError> {
+        let (info, name, version) = match &self.pre {
+            Pre::V0_1(pre) => {
+                let d = self
+                    .call_0_1(
+                        pre,
+                        "describe",
+                        Work::Quick,
+                        async |g, s| g.call_describe(s).await,
+                        |d| {
+                            d.target_type.len()
+                                + d.property_field.len()
+                                + d.public_field.len()
+                                + d.name.len()
+                                + d.version.len()
+                        },
+                    )
+                    .await?;
+                let info = VerifierInfo {
+                    target_type: d.target_type,
+                    property_field: d.property_field,
+                    public_field: d.public_field,
+                    property_schema: serde_json::json!({ "type": "object" }),
+                    public_schema: serde_json::json!({ "type": "object" }),
+                    validation_failed_code: "Credential.ValidationFailed".into(),
+                    validation_failed_message: "Credential validation failed".into(),
+                };
+                (info, d.name, d.version)
+            }
+            Pre::V0_2(pre) => {
+                let d = self
+                    .call_0_2(
+                        pre,
+                        "describe",
+                        Work::Quick,
+                        async |g, s| g.call_describe(s).await,
+                        |d| {
+                            d.target_type.len()
+                                + d.property_field.len()
+                                + d.public_field.len()
+                                + d.name.len()
+                                + d.version.len()
+                                + d.property_schema.len()
+                                + d.public_schema.len()
+                                + d.validation_failed_code.len()
+                                + d.validation_failed_message.len()
+                        },
+                    )
+                    .await?;
+                let property_schema = object(&d.property_schema, "describe()'s property-schema")
+                    .map_err(|e| self.broke(e))?;
+                let public_schema = object(&d.public_schema, "describe()'s public-schema")
+                    .map_err(|e| self.broke(e))?;
+                if !plausible_code(&d.validation_failed_code) {
+                    return Err(self.broke(format!(
+                        "describe()'s validation-failed-code {:?} is not an error code like Credential.SSH.ValidationFailed",
+                        d.validation_failed_code
+                    )));
+                }
+                let info = VerifierInfo {
+                    target_type: d.target_type,
+                    property_field: d.property_field,
+                    public_field: d.public_field,
+                    property_schema,
+                    public_schema,
+                    validation_failed_code: d.validation_failed_code,
+                    validation_failed_message: d.validation_failed_message,
+                };
+                (info, d.name, d.version)
+            }
+        };
+        if info.target_type.is_empty()
+            || info.property_field.is_empty()
+            || info.public_field.is_empty()
+        {
+            return Err(PluginError::Load {
+                source_name: self.meta.name.clone(),
+                reason: "describe() left target-type or a field name empty".into(),
+            });
+        }
+        Ok((info, name, version))
+    }
+
+    /// Validates and canonicalises a request's property; `stored` is the
+    /// public part stored now, on update. The outer error is the plugin
+    /// failing; the inner one is the plugin refusing the input.
     pub async fn normalize(
         &self,
         property: &str,
         purpose: Purpose,
+        stored: Option<&str>,
     ) -> Result<Result<Normalized, Refusal>, PluginError> {
-        let limits = self.meta.limits;
-        let purpose = match purpose {
-            Purpose::Create => wit::Purpose::Create,
-            Purpose::Update => wit::Purpose::Update,
-            Purpose::Validate => wit::Purpose::Validate,
+        let answer = match &self.pre {
+            Pre::V0_1(pre) => {
+                let purpose = match purpose {
+                    Purpose::Create => wit1::Purpose::Create,
+                    Purpose::Update => wit1::Purpose::Update,
+                    Purpose::Validate => wit1::Purpose::Validate,
+                };
+                let answer = self
+                    .call_0_1(
+                        pre,
+                        "normalize",
+                        Work::Quick,
+                        async |g, s| g.call_normalize(s, property, purpose).await,
+                        |a| match a {
+                            Err(r) => r.code.len() + r.message.len(),
+                            Ok(n) => normalized_size(
+                                &n.public,
+                                &n.search_terms,
+                                n.targets.iter().map(|t| t.ip.len()),
+                                match &n.secret {
+                                    wit1::Secret::Keep => 0,
+                                    wit1::Secret::Replace(b) => b.len(),
+                                },
+                            ),
+                        },
+                    )
+                    .await?;
+                answer
+                    .map(|n| Answer {
+                        public: n.public,
+                        secret: match n.secret {
+                            wit1::Secret::Keep => SecretChange::Keep,
+                            wit1::Secret::Replace(b) => SecretChange::Replace(Secret::new(b)),
+                        },
+                        targets: n.targets.into_iter().map(|t| (t.ip, t.port)).collect(),
+                        search_terms: n.search_terms,
+                    })
+                    .map_err(|r| Refusal {
+                        code: RefusalCode::from_obshell(&r.code),
+                        message: r.message,
+                    })
+            }
+            Pre::V0_2(pre) => {
+                let purpose = match purpose {
+                    Purpose::Create => wit2::Purpose::Create,
+                    Purpose::Update => wit2::Purpose::Update,
+                    Purpose::Validate => wit2::Purpose::Validate,
+                };
+                let answer = self
+                    .call_0_2(
+                        pre,
+                        "normalize",
+                        Work::Quick,
+                        async |g, s| g.call_normalize(s, property, purpose, stored).await,
+                        |a| match a {
+                            Err(r) => r.message.len(),
+                            Ok(n) => normalized_size(
+                                &n.public,
+                                &n.search_terms,
+                                n.targets.iter().map(|t| t.ip.len()),
+                                match &n.secret {
+                                    wit2::Secret::Keep => 0,
+                                    wit2::Secret::Replace(b) => b.len(),
+                                },
+                            ),
+                        },
+                    )
+                    .await?;
+                answer
+                    .map(|n| Answer {
+                        public: n.public,
+                        secret: match n.secret {
+                            wit2::Secret::Keep => SecretChange::Keep,
+                            wit2::Secret::Replace(b) => SecretChange::Replace(Secret::new(b)),
+                        },
+                        targets: n.targets.into_iter().map(|t| (t.ip, t.port)).collect(),
+                        search_terms: n.search_terms,
+                    })
+                    .map_err(|r| {
+                        use v0_2::verifier::credhost::plugin::types::RefusalCode as C;
+                        Refusal {
+                            code: match r.code {
+                                C::BindJsonFailed => RefusalCode::BindJsonFailed,
+                                C::IllegalArgument => RefusalCode::IllegalArgument,
+                                C::InvalidIp => RefusalCode::InvalidIp,
+                                C::InvalidPort => RefusalCode::InvalidPort,
+                                C::AuthTypeNotSupported => RefusalCode::AuthTypeNotSupported,
+                                C::Other => RefusalCode::Other,
+                            },
+                            message: r.message,
+                        }
+                    })
+            }
         };
-        let (mut store, _slot) = self
-            .runtime
-            .store(&self.label, &limits, Grant::none(), false)
-            .await;
-        let outcome = bounded(&limits, async {
-            let plugin: Verifier = self.pre.instantiate_async(&mut store).await?;
-            plugin
-                .credhost_plugin_verification()
-                .call_normalize(&mut store, property, purpose)
-                .await
-        })
-        .await;
-        match conclude(&store, &limits, outcome)? {
-            Err(refusal) => {
-                check_output(
-                    &self.label,
-                    &limits,
-                    refusal.code.len() + refusal.message.len(),
-                )?;
-                Ok(Err(Refusal {
-                    code: refusal.code,
-                    message: refusal.message,
-                }))
-            }
-            Ok(n) => {
-                let size = n.public.len()
-                    + n.search_terms.iter().map(String::len).sum::<usize>()
-                    + n.targets.iter().map(|t| t.ip.len() + 2).sum::<usize>()
-                    + match &n.secret {
-                        wit::Secret::Keep => 0,
-                        wit::Secret::Replace(bytes) => bytes.len(),
-                    };
-                check_output(&self.label, &limits, size)?;
-                self.adopt(n).map(Ok)
-            }
+        match answer {
+            Err(refusal) => Ok(Err(refusal)),
+            Ok(answer) => self.adopt(answer, purpose).map(Ok),
         }
     }
 
-    /// Checks what the plugin returned against the contract.
-    fn adopt(&self, n: wit::Normalized) -> Result<Normalized, PluginError> {
-        let broke = |reason: String| PluginError::Contract {
-            plugin: self.meta.name.clone(),
-            reason,
-        };
-        let public: serde_json::Value = serde_json::from_str(&n.public).map_err(|e| {
-            broke(format!(
-                "normalize returned a public part that is not JSON: {e}"
-            ))
-        })?;
-        let targets = n
+    /// Holds what `normalize` returned to the contract's promises.
+    fn adopt(&self, answer: Answer, purpose: Purpose) -> Result<Normalized, PluginError> {
+        let public =
+            object(&answer.public, "normalize's public part").map_err(|e| self.broke(e))?;
+        if matches!(answer.secret, SecretChange::Keep) && purpose != Purpose::Update {
+            return Err(self.broke(
+                "normalize answered keep for the secret of a request that has none stored",
+            ));
+        }
+        if answer.targets.is_empty() {
+            return Err(self.broke("normalize returned no targets"));
+        }
+        let targets = answer
             .targets
             .iter()
-            .map(|t| {
-                let ip: IpAddr = t.ip.parse().map_err(|_| {
-                    broke(format!(
-                        "normalize returned a target that is not an IP: {:?}",
-                        t.ip
+            .map(|(ip, port)| {
+                let ip: IpAddr = ip.parse().map_err(|_| {
+                    self.broke(format!(
+                        "normalize returned a target that is not an IP: {ip:?}"
                     ))
                 })?;
                 Ok(Target {
                     ip: ip.to_canonical(),
-                    port: t.port,
+                    port: *port,
                 })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         Ok(Normalized {
             public,
-            secret: match n.secret {
-                wit::Secret::Keep => SecretChange::Keep,
-                wit::Secret::Replace(bytes) => SecretChange::Replace(Secret::new(bytes)),
-            },
+            secret: answer.secret,
             targets,
-            search_terms: n.search_terms,
+            search_terms: answer.search_terms,
         })
     }
 
-    /// Proves a credential against its targets; the plugin may reach exactly
-    /// `targets` and nothing else.
+    /// Proves a credential on its targets, for `client`. A 0.2 plugin is
+    /// called once per target, all at once, each call granted that target
+    /// only; a 0.1 plugin once, granted them all.
     pub async fn verify(
         &self,
         public: &serde_json::Value,
         secret: &Secret,
         targets: &[Target],
+        host_keys: &HostKeys,
+        client: &Client,
     ) -> Result<Vec<Detail>, PluginError> {
-        let limits = self.meta.limits;
-        let grant = Grant::new(targets.iter().map(|t| SocketAddr::new(t.ip, t.port)));
         let public = public.to_string();
-        let (mut store, _slot) = self.runtime.store(&self.label, &limits, grant, true).await;
-        let outcome = bounded(&limits, async {
-            let plugin: Verifier = self.pre.instantiate_async(&mut store).await?;
-            plugin
-                .credhost_plugin_verification()
-                .call_verify(&mut store, &public, secret.expose())
-                .await
-        })
-        .await;
-        let details = conclude(&store, &limits, outcome)?;
-        let size: usize = details
-            .iter()
-            .map(|d| d.target.ip.len() + d.connection_result.len() + d.message.len() + 8)
-            .sum();
-        check_output(&self.label, &limits, size)?;
-        Ok(details.into_iter().map(detail).collect())
+        match &self.pre {
+            Pre::V0_1(pre) => {
+                let work = Work::Verify {
+                    grant: Grant::for_targets(targets, host_keys.clone()),
+                    client: client.clone(),
+                    patient: false,
+                };
+                let details = self
+                    .call_0_1(
+                        pre,
+                        "verify",
+                        work,
+                        async |g, s| g.call_verify(s, &public, secret.expose()).await,
+                        |ds| {
+                            ds.iter()
+                                .map(|d| {
+                                    d.target.ip.len()
+                                        + d.connection_result.len()
+                                        + d.message.len()
+                                        + 8
+                                })
+                                .sum()
+                        },
+                    )
+                    .await?;
+                self.adopt_0_1(details, targets)
+            }
+            Pre::V0_2(pre) => {
+                // The first target's call is admitted as any request is (or
+                // refused 503); the others of the same credential wait for an
+                // instance within their deadline.
+                let calls = targets.iter().enumerate().map(|(i, target)| {
+                    let public = &public;
+                    async move {
+                        let work = Work::Verify {
+                            grant: Grant::for_targets(
+                                std::slice::from_ref(target),
+                                host_keys.clone(),
+                            ),
+                            client: client.clone(),
+                            patient: i > 0,
+                        };
+                        let wit_target = v0_2::verifier::credhost::plugin::types::Target {
+                            ip: target.ip.to_string(),
+                            port: target.port,
+                        };
+                        let verdict = self
+                            .call_0_2(
+                                pre,
+                                "verify-target",
+                                work,
+                                async |g, s| {
+                                    g.call_verify_target(s, public, secret.expose(), &wit_target)
+                                        .await
+                                },
+                                |v| v.message.len() + 8,
+                            )
+                            .await;
+                        (target, verdict)
+                    }
+                });
+                let mut details = Vec::with_capacity(targets.len());
+                for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {
+                    let (reason, message) = match verdict {
+                        Ok(v) => (reason_0_2(v.reason), v.message),
+                        // Only the first call can be refused for want of an
+                        // instance: then the request is (503), not a target.
+                        Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
+                        Err(e) => (Reason::Other, e.to_string()),
+                    };
+                    details.push(Detail::new(Endpoint::from(*target), reason, message));
+                }
+                Ok(details)
+            }
+        }
+    }
+
+    /// A 0.1 plugin's details: one per target, in target order, and a
+    /// `connection-result` that says what the reason says.
+    fn adopt_0_1(
+        &self,
+        details: Vec<wit1::Detail>,
+        targets: &[Target],
+    ) -> Result<Vec<Detail>, PluginError> {
+        if details.len() != targets.len() {
+            return Err(self.broke(format!(
+                "verify answered for {} of {} targets",
+                details.len(),
+                targets.len()
+            )));
+        }
+        details
+            .into_iter()
+            .map(|d| {
+                let reason = reason_0_1(d.reason);
+                let said_success = d.connection_result == "SUCCESS";
+                if said_success != (reason == Reason::Ok) {
+                    return Err(self.broke(format!(
+                        "verify said connection-result {:?} with reason {}",
+                        d.connection_result,
+                        reason.as_str()
+                    )));
+                }
+                Ok(Detail::new(
+                    Endpoint {
+                        ip: d.target.ip,
+                        port: d.target.port,
+                    },
+                    reason,
+                    d.message,
+                ))
+            })
+            .collect()
     }
 }
 
-fn detail(d: wit::Detail) -> Detail {
-    Detail {
-        target: Endpoint {
-            ip: d.target.ip,
-            port: d.target.port,
-        },
-        connection_result: d.connection_result,
-        reason: match d.reason {
-            wit::Reason::Ok => Reason::Ok,
-            wit::Reason::AuthFailed => Reason::AuthFailed,
-            wit::Reason::Refused => Reason::Refused,
-            wit::Reason::Unreachable => Reason::Unreachable,
-            wit::Reason::Timeout => Reason::Timeout,
-            wit::Reason::HostKeyMismatch => Reason::HostKeyMismatch,
-            wit::Reason::ProtocolError => Reason::ProtocolError,
-            wit::Reason::NotGranted => Reason::NotGranted,
-            wit::Reason::Other => Reason::Other,
-        },
-        message: d.message,
+fn normalized_size(
+    public: &str,
+    search_terms: &[String],
+    target_ips: impl Iterator<Item = usize>,
+    secret: usize,
+) -> usize {
+    public.len()
+        + search_terms.iter().map(String::len).sum::<usize>()
+        + target_ips.map(|n| n + 2).sum::<usize>()
+        + secret
+}
+
+fn reason_0_1(r: wit1::Reason) -> Reason {
+    match r {
+        wit1::Reason::Ok => Reason::Ok,
+        wit1::Reason::AuthFailed => Reason::AuthFailed,
+        wit1::Reason::Refused => Reason::Refused,
+        wit1::Reason::Unreachable => Reason::Unreachable,
+        wit1::Reason::Timeout => Reason::Timeout,
+        wit1::Reason::HostKeyMismatch => Reason::HostKeyMismatch,
+        wit1::Reason::ProtocolError => Reason::ProtocolError,
+        wit1::Reason::NotGranted => Reason::NotGranted,
+        wit1::Reason::Other => Reason::Other,
+    }
+}
+
+fn reason_0_2(r: wit2::Reason) -> Reason {
+    match r {
+        wit2::Reason::Ok => Reason::Ok,
+        wit2::Reason::AuthFailed => Reason::AuthFailed,
+        wit2::Reason::Refused => Reason::Refused,
+        wit2::Reason::Unreachable => Reason::Unreachable,
+        wit2::Reason::Timeout => Reason::Timeout,
+        wit2::Reason::HostKeyMismatch => Reason::HostKeyMismatch,
+        wit2::Reason::ProtocolError => Reason::ProtocolError,
+        wit2::Reason::NotGranted => Reason::NotGranted,
+        wit2::Reason::Other => Reason::Other,
     }
 }

@@ -1,0 +1,365 @@
+//! Host-key pinning for one plugin call. A call that proves a secret the
+//! caller just sent learns the keys its targets present (unless the
+//! operator's `known_hosts` already names a key for a target, which must
+//! then match); a call that uses a stored secret only talks to targets
+//! presenting the key pinned for them, and to none without a pin. The check
+//! runs during the key exchange, before anything secret is sent.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::plugins::HostKey;
+
+/// `SHA256:…` of a public key blob (the SSH wire encoding), as OpenSSH
+/// prints fingerprints.
+pub fn fingerprint(blob: &[u8]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A caller-supplied secret: record what is presented.
+    Learn,
+    /// A stored secret: only pinned keys.
+    Enforce,
+}
+
+#[derive(Debug)]
+struct Inner {
+    mode: Mode,
+    expected: HashMap<SocketAddr, Vec<HostKey>>,
+    presented: Mutex<Vec<HostKey>>,
+}
+
+/// What one call may accept, and what it saw.
+#[derive(Debug, Clone)]
+pub struct HostKeys(Arc<Inner>);
+
+impl Default for HostKeys {
+    /// Nothing pinned and nothing to learn: every key is refused.
+    fn default() -> Self {
+        Self::enforce(Vec::new())
+    }
+}
+
+fn by_endpoint(keys: impl IntoIterator<Item = HostKey>) -> HashMap<SocketAddr, Vec<HostKey>> {
+    let mut map: HashMap<SocketAddr, Vec<HostKey>> = HashMap::new();
+    for key in keys {
+        map.entry(SocketAddr::new(key.ip, key.port))
+            .or_default()
+            .push(key);
+    }
+    map
+}
+
+impl HostKeys {
+    /// For a secret the caller sent: keys are learned, except where the
+    /// operator's `preset` names some for an endpoint.
+    pub fn learn(preset: Vec<HostKey>) -> Self {
+        Self::with(Mode::Learn, preset)
+    }
+
+    /// For a stored secret: only these keys.
+    pub fn enforce(pins: Vec<HostKey>) -> Self {
+        Self::with(Mode::Enforce, pins)
+    }
+
+    fn with(mode: Mode, keys: Vec<HostKey>) -> Self {
+        Self(Arc::new(Inner {
+            mode,
+            expected: by_endpoint(keys),
+            presented: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Whether `target` may be sent a secret after presenting this key;
+    /// the error names what was expected and what was presented.
+    pub fn check(&self, target: SocketAddr, key_type: &str, blob: &[u8]) -> Result<(), String> {
+        let presented = HostKey {
+            ip: target.ip(),
+            port: target.port(),
+            key_type: key_type.to_string(),
+            fingerprint: fingerprint(blob),
+        };
+        let verdict = match (self.0.expected.get(&target), self.0.mode) {
+            (Some(pins), _) if pins.iter().any(|p| p.fingerprint == presented.fingerprint) => {
+                Ok(())
+            }
+            (Some(pins), _) => Err(format!(
+                "host key mismatch at {target}: expected {}, presented {} {}; nothing was sent",
+                pins.iter()
+                    .map(|p| format!("{} {}", p.key_type, p.fingerprint))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                presented.key_type,
+                presented.fingerprint
+            )),
+            (None, Mode::Learn) => Ok(()),
+            (None, Mode::Enforce) => Err(format!(
+                "no host key is pinned for {target} (presented {} {}); nothing was sent: \
+                 update the credential with its passphrase to pin the key",
+                presented.key_type, presented.fingerprint
+            )),
+        };
+        if verdict.is_ok() {
+            self.0
+                .presented
+                .lock()
+                .expect("host key lock")
+                .push(presented);
+        }
+        verdict
+    }
+
+    /// The keys a secret may go to at `target` in this call.
+    pub fn pinned(&self, target: SocketAddr) -> Vec<HostKey> {
+        self.0.expected.get(&target).cloned().unwrap_or_default()
+    }
+
+    /// The keys accepted during this call, one per endpoint.
+    pub fn accepted(&self) -> Vec<HostKey> {
+        let mut keys = self.0.presented.lock().expect("host key lock").clone();
+        keys.sort_by_key(|k| (k.ip, k.port));
+        keys.dedup_by(|a, b| (a.ip, a.port) == (b.ip, b.port));
+        keys
+    }
+}
+
+/// The operator's pre-seeded pins: an OpenSSH `known_hosts` file, whose
+/// entries name hosts by IP (`10.0.0.5`, `[10.0.0.5]:2222`, or hashed
+/// `|1|salt|hash` forms of those). Entries naming hosts by name, marked
+/// `@revoked` or `@cert-authority`, or unreadable, are skipped.
+#[derive(Debug, Clone, Default)]
+pub struct KnownHosts {
+    entries: Vec<KnownEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct KnownEntry {
+    /// Plain patterns, or (salt, hash) of the hashed form.
+    names: Vec<String>,
+    hashed: Option<(Vec<u8>, Vec<u8>)>,
+    key_type: String,
+    fingerprint: String,
+}
+
+impl KnownHosts {
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?))
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let entries = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('@'))
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let hosts = parts.next()?;
+                let key_type = parts.next()?.to_string();
+                let blob = STANDARD.decode(parts.next()?).ok()?;
+                let fingerprint = fingerprint(&blob);
+                if let Some(rest) = hosts.strip_prefix("|1|") {
+                    let (salt, hash) = rest.split_once('|')?;
+                    return Some(KnownEntry {
+                        names: Vec::new(),
+                        hashed: Some((STANDARD.decode(salt).ok()?, STANDARD.decode(hash).ok()?)),
+                        key_type,
+                        fingerprint,
+                    });
+                }
+                Some(KnownEntry {
+                    names: hosts.split(',').map(str::to_string).collect(),
+                    hashed: None,
+                    key_type,
+                    fingerprint,
+                })
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// The pins the file holds for these endpoints.
+    pub fn for_targets(&self, targets: impl IntoIterator<Item = SocketAddr>) -> Vec<HostKey> {
+        let mut pins = Vec::new();
+        for target in targets {
+            let name = host_pattern(target.ip(), target.port());
+            for entry in &self.entries {
+                let matches = match &entry.hashed {
+                    Some((salt, hash)) => {
+                        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(salt)
+                            .expect("HMAC takes any key length");
+                        mac.update(name.as_bytes());
+                        mac.verify_slice(hash).is_ok()
+                    }
+                    None => entry.names.contains(&name),
+                };
+                if matches {
+                    pins.push(HostKey {
+                        ip: target.ip(),
+                        port: target.port(),
+                        key_type: entry.key_type.clone(),
+                        fingerprint: entry.fingerprint.clone(),
+                    });
+                }
+            }
+        }
+        pins
+    }
+}
+
+/// How known_hosts names an endpoint: the bare address on port 22,
+/// `[address]:port` otherwise.
+fn host_pattern(ip: IpAddr, port: u16) -> String {
+    if port == 22 {
+        ip.to_string()
+    } else {
+        format!("[{ip}]:{port}")
+    }
+}
+
+// ---- The `host-keys` interface of each contract version ----
+
+use crate::plugins::bindings::{v0_1, v0_2};
+use crate::plugins::state::CallState;
+
+pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    v0_1::verifier::credhost::plugin::host_keys::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_1,
+        |s| s,
+    )?;
+    v0_2::verifier::credhost::plugin::host_keys::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_2,
+        |s| s,
+    )?;
+    Ok(())
+}
+
+impl CallState {
+    /// The granted endpoint `ip:port` names, if it is one.
+    fn granted(&self, ip: &str, port: u16) -> Result<SocketAddr, String> {
+        ip.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port))
+            .filter(|addr| self.grant.permits(addr))
+            .ok_or_else(|| "target is not among this call's targets".to_string())
+    }
+}
+
+impl v0_1::verifier::credhost::plugin::host_keys::Host for CallState {
+    fn check(
+        &mut self,
+        target: v0_1::verifier::credhost::plugin::types::Target,
+        key_type: String,
+        key: Vec<u8>,
+    ) -> Result<(), String> {
+        let addr = self.granted(&target.ip, target.port)?;
+        self.grant.host_keys().check(addr, &key_type, &key)
+    }
+}
+
+impl v0_2::verifier::credhost::plugin::host_keys::Host for CallState {
+    fn check(
+        &mut self,
+        target: v0_2::verifier::credhost::plugin::types::Target,
+        key_type: String,
+        key: Vec<u8>,
+    ) -> Result<(), String> {
+        let addr = self.granted(&target.ip, target.port)?;
+        self.grant.host_keys().check(addr, &key_type, &key)
+    }
+
+    fn pinned(
+        &mut self,
+        target: v0_2::verifier::credhost::plugin::types::Target,
+    ) -> Vec<v0_2::verifier::credhost::plugin::types::HostKey> {
+        let Ok(addr) = self.granted(&target.ip, target.port) else {
+            return Vec::new();
+        };
+        self.grant
+            .host_keys()
+            .pinned(addr)
+            .into_iter()
+            .map(|k| v0_2::verifier::credhost::plugin::types::HostKey {
+                target: target.clone(),
+                key_type: k.key_type,
+                fingerprint: k.fingerprint,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOB_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const BLOB_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIBvQ2B4ctYy3mHlEBBCSWz1pWWnnvr2qZkmTBdQqqKtB";
+
+    fn target(port: u16) -> SocketAddr {
+        SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+    }
+
+    #[test]
+    fn learn_records_enforce_checks() {
+        let a = STANDARD.decode(BLOB_A).unwrap();
+        let b = STANDARD.decode(BLOB_B).unwrap();
+        let learning = HostKeys::learn(Vec::new());
+        learning.check(target(22), "ssh-ed25519", &a).unwrap();
+        let pins = learning.accepted();
+        assert_eq!(pins.len(), 1);
+        assert_eq!(pins[0].fingerprint, fingerprint(&a));
+        assert!(pins[0].fingerprint.starts_with("SHA256:") && !pins[0].fingerprint.ends_with('='));
+
+        let enforcing = HostKeys::enforce(pins.clone());
+        assert!(enforcing.check(target(22), "ssh-ed25519", &a).is_ok());
+        let refused = enforcing.check(target(22), "ssh-ed25519", &b).unwrap_err();
+        assert!(refused.contains(&fingerprint(&a)) && refused.contains(&fingerprint(&b)));
+        // Nothing pinned for another port: a stored secret does not go there.
+        assert!(enforcing.check(target(2222), "ssh-ed25519", &a).is_err());
+        // A preset pin holds while learning.
+        assert!(
+            HostKeys::learn(pins)
+                .check(target(22), "ssh-ed25519", &b)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn reads_known_hosts_plain_bracketed_and_hashed() {
+        // The hashed entry is `[127.0.0.1]:2222` under salt 0x00…00.
+        let salt = [0u8; 20];
+        let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&salt).unwrap();
+        mac.update(b"[127.0.0.1]:2222");
+        let hash = STANDARD.encode(mac.finalize().into_bytes());
+        let text = format!(
+            "# comment\n127.0.0.1,other ssh-ed25519 {BLOB_A}\n\
+             |1|{}|{hash} ssh-ed25519 {BLOB_B}\n\
+             @revoked 127.0.0.1 ssh-ed25519 {BLOB_B}\nname.example ssh-ed25519 {BLOB_B}\n\
+             broken line\n",
+            STANDARD.encode(salt)
+        );
+        let known = KnownHosts::parse(&text);
+        let at_22 = known.for_targets([target(22)]);
+        assert_eq!(at_22.len(), 1);
+        assert_eq!(
+            at_22[0].fingerprint,
+            fingerprint(&STANDARD.decode(BLOB_A).unwrap())
+        );
+        let at_2222 = known.for_targets([target(2222)]);
+        assert_eq!(at_2222.len(), 1);
+        assert_eq!(
+            at_2222[0].fingerprint,
+            fingerprint(&STANDARD.decode(BLOB_B).unwrap())
+        );
+        assert!(known.for_targets([target(2223)]).is_empty());
+    }
+}
