@@ -1,16 +1,20 @@
 //! The keyring: data keys with ids that are never reused, one of them
-//! current, kept in a file outside the database (mode 0600).
+//! current. Kept in a file outside the database (mode 0600), or, for servers
+//! sharing one database, in the database, each key wrapped by a
+//! key-encryption key that stays outside it.
 
+mod kek;
 mod private_file;
 mod transport;
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+pub use kek::{KEK_ENV, Kek};
 pub use private_file::write_private;
 pub use transport::{TransportKey, TransportKeyError};
 
@@ -24,6 +28,41 @@ pub enum KeyError {
     File { path: PathBuf, reason: String },
     #[error("key {0} is not in the keyring")]
     Unknown(u32),
+    #[error(
+        "the key-encryption key does not open {0}: every server of a cluster needs the same one"
+    )]
+    Wrapped(String),
+    #[error("keyring store: {0}")]
+    Store(String),
+}
+
+/// A key as a shared store keeps it: wrapped, or retired (no material).
+pub struct StoredKey {
+    pub id: u32,
+    pub created_us: i64,
+    pub wrapped: Option<Vec<u8>>,
+}
+
+pub struct StoredKeys {
+    pub current: Option<u32>,
+    pub keys: Vec<StoredKey>,
+}
+
+/// Where a shared keyring's rows live (the shared database).
+pub trait KeyStore: Send + Sync {
+    fn load_keys(&self) -> Result<StoredKeys, KeyError>;
+    /// Adds a key under a fresh id, `wrap`ped for that id, and makes it
+    /// current, in one transaction. With `first`, only if there is no key
+    /// yet; then the id of the one there is returned.
+    fn add_key(&self, wrap: &dyn Fn(u32) -> Vec<u8>, first: bool) -> Result<u32, KeyError>;
+    /// Copies keys in with their ids (a store copy).
+    fn import_keys(&self, keys: &StoredKeys) -> Result<(), KeyError>;
+    /// Retires `id` unless it is current or a row still references it.
+    fn retire_key(&self, id: u32) -> Result<bool, KeyError>;
+}
+
+fn wrap_context(id: u32) -> String {
+    format!("credhost data key {id}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,7 +82,7 @@ struct KeyEntry {
 }
 
 /// What operators see of a key (never its material).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: u32,
     pub current: bool,
@@ -53,6 +92,9 @@ pub struct KeyInfo {
 pub struct Keyring {
     /// None: supplied through the environment, read-only.
     path: Option<PathBuf>,
+    /// Set for a keyring kept in a shared database; `file` is then this
+    /// server's copy, unwrapped, refreshed from the rows.
+    shared: Option<(Arc<dyn KeyStore>, Kek)>,
     file: RwLock<KeyFile>,
 }
 
@@ -77,10 +119,102 @@ impl Keyring {
                 }
                 Ok(Self {
                     path: None,
+                    shared: None,
                     file: RwLock::new(file),
                 })
             }
             Err(_) => Self::open(path),
+        }
+    }
+
+    /// The keyring of a shared database, creating its first key if it has none.
+    pub fn shared(store: Arc<dyn KeyStore>, kek: Kek) -> Result<Self, KeyError> {
+        let ring = Self {
+            path: None,
+            file: RwLock::new(KeyFile {
+                current: 0,
+                keys: Vec::new(),
+            }),
+            shared: Some((store, kek)),
+        };
+        let (store, kek) = ring.shared.as_ref().expect("just set");
+        if store.load_keys()?.current.is_none() {
+            let material: [u8; KEY_LEN] = rand::random();
+            let id = store.add_key(&|id| kek.wrap(&wrap_context(id), &material), true)?;
+            tracing::info!(key_id = id, "the shared keyring has its first key");
+        }
+        ring.refresh()?;
+        Ok(ring)
+    }
+
+    /// Reads a shared keyring's rows again (another server rotated); a
+    /// no-op for a keyring of this server's own.
+    pub fn refresh(&self) -> Result<(), KeyError> {
+        let Some((store, kek)) = &self.shared else {
+            return Ok(());
+        };
+        let stored = store.load_keys()?;
+        let Some(current) = stored.current else {
+            return Err(KeyError::Store(
+                "the shared keyring has no current key".into(),
+            ));
+        };
+        let mut keys = Vec::with_capacity(stored.keys.len());
+        for key in stored.keys {
+            let material = match &key.wrapped {
+                Some(wrapped) => {
+                    STANDARD.encode(kek.unwrap(&wrap_context(key.id), wrapped)?.expose())
+                }
+                None => String::new(),
+            };
+            keys.push(KeyEntry {
+                id: key.id,
+                created_us: key.created_us,
+                retired: key.wrapped.is_none(),
+                material,
+            });
+        }
+        if !keys.iter().any(|k| k.id == current && !k.retired) {
+            return Err(KeyError::Store(format!("current key {current} is missing")));
+        }
+        *self.file.write().expect("keyring lock") = KeyFile { current, keys };
+        Ok(())
+    }
+
+    /// Writes this keyring as a key file of its own (a copy out of a shared
+    /// store), refusing to replace one.
+    pub fn save_new_file(&self, path: &Path) -> Result<(), KeyError> {
+        if path.exists() {
+            return Err(KeyError::File {
+                path: path.to_path_buf(),
+                reason: "exists already".into(),
+            });
+        }
+        let file = self.file.read().expect("keyring lock");
+        write_private(path, &encode(&file)).map_err(|e| KeyError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every key with its material wrapped by `kek`, for a copy into a
+    /// shared store.
+    pub fn export_wrapped(&self, kek: &Kek) -> StoredKeys {
+        let file = self.file.read().expect("keyring lock");
+        StoredKeys {
+            current: Some(file.current),
+            keys: file
+                .keys
+                .iter()
+                .map(|k| StoredKey {
+                    id: k.id,
+                    created_us: k.created_us,
+                    wrapped: (!k.retired)
+                        .then(|| STANDARD.decode(&k.material).ok())
+                        .flatten()
+                        .map(|m| kek.wrap(&wrap_context(k.id), &m)),
+                })
+                .collect(),
         }
     }
 
@@ -117,6 +251,7 @@ impl Keyring {
         };
         Ok(Self {
             path: Some(path.to_path_buf()),
+            shared: None,
             file: RwLock::new(file),
         })
     }
@@ -130,8 +265,17 @@ impl Keyring {
     }
 
     pub fn get(&self, id: u32) -> Result<Secret, KeyError> {
-        let file = self.file.read().expect("keyring lock");
-        self.material(&file, id).ok_or(KeyError::Unknown(id))
+        if let Some(key) = self.material(&self.file.read().expect("keyring lock"), id) {
+            return Ok(key);
+        }
+        // Perhaps made by another server since this one last looked.
+        if self.shared.is_some() {
+            self.refresh()?;
+            if let Some(key) = self.material(&self.file.read().expect("keyring lock"), id) {
+                return Ok(key);
+            }
+        }
+        Err(KeyError::Unknown(id))
     }
 
     pub fn ids(&self) -> Vec<u32> {
@@ -167,6 +311,11 @@ impl Keyring {
     /// Adds `material` as a new key (a fresh id) and makes it current. The
     /// file is replaced atomically before the key is used.
     pub fn add_current(&self, material: Secret) -> Result<u32, KeyError> {
+        if let Some((store, kek)) = &self.shared {
+            let id = store.add_key(&|id| kek.wrap(&wrap_context(id), material.expose()), false)?;
+            self.refresh()?;
+            return Ok(id);
+        }
         let path = self.writable()?;
         let mut file = self.file.write().expect("keyring lock");
         let id = file.keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
@@ -192,6 +341,21 @@ impl Keyring {
     /// Erases the material of keys that no row uses any more. The current
     /// key is never retired.
     pub fn retire(&self, unused: &[u32]) -> Result<Vec<u32>, KeyError> {
+        if let Some((store, _)) = &self.shared {
+            let current = self.current().0;
+            let mut retired = Vec::new();
+            for &id in unused.iter().filter(|&&id| id != current) {
+                if self
+                    .material(&self.file.read().expect("keyring lock"), id)
+                    .is_some()
+                    && store.retire_key(id)?
+                {
+                    retired.push(id);
+                }
+            }
+            self.refresh()?;
+            return Ok(retired);
+        }
         let Some(path) = &self.path else {
             return Ok(Vec::new());
         };

@@ -68,6 +68,26 @@ impl TransportKey {
         ))
     }
 
+    /// A fresh key pair as PKCS#1 DER (for a shared store to keep, wrapped).
+    pub fn generate_der(bits: usize) -> Result<Zeroizing<Vec<u8>>, String> {
+        let key = RsaPrivateKey::new(&mut rand_core_rng(), bits).map_err(|e| e.to_string())?;
+        let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
+        Ok(Zeroizing::new(der.as_bytes().to_vec()))
+    }
+
+    /// The key pair every server of a cluster shares, from its PKCS#1 DER.
+    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+        let private = RsaPrivateKey::from_pkcs1_der(der).map_err(|e| e.to_string())?;
+        let public = private
+            .to_public_key()
+            .to_pkcs1_der()
+            .map_err(|e| e.to_string())?;
+        Ok(Self::from_private(
+            private,
+            STANDARD.encode(public.as_bytes()),
+        ))
+    }
+
     fn from_private(private: RsaPrivateKey, public_base64: String) -> Self {
         let exponent = Zeroizing::new(private.d().to_bytes_be());
         let mut hash = Sha256::new();

@@ -1,9 +1,11 @@
 //! Persistence of credentials, behind a trait so another backend (a shared
 //! MySQL-protocol database for a fleet) can stand beside redb.
 
+pub mod mysql;
 mod record;
 mod redb_store;
 
+pub use mysql::MysqlStore;
 pub use record::{Record, SealedSecret};
 pub use redb_store::RedbStore;
 
@@ -28,6 +30,9 @@ pub enum StoreError {
     SecretChanged,
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The database cannot be reached now; the same request may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored record {id} is unreadable: {reason}")]
     Corrupt { id: u64, reason: String },
 }
@@ -81,6 +86,23 @@ pub trait Store: Send + Sync + 'static {
 
     fn insert(&self, record: &Record) -> Result<(), StoreError>;
 
+    /// Writes many records with the ids they carry (a copy from another
+    /// store, a benchmark's rows) in one transaction, with `insert`'s checks.
+    fn import(&self, records: &[Record]) -> Result<(), StoreError>;
+
+    /// Ids below `next` are never handed out (a copy keeps the source's
+    /// counter, so ids its deleted rows had stay unused).
+    fn keep_ids_above(&self, next: u64) -> Result<(), StoreError>;
+
+    /// Up to `limit` records with ids above `after`, in id order.
+    fn scan(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Whether a point read is quick enough to run on an async thread
+    /// (an embedded file's cache) rather than the blocking pool.
+    fn inline_reads(&self) -> bool {
+        true
+    }
+
     /// Replaces the row `record.id`; returns the row as written.
     fn update(&self, record: Record, secret: SecretWrite) -> Result<Record, StoreError>;
 
@@ -111,6 +133,67 @@ pub trait Store: Send + Sync + 'static {
     fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Records each credential's last validation (JSON the service owns),
+    /// replacing the one before; ids no longer stored are skipped.
+    fn put_validations(&self, docs: &[(u64, String)]) -> Result<(), StoreError>;
+
+    /// The last validations of those of `ids` that have one.
+    fn validations(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// API tokens as (id, JSON document); the service owns their format.
+    fn tokens(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Inserts or replaces a token's document, durably.
+    fn put_token(&self, id: &str, doc: &str) -> Result<(), StoreError>;
+}
+
+/// What servers that share one database coordinate through. The embedded
+/// store has no such thing: one server owns its file.
+pub trait Coordination: Send + Sync + 'static {
+    /// Records a header's identity until `expiry` (Unix seconds); false if
+    /// some server recorded it before and it has not expired.
+    fn first_use(&self, digest: &[u8; 32], expiry: u64, now: u64) -> Result<bool, StoreError>;
+
+    /// Forgets identities expired before `now`; returns how many.
+    fn forget_used(&self, now: u64) -> Result<u64, StoreError>;
+
+    /// Takes the named lease, or renews it if `holder` has it, for `ttl_ms`;
+    /// false if another holder's lease has not expired.
+    fn hold_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    fn heartbeat(&self, server: &ServerRow) -> Result<(), StoreError>;
+
+    fn servers(&self) -> Result<Vec<ServerRow>, StoreError>;
+
+    /// Forgets servers silent since `before_us`.
+    fn forget_servers(&self, before_us: i64) -> Result<(), StoreError>;
+
+    fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The named blob, made by `make` and stored if there is none yet; when
+    /// servers race, every one gets the first that was stored.
+    fn blob_or_insert(
+        &self,
+        name: &str,
+        make: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError>;
+}
+
+/// One server of a cluster as its heartbeat records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRow {
+    pub id: String,
+    pub address: String,
+    pub version: String,
+    pub started_us: i64,
+    pub heartbeat_us: i64,
+    /// A digest of `plugins`, to compare servers at a glance.
+    pub plugins_hash: String,
+    /// JSON: the verifiers and policies the server has loaded.
+    pub plugins: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

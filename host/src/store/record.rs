@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugins::Target;
+use crate::plugins::{HostKey, Target};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -23,6 +23,25 @@ pub struct Record {
     pub updated_us: i64,
     /// Bumped by every write of the row.
     pub version: u64,
+    /// The server keys the secret was proven against, per endpoint.
+    pub host_keys: Vec<HostKey>,
+}
+
+/// Rows written before host keys were pinned: the same fields, fewer.
+#[derive(Deserialize)]
+struct RecordWithoutPins {
+    id: u64,
+    name: String,
+    description: String,
+    target_type: String,
+    public_field: String,
+    public: String,
+    targets: Vec<Target>,
+    search_terms: Vec<String>,
+    secret: SealedSecret,
+    created_us: i64,
+    updated_us: i64,
+    version: u64,
 }
 
 /// A secret as stored: sealed by a named policy under a key id, so it can be
@@ -51,8 +70,28 @@ impl Record {
         postcard::to_allocvec(self).expect("a record always serialises")
     }
 
+    /// Reads rows of this version and of the one before, which ends
+    /// before `host_keys` (postcard is not self-describing, so the older
+    /// shape is tried when the newer one runs out of bytes).
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(bytes)
+        postcard::from_bytes(bytes).or_else(|error| {
+            let old: RecordWithoutPins = postcard::from_bytes(bytes).map_err(|_| error)?;
+            Ok(Self {
+                id: old.id,
+                name: old.name,
+                description: old.description,
+                target_type: old.target_type,
+                public_field: old.public_field,
+                public: old.public,
+                targets: old.targets,
+                search_terms: old.search_terms,
+                secret: old.secret,
+                created_us: old.created_us,
+                updated_us: old.updated_us,
+                version: old.version,
+                host_keys: Vec::new(),
+            })
+        })
     }
 
     /// What `key_word` searches, lower-cased: name, target ips, search terms.
@@ -67,5 +106,42 @@ impl Record {
             text.push_str(&term.to_lowercase());
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_before_pins_still_read() {
+        let old = (
+            7u64,
+            "web".to_string(),
+            String::new(),
+            "HOST".to_string(),
+            "ssh_secret".to_string(),
+            "{}".to_string(),
+            vec![Target {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 22,
+            }],
+            Vec::<String>::new(),
+            SealedSecret {
+                policy: "aes-256-gcm".into(),
+                policy_version: "0.1.0".into(),
+                key_id: 1,
+                ciphertext: vec![1, 2, 3],
+            },
+            1i64,
+            2i64,
+            3u64,
+        );
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let record = Record::decode(&bytes).unwrap();
+        assert_eq!((record.id, record.version), (7, 3));
+        assert!(record.host_keys.is_empty());
+        let again = Record::decode(&record.encode()).unwrap();
+        assert_eq!(again.name, "web");
     }
 }

@@ -34,6 +34,10 @@ const SEALED: TableDefinition<(&str, u32, u64), ()> = TableDefinition::new("seal
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Named settings that must survive a restart (active policy, rewrap job).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// token id → JSON document (only a hash of the secret).
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+/// credential id → JSON of its last validation.
+const VALIDATIONS: TableDefinition<u64, &str> = TableDefinition::new("last_validation");
 
 const NEXT_ID: &str = "next_id";
 const SCHEMA_VERSION: &str = "schema_version";
@@ -64,6 +68,8 @@ impl RedbStore {
             txn.open_table(SEARCH).map_err(backend)?;
             txn.open_table(SEALED).map_err(backend)?;
             txn.open_table(SETTINGS).map_err(backend)?;
+            txn.open_table(TOKENS).map_err(backend)?;
+            txn.open_table(VALIDATIONS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let schema = meta
                 .get(SCHEMA_VERSION)
@@ -87,15 +93,6 @@ impl RedbStore {
             db,
             next_id: AtomicU64::new(next_id),
         })
-    }
-
-    /// Loads many records in one transaction (bulk imports, benchmarks),
-    /// with the same checks as `insert`.
-    pub fn import(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.write(|txn| records.iter().try_for_each(|r| insert_in(txn, r)))?;
-        let top = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
-        self.next_id.fetch_max(top, Ordering::Relaxed);
-        Ok(())
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
@@ -281,6 +278,10 @@ fn delete_in(txn: &WriteTransaction, id: u64) -> Result<bool, StoreError> {
         .map_err(backend)?
         .remove(id)
         .map_err(backend)?;
+    txn.open_table(VALIDATIONS)
+        .map_err(backend)?
+        .remove(id)
+        .map_err(backend)?;
     Ok(true)
 }
 
@@ -298,6 +299,43 @@ impl Store for RedbStore {
 
     fn insert(&self, record: &Record) -> Result<(), StoreError> {
         self.write(|txn| insert_in(txn, record))
+    }
+
+    fn import(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.write(|txn| records.iter().try_for_each(|r| insert_in(txn, r)))?;
+        let top = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
+        self.next_id.fetch_max(top, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn keep_ids_above(&self, next: u64) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let stored = meta.get(NEXT_ID).map_err(backend)?.map_or(1, |v| v.value());
+            meta.insert(NEXT_ID, stored.max(next)).map_err(backend)?;
+            Ok(())
+        })?;
+        self.next_id.fetch_max(next, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn scan(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let txn = self.read()?;
+        let credentials = txn.open_table(CREDENTIALS).map_err(backend)?;
+        let mut records = Vec::new();
+        let range = credentials
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map_err(backend)?;
+        for entry in range.take(limit) {
+            let (id, bytes) = entry.map_err(backend)?;
+            records.push(
+                Record::decode(bytes.value()).map_err(|e| StoreError::Corrupt {
+                    id: id.value(),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(records)
     }
 
     fn update(&self, mut record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
@@ -500,6 +538,55 @@ impl Store for RedbStore {
             txn.open_table(SETTINGS)
                 .map_err(backend)?
                 .insert(name, value)
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.read()?;
+        let tokens = txn.open_table(TOKENS).map_err(backend)?;
+        tokens
+            .iter()
+            .map_err(backend)?
+            .map(|entry| {
+                let (id, doc) = entry.map_err(backend)?;
+                Ok((id.value().to_string(), doc.value().to_string()))
+            })
+            .collect()
+    }
+
+    fn put_validations(&self, docs: &[(u64, String)]) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let credentials = txn.open_table(CREDENTIALS).map_err(backend)?;
+            let mut validations = txn.open_table(VALIDATIONS).map_err(backend)?;
+            for (id, doc) in docs {
+                // A credential deleted meanwhile keeps no result.
+                if credentials.get(*id).map_err(backend)?.is_some() {
+                    validations.insert(*id, doc.as_str()).map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn validations(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, StoreError> {
+        let txn = self.read()?;
+        let validations = txn.open_table(VALIDATIONS).map_err(backend)?;
+        let mut found = Vec::new();
+        for &id in ids {
+            if let Some(doc) = validations.get(id).map_err(backend)? {
+                found.push((id, doc.value().to_string()));
+            }
+        }
+        Ok(found)
+    }
+
+    fn put_token(&self, id: &str, doc: &str) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(TOKENS)
+                .map_err(backend)?
+                .insert(id, doc)
                 .map_err(backend)?;
             Ok(())
         })
