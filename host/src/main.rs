@@ -11,6 +11,8 @@ use tracing_subscriber::EnvFilter;
     about = "A credential service that speaks obshell's credential API"
 )]
 struct Cli {
+    #[command(flatten)]
+    target: credhost::cli::Target,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +24,13 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Copy a credential set between stores; migrate a shared database.
+    #[command(subcommand)]
+    Store(credhost::cli::StoreCommand),
+    #[command(flatten)]
+    Client(credhost::cli::ClientCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -46,6 +55,40 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(credhost::server::serve(&config, shutdown_signal()))
+        }
+        Command::Client(command) => {
+            init_logging("warn");
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(credhost::cli::run(cli.target, command));
+            if let Err(e) = outcome {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Store(command) => {
+            init_logging("warn");
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(credhost::cli::run_store(command));
+            if let Err(e) = outcome {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "credhost",
+                &mut std::io::stdout(),
+            );
+            Ok(())
         }
         Command::Plugin(PluginCommand::Check { file }) => {
             init_logging("warn");

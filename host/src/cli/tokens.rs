@@ -1,0 +1,273 @@
+//! `credhost token …` and `credhost audit …`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::api::{self, Api};
+use super::output::{self, Format, cell, table};
+use crate::service::{NewToken, Scope};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once, as the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read, validate, write or admin (each includes the ones before).
+        #[arg(long, value_parser = parse_scope)]
+        scope: Scope,
+        /// Lifetime, e.g. 3600, 90m, 12h, 30d; none by default.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
+        /// Make it on this server's machine, without the network: over the
+        /// server's socket in DIR if it runs, in DIR's database if not.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// The tokens the server knows (never their secrets).
+    List,
+    /// Revoke a token; it is refused from the next request on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check audit files (the current one and rotated ones, in any order):
+    /// the first altered, removed or moved line is named.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The data directory whose audit.key sealed them.
+        #[arg(long, default_value = "credhost-data")]
+        data_dir: PathBuf,
+    },
+    /// The `hmac-sha256:` form a value takes in the audit log, to search for it.
+    Hash {
+        value: String,
+        #[arg(long, default_value = "credhost-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    Scope::parse(text).ok_or_else(|| format!("{text:?}: read, validate, write or admin"))
+}
+
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: a number with s, m, h or d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?}: out of range"))
+}
+
+fn show_tokens(format: Format, data: &Value) {
+    output::show(format, data, |d| {
+        let mut t = table(&[
+            "id",
+            "name",
+            "scope",
+            "state",
+            "created",
+            "by",
+            "expires",
+            "last used",
+        ]);
+        for token in d["contents"].as_array().into_iter().flatten() {
+            t.add_row(vec![
+                cell(&token["id"]),
+                cell(&token["name"]),
+                cell(&token["scope"]),
+                cell(&token["state"]),
+                cell(&token["created_at"]),
+                cell(&token["created_by"]),
+                cell(&token["expires_at"]),
+                cell(&token["last_used_at"]),
+            ]);
+        }
+        t
+    });
+}
+
+/// Prints a new token: the record first, the token itself last, alone on
+/// its line, so `| tail -1` takes it.
+fn show_issued(format: Format, issued: &Value) {
+    match format {
+        Format::Json => output::json(issued),
+        Format::Table => {
+            eprintln!(
+                "token {} ({}, scope {}) made; it is shown this once:",
+                cell(&issued["id"]),
+                cell(&issued["name"]),
+                cell(&issued["scope"])
+            );
+            println!("{}", cell(&issued["token"]));
+        }
+    }
+}
+
+pub async fn run(url: Option<&str>, format: Format, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            name,
+            scope,
+            ttl,
+            data_dir: Some(dir),
+        } => {
+            let issued = create_locally(&dir, name, scope, ttl).await?;
+            show_issued(format, &issued);
+        }
+        TokenCommand::Create {
+            name, scope, ttl, ..
+        } => {
+            let api = api::connect(url)?;
+            let issued = api
+                .post(
+                    "/api/v1/tokens",
+                    json!({ "name": name, "scope": scope, "ttl_secs": ttl }),
+                )
+                .await?;
+            show_issued(format, &issued);
+        }
+        TokenCommand::List => {
+            let data = api::connect(url)?.get("/api/v1/tokens").await?;
+            show_tokens(format, &data);
+        }
+        TokenCommand::Revoke { id } => {
+            let data = api::connect(url)?
+                .call("DELETE", &format!("/api/v1/tokens/{id}"), None)
+                .await?;
+            output::show(format, &data, |d| {
+                output::fields(d, &["id", "name", "scope", "state", "revoked_at"])
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Over the running server's socket, or straight into the stopped
+/// server's database.
+async fn create_locally(
+    dir: &Path,
+    name: String,
+    scope: Scope,
+    ttl: Option<u64>,
+) -> anyhow::Result<Value> {
+    let socket = crate::local_socket::path_in(dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        let api = Api::local(&socket);
+        return api
+            .post(
+                "/api/v1/tokens",
+                json!({ "name": name, "scope": scope, "ttl_secs": ttl }),
+            )
+            .await;
+    }
+    if std::env::var_os("CREDHOST_STORE").is_some_and(|s| s != "redb") {
+        bail!(
+            "with a shared store the first token is made over a running server's socket: \
+             start a server with --data-dir {} and run this again",
+            dir.display()
+        );
+    }
+    let database = dir.join("credhost.redb");
+    if !database.exists() {
+        bail!(
+            "{} holds no credhost database (start the server on it once, or check --data-dir)",
+            dir.display()
+        );
+    }
+    crate::data_dir::prepare(dir)?;
+    let store = crate::store::RedbStore::open(&database).map_err(|e| {
+        anyhow!(
+            "cannot open {}: {e} (if the server runs, its socket {} should answer)",
+            database.display(),
+            socket.display()
+        )
+    })?;
+    let config = crate::config::Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    let audit = crate::audit::Audit::open(
+        &config.audit,
+        config.audit_path(),
+        &crate::data_dir::secret_file(&dir.join("audit.key"))?,
+    )?;
+    let issued = crate::service::tokens::create_offline(
+        &store,
+        &audit,
+        NewToken {
+            name,
+            scope,
+            ttl_secs: ttl,
+        },
+    )
+    .await?;
+    Ok(serde_json::to_value(issued)?)
+}
+
+pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { files, data_dir } => {
+            let keys = audit_keys(&data_dir)?;
+            match crate::audit::verify(&files, &keys) {
+                Ok(report) => {
+                    println!(
+                        "ok: {} records in {} file(s), seq {} to {}, chain intact",
+                        report.records, report.files, report.first_seq, report.last_seq
+                    );
+                    Ok(())
+                }
+                Err(failure) => bail!("tampered: {failure}"),
+            }
+        }
+        AuditCommand::Hash { value, data_dir } => {
+            println!("{}", audit_keys(&data_dir)?.hash(&value));
+            Ok(())
+        }
+    }
+}
+
+fn audit_keys(data_dir: &Path) -> anyhow::Result<crate::audit::Keys> {
+    let path = data_dir.join("audit.key");
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read {} (pass --data-dir)", path.display()))?;
+    if bytes.len() != 32 {
+        bail!("{} does not hold a key", path.display());
+    }
+    Ok(crate::audit::Keys::from_master(
+        &crate::secret::Secret::new(bytes),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_with_units() {
+        assert_eq!(parse_ttl("3600"), Ok(3600));
+        assert_eq!(parse_ttl("90m"), Ok(5400));
+        assert_eq!(parse_ttl("30d"), Ok(2_592_000));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("3w").is_err());
+        assert!(parse_ttl("d").is_err());
+    }
+}

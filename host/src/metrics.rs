@@ -1,0 +1,94 @@
+//! Prometheus metrics. Code anywhere records through the `metrics` facade;
+//! the exporter's recorder, installed once per process, renders them, and
+//! the gauges that describe state (rewrap progress, keys) are read from the
+//! service when scraped.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::service::Service;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+const PLUGIN: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+    5.0, 30.0, 60.0,
+];
+
+/// Installs the recorder (once; later calls are no-ops).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("credhost_http_request_duration_seconds".into()),
+                LATENCY,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("credhost_pool_wait_seconds".into()),
+                    LATENCY,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("credhost_plugin_call_duration_seconds".into()),
+                    PLUGIN,
+                )
+            })
+            .map(|b| b.build_recorder());
+        match recorder {
+            Ok(recorder) => {
+                let handle = recorder.handle();
+                // Another recorder may be installed already (a test
+                // harness); then metrics go there and /metrics shows only
+                // the gauges set below.
+                if metrics::set_global_recorder(recorder).is_err() {
+                    tracing::warn!("a metrics recorder was installed already");
+                }
+                metrics::gauge!("credhost_build_info", "version" => env!("CARGO_PKG_VERSION"))
+                    .set(1.0);
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::error!("cannot set up metrics: {e}");
+                None
+            }
+        }
+    });
+}
+
+/// The text Prometheus scrapes.
+pub async fn render(service: &Service) -> String {
+    install();
+    let rewrap = service.rewrap_status();
+    metrics::gauge!("credhost_rewrap_rows_done").set(rewrap.done as f64);
+    metrics::gauge!("credhost_rewrap_rows_remaining").set(rewrap.remaining as f64);
+    metrics::gauge!("credhost_rewrap_rows_per_second").set(rewrap.rows_per_second);
+    metrics::gauge!("credhost_rewrap_running").set(f64::from(u8::from(
+        rewrap.state == crate::service::RewrapState::Running,
+    )));
+    if let Ok(status) = service.encryption_status().await {
+        let (mut current, mut active, mut retired) = (0.0, 0.0, 0.0);
+        for key in &status.keys {
+            match (key.key.current, key.key.retired) {
+                (true, _) => current += 1.0,
+                (_, true) => retired += 1.0,
+                _ => active += 1.0,
+            }
+        }
+        metrics::gauge!("credhost_keys", "state" => "current").set(current);
+        metrics::gauge!("credhost_keys", "state" => "active").set(active);
+        metrics::gauge!("credhost_keys", "state" => "retired").set(retired);
+    }
+    metrics::gauge!("credhost_audit_healthy").set(f64::from(u8::from(service.audit().healthy())));
+    HANDLE
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
