@@ -18,6 +18,21 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The database, the key file and the precompile cache live here.
     pub data_dir: PathBuf,
+    /// Where credentials are kept: unset for the embedded file in
+    /// `data_dir`, or a database servers share:
+    /// `mysql://user@host:port/database`.
+    pub store: Option<String>,
+    /// The shared database's password (or `CREDHOST_STORE_PASSWORD`).
+    pub store_password: Option<String>,
+    pub store_tls: crate::store::mysql::StoreTls,
+    /// Reach a shared store beyond loopback without TLS anyway.
+    pub store_allow_plaintext: bool,
+    /// Connections this server keeps to the shared database at most.
+    pub store_max_connections: usize,
+    /// The key-encryption key of a shared store (default
+    /// `data_dir/kek.key`; `CREDHOST_KEK` wins).
+    pub kek_file: Option<PathBuf>,
+    pub cluster: ClusterSettings,
     /// `*.wasm` plugins that add to, or override, the embedded ones.
     pub plugin_dir: Option<PathBuf>,
     /// CIDRs every target must fall in; empty allows all.
@@ -44,18 +59,41 @@ pub struct Config {
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// API tokens over plain HTTP beyond loopback are refused unless this is set.
+    pub allow_tokens_over_plain_http: bool,
+    /// Serve `/metrics` here too, without authentication (for a scraper on
+    /// a private network).
+    pub metrics_listen: Option<SocketAddr>,
     pub ssh: SshSettings,
-    pub engine: EngineConfig,
+    pub engine: EngineSettings,
+    pub audit: crate::audit::AuditSettings,
     pub http: HttpConfig,
     /// Per-plugin sandbox limits, by plugin name.
     pub plugins: HashMap<String, LimitsOverride>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// How servers sharing a database keep in touch.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EngineConfig {
-    pub max_instances: u32,
-    pub max_memory_bytes: u64,
+pub struct ClusterSettings {
+    /// How often a server records that it is alive and picks up what the
+    /// others changed (keys, policy, tokens).
+    pub heartbeat_ms: u64,
+    /// How long the rewrap lease outlives a server that stopped renewing it.
+    pub lease_ms: u64,
+    /// The address other servers and operators reach this one at, as the
+    /// cluster view shows it (default: the listen address).
+    pub advertise: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 1000,
+            lease_ms: 10_000,
+            advertise: None,
+        }
+    }
 }
 
 /// The front door: which names and origins are this server's, and the
@@ -117,30 +155,18 @@ impl HttpConfig {
     }
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        let d = EngineSettings::default();
-        Self {
-            max_instances: d.max_instances,
-            max_memory_bytes: d.max_memory_bytes,
-        }
-    }
-}
-
-impl From<EngineConfig> for EngineSettings {
-    fn from(c: EngineConfig) -> Self {
-        Self {
-            max_instances: c.max_instances,
-            max_memory_bytes: c.max_memory_bytes,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 2886)),
             data_dir: PathBuf::from("credhost-data"),
+            store: None,
+            store_password: None,
+            store_tls: Default::default(),
+            store_allow_plaintext: false,
+            store_max_connections: 32,
+            kek_file: None,
+            cluster: ClusterSettings::default(),
             plugin_dir: None,
             allow_targets: Vec::new(),
             policy: "aes-256-gcm".into(),
@@ -153,8 +179,11 @@ impl Default for Config {
             auth_horizon_secs: 3600,
             tls_cert: None,
             tls_key: None,
+            allow_tokens_over_plain_http: false,
+            metrics_listen: None,
             ssh: SshSettings::default(),
-            engine: EngineConfig::default(),
+            audit: Default::default(),
+            engine: EngineSettings::default(),
             http: HttpConfig::default(),
             plugins: HashMap::new(),
         }
@@ -173,6 +202,11 @@ pub struct Overrides {
     /// Directory for the database, keys and compiled plugins.
     #[arg(long, env = "CREDHOST_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A shared database instead of the embedded file:
+    /// mysql://user@host:port/database (the password from
+    /// CREDHOST_STORE_PASSWORD or the config file).
+    #[arg(long, env = "CREDHOST_STORE")]
+    pub store: Option<String>,
     /// Directory of extra or overriding plugins (*.wasm).
     #[arg(long, env = "CREDHOST_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
@@ -211,6 +245,13 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Accept API tokens over plain HTTP beyond loopback. Whoever sees the
+    /// traffic can then take them: use TLS instead.
+    #[arg(long, env = "CREDHOST_ALLOW_TOKENS_OVER_PLAIN_HTTP")]
+    pub allow_tokens_over_plain_http: bool,
+    /// Also serve `/metrics`, without authentication, on this address.
+    #[arg(long, env = "CREDHOST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "CREDHOST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -238,6 +279,9 @@ impl Config {
         if let Some(v) = &overrides.data_dir {
             config.data_dir = v.clone();
         }
+        if let Some(v) = &overrides.store {
+            config.store = Some(v.clone());
+        }
         if let Some(v) = &overrides.plugin_dir {
             config.plugin_dir = Some(v.clone());
         }
@@ -255,6 +299,12 @@ impl Config {
         }
         if overrides.allow_password_over_plain_http {
             config.allow_password_over_plain_http = true;
+        }
+        if overrides.allow_tokens_over_plain_http {
+            config.allow_tokens_over_plain_http = true;
+        }
+        if let Some(v) = overrides.metrics_listen {
+            config.metrics_listen = Some(v);
         }
         if !overrides.server_names.is_empty() {
             config.http.server_names = overrides.server_names.clone();
@@ -280,6 +330,12 @@ impl Config {
         if config.password.as_deref() == Some("") {
             config.password = None;
         }
+        if let Ok(password) = std::env::var("CREDHOST_STORE_PASSWORD") {
+            config.store_password = Some(password);
+        }
+        if config.store.as_deref() == Some("redb") {
+            config.store = None;
+        }
         Ok(config)
     }
 
@@ -296,12 +352,41 @@ impl Config {
         self.data_dir.join("credhost.redb")
     }
 
+    pub fn kek_path(&self) -> PathBuf {
+        self.kek_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kek.key"))
+    }
+
+    /// The shared store's connection options, if one is configured.
+    pub fn shared_store(&self) -> Option<crate::store::mysql::StoreOptions<'_>> {
+        self.store
+            .as_deref()
+            .map(|url| crate::store::mysql::StoreOptions {
+                url,
+                password: self.store_password.as_deref(),
+                tls: &self.store_tls,
+                max_connections: self.store_max_connections,
+            })
+    }
+
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join("keys.json")
     }
 
     pub fn rsa_key_path(&self) -> PathBuf {
         self.data_dir.join("rsa_key.der")
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.log"))
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        crate::local_socket::path_in(&self.data_dir)
     }
 
     pub fn cache_dir(&self) -> PathBuf {

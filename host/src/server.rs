@@ -9,22 +9,102 @@ use crate::config::Config;
 use std::time::Duration;
 
 use crate::api::FrontDoor;
-use crate::api::auth::Authenticator;
+use crate::api::auth::{Authenticator, LocalSocket};
 use crate::api::guard::Guard;
-use crate::keys::{Keyring, TransportKey};
+use crate::audit::Audit;
+use crate::keys::{Kek, KeyStore, Keyring, TransportKey};
+use crate::local_socket::LocalListener;
 use crate::plugins::{PrecompileCache, Registry, Runtime};
 use crate::secret::Secret;
-use crate::service::{PluginSource, Service, ServiceSettings, TargetPolicy};
-use crate::store::RedbStore;
+use crate::service::{Cluster, PluginSource, Service, ServiceSettings, TargetPolicy};
+use crate::store::mysql::{RowMac, StoreOptions};
+use crate::store::{Coordination, MysqlStore, RedbStore, Store};
 
-pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
+/// A shared database, and the key-encryption key its keys are wrapped by.
+struct Shared {
+    store: Arc<MysqlStore>,
+    kek: Kek,
+}
+
+const KEK_CHECK: &str = "kek_check";
+/// What the key that authenticates rows is derived for.
+pub const ROW_MAC: &str = "row integrity";
+const TRANSPORT_KEY: &str = "transport_rsa";
+
+impl Shared {
+    fn open(config: &Config, options: &StoreOptions) -> anyhow::Result<Self> {
+        let url = crate::store::mysql::redacted(options.url);
+        // Rows are authenticated, but their contents (names, targets) and
+        // the database password cross this link: in clear only on loopback.
+        let opts = options.opts()?;
+        if !config.store_tls.enabled && !opts.addr_is_loopback() && !config.store_allow_plaintext {
+            anyhow::bail!(
+                "refusing to reach the store {url} without TLS: set store_tls.enabled (and \
+                 store_tls.ca), or store_allow_plaintext = true to accept that anyone on the \
+                 path reads the database traffic"
+            );
+        }
+        let store = Arc::new(
+            MysqlStore::open(options).with_context(|| format!("cannot open the store {url}"))?,
+        );
+        let fresh = store.load_keys()?.current.is_none();
+        let kek = Kek::load(&config.kek_path(), fresh)?;
+        store.set_integrity_key(RowMac::new(kek.derive(ROW_MAC)));
+        // A server holding another key-encryption key is told so at once,
+        // before it fails on every row.
+        let check = kek.check_value();
+        let stored = store.blob_or_insert(KEK_CHECK, &mut || check.clone().into_bytes())?;
+        if stored != check.as_bytes() {
+            anyhow::bail!(
+                "the key-encryption key ({}) is not the one the keys in {url} are wrapped with: \
+                 every server of a cluster needs the same one",
+                config.kek_path().display()
+            );
+        }
+        tracing::info!(store = %url, "using the shared store");
+        Ok(Self { store, kek })
+    }
+
+    /// The RSA key pair every server shares, so a client may send each
+    /// request to any of them.
+    fn transport_key(&self, bits: usize) -> anyhow::Result<TransportKey> {
+        let wrapped = match self.store.blob(TRANSPORT_KEY)? {
+            Some(wrapped) => wrapped,
+            None => {
+                let der = TransportKey::generate_der(bits)
+                    .map_err(|e| anyhow::anyhow!("cannot make the RSA key pair: {e}"))?;
+                let mine = self.kek.wrap(TRANSPORT_KEY, &der);
+                self.store
+                    .blob_or_insert(TRANSPORT_KEY, &mut || mine.clone())?
+            }
+        };
+        let der = self.kek.unwrap(TRANSPORT_KEY, &wrapped)?;
+        TransportKey::from_der(der.expose())
+            .map_err(|e| anyhow::anyhow!("the shared RSA key is unreadable: {e}"))
+    }
+}
+
+async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, Option<Shared>)> {
     crate::data_dir::prepare(&config.data_dir)?;
     let cache_key = crate::data_dir::secret_file(&config.data_dir.join("cache.key"))
         .context("cannot open the plugin cache key")?;
-    let store = RedbStore::open(&config.database_path()).context("cannot open the database")?;
-    let keys = Keyring::from_env_or_file(&config.key_path()).context("cannot open the keyring")?;
+    let shared = match config.shared_store() {
+        Some(options) => Some(Shared::open(config, &options)?),
+        None => None,
+    };
+    let (store, keys): (Arc<dyn Store>, Keyring) = match &shared {
+        Some(shared) => (
+            shared.store.clone(),
+            Keyring::shared(shared.store.clone(), shared.kek.clone())
+                .context("cannot open the shared keyring")?,
+        ),
+        None => (
+            Arc::new(RedbStore::open(&config.database_path()).context("cannot open the database")?),
+            Keyring::from_env_or_file(&config.key_path()).context("cannot open the keyring")?,
+        ),
+    };
     let runtime = Runtime::new(
-        config.engine.into(),
+        config.engine,
         PrecompileCache::new(config.cache_dir(), cache_key),
         config.ssh.clone(),
     )
@@ -37,9 +117,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
         dir: config.plugin_dir.clone(),
         overrides: config.plugins.clone(),
     };
-    let service = Service::new(
+    let mut service = Service::new(
         registry,
-        Arc::new(store),
+        store,
         Arc::new(keys),
         ServiceSettings {
             targets: TargetPolicy {
@@ -47,17 +127,44 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<Service>> {
             },
             verify_concurrency: config.verify_concurrency,
             policy: config.policy.clone(),
+            known_hosts: Arc::new(match &config.ssh.known_hosts {
+                Some(path) => crate::capabilities::KnownHosts::load(path)
+                    .with_context(|| format!("cannot read known_hosts {}", path.display()))?,
+                None => Default::default(),
+            }),
         },
     )?
-    .with_plugin_source(source);
-    Ok(Arc::new(service))
+    .with_plugin_source(source)
+    .with_audit(Arc::new(open_audit(config)?));
+    if let Some(shared) = &shared {
+        service = service.with_cluster(Cluster::new(
+            shared.store.clone(),
+            config.cluster.advertise.clone().unwrap_or(addr),
+            Duration::from_millis(config.cluster.heartbeat_ms.max(50)),
+            Duration::from_millis(config.cluster.lease_ms.max(500)),
+        ));
+    }
+    Ok((Arc::new(service), shared))
 }
 
-/// SIGHUP reloads the plugin directory, as `POST /api/v1/plugins/reload` does.
+fn open_audit(config: &Config) -> anyhow::Result<Audit> {
+    if !config.audit.enabled {
+        return Ok(Audit::disabled());
+    }
+    let key = crate::data_dir::secret_file(&config.data_dir.join("audit.key"))
+        .context("cannot open the audit key")?;
+    let path = config.audit_path();
+    Audit::open(&config.audit, path.clone(), &key)
+        .with_context(|| format!("cannot open the audit log {}", path.display()))
+}
+
+/// SIGHUP reloads the plugin directory, as `POST /api/v1/plugins/reload`
+/// does, and reopens the audit log (after logrotate moved it).
 fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
+            service.audit().reopen();
             match service.reload_plugins().await {
                 Ok(view) => {
                     tracing::info!(failures = view.failures.len(), "SIGHUP: plugins reloaded")
@@ -111,22 +218,37 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_exposure(config)?;
-    let service = build(config).await?;
-    // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
-    service.start_rewrap();
-    reload_on_sighup(service.clone())?;
-    let key = TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?;
-    let auth = Arc::new(Authenticator::new(
-        key,
-        config.password.clone().map(|p| Secret::new(p.into_bytes())),
-        Duration::from_secs(config.auth_horizon_secs),
-        config.http.client_limits(),
-    ));
+    crate::metrics::install();
+    // The socket first: a local client that comes while the plugins load
+    // waits in the backlog instead of finding the database locked.
+    crate::data_dir::prepare(&config.data_dir)?;
+    let local = LocalListener::bind(&config.socket_path())
+        .with_context(|| format!("cannot listen on {}", config.socket_path().display()))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let (service, shared) = build(config, addr.to_string()).await?;
+    // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
+    service.start_rewrap();
+    service.start_cluster();
+    reload_on_sighup(service.clone())?;
+    let key = match &shared {
+        Some(shared) => shared.transport_key(config.rsa_bits)?,
+        None => TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?,
+    };
     let tls = config.tls_cert.is_some() && config.tls_key.is_some();
+    let mut auth = Authenticator::new(
+        key,
+        config.password.clone().map(|p| Secret::new(p.into_bytes())),
+        Duration::from_secs(config.auth_horizon_secs),
+        config.http.client_limits(),
+    )
+    .with_tokens(service.clone(), tls, config.allow_tokens_over_plain_http);
+    if let Some(shared) = &shared {
+        auth = auth.with_shared_replay(shared.store.clone());
+    }
+    let auth = Arc::new(auth);
     let door = FrontDoor {
         guard: Guard {
             names: config.http.server_names.clone(),
@@ -135,19 +257,55 @@ pub async fn serve(
         },
         request_timeout: Duration::from_secs(config.http.request_timeout_secs.max(1)),
     };
-    let router = crate::api::router(service, auth, door, addr);
+    let router = crate::api::router(service.clone(), auth, door, addr);
     let limits = config.http.connection_limits();
+
+    // One signal stops every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut side = Vec::new();
+    side.push(tokio::spawn(crate::connections::serve(
+        local,
+        router.clone().layer(axum::Extension(LocalSocket)),
+        limits,
+        until_stopped(),
+    )));
+    if let Some(metrics_addr) = config.metrics_listen {
+        let metrics = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics served without authentication");
+        side.push(tokio::spawn(crate::connections::serve(
+            metrics,
+            crate::api::metrics_router(service.clone()),
+            limits,
+            until_stopped(),
+        )));
+    }
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let listener = crate::tls::TlsListener::new(listener, cert, key)?;
             announce("https", addr, config);
-            crate::connections::serve(listener, router, limits, shutdown).await;
+            crate::connections::serve(listener, router, limits, until_stopped()).await;
         }
         _ => {
             announce("http", addr, config);
-            crate::connections::serve(listener, router, limits, shutdown).await;
+            crate::connections::serve(listener, router, limits, until_stopped()).await;
         }
     }
+    for task in side {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(config.socket_path());
     tracing::info!("credhost stopped");
     Ok(())
 }

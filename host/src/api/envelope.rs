@@ -36,6 +36,18 @@ impl Reply {
 #[derive(Debug, Clone)]
 struct Outcome(Result<Reply, ApiError>);
 
+/// The request's trace id, as the envelope will show it.
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+/// The `errCode` a response will carry, before it is enveloped.
+pub fn error_code(response: &Response) -> Option<String> {
+    match response.extensions().get::<Outcome>() {
+        Some(Outcome(Err(e))) => Some(e.err_code.clone()),
+        _ => None,
+    }
+}
+
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let mut response = StatusCode::OK.into_response();
@@ -85,9 +97,10 @@ fn trace_id(request: &Request) -> String {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
 }
 
-pub async fn envelope(request: Request, next: Next) -> Response {
+pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = trace_id(&request);
+    request.extensions_mut().insert(TraceId(trace.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;

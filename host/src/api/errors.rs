@@ -74,15 +74,6 @@ impl ApiError {
     }
 }
 
-/// Codes a verifier may refuse a property with (all answered 400).
-const REFUSAL_CODES: [&str; 5] = [
-    "Common.BindJsonFailed",
-    "Common.IllegalArgument",
-    "Common.InvalidIp",
-    "Credential.SSH.InvalidPort",
-    "Credential.AuthType.NotSupported",
-];
-
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use StatusCode as S;
@@ -90,14 +81,7 @@ impl From<Error> for ApiError {
         let (status, err_code) = match &e {
             Error::Bind(_) => (S::BAD_REQUEST, "Common.BindJsonFailed"),
             Error::IllegalArgument(_) => (S::BAD_REQUEST, "Common.IllegalArgument"),
-            Error::Refused { code, .. } => (
-                S::BAD_REQUEST,
-                REFUSAL_CODES
-                    .iter()
-                    .find(|c| **c == code)
-                    .copied()
-                    .unwrap_or("Common.IllegalArgument"),
-            ),
+            Error::Refused { code, .. } => (S::BAD_REQUEST, code.obshell()),
             Error::TargetTypeNotSupported { .. } => {
                 (S::BAD_REQUEST, "Credential.TargetType.NotSupported")
             }
@@ -107,15 +91,25 @@ impl From<Error> for ApiError {
             }
             Error::TargetNotAllowed(_) => (S::BAD_REQUEST, "Credential.Host.NotAllowed"),
             Error::SecretRequired(_) => (S::BAD_REQUEST, "Credential.Targets.SecretRequired"),
-            Error::ValidationFailed(_) => (S::BAD_REQUEST, "Credential.SSH.ValidationFailed"),
+            Error::ValidationFailed { code, .. } => (S::BAD_REQUEST, code.as_str()),
             Error::NotFound | Error::NotFoundIds { .. } => (S::NOT_FOUND, "Credential.NotFound"),
+            Error::TokenNotFound => (S::NOT_FOUND, "Token.NotFound"),
+            Error::Plugin(crate::plugins::PluginError::Busy(_)) | Error::Unavailable(_) => {
+                (S::SERVICE_UNAVAILABLE, "Common.Unavailable")
+            }
             Error::Plugin(_) => (S::INTERNAL_SERVER_ERROR, "Plugin.Failed"),
             Error::Encrypt(_) => (S::INTERNAL_SERVER_ERROR, "Credential.EncryptFailed"),
             Error::Decrypt { .. } => (S::INTERNAL_SERVER_ERROR, "Credential.DecryptFailed"),
             Error::Rewrap(_) => (S::INTERNAL_SERVER_ERROR, "Credential.Rewrap.Failed"),
+            Error::LeaseLost => (S::SERVICE_UNAVAILABLE, "Common.Unavailable"),
             Error::Store(_) => (S::INTERNAL_SERVER_ERROR, "Common.Unexpected"),
-            Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "Common.Unavailable"),
         };
+        if status == S::SERVICE_UNAVAILABLE {
+            tracing::warn!(err_code, "{message}");
+            let mut error = ApiError::new(status, err_code, message);
+            error.retry_after = Some(1);
+            return error;
+        }
         if status.is_server_error() {
             tracing::error!(err_code, "{message}");
         }

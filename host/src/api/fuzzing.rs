@@ -101,7 +101,7 @@ pub fn normalize(data: &[u8]) {
         for purpose in [Purpose::Create, Purpose::Update, Purpose::Validate] {
             let _ = plugins
                 .tokio
-                .block_on(verifier.normalize(&property, purpose));
+                .block_on(verifier.normalize(&property, purpose, None));
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct Identity {
     pub addr: SocketAddr,
 }
 
+/// Who answers: what obshell clients ask first (no authentication).
+#[utoipa::path(get, path = "/api/v1/info", tag = "identity",
+    responses((status = 200, body = super::schema::Envelope<super::schema::Info>), super::schema::Refusals))]
 pub async fn info(State(_): State<Identity>) -> Reply {
     Reply::of(json!({
         "identity": "CLUSTER AGENT",
@@ -29,6 +32,9 @@ pub async fn info(State(_): State<Identity>) -> Reply {
     }))
 }
 
+/// The RSA public key the v2 header is encrypted to (no authentication).
+#[utoipa::path(get, path = "/api/v1/secret", tag = "identity",
+    responses((status = 200, body = super::schema::Envelope<super::schema::PublicKey>), super::schema::Refusals))]
 pub async fn secret(State(identity): State<Identity>) -> Reply {
     Reply::of(json!({
         "ip": identity.addr.ip().to_string(),

@@ -2,6 +2,8 @@
 //! Knows nothing of redb or wasmtime.
 
 pub mod auth;
+mod caller;
+mod console;
 mod decode;
 mod envelope;
 mod errors;
@@ -10,8 +12,11 @@ pub mod fuzzing;
 pub mod guard;
 mod handlers;
 mod identity;
+mod observe;
 mod openapi;
+mod operators;
 mod query;
+pub mod schema;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -21,11 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::middleware;
-use axum::routing::{get, post, put};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use envelope::Reply;
 pub use errors::ApiError;
 pub use handlers::AppState;
+pub use observe::Note;
 
 /// How the front door is kept, besides authentication.
 #[derive(Debug, Clone)]
@@ -54,6 +62,65 @@ async fn deadline(
     }
 }
 
+/// `/metrics` alone, without authentication, for `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(operators::metrics))
+        .with_state(state)
+}
+
+/// Every route, each with its OpenAPI operation: a route served is a route
+/// documented, and the other way round.
+fn routes(auth: Arc<auth::Authenticator>, addr: SocketAddr) -> OpenApiRouter<AppState> {
+    use handlers::*;
+    let public = OpenApiRouter::new()
+        .routes(routes!(identity::info))
+        .routes(routes!(identity::secret))
+        .with_state(identity::Identity { auth, addr });
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(create))
+        .routes(routes!(validate))
+        .routes(routes!(replace_key))
+        .routes(routes!(get_one, update, delete_one))
+        .routes(routes!(list, delete_many))
+        .routes(routes!(validate_many))
+        .routes(routes!(last_validations))
+        .routes(routes!(rotate_key))
+        .routes(routes!(encryption))
+        .routes(routes!(set_policy))
+        .routes(routes!(resume_rewrap))
+        .routes(routes!(plugins))
+        .routes(routes!(reload_plugins))
+        .routes(routes!(operators::create_token, operators::list_tokens))
+        .routes(routes!(operators::whoami))
+        .routes(routes!(operators::revoke_token))
+        .routes(routes!(operators::audit_records))
+        .routes(routes!(operators::audit_hash))
+        .routes(routes!(operators::metrics))
+        .routes(routes!(operators::cluster))
+        .routes(routes!(openapi::document))
+        .routes(routes!(console::root))
+        .routes(routes!(console::index))
+        .routes(routes!(console::file))
+        .merge(public)
+}
+
+/// The OpenAPI document of the routes, before the loaded plugins' schemas
+/// are merged in (tests compare it with what the router serves).
+pub fn documented(auth: Arc<auth::Authenticator>, addr: SocketAddr) -> utoipa::openapi::OpenApi {
+    routes(auth, addr).into_openapi()
+}
+
+/// A method a path does not take: obshell (gin) answers 404, except where
+/// its `/credential/{id}` route shadows a static one.
+async fn method_fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    match uri.path() {
+        "/api/v1/security/credential/validate"
+        | "/api/v1/security/credential/encrypt-secret-key" => decode::shadowed_by_id_route(&method),
+        _ => ApiError::not_found(),
+    }
+}
+
 /// The whole API. Every route but the public ones (`/api/v1/info`,
 /// `/api/v1/secret`, the OpenAPI document) goes through `auth`; every
 /// request through the guard and the deadline.
@@ -63,68 +130,16 @@ pub fn router(
     door: FrontDoor,
     addr: SocketAddr,
 ) -> Router {
-    use handlers::*;
-    let public = Router::new()
-        .route("/api/v1/info", get(identity::info))
-        .route("/api/v1/secret", get(identity::secret))
-        .with_state(identity::Identity {
-            auth: auth.clone(),
-            addr,
-        });
-    Router::new()
-        .route(
-            "/api/v1/security/credential",
-            post(create).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/credential/validate",
-            post(validate).fallback(shadowed),
-        )
-        .route(
-            "/api/v1/security/credential/encrypt-secret-key",
-            put(replace_key).fallback(shadowed),
-        )
-        .route(
-            "/api/v1/security/credential/{id}",
-            get(get_one)
-                .patch(update)
-                .delete(delete_one)
-                .fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/credentials",
-            get(list).delete(delete_many).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/credentials/validate",
-            post(validate_many).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/keys/rotate",
-            post(rotate_key).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/encryption",
-            get(encryption).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/encryption/policy",
-            put(set_policy).fallback(not_found),
-        )
-        .route(
-            "/api/v1/security/encryption/rewrap",
-            post(resume_rewrap).fallback(not_found),
-        )
-        .route("/api/v1/plugins", get(plugins).fallback(not_found))
-        .route(
-            "/api/v1/plugins/reload",
-            post(reload_plugins).fallback(not_found),
-        )
-        .route("/api/v1/openapi.json", get(openapi::document))
+    let audit = state.audit().clone();
+    let (router, document) = routes(auth.clone(), addr).split_for_parts();
+    router
+        .method_not_allowed_fallback(method_fallback)
+        .layer(axum::Extension(openapi::Base(Arc::new(document))))
+        .layer(axum::Extension(console::Files::from_env()))
         .with_state(state)
-        .merge(public)
+        .route_layer(middleware::from_fn_with_state(audit.clone(), observe::gate))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate))
-        .fallback(not_found)
+        .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(
             door.request_timeout,
             deadline,
@@ -133,5 +148,6 @@ pub fn router(
             Arc::new(door.guard),
             guard::guard,
         ))
+        .layer(middleware::from_fn_with_state(audit, observe::observe))
         .layer(middleware::from_fn(envelope::envelope))
 }

@@ -1,10 +1,131 @@
-//! The OpenAPI 3 document of every endpoint.
+//! The OpenAPI document: the routes and types from the code (utoipa), and,
+//! when it is served, the property and public schemas of every loaded
+//! verifier merged in, so the document describes exactly the target types
+//! this server takes right now.
 
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
 
-const DOCUMENT: &str = include_str!("openapi.json");
+use super::handlers::AppState;
 
-pub async fn document() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT)
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "credhost",
+        description = "A credential service that speaks obshell's credential API. Every answer is \
+            obshell's envelope, its HTTP status equal to `status`. Authenticate with \
+            `Authorization: Bearer <API token>`, or obshell's `X-OCS-Header` (an RSA-encrypted \
+            JSON `{auth, ts, uri, keys}`, the body then Base64 of AES-128-CBC under `keys`), or \
+            nothing when the server has no password (loopback only). The target types, and the \
+            shape of each one's property, are those of the verifier plugins loaded now."
+    ),
+    components(schemas(super::schema::ErrorEnvelope, super::schema::ErrorBody)),
+    tags(
+        (name = "credentials", description = "obshell's credential endpoints"),
+        (name = "keys", description = "Keys, encryption policies, re-encryption"),
+        (name = "plugins"),
+        (name = "tokens", description = "API tokens and their scopes"),
+        (name = "audit"),
+        (name = "identity", description = "What clients ask before they authenticate"),
+        (name = "operations"),
+        (name = "cluster", description = "Servers sharing one database"),
+    )
+)]
+struct Document;
+
+/// What the code says, before plugins.
+pub fn base() -> utoipa::openapi::OpenApi {
+    Document::openapi()
+}
+
+/// The document of the routes, as the router was built.
+#[derive(Clone)]
+pub struct Base(pub Arc<utoipa::openapi::OpenApi>);
+
+/// This document, with the loaded verifiers' schemas.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "identity",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+pub async fn document(
+    State(service): State<AppState>,
+    Extension(Base(base)): Extension<Base>,
+) -> impl IntoResponse {
+    let mut document = serde_json::to_value(&*base).expect("the document serialises");
+    let registry = service.plugins();
+    let verifiers: Vec<_> = registry
+        .target_types()
+        .into_iter()
+        .filter_map(|t| registry.verifier(t).cloned())
+        .collect();
+    merge(
+        &mut document,
+        verifiers
+            .iter()
+            .map(|v| &v.info)
+            .collect::<Vec<_>>()
+            .as_slice(),
+    );
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+}
+
+/// Adds each verifier's property (to the bodies that carry one) and public
+/// part (to credentials), and the target types, to the document.
+pub fn merge(document: &mut Value, verifiers: &[&crate::plugins::VerifierInfo]) {
+    let schemas = document["components"]["schemas"]
+        .as_object_mut()
+        .expect("the document has component schemas");
+    let types: Vec<Value> = verifiers
+        .iter()
+        .map(|v| Value::from(v.target_type.clone()))
+        .collect();
+    let mut properties = Map::new();
+    let mut publics = Map::new();
+    for v in verifiers {
+        let property = format!("{}.property", v.target_type);
+        let public = format!("{}.public", v.target_type);
+        schemas.insert(property.clone(), v.property_schema.clone());
+        let mut shown = v.public_schema.clone();
+        // The host shows the pinned host keys beside the verifier's fields.
+        if let Some(fields) = shown["properties"].as_object_mut() {
+            fields.insert(
+                "host_keys".into(),
+                json!({ "type": "array", "items": { "$ref": "#/components/schemas/HostKey" } }),
+            );
+        }
+        schemas.insert(public.clone(), shown);
+        properties.insert(
+            v.property_field.clone(),
+            json!({ "$ref": format!("#/components/schemas/{property}") }),
+        );
+        publics.insert(
+            v.public_field.clone(),
+            json!({ "$ref": format!("#/components/schemas/{public}") }),
+        );
+    }
+    schemas.insert(
+        "HostKey".into(),
+        json!({ "type": "object", "required": ["ip", "port", "key_type", "fingerprint"],
+                "properties": { "ip": { "type": "string" }, "port": { "type": "integer" },
+                                "key_type": { "type": "string" },
+                                "fingerprint": { "type": "string", "description": "SHA256:…" } } }),
+    );
+    for body in ["CreateCredential", "UpdateCredential", "ValidateCredential"] {
+        if let Some(fields) = schemas[body]["properties"].as_object_mut() {
+            fields.extend(properties.clone());
+            if let Some(target_type) = fields.get_mut("target_type") {
+                target_type["enum"] = Value::from(types.clone());
+            }
+        }
+    }
+    if let Some(fields) = schemas["Credential"]["properties"].as_object_mut() {
+        fields.extend(publics);
+    }
 }

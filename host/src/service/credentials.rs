@@ -4,18 +4,23 @@ use super::{
     CreateRequest, CredentialView, Deleted, Error, Service, UpdateRequest, check_description,
     check_name,
 };
+use crate::budget::Client;
 use crate::clock;
 use crate::plugins::{Purpose, SecretChange};
 use crate::store::{Record, SealedSecret, SecretWrite};
 
 impl Service {
-    pub async fn create(&self, req: CreateRequest) -> Result<CredentialView, Error> {
+    pub async fn create(
+        &self,
+        req: CreateRequest,
+        client: &Client,
+    ) -> Result<CredentialView, Error> {
         check_name(&req.name)?;
         check_description(&req.description)?;
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Create)
+            .normalize(&verifier, &req.body, Purpose::Create, None)
             .await?;
         let SecretChange::Replace(secret) = normalized.secret else {
             return Err(Error::IllegalArgument(
@@ -41,20 +46,32 @@ impl Service {
             created_us: now,
             updated_us: now,
             version: 1,
+            host_keys: Vec::new(),
         };
         // Refuse a duplicate before logging in anywhere; the insert checks again.
         let probe = record.clone();
         if let Some(conflict) = self.store(move |s| s.conflict(&probe)).await? {
             return Err(conflict.into());
         }
-        self.prove(&verifier, &normalized.public, &secret, &record.targets)
+        let host_keys = self.learn_host_keys(&record.targets);
+        let proof = self
+            .prove(
+                &verifier,
+                &normalized.public,
+                &secret,
+                &record.targets,
+                &host_keys,
+                client,
+            )
             .await?;
+        record.host_keys = host_keys.accepted();
         record.id = self.store(|s| s.reserve_id()).await?;
         let sealing = self.sealing.read().await;
         record.secret = self.seal(record.id, &secret).await?;
         let stored = record.clone();
         self.store(move |s| s.insert(&stored)).await?;
         drop(sealing);
+        self.remember(vec![(record.id, proof.as_slice())]).await;
         tracing::info!(id = record.id, target_type = %record.target_type, "credential created");
         Ok(CredentialView::of(&record))
     }
@@ -64,25 +81,34 @@ impl Service {
         Ok(CredentialView::of(&record))
     }
 
-    /// A point read: microseconds from redb's cache, so it runs inline
-    /// rather than paying for a hop to the blocking pool.
+    /// A point read: from redb's cache it takes microseconds, so it runs
+    /// inline rather than paying for a hop to the blocking pool; a shared
+    /// database's round trip goes to the pool.
     pub(super) async fn load(&self, id: i64) -> Result<Record, Error> {
         let Ok(id) = u64::try_from(id) else {
             return Err(Error::NotFound);
         };
-        self.store.get(id)?.ok_or(Error::NotFound)
+        if self.store.inline_reads() {
+            return self.store.get(id)?.ok_or(Error::NotFound);
+        }
+        self.store(move |s| s.get(id)).await?.ok_or(Error::NotFound)
     }
 
-    pub async fn update(&self, id: i64, req: UpdateRequest) -> Result<CredentialView, Error> {
+    pub async fn update(
+        &self,
+        id: i64,
+        req: UpdateRequest,
+        client: &Client,
+    ) -> Result<CredentialView, Error> {
         let current = self.load(id).await?;
         check_name(&req.name)?;
         check_description(&req.description)?;
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &current.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Update)
+            .normalize(&verifier, &req.body, Purpose::Update, Some(&current.public))
             .await?;
-        let record = Record {
+        let mut record = Record {
             name: req.name,
             description: req.description,
             public_field: verifier.info.public_field.clone(),
@@ -113,8 +139,37 @@ impl Service {
                 (self.open_current(&current).await?, false)
             }
         };
-        self.prove(&verifier, &normalized.public, &secret, &record.targets)
+        // A new secret is proven like a new credential and pins what it
+        // meets; the stored one goes only to the keys pinned for it.
+        let host_keys = if replaced {
+            self.learn_host_keys(&record.targets)
+        } else {
+            record.host_keys = current
+                .host_keys
+                .iter()
+                .filter(|k| {
+                    record
+                        .targets
+                        .iter()
+                        .any(|t| (t.ip, t.port) == (k.ip, k.port))
+                })
+                .cloned()
+                .collect();
+            crate::capabilities::HostKeys::enforce(record.host_keys.clone())
+        };
+        let proof = self
+            .prove(
+                &verifier,
+                &normalized.public,
+                &secret,
+                &record.targets,
+                &host_keys,
+                client,
+            )
             .await?;
+        if replaced {
+            record.host_keys = host_keys.accepted();
+        }
         let sealing = self.sealing.read().await;
         let write = if replaced {
             SecretWrite::Replace(self.seal(record.id, &secret).await?)
@@ -123,6 +178,7 @@ impl Service {
         };
         let stored = self.store(move |s| s.update(record, write)).await?;
         drop(sealing);
+        self.remember(vec![(stored.id, proof.as_slice())]).await;
         tracing::info!(id = stored.id, "credential updated");
         Ok(CredentialView::of(&stored))
     }

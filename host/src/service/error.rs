@@ -10,9 +10,12 @@ pub enum Error {
     Bind(String),
     #[error("Illegal argument: {0}")]
     IllegalArgument(String),
-    /// A verifier refused the property, with its own obshell code.
+    /// A verifier refused the property, with an obshell code.
     #[error("{message}")]
-    Refused { code: String, message: String },
+    Refused {
+        code: crate::plugins::RefusalCode,
+        message: String,
+    },
     #[error("Unsupported target_type '{requested}', installed target types: {}", installed.join(", "))]
     TargetTypeNotSupported {
         requested: String,
@@ -28,8 +31,15 @@ pub enum Error {
     TargetNotAllowed(String),
     #[error("send the passphrase to add targets: {0} not among the credential's targets")]
     SecretRequired(String),
-    #[error("SSH connection validation failed: {0}")]
-    ValidationFailed(String),
+    /// A target did not accept the credential: the verifier names the code
+    /// and the start of the message (`Credential.SSH.ValidationFailed`,
+    /// "SSH connection validation failed" for HOST, as obshell).
+    #[error("{prefix}: {detail}")]
+    ValidationFailed {
+        code: String,
+        prefix: String,
+        detail: String,
+    },
     #[error("Credential not found")]
     NotFound,
     #[error("Credential not found: {}", super::ids::name_some(ids))]
@@ -42,10 +52,15 @@ pub enum Error {
     Decrypt { id: u64, reason: String },
     #[error("rewrap stopped: {0}")]
     Rewrap(String),
+    /// Another server of the cluster holds the rewrap lease now.
+    #[error("the rewrap lease passed to another server")]
+    LeaseLost,
     #[error("storage failure: {0}")]
     Store(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("Token not found")]
+    TokenNotFound,
 }
 
 impl From<StoreError> for Error {
@@ -53,6 +68,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Conflict(c) => c.into(),
             StoreError::NotFound(_) => Error::NotFound,
+            StoreError::Unavailable(reason) => Error::Unavailable(reason),
             other => Error::Store(other.to_string()),
         }
     }

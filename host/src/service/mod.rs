@@ -1,14 +1,18 @@
 //! The use cases: the order of checks, uniqueness, what gets encrypted.
 //! Talks to the plugin registry, the store and the keyring; knows no HTTP.
 
+mod cluster;
 mod credentials;
 mod error;
 mod ids;
 mod list;
 mod plugins;
+mod principal;
 mod rewrap;
 mod sealing;
 mod targets;
+pub mod tokens;
+mod validations;
 mod verification;
 mod view;
 
@@ -16,12 +20,16 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 
+pub use cluster::{Cluster, ClusterView, ServerView};
 pub use error::Error;
 pub use ids::{MAX_IDS, distinct as distinct_ids};
 pub use list::ListRequest;
 pub use plugins::{PluginSource, PluginsView};
+pub use principal::{Principal, Scope};
 pub use rewrap::{EncryptionStatus, KeyUse, PolicyUse, RewrapState, RewrapStatus};
 pub use targets::TargetPolicy;
+pub use tokens::{IssuedToken, NewToken, TokenRefused, TokenView};
+pub use validations::LastValidation;
 pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
 
 use crate::fields::Fields;
@@ -43,6 +51,8 @@ pub struct ServiceSettings {
     pub verify_concurrency: usize,
     /// The encryption policy new secrets are sealed with.
     pub policy: String,
+    /// Host keys the operator pinned in advance (`ssh.known_hosts`).
+    pub known_hosts: Arc<crate::capabilities::KnownHosts>,
 }
 
 pub struct Service {
@@ -58,6 +68,12 @@ pub struct Service {
     /// exclusively while keys are retired: a key cannot be retired between
     /// a writer taking it and its row showing that it uses it.
     sealing: tokio::sync::RwLock<()>,
+    tokens: RwLock<tokens::Tokens>,
+    audit: Arc<crate::audit::Audit>,
+    /// Set when the store is shared with other servers.
+    cluster: Option<Cluster>,
+    /// When tokens were last reloaded for an unknown one (µs).
+    token_reload_us: std::sync::atomic::AtomicI64,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -89,6 +105,7 @@ impl Service {
         settings: ServiceSettings,
     ) -> Result<Self, Error> {
         let active = Self::chosen_policy(store.as_ref(), &settings.policy)?;
+        let tokens = tokens::Tokens::load(tokens::load_all(store.as_ref())?);
         if plugins.policy(&active).is_none() {
             return Err(Error::Unavailable(format!(
                 "encryption policy '{active}' is not loaded"
@@ -104,20 +121,38 @@ impl Service {
             source: None,
             reloading: tokio::sync::Mutex::new(()),
             sealing: tokio::sync::RwLock::new(()),
+            tokens: RwLock::new(tokens),
+            audit: Arc::new(crate::audit::Audit::disabled()),
+            cluster: None,
+            token_reload_us: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// Records the server's own operations in this audit log.
+    pub fn with_audit(mut self, audit: Arc<crate::audit::Audit>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    pub fn audit(&self) -> &Arc<crate::audit::Audit> {
+        &self.audit
+    }
+
+    fn audit_event(&self, name: &str, details: serde_json::Value) {
+        self.audit.event(name, details);
+    }
+
+    fn audit_hash(&self, value: &str) -> String {
+        self.audit.hash(value)
     }
 
     /// The policy chosen through the API wins over the configured one, until
     /// the configuration names a different policy than it did at that time.
     fn chosen_policy(store: &dyn Store, configured: &str) -> Result<String, Error> {
-        let Some(text) = store.setting(POLICY_SETTING)? else {
-            return Ok(configured.to_string());
-        };
-        let chosen: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        match (chosen["name"].as_str(), chosen["config_was"].as_str()) {
-            (Some(name), Some(was)) if was == configured => Ok(name.to_string()),
-            _ => Ok(configured.to_string()),
-        }
+        Ok(policy_from_setting(
+            store.setting(POLICY_SETTING)?.as_deref(),
+            configured,
+        ))
     }
 
     pub fn plugins(&self) -> Arc<Registry> {
@@ -149,10 +184,11 @@ impl Service {
         verifier: &VerifierPlugin,
         body: &Fields,
         purpose: crate::plugins::Purpose,
+        stored: Option<&str>,
     ) -> Result<crate::plugins::Normalized, Error> {
         let property = body.raw(&verifier.info.property_field);
         let normalized = verifier
-            .normalize(&property, purpose)
+            .normalize(&property, purpose, stored)
             .await?
             .map_err(Error::refused)?;
         self.settings.targets.check(&normalized.targets)?;
@@ -169,6 +205,19 @@ impl Service {
             .await
             .map_err(|e| Error::Store(format!("storage task failed: {e}")))?
             .map_err(Error::from)
+    }
+}
+
+/// The policy chosen through the API wins over the configured one, until
+/// the configuration names a different policy than it did at that time.
+fn policy_from_setting(setting: Option<&str>, configured: &str) -> String {
+    let Some(text) = setting else {
+        return configured.to_string();
+    };
+    let chosen: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    match (chosen["name"].as_str(), chosen["config_was"].as_str()) {
+        (Some(name), Some(was)) if was == configured => name.to_string(),
+        _ => configured.to_string(),
     }
 }
 

@@ -18,8 +18,9 @@ pub struct PluginSource {
     pub overrides: HashMap<String, LimitsOverride>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginsView {
+    #[schema(value_type = Option<String>)]
     pub plugin_dir: Option<PathBuf>,
     pub plugins: Vec<PluginSummary>,
     /// Files of the plugin directory that did not load, at the last (re)load.
@@ -64,6 +65,10 @@ impl Service {
             .collect();
         self.plugins.store(Arc::new(registry));
         tracing::info!(target_types = ?loaded, "plugins reloaded");
+        self.audit_event(
+            "plugins.reloaded",
+            serde_json::json!({ "target_types": loaded }),
+        );
         Ok(self.plugins_view())
     }
 }

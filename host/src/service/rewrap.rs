@@ -26,9 +26,13 @@ use crate::store::{Record, SealedSecret, SecretChange};
 /// Rows opened, re-sealed and written per transaction.
 const BATCH: usize = 1024;
 /// The settings key the rewrap job is recorded under.
-const JOB: &str = "rewrap_job";
+pub(super) const JOB: &str = "rewrap_job";
+/// The settings key a cluster's rewrap records its progress under.
+const PROGRESS: &str = "rewrap_progress";
+/// The lease that lets one server of a cluster rewrap.
+const LEASE: &str = "rewrap";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RewrapState {
     Idle,
@@ -36,7 +40,7 @@ pub enum RewrapState {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RewrapStatus {
     pub state: RewrapState,
     pub target_policy: String,
@@ -83,7 +87,7 @@ impl Rewrap {
 }
 
 /// What `GET /api/v1/security/encryption` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EncryptionStatus {
     pub active_policy: String,
     pub current_key_id: u32,
@@ -92,7 +96,7 @@ pub struct EncryptionStatus {
     pub rewrap: RewrapStatus,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyUse {
     pub name: String,
     pub version: String,
@@ -102,7 +106,7 @@ pub struct PolicyUse {
     pub rows: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyUse {
     #[serde(flatten)]
     pub key: KeyInfo,
@@ -148,6 +152,23 @@ impl Service {
 
     async fn rewrap_run(self: Arc<Self>) {
         let service = self;
+        // In a cluster one server rewraps: the holder of the lease.
+        if let Some(cluster) = &service.cluster {
+            let held = cluster.coordination.hold_lease(
+                LEASE,
+                &cluster.server_id,
+                cluster.lease.as_millis() as u64,
+            );
+            if !matches!(held, Ok(true)) {
+                if let Err(e) = held {
+                    tracing::warn!("cannot take the rewrap lease: {e}");
+                }
+                service.rewrap.running.store(false, Ordering::SeqCst);
+                service.rewrap.ended.send_modify(|n| *n += 1);
+                return;
+            }
+            tracing::info!(server = %cluster.server_id, "took the rewrap lease");
+        }
         {
             let started = Instant::now();
             service.rewrap.update(|s| {
@@ -157,7 +178,15 @@ impl Service {
                 s.started = Some(clock::format_us(clock::now_us()));
                 s.finished = None;
             });
-            let outcome = service.run_rewrap(started).await;
+            let outcome = match service.run_rewrap(started).await {
+                // Our lease ran out (a stall longer than it) and another
+                // server carries on: a handover, not a failure.
+                Err(Error::LeaseLost) => {
+                    tracing::warn!("the rewrap lease passed to another server; it carries on");
+                    Ok(())
+                }
+                outcome => outcome,
+            };
             service.rewrap.update(|s| {
                 s.finished = Some(clock::format_us(clock::now_us()));
                 match &outcome {
@@ -168,13 +197,69 @@ impl Service {
                     }
                 }
             });
+            let status = service.rewrap_status();
             match &outcome {
                 Ok(()) => tracing::info!("rewrap finished"),
                 Err(e) => tracing::error!("rewrap stopped: {e}"),
             }
+            service.audit_event(
+                if outcome.is_ok() {
+                    "rewrap.finished"
+                } else {
+                    "rewrap.failed"
+                },
+                serde_json::json!({ "rows": status.done, "policy": status.target_policy,
+                                    "key_id": status.target_key_id,
+                                    "rows_per_second": status.rows_per_second.round(),
+                                    "error": status.error }),
+            );
+            if let Some(cluster) = &service.cluster {
+                service.publish_progress();
+                let _ = cluster
+                    .coordination
+                    .release_lease(LEASE, &cluster.server_id);
+            }
             service.rewrap.running.store(false, Ordering::SeqCst);
             service.rewrap.ended.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Renews the lease (a server that lost it stops) and records progress
+    /// where every server of the cluster reads it.
+    fn keep_lease(&self) -> Result<(), Error> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let held = cluster.coordination.hold_lease(
+            LEASE,
+            &cluster.server_id,
+            cluster.lease.as_millis() as u64,
+        )?;
+        if !held {
+            return Err(Error::LeaseLost);
+        }
+        self.publish_progress();
+        Ok(())
+    }
+
+    fn publish_progress(&self) {
+        let status = self.rewrap_status();
+        let doc = serde_json::to_string(&status).expect("a status serialises");
+        if let Err(e) = self.store.set_setting(PROGRESS, &doc) {
+            tracing::warn!("cannot record the rewrap's progress: {e}");
+        }
+    }
+
+    /// The rewrap's status: this server's own run, or in a cluster where
+    /// this server is not rewrapping, what the server that is recorded.
+    pub async fn shared_rewrap_status(&self) -> Result<RewrapStatus, Error> {
+        if self.cluster.is_none() || self.rewrap.running.load(Ordering::SeqCst) {
+            return Ok(self.rewrap_status());
+        }
+        let recorded = self.store(|s| s.setting(PROGRESS)).await?;
+        Ok(recorded
+            .and_then(|doc| serde_json::from_str(&doc).ok())
+            .unwrap_or_else(|| self.rewrap_status()))
     }
 
     /// Rewraps until every row is under the current (policy, key).
@@ -185,8 +270,11 @@ impl Service {
             self.start_rewrap();
             if self.rewrap.running.load(Ordering::SeqCst) {
                 let _ = ended.changed().await;
+            } else if self.cluster.is_some() {
+                // Another server holds the lease: wait for its progress.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            let status = self.rewrap_status();
+            let status = self.shared_rewrap_status().await?;
             if status.state == RewrapState::Failed {
                 return Err(Error::Rewrap(status.error.unwrap_or_default()));
             }
@@ -234,12 +322,30 @@ impl Service {
                 s.target_key_id = key_id;
             });
             // Store calls run inline: this is the rewrap's own thread.
+            let step = Instant::now();
             let batch = self.store.not_sealed_by(&policy, key_id, BATCH)?;
             if batch.is_empty() {
                 break;
             }
+            let read = step.elapsed();
             let changes = self.reseal(&batch, &policy, key_id).await?;
+            let resealed = step.elapsed();
+            self.keep_lease()?;
+            let leased = step.elapsed();
             let replaced = self.store.replace_secrets(&changes)? as u64;
+            // Where a batch's time goes, for whoever tunes the store.
+            tracing::debug!(
+                rows = batch.len(),
+                read_ms = read.as_millis() as u64,
+                reseal_ms = (resealed - read).as_millis() as u64,
+                lease_ms = (leased - resealed).as_millis() as u64,
+                write_ms = (step.elapsed() - leased).as_millis() as u64,
+                "rewrap batch"
+            );
+            self.audit_event(
+                "rewrap.step",
+                serde_json::json!({ "rows": replaced, "policy": policy, "key_id": key_id }),
+            );
             done += replaced;
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             self.rewrap.update(|s| {
@@ -259,14 +365,9 @@ impl Service {
         Ok(())
     }
 
-    /// Opens a batch under its old sealing and seals it under the target.
-    /// Any row that will not open stops everything, naming the row.
-    async fn reseal(
-        &self,
-        batch: &[Record],
-        policy: &str,
-        key_id: u32,
-    ) -> Result<Vec<SecretChange>, Error> {
+    /// Opens every secret of `batch`, each under its own policy and key;
+    /// the first that will not open is the error, naming its row.
+    async fn open_all<'a>(&self, batch: &'a [Record]) -> Result<Vec<(&'a Record, Secret)>, Error> {
         let registry = self.plugins();
         let mut groups: BTreeMap<(&str, u32), Vec<&Record>> = BTreeMap::new();
         for record in batch {
@@ -304,6 +405,34 @@ impl Service {
                 plaintexts.push((record, result.map_err(|reason| fail(record.id, reason))?));
             }
         }
+        Ok(plaintexts)
+    }
+
+    /// Opens every stored secret, in id order (a check after a store
+    /// copy); returns how many there are.
+    pub async fn open_every_row(&self) -> Result<u64, Error> {
+        let mut after = 0;
+        let mut opened = 0;
+        loop {
+            let batch = self.store(move |s| s.scan(after, BATCH)).await?;
+            let Some(last) = batch.last() else {
+                return Ok(opened);
+            };
+            after = last.id;
+            opened += self.open_all(&batch).await?.len() as u64;
+        }
+    }
+
+    /// Opens a batch under its old sealing and seals it under the target.
+    /// Any row that will not open stops everything, naming the row.
+    async fn reseal(
+        &self,
+        batch: &[Record],
+        policy: &str,
+        key_id: u32,
+    ) -> Result<Vec<SecretChange>, Error> {
+        let registry = self.plugins();
+        let plaintexts = self.open_all(batch).await?;
         let plugin = registry
             .policy(policy)
             .ok_or_else(|| Error::Encrypt(format!("encryption policy '{policy}' is not loaded")))?;
@@ -354,6 +483,7 @@ impl Service {
             .map_err(|e| Error::Store(e.to_string()))?;
         if !retired.is_empty() {
             tracing::info!(?retired, "keys retired: no row references them");
+            self.audit_event("keys.retired", serde_json::json!({ "key_ids": retired }));
         }
         let (policy, key_id) = self.target();
         Ok(counts
@@ -364,24 +494,36 @@ impl Service {
     /// Adds a key as current and rewraps every row under it before answering
     /// (obshell's `PUT /credential/encrypt-secret-key`).
     pub async fn replace_key(self: &Arc<Self>, key: Secret) -> Result<(), Error> {
-        let id = self
-            .keys
-            .add_current(key)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let id = self.add_key(key).await?;
         tracing::info!(key_id = id, "key added by the API; rewrapping");
+        self.audit_event(
+            "keys.replaced",
+            serde_json::json!({ "key_id": id, "source": "api" }),
+        );
         self.rewrap_until_done().await
     }
 
     /// A server-generated key; the rewrap runs in the background.
-    pub fn rotate_key(self: &Arc<Self>) -> Result<u32, Error> {
+    pub async fn rotate_key(self: &Arc<Self>) -> Result<u32, Error> {
         let key = Secret::new(rand::random::<[u8; crate::keys::KEY_LEN]>().to_vec());
-        let id = self
-            .keys
-            .add_current(key)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let id = self.add_key(key).await?;
         tracing::info!(key_id = id, "key rotated; rewrapping in the background");
+        self.audit_event(
+            "keys.rotated",
+            serde_json::json!({ "key_id": id, "source": "server" }),
+        );
         self.start_rewrap();
         Ok(id)
+    }
+
+    /// Adds a key as current, off the async threads (a shared keyring
+    /// writes it to the database).
+    async fn add_key(&self, key: Secret) -> Result<u32, Error> {
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || keys.add_current(key))
+            .await
+            .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
+            .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     /// Makes an installed policy current; old rows are rewrapped in the background.
@@ -402,6 +544,7 @@ impl Service {
             policy = name,
             "encryption policy made current; rewrapping in the background"
         );
+        self.audit_event("policy.changed", serde_json::json!({ "policy": name }));
         self.start_rewrap();
         Ok(())
     }
@@ -459,7 +602,7 @@ impl Service {
             current_key_id: self.keys.current().0,
             policies,
             keys,
-            rewrap: self.rewrap_status(),
+            rewrap: self.shared_rewrap_status().await?,
         })
     }
 }

@@ -1,32 +1,44 @@
 //! Proving credentials: before a write, on demand, and in batches.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
 
 use super::{Contents, Error, Service, ValidateRequest, ValidationResult};
+use crate::budget::Client;
+use crate::capabilities::HostKeys;
 use crate::plugins::{Detail, Endpoint, Purpose, Reason, SecretChange, Target, VerifierPlugin};
 use crate::secret::Secret;
 use crate::store::Record;
 
 impl Service {
+    /// Host keys for proving a secret the caller sent: learned, except
+    /// where the operator pinned some in advance.
+    pub(super) fn learn_host_keys(&self, targets: &[Target]) -> HostKeys {
+        HostKeys::learn(
+            self.settings
+                .known_hosts
+                .for_targets(targets.iter().map(|t| SocketAddr::new(t.ip, t.port))),
+        )
+    }
+
     /// Every target must log in; otherwise the write is refused with a
-    /// message naming each failing target and why.
+    /// message naming each failing target and why. The verdicts, when all
+    /// passed.
     pub(super) async fn prove(
         &self,
         verifier: &VerifierPlugin,
         public: &serde_json::Value,
         secret: &Secret,
         targets: &[Target],
-    ) -> Result<(), Error> {
-        let details = verifier.verify(public, secret, targets).await?;
-        if details.len() != targets.len() {
-            return Err(Error::ValidationFailed(format!(
-                "the verifier answered for {} of {} targets",
-                details.len(),
-                targets.len()
-            )));
-        }
+        host_keys: &HostKeys,
+        client: &Client,
+    ) -> Result<Vec<Detail>, Error> {
+        let details = verifier
+            .verify(public, secret, targets, host_keys, client)
+            .await?;
+        count(&verifier.info.target_type, &details);
         let failures: Vec<String> = details
             .iter()
             .filter(|d| !d.succeeded())
@@ -40,26 +52,43 @@ impl Service {
             })
             .collect();
         if failures.is_empty() {
-            Ok(())
+            Ok(details)
         } else {
-            Err(Error::ValidationFailed(failures.join("; ")))
+            Err(Error::ValidationFailed {
+                code: verifier.info.validation_failed_code.clone(),
+                prefix: verifier.info.validation_failed_message.clone(),
+                detail: failures.join("; "),
+            })
         }
     }
 
     /// Checks a credential that is not stored.
-    pub async fn validate(&self, req: ValidateRequest) -> Result<ValidationResult, Error> {
+    pub async fn validate(
+        &self,
+        req: ValidateRequest,
+        client: &Client,
+    ) -> Result<ValidationResult, Error> {
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Validate)
+            .normalize(&verifier, &req.body, Purpose::Validate, None)
             .await?;
-        let secret = match normalized.secret {
-            SecretChange::Replace(secret) => secret,
-            SecretChange::Keep => Secret::new(Vec::new()),
+        let SecretChange::Replace(secret) = normalized.secret else {
+            return Err(Error::IllegalArgument(
+                "a credential to validate needs its secret".into(),
+            ));
         };
+        let host_keys = self.learn_host_keys(&normalized.targets);
         let details = verifier
-            .verify(&normalized.public, &secret, &normalized.targets)
+            .verify(
+                &normalized.public,
+                &secret,
+                &normalized.targets,
+                &host_keys,
+                client,
+            )
             .await?;
+        count(&verifier.info.target_type, &details);
         Ok(ValidationResult::new(
             None,
             verifier.info.target_type.clone(),
@@ -69,7 +98,11 @@ impl Service {
 
     /// Checks stored credentials, all of them concurrently (bounded). Every
     /// id must exist; the unknown ones are named. Each id is checked once.
-    pub async fn validate_many(&self, ids: Vec<i64>) -> Result<Contents<ValidationResult>, Error> {
+    pub async fn validate_many(
+        &self,
+        ids: Vec<i64>,
+        client: &Client,
+    ) -> Result<Contents<ValidationResult>, Error> {
         let wanted = super::ids::distinct(ids)?;
         let mut records = Vec::with_capacity(wanted.len());
         let mut missing = Vec::new();
@@ -83,34 +116,41 @@ impl Service {
         if !missing.is_empty() {
             return Err(Error::NotFoundIds { ids: missing });
         }
-        let contents = futures::stream::iter(records)
-            .map(|record| self.check_stored(record))
+        let contents: Vec<ValidationResult> = futures::stream::iter(records)
+            .map(|record| self.check_stored(record, client))
             .buffered(self.settings.verify_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
+        self.remember(
+            contents
+                .iter()
+                .filter_map(|r| r.credential_id.map(|id| (id, r.details.as_slice())))
+                .collect(),
+        )
+        .await;
         Ok(Contents { contents })
     }
 
     /// One stored credential's verdict. Whatever goes wrong becomes a failed
     /// detail per target, so the counts always add up to the details.
-    async fn check_stored(&self, record: Record) -> ValidationResult {
-        let details = match self.verify_stored(&record).await {
+    async fn check_stored(&self, record: Record, client: &Client) -> ValidationResult {
+        let details = match self.verify_stored(&record, client).await {
             Ok(details) => details,
             Err((reason, message)) => record
                 .targets
                 .iter()
-                .map(|t| Detail {
-                    target: Endpoint::from(*t),
-                    connection_result: "CONNECT_FAILED".into(),
-                    reason,
-                    message: message.clone(),
-                })
+                .map(|t| Detail::new(Endpoint::from(*t), reason, message.clone()))
                 .collect(),
         };
+        count(&record.target_type, &details);
         ValidationResult::new(Some(record.id), record.target_type.clone(), details)
     }
 
-    async fn verify_stored(&self, record: &Record) -> Result<Vec<Detail>, (Reason, String)> {
+    async fn verify_stored(
+        &self,
+        record: &Record,
+        client: &Client,
+    ) -> Result<Vec<Detail>, (Reason, String)> {
         let verifier: Arc<VerifierPlugin> = self
             .plugins()
             .verifier(&record.target_type)
@@ -132,10 +172,21 @@ impl Service {
         })?;
         let public: serde_json::Value = serde_json::from_str(&record.public)
             .map_err(|e| (Reason::Other, format!("failed to deserialize secret: {e}")))?;
+        // A stored secret: only to the keys it was proven against.
+        let host_keys = HostKeys::enforce(record.host_keys.clone());
         verifier
-            .verify(&public, &secret, &record.targets)
+            .verify(&public, &secret, &record.targets, &host_keys, client)
             .await
             .map_err(|e| (Reason::Other, e.to_string()))
+    }
+}
+
+/// Verdicts by target type and reason, for the metrics.
+fn count(target_type: &str, details: &[Detail]) {
+    for detail in details {
+        metrics::counter!("credhost_verifications_total",
+            "target_type" => target_type.to_string(), "reason" => detail.reason.as_str())
+        .increment(1);
     }
 }
 

@@ -30,11 +30,29 @@ impl CredentialView {
             target_type: record.target_type.clone(),
             description: record.description.clone(),
             public_field: record.public_field.clone(),
-            public: serde_json::value::RawValue::from_string(record.public.clone())
+            public: serde_json::value::RawValue::from_string(public_with_pins(record))
                 .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
             created_us: record.created_us,
             updated_us: record.updated_us,
         }
+    }
+}
+
+/// The verifier's public part, and the host keys pinned for the
+/// credential (fingerprints only) under `host_keys`.
+fn public_with_pins(record: &Record) -> String {
+    if record.host_keys.is_empty() {
+        return record.public.clone();
+    }
+    match serde_json::from_str::<serde_json::Value>(&record.public) {
+        Ok(serde_json::Value::Object(mut public)) => {
+            public.insert(
+                "host_keys".into(),
+                serde_json::to_value(&record.host_keys).unwrap_or_default(),
+            );
+            serde_json::Value::Object(public).to_string()
+        }
+        _ => record.public.clone(),
     }
 }
 
@@ -52,7 +70,7 @@ impl Serialize for CredentialView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValidationResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<u64>,
@@ -75,7 +93,7 @@ impl ValidationResult {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PageView {
     pub total_elements: u64,
     pub total_pages: u64,
@@ -94,7 +112,7 @@ pub struct Contents<T> {
     pub contents: Vec<T>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub deleted: Vec<u64>,
     pub not_found: Vec<u64>,

@@ -20,13 +20,14 @@ mod clients;
 mod header;
 mod pool;
 mod replay;
+mod scopes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -34,8 +35,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::ApiError;
+use super::observe::Note;
 use crate::keys::TransportKey;
 use crate::secret::Secret;
+use crate::service::{Principal, Service};
 
 pub use body::open as open_body;
 pub use clients::ClientLimits;
@@ -58,9 +61,15 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct Authenticator {
     pool: pool::RsaPool,
     password: Option<Secret>,
+    /// Where bearer tokens are looked up; without it they are refused.
+    tokens: Option<Arc<Service>>,
+    tokens_over_plain_http: bool,
+    tls: bool,
     /// How far in the future a header's expiry may lie.
     horizon: Duration,
     replay: replay::ReplayCache,
+    /// Servers sharing a database refuse a header any of them accepted.
+    shared_replay: Option<Arc<dyn crate::store::Coordination>>,
     clients: Arc<clients::Clients>,
 }
 
@@ -75,10 +84,30 @@ impl Authenticator {
         Self {
             pool: pool::RsaPool::new(Arc::new(key), threads, RSA_QUEUE),
             password,
+            tokens: None,
+            tokens_over_plain_http: false,
+            tls: false,
             horizon,
             replay: replay::ReplayCache::new(REPLAY_CAPACITY),
+            shared_replay: None,
             clients: clients::Clients::new(limits),
         }
+    }
+
+    /// Records accepted headers in the shared database too, so that no
+    /// other server of the cluster accepts one again.
+    pub fn with_shared_replay(mut self, coordination: Arc<dyn crate::store::Coordination>) -> Self {
+        self.shared_replay = Some(coordination);
+        self
+    }
+
+    /// Accepts `Authorization: Bearer` tokens of `service`: over TLS, on
+    /// loopback, or (with `over_plain_http`) anywhere.
+    pub fn with_tokens(mut self, service: Arc<Service>, tls: bool, over_plain_http: bool) -> Self {
+        self.tokens = Some(service);
+        self.tls = tls;
+        self.tokens_over_plain_http = over_plain_http;
+        self
     }
 
     pub fn public_key_base64(&self) -> &str {
@@ -94,6 +123,14 @@ fn unauthorized(err_code: &str, message: impl Into<String>, code: i64) -> ApiErr
     let mut error = ApiError::new(StatusCode::UNAUTHORIZED, err_code, message);
     error.code = Some(code);
     error
+}
+
+fn replayed() -> ApiError {
+    unauthorized(
+        "Security.Authentication.Replayed",
+        "Unauthorized: this request header was already used",
+        10008,
+    )
 }
 
 /// The one answer to every header that cannot be read.
@@ -173,13 +210,14 @@ impl Authenticator {
         Ok(expiry)
     }
 
+    /// Refuses a header this server saw before; returns what identifies it.
     fn first_use(
         &self,
         claims: &Claims,
         blocks: &[u8],
         ends: &[usize],
         expiry: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<[u8; 32]>, ApiError> {
         // Without a password: its `keys`, or else all its claims. With one:
         // the blocks whose plaintext overlaps the password's value, and its
         // `keys` as well, so neither may come back.
@@ -204,18 +242,32 @@ impl Authenticator {
             ids.push(replay::password_blocks(holding));
         }
         let now = now();
-        ids.into_iter()
-            .try_for_each(|id| self.replay.first_use(id, expiry, now))
+        ids.iter()
+            .try_for_each(|id| self.replay.first_use(*id, expiry, now))
             .map_err(|refused| match refused {
-                replay::Refused::Replayed => unauthorized(
-                    "Security.Authentication.Replayed",
-                    "Unauthorized: this request header was already used",
-                    10008,
-                ),
+                replay::Refused::Replayed => replayed(),
                 replay::Refused::Full => {
                     ApiError::unavailable("too many authenticated requests are still valid", 1)
                 }
+            })?;
+        Ok(ids)
+    }
+
+    /// The cluster-wide check, after this server's own.
+    async fn first_use_shared(&self, ids: Vec<[u8; 32]>, expiry: u64) -> Result<(), ApiError> {
+        let Some(shared) = self.shared_replay.clone() else {
+            return Ok(());
+        };
+        let now = now();
+        let fresh = tokio::task::spawn_blocking(move || {
+            ids.iter().try_fold(true, |fresh, id| {
+                Ok::<_, crate::store::StoreError>(fresh && shared.first_use(id, expiry, now)?)
             })
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down", 1))?
+        .map_err(|e| ApiError::unavailable(format!("cannot check for replay: {e}"), 1))?;
+        if fresh { Ok(()) } else { Err(replayed()) }
     }
 
     /// Decrypts and checks the header. Every refusal here counts as a
@@ -238,7 +290,8 @@ impl Authenticator {
             .map_err(|_| ApiError::unavailable("the server is shutting down", 1))?;
         let claims = header::claims(&plain.bytes).map_err(|_| unreadable())?;
         let expiry = self.check(&claims, target, agent_header)?;
-        self.first_use(&claims, &blocks, &plain.ends, expiry)?;
+        let ids = self.first_use(&claims, &blocks, &plain.ends, expiry)?;
+        self.first_use_shared(ids, expiry).await?;
         Ok(claims)
     }
 }
@@ -248,56 +301,93 @@ fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/api/v1/info" | "/api/v1/secret" | "/api/v1/openapi.json"
-    )
+    ) || super::console::is_console(path)
 }
+
+/// Set on requests that came through the server's Unix socket in the data
+/// directory: only the directory's owner can open it.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSocket;
 
 pub async fn authenticate(
     State(auth): State<Arc<Authenticator>>,
     request: Request,
     next: Next,
 ) -> Response {
-    match admit(&auth, request).await {
-        Ok(request) => next.run(request).await,
-        Err(error) => error.into_response(),
+    let note = request.extensions().get::<Note>().cloned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    if let (Some(note), Some(route)) = (&note, &route) {
+        note.set_route(route);
     }
+    let outcome = admit(&auth, request).await;
+    let (principal, mut request) = match outcome {
+        Ok(admitted) => admitted,
+        Err((error, kind)) => {
+            metrics::counter!("credhost_auth_failures_total", "kind" => kind).increment(1);
+            return error.into_response();
+        }
+    };
+    if let Some(note) = &note {
+        note.set_principal(&principal);
+    }
+    let needed = scopes::needed(request.method(), route.as_deref().unwrap_or(""));
+    if !principal.may(needed) {
+        metrics::counter!("credhost_auth_failures_total", "kind" => "scope").increment(1);
+        return ApiError::forbidden(
+            "Security.Token.InsufficientScope",
+            format!(
+                "Forbidden: this token's scope is {}; {} {} needs {}",
+                principal.scope().as_str(),
+                request.method(),
+                route.as_deref().unwrap_or("this route"),
+                needed.as_str()
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
-async fn admit(auth: &Authenticator, request: Request) -> Result<Request, ApiError> {
+type Refused = (ApiError, &'static str);
+
+/// Who sent the request, and the request with its body decrypted.
+async fn admit(auth: &Authenticator, request: Request) -> Result<(Principal, Request), Refused> {
     if is_public(request.uri().path()) {
-        return Ok(request);
+        return Ok((Principal::Anonymous, request));
+    }
+    if request.extensions().get::<LocalSocket>().is_some() {
+        return Ok((Principal::Local, request));
+    }
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    if let Some(value) = request.headers().get(axum::http::header::AUTHORIZATION) {
+        let value = value.as_bytes().to_vec();
+        let principal = auth.bearer(&value, client).await?;
+        return Ok((principal, request));
     }
     let headers = request.headers();
     let (value, agent_header) = match (headers.get(AGENT_HEADER), headers.get(HEADER)) {
         (Some(agent), _) => (agent.as_bytes().to_vec(), true),
         (None, Some(plain)) => (plain.as_bytes().to_vec(), false),
-        (None, None) if !auth.password_set() => return Ok(request),
+        (None, None) if !auth.password_set() => return Ok((Principal::Anonymous, request)),
         (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "Request.Header.NotFound",
-                "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
+            return Err((
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Request.Header.NotFound",
+                    "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
+                ),
+                "header_missing",
             ));
         }
     };
-    let client = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let mut ticket = auth
-        .clients
-        .admit(client)
-        .map_err(|refusal| match refusal {
-            clients::Refusal::Failures { retry_after } => ApiError::too_many(
-                "Security.Authentication.TooManyFailures",
-                "Unauthorized: too many failed authentications from this address; try again later",
-                retry_after,
-            ),
-            clients::Refusal::Busy => ApiError::too_many(
-                "Security.Authentication.TooManyRequests",
-                "too many requests from this address are being authenticated at once",
-                1,
-            ),
-        })?;
+    let mut ticket = auth.ticket(client)?;
     let target = request.uri().path_and_query().map_or_else(
         || request.uri().path().to_string(),
         |pq| pq.as_str().to_string(),
@@ -308,19 +398,118 @@ async fn admit(auth: &Authenticator, request: Request) -> Result<Request, ApiErr
             if error.status == StatusCode::UNAUTHORIZED {
                 ticket.failed();
             }
-            return Err(error);
+            let kind = failure_kind(&error);
+            return Err((error, kind));
         }
     };
     drop(ticket);
+    if let Some(note) = request.extensions().get::<Note>()
+        && let Some(keys) = &claims.keys
+    {
+        note.set_header_keys(keys);
+    }
+    let principal = if auth.password_set() {
+        Principal::V2Password
+    } else {
+        Principal::Anonymous
+    };
 
     let (parts, body) = request.into_parts();
     let sealed = axum::body::to_bytes(body, MAX_SEALED_BODY)
         .await
-        .map_err(|_| ApiError::illegal("request body is too large"))?;
+        .map_err(|_| (ApiError::illegal("request body is too large"), "body"))?;
     let plain = if sealed.iter().all(u8::is_ascii_whitespace) {
         Vec::new()
     } else {
-        body::open(claims.keys.as_deref(), &sealed)?.to_vec()
+        body::open(claims.keys.as_deref(), &sealed)
+            .map_err(|e| (e, "body"))?
+            .to_vec()
     };
-    Ok(Request::from_parts(parts, Body::from(plain)))
+    Ok((principal, Request::from_parts(parts, Body::from(plain))))
+}
+
+/// The metric label of a refused header.
+fn failure_kind(error: &ApiError) -> &'static str {
+    match error.err_code.as_str() {
+        "Security.Authentication.Header.DecryptFailed" => "header_unreadable",
+        "Security.Authentication.Header.UriMismatch" => "uri_mismatch",
+        "Security.Authentication.Expired" | "Security.Authentication.Timestamp.Invalid" => {
+            "timestamp"
+        }
+        "Security.Authentication.Replayed" => "replayed",
+        "Security.Authentication.IncorrectAgentPassword"
+        | "Security.Authentication.IncorrectOceanbasePassword" => "wrong_password",
+        _ if error.status == StatusCode::SERVICE_UNAVAILABLE => "busy",
+        _ => "other",
+    }
+}
+
+impl Authenticator {
+    /// Admission of one more attempt from `client`, unless it failed too
+    /// often lately or has too many in flight.
+    fn ticket(&self, client: IpAddr) -> Result<clients::Ticket, Refused> {
+        self.clients.admit(client).map_err(|refusal| match refusal {
+            clients::Refusal::Failures { retry_after } => (
+                ApiError::too_many(
+                    "Security.Authentication.TooManyFailures",
+                    "Unauthorized: too many failed authentications from this address; try again later",
+                    retry_after,
+                ),
+                "rate_limited",
+            ),
+            clients::Refusal::Busy => (
+                ApiError::too_many(
+                    "Security.Authentication.TooManyRequests",
+                    "too many requests from this address are being authenticated at once",
+                    1,
+                ),
+                "busy",
+            ),
+        })
+    }
+
+    /// `Authorization: Bearer <token>`. Every token that is not good gets
+    /// the same answer, and counts as a failure of the address.
+    async fn bearer(&self, value: &[u8], client: IpAddr) -> Result<Principal, Refused> {
+        let invalid = || {
+            (
+                unauthorized(
+                    "Security.Authentication.Token.Invalid",
+                    "Unauthorized: the token is unknown, expired or revoked",
+                    10008,
+                ),
+                "token_invalid",
+            )
+        };
+        let Some(service) = &self.tokens else {
+            return Err(invalid());
+        };
+        if !(self.tls || self.tokens_over_plain_http || client.is_loopback()) {
+            return Err((
+                ApiError::forbidden(
+                    "Security.Authentication.Token.InsecureTransport",
+                    "Forbidden: API tokens are accepted only over HTTPS or on loopback; \
+                     this token has crossed the network in clear and should be revoked",
+                ),
+                "token_insecure_transport",
+            ));
+        }
+        let mut ticket = self.ticket(client)?;
+        let token = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .unwrap_or("");
+        match service.authenticate_token_anywhere(token).await {
+            Ok(principal) => Ok(principal),
+            Err(refused) => {
+                ticket.failed();
+                tracing::debug!(%client, "bearer token refused: {refused}");
+                let (error, _) = invalid();
+                Err((error, refused.kind()))
+            }
+        }
+    }
 }
