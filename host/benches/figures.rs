@@ -6,9 +6,24 @@
 
 #[path = "../../tests/support/fake_ssh.rs"]
 mod fake_ssh;
+#[path = "figures/fanout.rs"]
+mod fanout;
 #[path = "figures/front_door.rs"]
 mod front_door;
+// Shared with the tests, which use more of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/mariadb.rs"]
+mod mariadb;
+#[path = "figures/shared_store.rs"]
+mod shared_store;
+#[allow(dead_code)]
+#[path = "../../tests/support/sshd.rs"]
+mod sshd;
+#[path = "figures/starvation.rs"]
+mod starvation;
 
+use credhost::budget::Client;
+use credhost::capabilities::HostKeys;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +41,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 fn main() {
     credhost::clock::init_local_offset();
+    // Metrics are recorded as in the server.
+    credhost::metrics::install();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -47,6 +64,9 @@ fn main() {
     if wanted("ssh_fanout") {
         run(Box::pin(ssh_fanout()));
     }
+    if wanted("fanout") {
+        run(Box::pin(fanout::fanout()));
+    }
     if wanted("startup") {
         startup();
     }
@@ -59,11 +79,20 @@ fn main() {
     if wanted("auth") {
         run(Box::pin(auth()));
     }
+    if wanted("tokens") {
+        run(Box::pin(tokens()));
+    }
     if wanted("front_door") {
         run(Box::pin(front_door::front_door()));
     }
+    if wanted("starvation") {
+        run(Box::pin(starvation::starvation()));
+    }
     if wanted("rewrap") {
         run(Box::pin(rewrap()));
+    }
+    if wanted("mysql") {
+        run(Box::pin(shared_store::shared_store()));
     }
 }
 
@@ -81,8 +110,8 @@ fn cache_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-plugin-cache")
 }
 
-async fn registry(ssh: SshSettings) -> Registry {
-    let runtime = Runtime::new(
+fn runtime(ssh: SshSettings) -> Arc<Runtime> {
+    Runtime::new(
         EngineSettings::default(),
         PrecompileCache::new(
             cache_dir(),
@@ -90,8 +119,11 @@ async fn registry(ssh: SshSettings) -> Registry {
         ),
         ssh,
     )
-    .unwrap();
-    Registry::load(&runtime, None, &Default::default())
+    .unwrap()
+}
+
+async fn registry(ssh: SshSettings) -> Registry {
+    Registry::load(&runtime(ssh), None, &Default::default())
         .await
         .unwrap()
 }
@@ -106,7 +138,7 @@ async fn plugin_call() {
     })
     .to_string();
     for _ in 0..2_000 {
-        host.normalize(&property, Purpose::Create)
+        host.normalize(&property, Purpose::Create, None)
             .await
             .unwrap()
             .unwrap();
@@ -114,7 +146,7 @@ async fn plugin_call() {
     let mut samples = Vec::with_capacity(20_000);
     for _ in 0..20_000 {
         let started = Instant::now();
-        host.normalize(&property, Purpose::Create)
+        host.normalize(&property, Purpose::Create, None)
             .await
             .unwrap()
             .unwrap();
@@ -122,10 +154,58 @@ async fn plugin_call() {
     }
     let p50 = percentile(&mut samples, 0.5);
     let p99 = percentile(&mut samples, 0.99);
+    // The same for a component that does nothing: the floor of any call.
+    let empty = credhost::plugins::EmptyCall::load(
+        runtime(SshSettings::default()),
+        &std::fs::read(credhost::plugins::embedded::build_dir().join("empty_component.wasm"))
+            .unwrap(),
+    )
+    .unwrap();
+    for _ in 0..2_000 {
+        empty.call().await.unwrap();
+    }
+    let mut floor = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let started = Instant::now();
+        empty.call().await.unwrap();
+        floor.push(started.elapsed());
+    }
+    let floor = percentile(&mut floor, 0.5);
+    // Instantiating the SSH verifier without calling it: how much of a
+    // call is the component's size rather than its work.
+    let ssh_alone = credhost::plugins::EmptyCall::load(
+        runtime(SshSettings::default()),
+        &std::fs::read(credhost::plugins::embedded::build_dir().join("ssh_verifier.wasm")).unwrap(),
+    )
+    .unwrap();
+    let mut alone = Vec::with_capacity(20_000);
+    for i in 0..22_000 {
+        let started = Instant::now();
+        ssh_alone.instantiate().await.unwrap();
+        if i >= 2_000 {
+            alone.push(started.elapsed());
+        }
+    }
+    let alone = percentile(&mut alone, 0.5);
     row(
         "plugin call: instantiate + normalize, p50",
         format!("{:.1} µs", p50.as_secs_f64() * 1e6),
-        "≤ 15 µs",
+        "≤ 10 µs",
+    );
+    row(
+        "plugin call: instantiate + an empty export, p50",
+        format!("{:.1} µs", floor.as_secs_f64() * 1e6),
+        "",
+    );
+    row(
+        "plugin call: instantiate the SSH verifier alone, p50",
+        format!("{:.1} µs", alone.as_secs_f64() * 1e6),
+        "",
+    );
+    row(
+        "plugin call: normalize / empty",
+        format!("{:.2}×", p50.as_secs_f64() / floor.as_secs_f64()),
+        "≤ 1.5×",
     );
     row(
         "plugin call: instantiate + normalize, p99",
@@ -152,7 +232,11 @@ async fn verify_time(registry: &Registry, fake: &fake_ssh::FakeSsh, n: usize) ->
     let mut best = Duration::MAX;
     for _ in 0..7 {
         let started = Instant::now();
-        let details = host.verify(&public, &secret, &targets).await.unwrap();
+        let keys = HostKeys::learn(Vec::new());
+        let details = host
+            .verify(&public, &secret, &targets, &keys, &Client::default())
+            .await
+            .unwrap();
         let took = started.elapsed();
         assert!(details.iter().all(|d| d.succeeded()), "{details:?}");
         best = best.min(took);
@@ -229,7 +313,7 @@ fn startup() {
         use std::io::{Read, Write};
         write!(
             stream,
-            "GET /api/v1/security/credentials HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /api/v1/security/credentials HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = String::new();
@@ -269,6 +353,7 @@ fn record(id: u64, name: String, ip: std::net::IpAddr) -> Record {
         secret: SealedSecret { policy: "aes-256-gcm".into(), policy_version: "0.1.0".into(), key_id: 1, ciphertext: vec![0; 40] },
         created_us: now + id as i64,
         updated_us: now + id as i64,
+        host_keys: Vec::new(),
         version: 1,
     }
 }
@@ -284,14 +369,29 @@ async fn service_with(records: Vec<Record>) -> (Arc<Service>, tempfile::TempDir)
         registry(SshSettings::default()).await,
         Arc::new(store) as Arc<dyn Store>,
         Arc::new(keys),
-        ServiceSettings {
-            targets: TargetPolicy::default(),
-            verify_concurrency: 64,
-            policy: "aes-256-gcm".into(),
-        },
+        settings(),
     )
-    .unwrap();
+    .unwrap()
+    // Every request is audited, as the server does by default.
+    .with_audit(Arc::new(
+        credhost::audit::Audit::open(
+            &Default::default(),
+            dir.path().join("audit.log"),
+            &Secret::new(vec![1; 32]),
+        )
+        .unwrap(),
+    ));
     (Arc::new(service), dir)
+}
+
+/// A service's settings as the server's defaults make them.
+fn settings() -> ServiceSettings {
+    ServiceSettings {
+        targets: TargetPolicy::default(),
+        verify_concurrency: 64,
+        policy: "aes-256-gcm".into(),
+        known_hosts: Default::default(),
+    }
 }
 
 /// The API without a password (plain requests accepted), as `serve` builds it.
@@ -329,16 +429,27 @@ async fn serve(router: axum::Router) -> SocketAddr {
 
 /// A hyper server that answers every request with the same bytes.
 async fn serve_minimal(body: Bytes) -> SocketAddr {
+    serve_minimal_with(body, None).await
+}
+
+/// Blocking work a minimal server does per request before it answers.
+type Work = Arc<dyn Fn() + Send + Sync>;
+
+/// The same, running `work` on the blocking pool first when there is one.
+async fn serve_minimal_with(body: Bytes, work: Option<Work>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let body = body.clone();
+            let (body, work) = (body.clone(), work.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_req| {
-                    let body = body.clone();
+                    let (body, work) = (body.clone(), work.clone());
                     async move {
+                        if let Some(work) = work {
+                            tokio::task::spawn_blocking(move || work()).await.unwrap();
+                        }
                         Ok::<_, Infallible>(
                             hyper::Response::builder()
                                 .header("content-type", "application/json")
@@ -356,37 +467,71 @@ async fn serve_minimal(body: Bytes) -> SocketAddr {
     addr
 }
 
-/// Requests per second over `connections` keep-alive connections. With
-/// `headers`, each request carries the next one as `X-OCS-Header` (each is
-/// good once), and the run ends early when they run out.
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTP/1 connection, its driver spawned.
+async fn connect(addr: SocketAddr) -> Sender {
+    handshake(TcpStream::connect(addr).await.unwrap()).await
+}
+
+async fn handshake(stream: TcpStream) -> Sender {
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Requests per second: what the tasks counted, over the time since `started`.
+async fn rate(tasks: Vec<tokio::task::JoinHandle<u64>>, started: Instant) -> f64 {
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// How the requests of a load authenticate.
+#[derive(Clone)]
+enum Credentials {
+    None,
+    /// Each request carries the next one as `X-OCS-Header` (each is good
+    /// once); the run ends early when they run out.
+    OcsHeaders(Arc<Vec<String>>),
+    Bearer(Arc<str>),
+}
+
+/// Requests per second over `connections` keep-alive connections.
 async fn load(
     addr: SocketAddr,
     path: &str,
     connections: usize,
     duration: Duration,
-    headers: Option<Arc<Vec<String>>>,
+    credentials: Credentials,
 ) -> f64 {
     let started = Instant::now();
     let deadline = started + duration;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (path, headers, next) = (path.to_string(), headers.clone(), next.clone());
+        let (path, credentials, next) = (path.to_string(), credentials.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = connect(addr).await;
             let mut done = 0u64;
             while Instant::now() < deadline {
                 let mut request = hyper::Request::get(&path).header("host", "127.0.0.1");
-                if let Some(headers) = &headers {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(header) = headers.get(i) else { break };
-                    request = request.header("X-OCS-Header", header);
+                match &credentials {
+                    Credentials::None => {}
+                    Credentials::OcsHeaders(headers) => {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(header) = headers.get(i) else { break };
+                        request = request.header("X-OCS-Header", header);
+                    }
+                    Credentials::Bearer(token) => {
+                        request = request.header("authorization", format!("Bearer {token}"));
+                    }
                 }
                 let request = request.body(Full::new(Bytes::new())).unwrap();
                 sender.ready().await.unwrap();
@@ -398,11 +543,7 @@ async fn load(
             done
         }));
     }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    rate(tasks, started).await
 }
 
 async fn get_throughput() {
@@ -412,16 +553,17 @@ async fn get_throughput() {
     let body = reqwest_body(credhost).await;
     let minimal = serve_minimal(body).await;
     let window = Duration::from_secs(4);
+    let path = "/api/v1/security/credential/1";
     let _ = load(
         credhost,
-        "/api/v1/security/credential/1",
+        path,
         32,
         Duration::from_millis(500),
-        None,
+        Credentials::None,
     )
     .await;
-    let ours = load(credhost, "/api/v1/security/credential/1", 32, window, None).await;
-    let bound = load(minimal, "/api/v1/security/credential/1", 32, window, None).await;
+    let ours = load(credhost, path, 32, window, Credentials::None).await;
+    let bound = load(minimal, path, 32, window, Credentials::None).await;
     row(
         "GET /credential/{id}, credhost",
         format!("{ours:.0} req/s"),
@@ -528,33 +670,7 @@ async fn rewrap() {
     let store = RedbStore::open(&dir.path().join("bench.redb")).unwrap();
     for start in (1..=N).step_by(10_000) {
         let ids: Vec<u64> = (start..start + 10_000).collect();
-        let items: Vec<(Secret, Vec<u8>)> = ids
-            .iter()
-            .map(|id| {
-                let aad = format!("credhost/credential/{id}/key/{key_id}/policy/aes-256-gcm")
-                    .into_bytes();
-                (Secret::new(b"P@ssw0rd-bench".to_vec()), aad)
-            })
-            .collect();
-        let sealed = policy.seal_many(&key, &items).await.unwrap();
-        let records: Vec<Record> = ids
-            .iter()
-            .zip(sealed)
-            .map(|(id, ciphertext)| {
-                let mut r = record(
-                    *id,
-                    format!("r{id}"),
-                    std::net::Ipv4Addr::from(0x0a00_0000 + *id as u32).into(),
-                );
-                r.secret = SealedSecret {
-                    policy: "aes-256-gcm".into(),
-                    policy_version: policy.meta.version.clone(),
-                    key_id,
-                    ciphertext: ciphertext.unwrap(),
-                };
-                r
-            })
-            .collect();
+        let records = sealed_records(&policy, &key, key_id, &ids, |id| format!("r{id}")).await;
         store.import(&records).unwrap();
     }
     let service = Arc::new(
@@ -562,23 +678,19 @@ async fn rewrap() {
             registry,
             Arc::new(store) as Arc<dyn Store>,
             keys,
-            ServiceSettings {
-                targets: TargetPolicy::default(),
-                verify_concurrency: 64,
-                policy: "aes-256-gcm".into(),
-            },
+            settings(),
         )
         .unwrap(),
     );
     let addr = serve(open_router(service.clone(), &dir)).await;
 
-    let _warm = get_latencies(addr, Duration::from_secs(1), || true).await;
-    let idle = get_latencies(addr, Duration::from_secs(3), || true).await;
+    let _warm = get_latencies(addr, 100_000, Duration::from_secs(1), || true).await;
+    let idle = get_latencies(addr, 100_000, Duration::from_secs(3), || true).await;
     let started = Instant::now();
-    service.rotate_key().unwrap();
+    service.rotate_key().await.unwrap();
     let busy = {
         let service = service.clone();
-        get_latencies(addr, Duration::from_secs(60), move || {
+        get_latencies(addr, 100_000, Duration::from_secs(60), move || {
             service.rewrap_status().state == credhost::service::RewrapState::Running
         })
         .await
@@ -614,8 +726,48 @@ async fn rewrap() {
     );
 }
 
-/// One client, sequential GETs, for at most `window` and while `go()` holds.
-async fn get_latencies(addr: SocketAddr, window: Duration, go: impl Fn() -> bool) -> Vec<Duration> {
+/// Rows `ids`, each with a secret sealed for real by `policy` under `key`,
+/// named by `name`, each with a target of its own in 10.0.0.0/8 (parsed,
+/// never dialled).
+async fn sealed_records(
+    policy: &credhost::plugins::PolicyPlugin,
+    key: &Secret,
+    key_id: u32,
+    ids: &[u64],
+    name: impl Fn(u64) -> String,
+) -> Vec<Record> {
+    let items: Vec<(Secret, Vec<u8>)> = ids
+        .iter()
+        .map(|id| {
+            let aad = format!("credhost/credential/{id}/key/{key_id}/policy/aes-256-gcm");
+            (Secret::new(b"P@ssw0rd-bench".to_vec()), aad.into_bytes())
+        })
+        .collect();
+    let sealed = policy.seal_many(key, &items).await.unwrap();
+    ids.iter()
+        .zip(sealed)
+        .map(|(id, ciphertext)| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + *id as u32);
+            let mut r = record(*id, name(*id), ip.into());
+            r.secret = SealedSecret {
+                policy: "aes-256-gcm".into(),
+                policy_version: policy.meta.version.clone(),
+                key_id,
+                ciphertext: ciphertext.unwrap(),
+            };
+            r
+        })
+        .collect()
+}
+
+/// One client, sequential GETs of ids spread over `1..=rows`, for at most
+/// `window` and while `go()` holds.
+async fn get_latencies(
+    addr: SocketAddr,
+    rows: u64,
+    window: Duration,
+    go: impl Fn() -> bool,
+) -> Vec<Duration> {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut sender, conn) =
@@ -637,7 +789,7 @@ async fn get_latencies(addr: SocketAddr, window: Duration, go: impl Fn() -> bool
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
         samples.push(started.elapsed());
-        id = (id + 7919) % 100_000 + 1;
+        id = (id + 7919) % rows + 1;
     }
     samples
 }
@@ -694,7 +846,14 @@ async fn auth() {
     ))
     .await;
     let window = Duration::from_secs(3);
-    let plain = load(open, "/api/v1/security/credential/1", 16, window, None).await;
+    let plain = load(
+        open,
+        "/api/v1/security/credential/1",
+        16,
+        window,
+        Credentials::None,
+    )
+    .await;
 
     // Headers are sealed before the clock starts (each once: replays are refused).
     let client = credhost::client::Client::connect(&format!("http://{guarded}"), password)
@@ -704,7 +863,14 @@ async fn auth() {
     let headers: Vec<String> = (0..(bound as usize * 5).max(2000))
         .map(|_| client.seal(&client.claims(target), None).header)
         .collect();
-    let authed = load(guarded, target, 16, window, Some(Arc::new(headers))).await;
+    let authed = load(
+        guarded,
+        target,
+        16,
+        window,
+        Credentials::OcsHeaders(Arc::new(headers)),
+    )
+    .await;
     row(
         "GET /credential/{id}, no auth",
         format!("{plain:.0} req/s"),
@@ -730,4 +896,56 @@ async fn auth() {
         format!("{:.2}", authed / bound),
         "≥ 0.8",
     );
+}
+
+/// Token-authenticated `GET /credential/{id}` against the same without
+/// authentication, on one server (audit and metrics on in both).
+async fn tokens() {
+    use credhost::api::auth::Authenticator;
+    use credhost::keys::TransportKey;
+    use credhost::service::{NewToken, Principal, Scope};
+    let (service, dir) =
+        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+    let issued = service
+        .create_token(
+            NewToken {
+                name: "bench".into(),
+                scope: Scope::Read,
+                ttl_secs: None,
+            },
+            &Principal::Local,
+        )
+        .await
+        .unwrap();
+    let auth = Authenticator::new(
+        TransportKey::open_or_create(&dir.path().join("rsa.der"), 2048).unwrap(),
+        None,
+        Duration::from_secs(3600),
+        Default::default(),
+    )
+    .with_tokens(service.clone(), false, false);
+    let addr = serve(credhost::api::router(
+        service,
+        Arc::new(auth),
+        front_door(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await;
+    let path = "/api/v1/security/credential/1";
+    let window = Duration::from_secs(4);
+    let token = Credentials::Bearer(issued.token.into());
+    let _ = load(addr, path, 32, Duration::from_millis(500), token.clone()).await;
+    let plain = load(addr, path, 32, window, Credentials::None).await;
+    let bearer = load(addr, path, 32, window, token).await;
+    row(
+        "GET /credential/{id}, no auth",
+        format!("{plain:.0} req/s"),
+        "",
+    );
+    row(
+        "GET /credential/{id}, Bearer token",
+        format!("{bearer:.0} req/s"),
+        "",
+    );
+    row("token / no auth", format!("{:.2}", bearer / plain), "≥ 0.8");
 }

@@ -21,21 +21,14 @@ use super::{percentile, row, serve, service_with};
 const PASSWORD: &str = "bench-password";
 const TARGET: &str = "/api/v1/security/credential/1";
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+use super::Sender;
 
 async fn connect(addr: SocketAddr, from: [u8; 4]) -> Sender {
     let socket = TcpSocket::new_v4().unwrap();
     socket
         .bind(SocketAddr::from((from, 0)))
         .expect("a loopback source address");
-    let stream = socket.connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
+    super::handshake(socket.connect(addr).await.unwrap()).await
 }
 
 async fn send(sender: &mut Sender, path: &str, header: Option<&str>) -> u16 {

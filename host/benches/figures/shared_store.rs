@@ -1,0 +1,338 @@
+//! The shared store, on a real MariaDB (Debian's, started here on a loopback
+//! port with its own data directory): GET and create throughput with one and
+//! with three servers on the same database, each beside the database's own
+//! bound measured in the same run with the client library alone; a list page
+//! over 100,000 rows; a rewrap of 100,000 rows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use credhost::keys::{Kek, Keyring};
+use credhost::secret::Secret;
+use credhost::service::{Cluster, ListRequest, Service};
+use credhost::store::mysql::{StoreOptions, StoreTls};
+use credhost::store::{MysqlStore, Store};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::json;
+
+use super::fake_ssh::{self, FakeSsh};
+use super::mariadb::MariaDb;
+use super::{Credentials, load, open_router, percentile, record, registry, row, serve};
+
+const PASSWORD: &str = "Bench-db-pw-9";
+const ROWS: u64 = 100_000;
+const WINDOW: Duration = Duration::from_secs(4);
+const CONNECTIONS: usize = 32;
+
+fn kek() -> Kek {
+    Kek::from_bytes(Secret::new(vec![7; 32])).unwrap()
+}
+
+fn open(url: &str) -> Arc<MysqlStore> {
+    let tls = StoreTls::default();
+    let store = MysqlStore::open(&StoreOptions {
+        url,
+        password: Some(PASSWORD),
+        tls: &tls,
+        max_connections: 64,
+    })
+    .unwrap();
+    store.set_integrity_key(credhost::store::mysql::RowMac::new(
+        kek().derive(credhost::server::ROW_MAC),
+    ));
+    Arc::new(store)
+}
+
+/// A server over the shared database, as `serve` builds one.
+async fn server(store: &Arc<MysqlStore>) -> (Arc<Service>, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::shared(store.clone(), kek()).unwrap();
+    let service = Service::new(
+        registry(credhost::capabilities::SshSettings::default()).await,
+        store.clone() as Arc<dyn Store>,
+        Arc::new(keys),
+        super::settings(),
+    )
+    .unwrap()
+    .with_cluster(Cluster::new(
+        store.clone(),
+        "bench".into(),
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    ));
+    let service = Arc::new(service);
+    let addr = serve(open_router(service.clone(), &dir)).await;
+    (service, addr, dir)
+}
+
+/// 100,000 rows sealed for real under the shared keyring's first key.
+async fn fill(store: &Arc<MysqlStore>) {
+    let keys = Keyring::shared(store.clone(), kek()).unwrap();
+    let registry = registry(Default::default()).await;
+    let policy = registry.policy("aes-256-gcm").unwrap().clone();
+    let (key_id, key) = keys.current();
+    for start in (1..=ROWS).step_by(5_000) {
+        let ids: Vec<u64> = (start..start + 5_000).collect();
+        let records = super::sealed_records(&policy, &key, key_id, &ids, |id| {
+            format!("host-{:06}", (id * 7919) % ROWS)
+        })
+        .await;
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.import(&records).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+/// Calls per second of `call` from `threads` threads for `WINDOW`; each
+/// call gets a number no other call gets (below 100,000 per thread).
+fn bare(threads: usize, call: impl Fn(usize) + Sync) -> f64 {
+    let deadline = Instant::now() + WINDOW;
+    let started = Instant::now();
+    let done = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (call, done) = (&call, &done);
+            scope.spawn(move || {
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    call(t * 100_000 + i);
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Creates per second over `connections` connections spread over `addrs`,
+/// each with the next of `targets` (one credential per target).
+async fn creates(addrs: &[SocketAddr], targets: Arc<Vec<SocketAddr>>, prefix: &str) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + WINDOW;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let addr = addrs[c % addrs.len()];
+        let (targets, next, prefix) = (targets.clone(), next.clone(), prefix.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = super::connect(addr).await;
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else { break };
+                let body = json!({ "target_type": "HOST", "name": format!("{prefix}-{i}"),
+                    "ssh_credential_property": {
+                        "targets": [{ "ip": target.ip().to_string(), "port": target.port() }],
+                        "username": fake_ssh::USER, "type": "PASSWORD",
+                        "passphrase": fake_ssh::PASSWORD } });
+                let request = hyper::Request::post("/api/v1/security/credential")
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .unwrap();
+                sender.ready().await.unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                done += 1;
+            }
+            done
+        }));
+    }
+    super::rate(tasks, started).await
+}
+
+/// GETs per second over `CONNECTIONS` connections spread over `addrs`.
+async fn gets(addrs: &[SocketAddr]) -> f64 {
+    let per = CONNECTIONS / addrs.len();
+    let runs = addrs.iter().map(|addr| {
+        load(
+            *addr,
+            "/api/v1/security/credential/1",
+            per,
+            WINDOW,
+            Credentials::None,
+        )
+    });
+    futures::future::join_all(runs).await.into_iter().sum()
+}
+
+pub async fn shared_store() {
+    let db = MariaDb::start();
+    let url = db.database("bench", "bench", PASSWORD);
+    let store = open(&url);
+    let started = Instant::now();
+    fill(&store).await;
+    row(
+        "mysql: import 100,000 sealed rows",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+        "",
+    );
+
+    // A page of 10 by name, deep into 100,000 rows.
+    let (one, addr, _dir) = server(&store).await;
+    let mut samples = Vec::new();
+    for n in 0..500 {
+        let request = ListRequest {
+            sort: "name".into(),
+            page: 1 + n % 100,
+            page_size: 10,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let page = one.list(request).await.unwrap();
+        samples.push(started.elapsed());
+        assert_eq!(page.contents.len(), 10);
+    }
+    row(
+        "mysql: list page of 10 by name, 100k stored, p99",
+        format!(
+            "{:.2} ms",
+            percentile(&mut samples, 0.99).as_secs_f64() * 1e3
+        ),
+        "≤ 10 ms",
+    );
+
+    // GET: the database's bound, one server, three servers.
+    let pool = store.clone();
+    let bound = tokio::task::spawn_blocking(move || {
+        bare(CONNECTIONS, |_| {
+            pool.get(1).unwrap().unwrap();
+        })
+    })
+    .await
+    .unwrap();
+    let _warm = gets(&[addr]).await;
+    let single = gets(&[addr]).await;
+    // The database behind HTTP without credhost: a minimal server that
+    // reads row 1 per request as credhost does (the blocking pool, the
+    // same pool of connections) and answers credhost's bytes.
+    let reader = store.clone();
+    let reading = super::serve_minimal_with(
+        super::reqwest_body(addr).await,
+        Some(Arc::new(move || {
+            reader.get(1).unwrap().unwrap();
+        })),
+    )
+    .await;
+    let http_bound = gets(&[reading]).await;
+    let (_two, addr2, _d2) = server(&store).await;
+    let (_three, addr3, _d3) = server(&store).await;
+    let triple = gets(&[addr, addr2, addr3]).await;
+    row(
+        "mysql: GET row by id, client library alone (bound)",
+        format!("{bound:.0} /s"),
+        "",
+    );
+    row(
+        "mysql: GET /credential/{id}, one server",
+        format!("{single:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql: GET /credential/{id}, three servers",
+        format!("{triple:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql: GET row by id behind minimal hyper (bound)",
+        format!("{http_bound:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql: GET one server / client library alone",
+        format!("{:.2}", single / bound),
+        "",
+    );
+    row(
+        "mysql: GET one server / minimal hyper reading the row",
+        format!("{:.2}", single / http_bound),
+        "≥ 0.7",
+    );
+
+    // Create: the same statements straight from the client library, then
+    // through one and three servers (each create logs in to its target).
+    let pool = store.clone();
+    let create_bound = tokio::task::spawn_blocking(move || {
+        bare(CONNECTIONS, |i| {
+            let id = pool.reserve_id().unwrap();
+            let ip = std::net::Ipv4Addr::from(0x0a80_0000 + i as u32);
+            let r = record(id, format!("bare-{i}"), ip.into());
+            assert!(pool.conflict(&r).unwrap().is_none());
+            pool.insert(&r).unwrap();
+        })
+    })
+    .await
+    .unwrap();
+    // Those rows hold no real ciphertext: gone before the rewrap.
+    db.sql(
+        "USE bench; DELETE h FROM credhost_hosts h JOIN credhost_credentials c \
+         ON c.id = h.credential_id WHERE c.name_key LIKE 'bare-%'; \
+         DELETE FROM credhost_credentials WHERE name_key LIKE 'bare-%';",
+    );
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(100_000, 12_000)).await;
+    let (first, second) = fake.addrs.split_at(6_000);
+    let single_create = creates(&[addr], Arc::new(first.to_vec()), "one").await;
+    let triple_create = creates(&[addr, addr2, addr3], Arc::new(second.to_vec()), "three").await;
+    row(
+        "mysql: create's statements, client library alone (bound)",
+        format!("{create_bound:.0} /s"),
+        "",
+    );
+    row(
+        "mysql: create, one server",
+        format!("{single_create:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql: create, three servers",
+        format!("{triple_create:.0} req/s"),
+        "",
+    );
+    // The same creates on the embedded store: what the SSH logins alone
+    // allow on this machine.
+    let (embedded, dir) = super::service_with(Vec::new()).await;
+    let embedded_addr = serve(open_router(embedded, &dir)).await;
+    let fake_more = FakeSsh::start(&fake_ssh::loopback_ips(120_000, 6_000)).await;
+    let embedded_create =
+        creates(&[embedded_addr], Arc::new(fake_more.addrs.clone()), "redb").await;
+    row(
+        "create, embedded store, same harness",
+        format!("{embedded_create:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql: create one server / bound",
+        format!("{:.2}", single_create / create_bound),
+        "≥ 0.7",
+    );
+
+    // The rewrap of the 100,000 sealed rows (and the creates since).
+    let total: u64 = store.sealing_counts().unwrap().iter().map(|c| c.rows).sum();
+    if std::env::var_os("REWRAP_STEPS").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("credhost::service::rewrap=debug")
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let started = Instant::now();
+    one.rotate_key().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while one.rewrap_status().state == credhost::service::RewrapState::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    let status = one.rewrap_status();
+    assert_eq!(status.done, total, "{status:?}");
+    row(
+        &format!("mysql: rewrap of {total} rows"),
+        format!("{:.0} rows/s", total as f64 / took.as_secs_f64()),
+        "≥ 20,000 rows/s",
+    );
+}
