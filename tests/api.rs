@@ -74,9 +74,12 @@ async fn create_get_update_validate_delete() {
     assert_eq!(data["name"], "web");
     assert_eq!(data["target_type"], "HOST");
     assert_eq!(data["description"], "web tier");
+    // obshell's fields, and the host key the password was proven against.
     assert_eq!(
         data["ssh_secret"],
-        json!({ "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }], "username": USER, "type": "PASSWORD" })
+        json!({ "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }], "username": USER, "type": "PASSWORD",
+                "host_keys": [{ "ip": "127.0.0.1", "port": sshd.addr.port(), "key_type": "ssh-ed25519",
+                                "fingerprint": sshd.fingerprint() }] })
     );
     assert!(!created.to_string().contains(PASSWORD));
     let id = data["credential_id"].as_u64().unwrap();

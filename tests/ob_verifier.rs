@@ -3,6 +3,8 @@
 
 mod support;
 
+use credhost::budget::Client;
+use credhost::capabilities::HostKeys;
 use credhost::plugins::{Purpose, Reason, Registry, Target};
 use credhost::secret::Secret;
 use serde_json::json;
@@ -24,7 +26,7 @@ async fn verify(registry: &Registry, targets: &[Target], password: &str) -> Vec<
         "passphrase": password,
     });
     let normalized = plugin
-        .normalize(&property.to_string(), Purpose::Validate)
+        .normalize(&property.to_string(), Purpose::Validate, None)
         .await
         .unwrap()
         .unwrap();
@@ -33,6 +35,8 @@ async fn verify(registry: &Registry, targets: &[Target], password: &str) -> Vec<
             &normalized.public,
             &Secret::new(password.as_bytes().to_vec()),
             &normalized.targets,
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
         )
         .await
         .unwrap()
@@ -86,6 +90,7 @@ async fn normalizes_its_property() {
         .normalize(
             r#"{"targets":[{"ip":"::ffff:10.1.1.1"}],"username":"root@sys","passphrase":"p"}"#,
             Purpose::Create,
+            None,
         )
         .await
         .unwrap()
@@ -105,7 +110,7 @@ async fn normalizes_its_property() {
         ),
         (
             r#"{"targets":[{"ip":"10.0.0.1","port":70000}],"username":"u","passphrase":""}"#,
-            "Common.IllegalArgument",
+            "Credential.SSH.InvalidPort",
         ),
         (
             r#"{"targets":[{"ip":"10.0.0.1"}],"passphrase":""}"#,
@@ -114,10 +119,15 @@ async fn normalizes_its_property() {
         ("null", "Common.BindJsonFailed"),
     ] {
         let refusal = plugin
-            .normalize(property, Purpose::Create)
+            .normalize(property, Purpose::Create, None)
             .await
             .unwrap()
             .unwrap_err();
-        assert_eq!(refusal.code, code, "{property}: {}", refusal.message);
+        assert_eq!(
+            refusal.code.obshell(),
+            code,
+            "{property}: {}",
+            refusal.message
+        );
     }
 }

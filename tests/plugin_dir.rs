@@ -16,7 +16,7 @@ async fn a_plugin_in_the_directory_overrides_the_embedded_default() {
     assert_eq!(host.meta.version, "9.9.9");
     assert!(matches!(&host.meta.source, Source::Directory(p) if p.ends_with("host_override.wasm")));
     let refusal = host
-        .normalize("{}", Purpose::Create)
+        .normalize("{}", Purpose::Create, None)
         .await
         .unwrap()
         .unwrap_err();

@@ -3,6 +3,8 @@
 
 mod support;
 
+use credhost::budget::Client;
+use credhost::capabilities::HostKeys;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
@@ -30,7 +32,7 @@ async fn normalize_mode(registry: &Registry, mode: &str) -> Result<(), PluginErr
         .verifier("HOSTILE")
         .expect("the fixture serves HOSTILE");
     plugin
-        .normalize(&format!(r#"{{"mode":"{mode}"}}"#), Purpose::Validate)
+        .normalize(&format!(r#"{{"mode":"{mode}"}}"#), Purpose::Validate, None)
         .await
         .map(|r| {
             r.expect("the fixture never refuses");
@@ -105,7 +107,13 @@ async fn verify_messages(
     let plugin = registry.verifier("HOSTILE").unwrap();
     let secret = credhost::secret::Secret::new(Vec::new());
     plugin
-        .verify(&public, &secret, grant)
+        .verify(
+            &public,
+            &secret,
+            grant,
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -164,7 +172,11 @@ async fn ssh_to_a_target_outside_the_grant_is_refused_without_a_packet() {
     let (registry, _dir) = hostile().await;
     let (listener, addr) = listener();
     let public = serde_json::json!({ "ssh": { "ip": "127.0.0.1", "port": addr.port() } });
-    let messages = verify_messages(&registry, public, &[]).await;
+    let other = Target {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: support::closed_port(),
+    };
+    let messages = verify_messages(&registry, public, &[other]).await;
     assert_eq!(messages.len(), 1);
     assert!(messages[0].contains("NotGranted"), "{messages:?}");
     assert_eq!(

@@ -23,9 +23,10 @@ fn a_new_plugin_builds_and_passes_the_check() {
         .unwrap();
     assert!(status.success());
     let crate_dir = dir.path().join("redis-verifier");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
     assert!(
-        crate_dir.join("wit/plugin.wit").exists(),
-        "the contract travels with the plugin"
+        manifest.contains("credhost-plugin-sdk") && manifest.contains("plugins/sdk"),
+        "the scaffold is written on the SDK: {manifest}"
     );
 
     let mut build = Command::new(env!("CARGO"));
@@ -65,7 +66,12 @@ fn a_new_plugin_builds_and_passes_the_check() {
     assert_eq!(summary["kind"], "verifier");
     assert_eq!(summary["target_type"], "REDIS");
     assert_eq!(summary["property_field"], "redis_credential_property");
-    assert_eq!(summary["wit"], "credhost:plugin@0.1.0");
+    assert_eq!(summary["wit"], "credhost:plugin@0.2.0");
+    assert_eq!(
+        summary["validation_failed_code"],
+        "Credential.REDIS.ValidationFailed"
+    );
+    assert_eq!(summary["property_schema"]["type"], "object");
 
     // Not a component: refused with a reason.
     let out = credhost(&["plugin", "check", root.join("Cargo.toml").to_str().unwrap()]);

@@ -23,21 +23,6 @@ fn rows_of(status: &Value, field: &str, name: &Value) -> u64 {
         .sum()
 }
 
-async fn validate_all(server: &Server, ids: &[u64]) {
-    for chunk in ids.chunks(500) {
-        let (status, envelope) = server
-            .post(
-                "/api/v1/security/credentials/validate",
-                json!({ "credential_id_list": chunk }),
-            )
-            .await;
-        assert_eq!(status, 200, "{envelope}");
-        for result in envelope["data"]["contents"].as_array().unwrap() {
-            assert_eq!(result["failed_count"], 0, "{result}");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_and_swap_while_clients_read_and_write() {
     let sshd = Sshd::start();
@@ -136,7 +121,7 @@ async fn rotate_and_swap_while_clients_read_and_write() {
             assert_eq!(key["rows"], 0);
         }
     }
-    validate_all(&server, &ids).await;
+    server.every_row_opens(&ids).await;
 }
 
 fn base64_key(byte: u8) -> String {
@@ -174,7 +159,7 @@ async fn kill_9_during_a_rewrap_then_it_resumes() {
     let current = status["current_key_id"].clone();
     assert_eq!(current, 5);
     assert_eq!(rows_of(&status, "keys", &current), ROWS as u64, "{status}");
-    validate_all(&server, &ids).await;
+    server.every_row_opens(&ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +200,7 @@ async fn a_corrupted_row_stops_the_rewrap_and_harms_nothing() {
     assert_eq!(status["rewrap"]["state"], "failed");
     // The old key still opens every other row; the victim reports itself.
     let others: Vec<u64> = ids.iter().copied().filter(|id| *id != victim).collect();
-    validate_all(&server, &others).await;
+    server.every_row_opens(&others).await;
     let (_, envelope) = server
         .post(
             "/api/v1/security/credentials/validate",
@@ -242,5 +227,5 @@ async fn a_corrupted_row_stops_the_rewrap_and_harms_nothing() {
     assert_eq!(status["rewrap"]["state"], "idle", "{status}");
     assert_eq!(rows_of(&status, "keys", &json!(2)), ids.len() as u64 - 1);
     assert_eq!(status["keys"][0]["retired"], true, "{status}");
-    validate_all(&server, &others).await;
+    server.every_row_opens(&others).await;
 }

@@ -18,22 +18,6 @@ fn body(name: &str, addr: std::net::SocketAddr, passphrase: &str) -> Value {
         "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": passphrase } })
 }
 
-/// Every stored credential opens: batch validate reports no failure.
-async fn every_row_opens(server: &Server, ids: &[u64]) {
-    for chunk in ids.chunks(500) {
-        let (status, envelope) = server
-            .post(
-                "/api/v1/security/credentials/validate",
-                json!({ "credential_id_list": chunk }),
-            )
-            .await;
-        assert_eq!(status, 200, "{envelope}");
-        for result in envelope["data"]["contents"].as_array().unwrap() {
-            assert_eq!(result["failed_count"], 0, "{result}");
-        }
-    }
-}
-
 async fn settle_and_check(server: &Server) -> Value {
     // A last rotation-free rewrap: it must finish with no row left behind.
     let status = rewrap_settled(server).await;
@@ -63,7 +47,11 @@ async fn writes_racing_rotations_and_swaps_never_land_under_a_retired_key() {
     let server = Arc::new(Server::start(Options::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(25);
+    // The race is run for a number of writes, not for a time: on a slow
+    // machine it takes longer, it is not weaker.
+    const WRITES: u64 = 2_000;
+    const ROTATIONS: usize = 100;
+    let give_up = Instant::now() + Duration::from_secs(600);
 
     // Writers: each owns some addresses; creates, then updates with a new
     // passphrase (a fresh seal) over and over.
@@ -103,7 +91,8 @@ async fn writes_racing_rotations_and_swaps_never_land_under_a_retired_key() {
     // Rotations and policy swaps in a loop.
     let mut rotations = 0;
     let policies = ["chacha20-poly1305", "aes-256-gcm"];
-    while Instant::now() < deadline {
+    while writes.load(Ordering::Relaxed) < WRITES || rotations < ROTATIONS {
+        assert!(Instant::now() < give_up, "the writers stalled");
         let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
         assert_eq!(status, 200, "{envelope}");
         rotations += 1;
@@ -125,10 +114,8 @@ async fn writes_racing_rotations_and_swaps_never_land_under_a_retired_key() {
         ids.extend(writer.await.unwrap());
     }
     let writes = writes.load(Ordering::Relaxed);
-    assert!(writes >= 1000, "only {writes} writes raced the rotations");
-    assert!(rotations >= 100, "only {rotations} rotations");
     settle_and_check(&server).await;
-    every_row_opens(&server, &ids).await;
+    server.every_row_opens(&ids).await;
     eprintln!("{writes} writes against {rotations} rotations: every row opens");
 }
 
@@ -183,5 +170,5 @@ async fn rows_of_the_largest_size_do_not_wedge_the_rewrap() {
         .await;
     assert_eq!(code, 200, "{envelope}");
     settle_and_check(&server).await;
-    every_row_opens(&server, &ids).await;
+    server.every_row_opens(&ids).await;
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+use credhost::budget::Client;
+use credhost::capabilities::HostKeys;
 use std::time::Instant;
 
 use credhost::plugins::{Detail, Purpose, Reason, Registry, SecretChange, Target};
@@ -27,12 +29,12 @@ async fn normalize(
 ) -> Result<Value, (String, String)> {
     let plugin = registry.verifier("HOST").expect("HOST is embedded");
     match plugin
-        .normalize(&property.to_string(), purpose)
+        .normalize(&property.to_string(), purpose, None)
         .await
         .unwrap()
     {
         Ok(n) => Ok(n.public),
-        Err(r) => Err((r.code, r.message)),
+        Err(r) => Err((r.code.obshell().to_string(), r.message)),
     }
 }
 
@@ -159,7 +161,8 @@ async fn refuses_empty_targets_other_types_and_missing_fields() {
         refused(&registry, &p).await,
         (
             "Credential.AuthType.NotSupported".into(),
-            "Unsupported authentication type, currently only supports PASSWORD".into()
+            "Unsupported authentication type, currently only supports PASSWORD and PUBLIC_KEY"
+                .into()
         )
     );
     p["type"] = json!("password");
@@ -193,7 +196,7 @@ async fn matches_keys_case_insensitively_and_the_last_one_wins() {
     let text = r#"{"TARGETS":[{"IP":"10.0.0.1","Port":2200}],"Username":"a","username":"b","Type":"PASSWORD","PASSPHRASE":"x"}"#;
     let plugin = registry.verifier("HOST").unwrap();
     let n = plugin
-        .normalize(text, Purpose::Create)
+        .normalize(text, Purpose::Create, None)
         .await
         .unwrap()
         .unwrap();
@@ -220,20 +223,20 @@ async fn an_empty_passphrase_keeps_the_secret_only_on_update() {
     p["passphrase"] = json!("");
     let text = p.to_string();
     let update = plugin
-        .normalize(&text, Purpose::Update)
+        .normalize(&text, Purpose::Update, None)
         .await
         .unwrap()
         .unwrap();
     assert!(matches!(update.secret, SecretChange::Keep));
     let create = plugin
-        .normalize(&text, Purpose::Create)
+        .normalize(&text, Purpose::Create, None)
         .await
         .unwrap()
         .unwrap();
     assert!(matches!(create.secret, SecretChange::Replace(s) if s.is_empty()));
     p["passphrase"] = json!("s3cret");
     let update = plugin
-        .normalize(&p.to_string(), Purpose::Update)
+        .normalize(&p.to_string(), Purpose::Update, None)
         .await
         .unwrap()
         .unwrap();
@@ -263,7 +266,13 @@ async fn verify(registry: &Registry, targets: &[Target], password: &str) -> Vec<
         "type": "PASSWORD",
     });
     plugin
-        .verify(&public, &Secret::new(password.as_bytes().to_vec()), targets)
+        .verify(
+            &public,
+            &Secret::new(password.as_bytes().to_vec()),
+            targets,
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
+        )
         .await
         .unwrap()
 }

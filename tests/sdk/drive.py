@@ -28,9 +28,35 @@ def expect_error(err_code, call, *args, **kwargs):
     raise AssertionError(f"expected {err_code}, the call succeeded")
 
 
+class Rotating:
+    """Sends each SDK call to the next of several servers, with one client
+    (and so one cached public key), as behind a round-robin balancer."""
+
+    def __init__(self, client, servers):
+        self._client = client
+        self._servers = servers
+        self._next = 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            host, port = self._servers[self._next % len(self._servers)]
+            self._next += 1
+            self._client._host, self._client._port = host, port
+            return attr(*args, **kwargs)
+
+        return call
+
+
 def main():
     host, port, password, sshd_port, user, ssh_password = sys.argv[1:7]
     client = ClientSet(host, int(port), PasswordAuth(password)).v1
+    if os.environ.get("CREDHOST_SERVERS"):
+        servers = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in os.environ["CREDHOST_SERVERS"].split(","))]
+        client = Rotating(client, servers)
     targets = [{"ip": "127.0.0.1", "port": int(sshd_port)}]
 
     result = client.validate_credential("HOST", user, targets, ssh_password)

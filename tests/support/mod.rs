@@ -5,6 +5,7 @@
 
 pub mod fake_ssh;
 pub mod mariadb;
+pub mod netns;
 pub mod server;
 pub mod sshd;
 
@@ -50,6 +51,7 @@ pub fn quick_ssh() -> SshSettings {
         handshake_timeout_ms: 1_500,
         auth_timeout_ms: 5_000,
         max_concurrent: 64,
+        ..SshSettings::default()
     }
 }
 

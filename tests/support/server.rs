@@ -15,6 +15,7 @@ pub struct Server {
     child: Option<Child>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    listen: String,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -25,6 +26,8 @@ pub struct Options {
     pub envs: Vec<(String, String)>,
     /// A configuration file's text, passed with `--config`.
     pub config: Option<String>,
+    /// Where to listen instead of a free loopback port.
+    pub listen: Option<String>,
 }
 
 impl Server {
@@ -43,6 +46,7 @@ impl Server {
             child: None,
             args: options.args,
             envs: options.envs,
+            listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".into()),
             _dir: dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -61,7 +65,7 @@ impl Server {
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_credhost"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", &self.listen, "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -87,6 +91,16 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
+        }
+    }
+
+    /// `kill -9` through a shared reference (the process is reaped on drop).
+    pub fn kill_now(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: a plain syscall on a child this server started.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
         }
     }
 
@@ -150,6 +164,35 @@ impl Server {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// Validates stored credential `id`; its first target's detail.
+    pub async fn validate_stored(&self, id: u64) -> Value {
+        let (status, envelope) = self
+            .post(
+                "/api/v1/security/credentials/validate",
+                serde_json::json!({ "credential_id_list": [id] }),
+            )
+            .await;
+        assert_eq!(status, 200, "{envelope}");
+        envelope["data"]["contents"][0]["details"][0].clone()
+    }
+
+    /// Every one of `ids` opens and proves itself: batch validation reports
+    /// no failure.
+    pub async fn every_row_opens(&self, ids: &[u64]) {
+        for chunk in ids.chunks(500) {
+            let (status, envelope) = self
+                .post(
+                    "/api/v1/security/credentials/validate",
+                    serde_json::json!({ "credential_id_list": chunk }),
+                )
+                .await;
+            assert_eq!(status, 200, "{envelope}");
+            for result in envelope["data"]["contents"].as_array().unwrap() {
+                assert_eq!(result["failed_count"], 0, "{result}");
+            }
+        }
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
     }
@@ -164,6 +207,61 @@ impl Server {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// A request with `Authorization: Bearer token`.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        // Everything answers the envelope but /metrics, which is text.
+        let Ok(envelope) = serde_json::from_str::<Value>(&text) else {
+            return (status, Value::String(text));
+        };
+        assert_eq!(envelope["status"], status, "{envelope}");
+        (status, envelope)
+    }
+
+    /// A token made with the CLI on this server's data directory, as an
+    /// operator makes the first one.
+    pub fn token(&self, name: &str, scope: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args([
+                "token",
+                "create",
+                "--name",
+                name,
+                "--scope",
+                scope,
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
     }
 }
 

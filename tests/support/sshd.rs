@@ -14,11 +14,74 @@ const SSHD: &str = "/usr/sbin/sshd";
 pub struct Sshd {
     pub addr: SocketAddr,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Sshd {
+    /// The host key's public line (`ssh-ed25519 AAAA… comment`).
+    pub fn host_key_line(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host_ed25519.pub")).unwrap()
+    }
+
+    /// The host key's fingerprint as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.dir.path().join("host_ed25519.pub"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    }
+
+    /// What sshd logged (LogLevel VERBOSE): every password attempt shows.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Stops it, gives it a new host key, and starts it on the same port:
+    /// what a host replaced behind the same address looks like.
+    pub fn replace_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for file in ["host_ed25519", "host_ed25519.pub"] {
+            std::fs::remove_file(self.dir.path().join(file)).unwrap();
+        }
+        generate_key(self.dir.path());
+        self.child = spawn(self.dir.path(), self.addr);
+    }
+
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// On another loopback address (a credential's hosts are unique per ip).
+    pub fn start_on(ip: &str) -> Self {
+        Self::start_with(ip, &[])
+    }
+
+    /// Also accepting key logins for the test account with these public keys
+    /// (`authorized_keys` lines).
+    pub fn start_with_keys(authorized: &[String]) -> Self {
+        Self::start_with("127.0.0.1", authorized)
+    }
+
+    /// One server listening on the same port of several loopback addresses
+    /// (at most 16: sshd's own limit on listening sockets).
+    pub fn start_on_many(ips: &[String]) -> Self {
+        assert!(ips.len() <= 16, "sshd listens on at most 16 addresses");
+        Self::start_with(&ips.join(" "), &[])
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ip` may be several addresses, separated by spaces.
+    fn start_with(ip: &str, authorized: &[String]) -> Self {
         assert!(
             std::path::Path::new(SSHD).exists(),
             "{SSHD} is missing: run tests/run, which installs openssh-server"
@@ -30,50 +93,73 @@ impl Sshd {
         );
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("host_ed25519");
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap();
-        assert!(status.success(), "ssh-keygen failed");
-        let port = free_port();
+        let key = generate_key(dir.path());
+        let first = ip.split(' ').next().unwrap();
+        let port = free_port(first);
+        let listen: String = ip
+            .split(' ')
+            .map(|ip| format!("ListenAddress {ip}\n"))
+            .collect();
         let config = dir.path().join("sshd_config");
+        let keys_file = dir.path().join("authorized_keys");
+        std::fs::write(&keys_file, authorized.join("\n") + "\n").unwrap();
+        let pubkey = if authorized.is_empty() {
+            "PubkeyAuthentication no\n".to_string()
+        } else {
+            format!(
+                "PubkeyAuthentication yes\nAuthorizedKeysFile {}\n",
+                keys_file.display()
+            )
+        };
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
+                "Port {port}\n{listen}HostKey {key}\nPidFile {pid}\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 PubkeyAuthentication no\nPermitRootLogin no\nStrictModes no\n\
-                 AllowUsers {USER}\nMaxStartups 200:30:400\nMaxSessions 200\nLogLevel ERROR\n",
+                 {pubkey}PermitRootLogin no\nStrictModes no\n\
+                 AllowUsers {USER}\nMaxStartups 200:30:400\nMaxSessions 200\nLogLevel VERBOSE\n",
                 key = key.display(),
                 pid = dir.path().join("sshd.pid").display(),
             ),
         )
         .unwrap();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start listening on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            addr,
-            child,
-            _dir: dir,
-        }
+        let addr: SocketAddr = format!("{first}:{port}").parse().unwrap();
+        let child = spawn(dir.path(), addr);
+        Self { addr, child, dir }
     }
+}
+
+fn generate_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = dir.join("host_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed");
+    key
+}
+
+fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
+    let child = Command::new(SSHD)
+        .args(["-D", "-E"])
+        .arg(dir.join("sshd.log"))
+        .arg("-f")
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd did not start listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Sshd {
@@ -83,10 +169,59 @@ impl Drop for Sshd {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A client key made with ssh-keygen: its private text (OpenSSH format, or
+/// PEM with `pem`), its `authorized_keys` line and its fingerprint.
+pub struct ClientKey {
+    pub private: String,
+    pub public_line: String,
+    pub fingerprint: String,
+}
+
+impl ClientKey {
+    /// `kind` is `ed25519`, `ecdsa` or `rsa`; `passphrase` encrypts it.
+    pub fn generate(kind: &str, passphrase: &str, pem: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let mut keygen = Command::new("ssh-keygen");
+        keygen.args([
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            passphrase,
+            "-C",
+            "credhost-test",
+            "-f",
+        ]);
+        keygen.arg(&path);
+        if pem {
+            keygen.args(["-m", "PEM"]);
+        }
+        assert!(keygen.status().unwrap().success(), "ssh-keygen -t {kind}");
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(path.with_extension("pub"))
+            .output()
+            .unwrap();
+        Self {
+            private: std::fs::read_to_string(&path).unwrap(),
+            public_line: std::fs::read_to_string(path.with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string(),
+            fingerprint: String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_string(),
+        }
+    }
 }

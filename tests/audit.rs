@@ -1,0 +1,338 @@
+//! The audit log against the real binary: each request and operation is
+//! one record with the right fields and nothing secret; `credhost audit
+//! verify` catches a line altered, removed or moved, also across rotated
+//! and reopened files; and when the log cannot be written (a full disk,
+//! here /dev/full) changes are refused with nothing stored while reads go
+//! on.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use credhost::client::Client;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code};
+use support::sshd::{self, Sshd};
+
+const PASSWORD: &str = "Audit-api-pw-4417";
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn credhost(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn verify(files: &[PathBuf], data_dir: &Path) -> (bool, String) {
+    let mut args = vec!["audit".to_string(), "verify".to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    args.push("--data-dir".into());
+    args.push(data_dir.display().to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(&args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Waits until the writer thread has written the records of what was asked.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn each_request_and_operation_is_one_record_without_secrets() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        ..Default::default()
+    });
+    let token = server.token("ops", "admin");
+    let (status, created) = server
+        .call_as(
+            &token,
+            Method::POST,
+            "/api/v1/security/credential",
+            Some(json!({ "target_type": "HOST", "name": "web",
+                "ssh_credential_property": {
+                    "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+                    "username": sshd::USER, "type": "PASSWORD", "passphrase": sshd::PASSWORD } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let wrong = Client::connect(&server.base, "not-the-password")
+        .await
+        .unwrap();
+    let (status, refused) = wrong
+        .call(Method::GET, "/api/v1/security/credentials", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let right = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let (status, rotated) = right
+        .call(
+            Method::POST,
+            "/api/v1/security/keys/rotate",
+            Some(&json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{rotated}");
+    settle().await;
+
+    let log = server.data_dir().join("audit.log");
+    let all = records(&log);
+    let of = |trace: &Value, kind: &str| -> Vec<Value> {
+        all.iter()
+            .filter(|r| r["request_id"] == *trace && r["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    // The create: one record before the change, one of its outcome.
+    let done = of(&created["traceId"], "request");
+    assert_eq!(done.len(), 1, "{all:?}");
+    let create = &done[0];
+    assert_eq!(create["method"], "POST");
+    assert_eq!(create["route"], "/api/v1/security/credential");
+    assert_eq!(create["status"], 200);
+    assert_eq!(create["credential_ids"], json!([id]));
+    assert_eq!(create["principal"]["kind"], "token");
+    assert_eq!(create["principal"]["name"], "ops");
+    assert_eq!(create["client"], "127.0.0.1");
+    assert!(create["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(of(&created["traceId"], "request.begin").len(), 1);
+    // The token id is written as its HMAC, which `audit hash` reproduces.
+    let token_id = token.split('_').nth(1).unwrap();
+    let out = credhost(&[
+        "audit",
+        "hash",
+        token_id,
+        "--data-dir",
+        &server.data_dir().display().to_string(),
+    ]);
+    let hashed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(create["principal"]["id"], hashed.trim());
+    assert!(hashed.starts_with("hmac-sha256:"));
+
+    // The failed authentication.
+    let failed = of(&refused["traceId"], "request");
+    assert_eq!(failed.len(), 1, "{all:?}");
+    assert_eq!(failed[0]["status"], 401);
+    assert_eq!(
+        failed[0]["error_code"],
+        "Security.Authentication.IncorrectOceanbasePassword"
+    );
+    assert_eq!(failed[0]["principal"]["kind"], "unauthenticated");
+    assert!(of(&refused["traceId"], "request.begin").is_empty());
+
+    // The rotation: its request, and the server's own event.
+    let rotation = of(&rotated["traceId"], "request");
+    assert_eq!(rotation.len(), 1);
+    assert_eq!(rotation[0]["principal"]["kind"], "v2-password");
+    assert!(
+        rotation[0]["header_keys"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:")
+    );
+    let events: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["event"] == "keys.rotated")
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["key_id"], rotated["data"]["key_id"]);
+
+    // Nothing secret: the SSH password, the API password, the token's
+    // secret, key material.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let keyring: Value =
+        serde_json::from_slice(&std::fs::read(server.data_dir().join("keys.json")).unwrap())
+            .unwrap();
+    let mut secrets = vec![
+        sshd::PASSWORD.to_string(),
+        PASSWORD.to_string(),
+        token.rsplit('_').next().unwrap().to_string(),
+        token_id.to_string(),
+    ];
+    for key in keyring["keys"].as_array().unwrap() {
+        if let Some(material) = key["material"].as_str().filter(|m| !m.is_empty()) {
+            secrets.push(material.to_string());
+        }
+    }
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "{secret:?} is in the audit log"
+        );
+    }
+    let raw = std::fs::read(server.data_dir().join("audit.key")).unwrap();
+    assert!(!text.contains(&base64::engine::general_purpose::STANDARD.encode(&raw)));
+    assert!(!text.contains(&hex::encode(&raw)));
+    let (ok, said) = verify(&[log], server.data_dir());
+    assert!(ok, "{said}");
+}
+
+#[tokio::test]
+async fn verify_names_the_line_that_was_altered_removed_or_moved() {
+    let server = Server::start(Options::default());
+    for _ in 0..5 {
+        assert_eq!(server.get("/api/v1/security/credentials").await.0, 200);
+    }
+    settle().await;
+    let log = server.data_dir().join("audit.log");
+    let (ok, said) = verify(std::slice::from_ref(&log), server.data_dir());
+    assert!(ok, "{said}");
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines.len() >= 6);
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = dir.path().join("audit.log");
+    let write = |lines: &[String]| std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+
+    let mut altered = lines.clone();
+    altered[3] = altered[3].replace("\"status\":200", "\"status\":201");
+    assert_ne!(altered[3], lines[3]);
+    write(&altered);
+    let (ok, said) = verify(std::slice::from_ref(&tampered), server.data_dir());
+    assert!(!ok && said.contains(":4:"), "{said}");
+
+    let mut removed = lines.clone();
+    removed.remove(2);
+    write(&removed);
+    let (ok, said) = verify(std::slice::from_ref(&tampered), server.data_dir());
+    assert!(!ok && said.contains(":3:"), "{said}");
+
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    write(&swapped);
+    let (ok, said) = verify(std::slice::from_ref(&tampered), server.data_dir());
+    assert!(!ok && said.contains(":3:"), "{said}");
+
+    // Another installation's key does not vouch for it.
+    write(&lines);
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("audit.key"), [9u8; 32]).unwrap();
+    let (ok, _) = verify(std::slice::from_ref(&tampered), other.path());
+    assert!(!ok);
+}
+
+#[tokio::test]
+async fn rotated_and_reopened_files_verify_as_one_chain() {
+    let server = Server::start(Options {
+        config: Some("[audit]\nmax_bytes = 4096\nkeep = 50\n".into()),
+        ..Default::default()
+    });
+    for _ in 0..40 {
+        assert_eq!(server.get("/api/v1/security/credentials").await.0, 200);
+    }
+    settle().await;
+    // logrotate's way: move the file, then SIGHUP.
+    let dir = server.data_dir().to_path_buf();
+    std::fs::rename(dir.join("audit.log"), dir.join("audit.log.moved")).unwrap();
+    server.hangup();
+    settle().await;
+    for _ in 0..5 {
+        assert_eq!(server.get("/api/v1/security/credentials").await.0, 200);
+    }
+    settle().await;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.log")
+        })
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    // In any order.
+    files.reverse();
+    let (ok, said) = verify(&files, &dir);
+    assert!(ok, "{said}");
+    assert!(said.contains(&format!("{} file(s)", files.len())), "{said}");
+    // A whole file taken out of the middle shows.
+    files.sort();
+    let middle = files
+        .iter()
+        .position(|f| f.ends_with("audit.log.2"))
+        .unwrap();
+    files.remove(middle);
+    let (ok, said) = verify(&files, &dir);
+    assert!(!ok && said.contains("missing"), "{said}");
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_changes_and_keeps_reads() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options {
+        config: Some("[audit]\npath = \"/dev/full\"\n".into()),
+        ..Default::default()
+    });
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            json!({ "target_type": "HOST", "name": "web",
+                "ssh_credential_property": {
+                    "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+                    "username": sshd::USER, "type": "PASSWORD", "passphrase": sshd::PASSWORD } }),
+        )
+        .await;
+    assert_eq!(status, 503, "{envelope}");
+    assert_eq!(err_code(&envelope), "Audit.Unavailable");
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 503, "{envelope}");
+    // Nothing was stored or changed; reads go on.
+    let (status, list) = server.get("/api/v1/security/credentials").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"]["page"]["total_elements"], 0, "{list}");
+    let (_, encryption) = server.get("/api/v1/security/encryption").await;
+    assert_eq!(encryption["data"]["current_key_id"], 1, "{encryption}");
+    // And the failure shows.
+    let metrics = server
+        .client()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("credhost_audit_healthy 0"), "{metrics}");
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("credhost_audit_failures_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 2.0, "{metrics}");
+    assert!(
+        server
+            .log_text()
+            .contains("the audit log cannot be written"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -1,0 +1,364 @@
+//! The `credhost` client commands against the real server: each one's
+//! output for people and for scripts, its exit status, and where it keeps
+//! the login.
+
+mod support;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::fake_ssh::{self, FakeSsh};
+use support::server::{Options, Server, populate};
+use support::sshd::{self, Sshd};
+
+/// The CLI, with a home of its own (so the login file is the test's).
+fn cli(home: &Path, server: &Server, token: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credhost"));
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("CREDHOST_URL", &server.base)
+        .env("CREDHOST_TOKEN", token)
+        .timeout(std::time::Duration::from_secs(120));
+    cmd
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json_of(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", stdout(output)))
+}
+
+#[tokio::test]
+async fn credentials_from_create_to_delete() {
+    let home = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start();
+    let doomed = Sshd::start_on("127.0.0.2");
+    let server = Server::start(Options::default());
+    let token = server.token("cli", "write");
+    let target = format!("127.0.0.1:{}", sshd.addr.port());
+
+    let out = cli(home.path(), &server, &token)
+        .args([
+            "credential",
+            "create",
+            "--name",
+            "web",
+            "--description",
+            "web tier",
+        ])
+        .args([
+            "--target",
+            &target,
+            "--username",
+            sshd::USER,
+            "--passphrase-stdin",
+        ])
+        .write_stdin(format!("{}\n", sshd::PASSWORD))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("web tier") && shown.contains(&target),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("SHA256:"),
+        "the pinned host key is shown: {shown}"
+    );
+    assert!(!shown.contains(sshd::PASSWORD));
+
+    let got = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "get", "1"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(got["name"], "web");
+    assert_eq!(got["ssh_secret"]["username"], sshd::USER);
+
+    // Update keeps the passphrase unless asked: validation still passes.
+    cli(home.path(), &server, &token)
+        .args(["credential", "update", "1", "--description", "renamed tier"])
+        .assert()
+        .success();
+    let out = cli(home.path(), &server, &token)
+        .args(["credential", "validate", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        stdout(&out).contains("1 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A second credential whose host goes away: validate --all fails,
+    // with a summary by reason.
+    cli(home.path(), &server, &token)
+        .args(["credential", "create", "--name", "db"])
+        .args(["--target", &doomed.addr.to_string()])
+        .args(["--username", sshd::USER, "--passphrase-stdin"])
+        .write_stdin(sshd::PASSWORD)
+        .assert()
+        .success();
+    drop(doomed);
+    let out = cli(home.path(), &server, &token)
+        .args(["credential", "validate", "--all"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("2 credentials validated: 1 passed, 1 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("REFUSED"), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 2 credentials failed"),
+        "{out:?}"
+    );
+
+    let listed = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "list", "--search", "renamed"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "key_word searches names, ips, usernames"
+    );
+    let listed = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "list", "--sort", "name"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db", "web"]);
+
+    cli(home.path(), &server, &token)
+        .args(["credential", "delete", "1", "2"])
+        .assert()
+        .success();
+    cli(home.path(), &server, &token)
+        .args(["credential", "delete", "1"])
+        .assert()
+        .failure();
+    cli(home.path(), &server, &token)
+        .args(["credential", "get", "1"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("Credential.NotFound"));
+    // The passphrase never goes on the command line: there is no flag for it.
+    cli(home.path(), &server, &token)
+        .args(["credential", "create", "--name", "x", "--target", &target])
+        .args(["--username", "u", "--passphrase", "p"])
+        .assert()
+        .failure();
+}
+
+#[tokio::test]
+async fn lists_page_through_everything() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(52_000, 230)).await;
+    let server = Server::start(Options::default());
+    populate(&server, &fake.addrs, "many", 16).await;
+    let token = server.token("reader", "read");
+    let listed = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "list"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    let ids: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["credential_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=230).collect::<Vec<_>>());
+    // A read token may list, not validate.
+    cli(home.path(), &server, &token)
+        .args(["credential", "validate", "--all"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("InsufficientScope"));
+}
+
+#[tokio::test]
+async fn keys_policy_plugins_and_status() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(53_000, 40)).await;
+    let server = Server::start(Options::default());
+    populate(&server, &fake.addrs, "k", 8).await;
+    let token = server.token("admin", "admin");
+    let out = cli(home.path(), &server, &token)
+        .args(["keys", "rotate", "--wait"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(stdout(&out).contains("(key 2)"), "{}", stdout(&out));
+    let status = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "policy", "set", "chacha20-poly1305", "--wait"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(status["active_policy"], "chacha20-poly1305");
+    let rows: Vec<(String, u64)> = status["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rows.contains(&("chacha20-poly1305".into(), 40)), "{rows:?}");
+    let out = cli(home.path(), &server, &token)
+        .args(["encryption", "status"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(stdout(&out).contains("retired"), "{}", stdout(&out));
+    let out = cli(home.path(), &server, &token)
+        .args(["plugins", "list"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(stdout(&out).contains("ssh-verifier"), "{}", stdout(&out));
+    cli(home.path(), &server, &token)
+        .args(["plugins", "reload"])
+        .assert()
+        .success();
+}
+
+#[tokio::test]
+async fn login_tokens_and_failures() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    // Login saves the URL and token, 0600; later commands need neither.
+    let mut login = Command::new(env!("CARGO_BIN_EXE_credhost"));
+    login
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .args(["login", &server.base, "--token-stdin"])
+        .write_stdin(format!("{admin}\n"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("as admin (scope admin)"));
+    let saved = home.path().join("config/credhost/login.toml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut bare = Command::new(env!("CARGO_BIN_EXE_credhost"));
+    bare.env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env_remove("CREDHOST_URL")
+        .env_remove("CREDHOST_TOKEN");
+    let out = bare
+        .args([
+            "token", "create", "--name", "ci", "--scope", "validate", "--ttl", "1h",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let ci = stdout(&out).lines().last().unwrap().to_string();
+    assert!(ci.starts_with("credhost_"), "{ci}");
+    let listed = json_of(
+        cli(home.path(), &server, &admin)
+            .args(["-o", "json", "token", "list"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    let ci_record = listed["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap()
+        .clone();
+    assert_eq!(ci_record["scope"], "validate");
+    assert!(ci_record["expires_at"].is_string());
+    assert!(!listed.to_string().contains(ci.rsplit('_').next().unwrap()));
+    cli(home.path(), &server, &admin)
+        .args(["token", "revoke", ci_record["id"].as_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("revoked"));
+    cli(home.path(), &server, &ci)
+        .args(["credential", "list"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("Token.Invalid"));
+    // No server anywhere: a clear error.
+    let empty = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .env("HOME", empty.path())
+        .env("XDG_CONFIG_HOME", empty.path().join("config"))
+        .env_remove("CREDHOST_URL")
+        .args(["credential", "list"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("credhost login"));
+    // An unreachable one too.
+    let mut gone = cli(home.path(), &server, &admin);
+    gone.env(
+        "CREDHOST_URL",
+        format!("http://127.0.0.1:{}", support::closed_port()),
+    )
+    .args(["credential", "list"])
+    .assert()
+    .failure()
+    .stderr(predicates::str::contains("cannot reach"));
+    // Completions for shells.
+    Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("credential"));
+    // Every command has --help.
+    for command in [
+        vec!["credential", "create"],
+        vec!["keys", "rotate"],
+        vec!["token", "create"],
+        vec!["audit", "verify"],
+    ] {
+        Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(&command)
+            .arg("--help")
+            .assert()
+            .success()
+            .stdout(predicates::str::contains("Usage"));
+    }
+}

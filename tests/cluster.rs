@@ -1,0 +1,599 @@
+//! Three real `credhost` servers on one real MariaDB: one credential set,
+//! shared keys, one rewrap at a time, and a database that goes away and
+//! comes back.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::fake_ssh::{self, FakeSsh};
+use support::mariadb::MariaDb;
+use support::server::{Options, Server, err_code, populate};
+
+const DB_PASSWORD: &str = "Cluster-db-pw-5521";
+const CREATE: &str = "/api/v1/security/credential";
+
+/// Servers that share one database, each with its own data directory.
+struct Cluster {
+    servers: Vec<Arc<Server>>,
+    url: String,
+    kek: String,
+}
+
+fn options(url: &str, kek: &str, extra: &[(&str, &str)]) -> Options {
+    let mut envs = vec![
+        ("CREDHOST_STORE".to_string(), url.to_string()),
+        (
+            "CREDHOST_STORE_PASSWORD".to_string(),
+            DB_PASSWORD.to_string(),
+        ),
+        ("CREDHOST_KEK".to_string(), kek.to_string()),
+    ];
+    envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Options {
+        envs,
+        config: Some("[cluster]\nheartbeat_ms = 200\nlease_ms = 2000\n".into()),
+        ..Default::default()
+    }
+}
+
+impl Cluster {
+    /// Starts `n` servers at once (they race to migrate the empty database).
+    fn start(db: &MariaDb, name: &str, n: usize, extra: &[(&str, &str)]) -> Self {
+        let url = db.database(name, name, DB_PASSWORD);
+        let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let servers = std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..n)
+                .map(|_| scope.spawn(|| Arc::new(Server::start(options(&url, &kek, extra)))))
+                .collect();
+            starting.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        Self { servers, url, kek }
+    }
+}
+
+fn host_body(name: &str, addr: std::net::SocketAddr) -> Value {
+    json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
+        "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
+        "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_share_one_credential_set() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "shared", 3, &[]);
+    let [a, b, c] = [0, 1, 2].map(|i| cluster.servers[i].clone());
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(52_000, 8)).await;
+
+    // The same create, sent to all three at once: exactly one wins.
+    let body = host_body("web", fake.addrs[0]);
+    let answers =
+        futures::future::join_all(cluster.servers.iter().map(|s| s.post(CREATE, body.clone())))
+            .await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, envelope) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{envelope}");
+        assert_eq!(err_code(envelope), "Credential.Name.AlreadyExists");
+    }
+    let id = won[0]["data"]["credential_id"].as_u64().unwrap();
+
+    // Written on one, read on the others at once.
+    for server in [&a, &b, &c] {
+        let (status, envelope) = server.get(&format!("{CREATE}/{id}")).await;
+        assert_eq!(status, 200, "{envelope}");
+        assert_eq!(envelope["data"]["name"], "web");
+    }
+    // A name differing only in case, or an ip another credential holds,
+    // is refused by whichever server gets it.
+    let (_, envelope) = b.post(CREATE, host_body("WEB ", fake.addrs[1])).await;
+    assert_eq!(err_code(&envelope), "Credential.Name.AlreadyExists");
+    let (_, envelope) = c.post(CREATE, host_body("other", fake.addrs[0])).await;
+    assert_eq!(err_code(&envelope), "Credential.Host.AlreadyExists");
+
+    // Updated on B, seen by C; the secret opens on every server.
+    let mut update = host_body("web-renamed", fake.addrs[0]);
+    update.as_object_mut().unwrap().remove("target_type");
+    let (status, envelope) = b.patch(&format!("{CREATE}/{id}"), update).await;
+    assert_eq!(status, 200, "{envelope}");
+    let (_, envelope) = c.get("/api/v1/security/credentials?key_word=RENAMED").await;
+    assert_eq!(envelope["data"]["page"]["total_elements"], 1, "{envelope}");
+    for server in [&a, &b, &c] {
+        let detail = server.validate_stored(id).await;
+        assert_eq!(detail["connection_result"], "SUCCESS", "{detail}");
+    }
+
+    // Deleted on C, gone on A; ids are never handed out twice.
+    let (status, _) = c.delete(&format!("{CREATE}/{id}"), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = a.get(&format!("{CREATE}/{id}")).await;
+    assert_eq!(status, 404);
+    let mut seen = vec![id];
+    for (i, server) in [&a, &b, &c].into_iter().enumerate() {
+        let (status, envelope) = server
+            .post(CREATE, host_body(&format!("n{i}"), fake.addrs[2 + i]))
+            .await;
+        assert_eq!(status, 200, "{envelope}");
+        let new = envelope["data"]["credential_id"].as_u64().unwrap();
+        assert!(!seen.contains(&new), "id {new} handed out twice");
+        seen.push(new);
+    }
+
+    // Every server sees all three, alive, with the same plugins.
+    let (status, envelope) = a.get("/api/v1/cluster").await;
+    assert_eq!(status, 200, "{envelope}");
+    let view = &envelope["data"];
+    assert_eq!(view["store"], "mysql");
+    let servers = view["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3, "{view}");
+    assert!(servers.iter().all(|s| s["alive"] == true), "{view}");
+    assert_eq!(view["plugin_sets_differ"], false);
+
+    // Nothing secret in the database or any log.
+    let dump = db.sql(
+        "SELECT HEX(body), HEX(wrapped) FROM shared.credhost_credentials, shared.credhost_keys",
+    );
+    let secret_hex = hex::encode_upper(fake_ssh::PASSWORD);
+    assert!(
+        !dump.contains(&secret_hex),
+        "a passphrase is in the database in clear"
+    );
+    for server in [&a, &b, &c] {
+        assert!(!server.log_text().contains(fake_ssh::PASSWORD));
+        assert!(!server.log_text().contains(DB_PASSWORD));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_another_kek_refuses_to_start() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "kek", 1, &[]);
+    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("CREDHOST_STORE", &cluster.url)
+        .env("CREDHOST_STORE_PASSWORD", DB_PASSWORD)
+        .env("CREDHOST_KEK", other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("key-encryption key"), "{said}");
+    assert!(!said.contains(DB_PASSWORD), "{said}");
+}
+
+#[test]
+fn the_sdk_alternates_between_servers() {
+    let db = MariaDb::start();
+    let sshd = support::sshd::Sshd::start();
+    let cluster = Cluster::start(&db, "sdk", 3, &[("CREDHOST_PASSWORD", "Sdk-cluster-pw-1")]);
+    let servers: Vec<String> = cluster
+        .servers
+        .iter()
+        .map(|s| s.base.strip_prefix("http://").unwrap().to_string())
+        .collect();
+    let (host, port) = servers[0].rsplit_once(':').unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/drive.py");
+    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "run tests/run, which installs the obshell SDK"
+    );
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .args([
+            host,
+            port,
+            "Sdk-cluster-pw-1",
+            &sshd.addr.port().to_string(),
+            support::sshd::USER,
+            support::sshd::PASSWORD,
+        ])
+        .env("CREDHOST_SERVERS", servers.join(","))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let logs: Vec<String> = cluster.servers.iter().map(|s| s.log_text()).collect();
+    assert!(
+        output.status.success() && stdout.contains("all nine credential methods behaved"),
+        "{stdout}\n{}\n{logs:#?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // No server logged the SSH password.
+    for log in &logs {
+        assert!(!log.contains(support::sshd::PASSWORD));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_accepted_by_one_server_is_refused_by_the_others() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "replay", 2, &[("CREDHOST_PASSWORD", "Replay-pw-77")]);
+    let [a, b] = [0, 1].map(|i| cluster.servers[i].clone());
+    let (_, secret) = a.get("/api/v1/secret").await;
+    let (_, other) = b.get("/api/v1/secret").await;
+    assert_eq!(
+        secret["data"]["public_key"], other["data"]["public_key"],
+        "one RSA key for the cluster"
+    );
+    let to_a = credhost::client::Client::connect(&a.base, "Replay-pw-77")
+        .await
+        .unwrap();
+    let to_b = credhost::client::Client::connect(&b.base, "Replay-pw-77")
+        .await
+        .unwrap();
+    let target = "/api/v1/security/credentials";
+    let sealed = to_a.seal(&to_a.claims(target), None);
+    let (status, envelope) = to_a
+        .send(reqwest::Method::GET, target, &sealed)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{envelope}");
+    let (status, envelope) = to_b
+        .send(reqwest::Method::GET, target, &sealed)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{envelope}");
+    assert_eq!(err_code(&envelope), "Security.Authentication.Replayed");
+    // A fresh header is welcome on either.
+    let (status, _) = to_b.call(reqwest::Method::GET, target, None).await.unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_with_writers_elsewhere_and_the_rewrapper_killed() {
+    const ROWS: u32 = 2500;
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "rotate", 3, &[]);
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(54_000, ROWS + 400)).await;
+    let ids = populate(
+        &cluster.servers[0],
+        &fake.addrs[..ROWS as usize],
+        "bulk",
+        16,
+    )
+    .await;
+
+    // Writers on B and C while A rotates.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for (w, server) in cluster.servers[1..].iter().enumerate() {
+        let (server, stop, written) = (server.clone(), stop.clone(), written.clone());
+        let addrs: Vec<_> = fake.addrs[ROWS as usize + w * 200..][..200].to_vec();
+        writers.push(tokio::spawn(async move {
+            for (i, addr) in addrs.into_iter().enumerate() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (status, envelope) = server
+                    .post(CREATE, host_body(&format!("w{w}-{i}"), addr))
+                    .await;
+                assert_eq!(status, 200, "{envelope}");
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let (status, envelope) = cluster.servers[0]
+        .post("/api/v1/security/keys/rotate", json!({}))
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let new_key = envelope["data"]["key_id"].clone();
+
+    // Kill A while it rewraps; B or C takes the lease over and finishes.
+    // Progress shows on B while A rewraps.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let at_kill = loop {
+        let (_, envelope) = cluster.servers[1].get("/api/v1/security/encryption").await;
+        let rewrap = envelope["data"]["rewrap"].clone();
+        if rewrap["done"].as_u64().unwrap_or(0) > 0 {
+            cluster.servers[0].kill_now();
+            break rewrap;
+        }
+        assert!(Instant::now() < deadline, "{envelope}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(at_kill["state"], "running", "{at_kill}");
+    assert!(at_kill["remaining"].as_u64().unwrap() > 0, "{at_kill}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let survivor = &cluster.servers[1];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (_, envelope) = survivor.get("/api/v1/security/encryption").await;
+        let data = envelope["data"].clone();
+        let under_new: u64 = data["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["id"] == new_key)
+            .map(|k| k["rows"].as_u64().unwrap())
+            .sum();
+        let all: u64 = data["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["rows"].as_u64().unwrap())
+            .sum();
+        if data["rewrap"]["state"] == "idle" && under_new == all {
+            break data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rewrap was not finished: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["current_key_id"], new_key, "{status}");
+    // Every row opens, on every surviving server.
+    for server in &cluster.servers[1..] {
+        server.every_row_opens(&ids).await;
+    }
+    assert!(written.load(Ordering::SeqCst) > 0);
+    assert!(
+        cluster.servers[1..]
+            .iter()
+            .any(|s| s.log_text().contains("took the rewrap lease")),
+        "no survivor took the rewrap over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_restarts_under_load() {
+    let mut db = MariaDb::start();
+    let cluster = Cluster::start(&db, "restart", 1, &[]);
+    let server = cluster.servers[0].clone();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(58_000, 400)).await;
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for (i, addr) in fake.addrs.iter().enumerate() {
+        if i == 40 {
+            db.kill();
+        }
+        if i == 80 {
+            db.start_again();
+        }
+        let (status, envelope) = server
+            .post(CREATE, host_body(&format!("r{i}"), *addr))
+            .await;
+        match status {
+            200 => acknowledged.push(envelope["data"]["credential_id"].as_u64().unwrap()),
+            503 => {
+                // A clean refusal in the envelope, naming no secret.
+                assert!(err_code(&envelope).starts_with("Common."), "{envelope}");
+                assert!(!envelope.to_string().contains(DB_PASSWORD));
+                refused += 1;
+            }
+            other => panic!("{other}: {envelope}"),
+        }
+        if i >= 80 && acknowledged.len() >= 60 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no request saw the database down");
+    // After it came back: requests succeed, and nothing acknowledged is lost.
+    for id in &acknowledged {
+        let (status, envelope) = server.get(&format!("{CREATE}/{id}")).await;
+        assert_eq!(status, 200, "{envelope}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_set_moves_between_stores_and_the_schema_migrates() {
+    let db = MariaDb::start();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(60_000, 30)).await;
+    // A set of 30 on the embedded store, one of them rotated to a second key.
+    let mut embedded = Server::start(Options::default());
+    let ids = populate(&embedded, &fake.addrs, "moved", 8).await;
+    let (status, _) = embedded
+        .post("/api/v1/security/keys/rotate", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    support::server::rewrap_settled(&embedded).await;
+    embedded.stop();
+
+    // A database at the previous schema version, migrated by hand.
+    let url = db.database("moved", "moved", DB_PASSWORD);
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(args)
+            .env("CREDHOST_STORE_PASSWORD", DB_PASSWORD)
+            .env(
+                "CREDHOST_KEK",
+                base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+            )
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["store", "migrate", &url, "--to", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        db.sql("SELECT MAX(version) FROM moved.credhost_migrations")
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        db.sql("SHOW TABLES FROM moved LIKE 'credhost_replay'")
+            .trim(),
+        ""
+    );
+
+    // Copied in (which migrates to the latest), counted, every row opened.
+    let from = format!("redb:{}", embedded.data_dir().display());
+    let out = cli(&["store", "copy", "--from", &from, "--to", &url]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("copied 30 credentials") && said.contains("every row opens"),
+        "{said}"
+    );
+    assert_eq!(
+        db.sql("SELECT MAX(version) FROM moved.credhost_migrations")
+            .trim(),
+        "2"
+    );
+    // A second copy into the same database is refused: it is not empty.
+    let out = cli(&["store", "copy", "--from", &from, "--to", &url]);
+    assert!(!out.status.success());
+
+    // A server on the database opens every row.
+    let server = Server::start(Options {
+        envs: vec![
+            ("CREDHOST_STORE".into(), url.clone()),
+            ("CREDHOST_STORE_PASSWORD".into(), DB_PASSWORD.into()),
+            (
+                "CREDHOST_KEK".into(),
+                base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+            ),
+        ],
+        ..Default::default()
+    });
+    server.every_row_opens(&ids).await;
+    drop(server);
+
+    // And back out to a fresh embedded directory.
+    let back = tempfile::tempdir().unwrap();
+    let to = format!("redb:{}", back.path().join("data").display());
+    let out = cli(&["store", "copy", "--from", &url, "--to", &to]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("copied 30 credentials"), "{said}");
+}
+
+/// Someone who can write to the database but has no key-encryption key (an
+/// administrator, another application, a man in the middle) changes rows:
+/// nothing they wrote is believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_changed_in_the_database_are_refused() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "tamper", 1, &[]);
+    let server = cluster.servers[0].clone();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(62_000, 2)).await;
+    let (_, web) = server.post(CREATE, host_body("web", fake.addrs[0])).await;
+    let (_, other) = server.post(CREATE, host_body("other", fake.addrs[1])).await;
+    let web = web["data"]["credential_id"].as_u64().unwrap();
+    let other = other["data"]["credential_id"].as_u64().unwrap();
+    let token = server.token("reader", "read");
+    let (status, _) = server
+        .call_as(
+            &token,
+            reqwest::Method::GET,
+            "/api/v1/security/credentials",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Web's row now holds other's body (its targets, its secret); the
+    // token's scope is raised to admin.
+    let body = db.sql(&format!(
+        "SELECT HEX(body) FROM tamper.credhost_credentials WHERE id = {other}"
+    ));
+    db.sql(&format!(
+        "UPDATE tamper.credhost_credentials SET body = UNHEX('{}') WHERE id = {web}",
+        body.trim()
+    ));
+    db.sql(
+        "UPDATE tamper.credhost_tokens SET doc = REPLACE(doc, '\"scope\":\"read\"', '\"scope\":\"admin\"')",
+    );
+
+    let (status, envelope) = server.get(&format!("{CREATE}/{web}")).await;
+    assert_ne!(status, 200, "a moved row was served: {envelope}");
+    assert!(!envelope.to_string().contains(fake_ssh::PASSWORD));
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            json!({ "credential_id_list": [web] }),
+        )
+        .await;
+    let verdict = envelope["data"]["contents"][0]["details"][0]["connection_result"].clone();
+    assert!(status != 200 || verdict != "SUCCESS", "{envelope}");
+    // The untouched row still opens.
+    server.every_row_opens(&[other]).await;
+
+    // A server that reads the tokens afresh grants the changed one nothing.
+    let fresh = Server::start(options(&cluster.url, &cluster.kek, &[]));
+    let (status, envelope) = fresh
+        .call_as(&token, reqwest::Method::GET, "/api/v1/tokens", None)
+        .await;
+    assert_eq!(status, 401, "{envelope}");
+}
+
+/// One server has the OB verifier, the other has not: the cluster view says
+/// so, and the other answers UNSUPPORTED for an OB credential, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_with_different_plugins_are_flagged() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "mixed", 1, &[]);
+    let plain = cluster.servers[0].clone();
+    let plugins = support::plugin_dir(&["ob_verifier"]);
+    let mut with_ob = options(&cluster.url, &cluster.kek, &[]);
+    with_ob.args = vec!["--plugin-dir".into(), plugins.path().display().to_string()];
+    let with_ob = Server::start(with_ob);
+
+    let (status, envelope) = with_ob
+        .post(
+            CREATE,
+            json!({ "target_type": "OB", "name": "ob", "ob_credential_property": {
+                "targets": [{ "ip": "127.0.0.1", "port": db.addr.port() }],
+                "username": support::mariadb::USER,
+                "passphrase": support::mariadb::PASSWORD } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let id = envelope["data"]["credential_id"].as_u64().unwrap();
+    let detail = plain.validate_stored(id).await;
+    assert_eq!(detail["reason"], "UNSUPPORTED", "{detail}");
+    let detail = with_ob.validate_stored(id).await;
+    assert_eq!(detail["connection_result"], "SUCCESS", "{detail}");
+
+    // Both heartbeats are in within a few of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let (status, envelope) = plain.get("/api/v1/cluster").await;
+        assert_eq!(status, 200, "{envelope}");
+        let view = envelope["data"].clone();
+        if view["servers"].as_array().unwrap().len() == 2 {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["plugin_sets_differ"], true, "{view}");
+    let servers = view["servers"].as_array().unwrap();
+    assert!(
+        servers.iter().any(|s| s["plugins_differ"] == true),
+        "{view}"
+    );
+    assert!(
+        servers
+            .iter()
+            .any(|s| s["plugins"]["verifiers"].to_string().contains("\"OB\"")),
+        "{view}"
+    );
+}

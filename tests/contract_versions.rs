@@ -1,0 +1,234 @@
+//! Contract versions against the real binary: a committed 0.1 verifier and
+//! a 0.1 policy (built when 0.1 was current) work beside 0.2 plugins; a
+//! component of a version the host does not speak is refused by name; and
+//! the host holds 0.2 plugins to the contract's promises and fans their
+//! targets out itself.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code, message};
+use support::sshd::{self, Sshd};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn built(name: &str) -> std::path::PathBuf {
+    credhost::plugins::embedded::build_dir().join(name)
+}
+
+fn plugin_dir(files: &[std::path::PathBuf]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        std::fs::copy(file, dir.path().join(file.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn with_plugins(dir: &Path) -> Options {
+    Options {
+        args: vec!["--plugin-dir".into(), dir.display().to_string()],
+        ..Default::default()
+    }
+}
+
+fn plugin<'a>(plugins: &'a Value, name: &str) -> &'a Value {
+    let plugins = if plugins.get("data").is_some() {
+        &plugins["data"]
+    } else {
+        plugins
+    };
+    plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not loaded: {plugins}"))
+}
+
+fn host_body(name: &str, sshd: &Sshd, passphrase: &str) -> Value {
+    json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
+        "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+        "username": sshd::USER, "type": "PASSWORD", "passphrase": passphrase } })
+}
+
+#[tokio::test]
+async fn a_0_1_verifier_works_beside_0_2_plugins() {
+    let sshd = Sshd::start();
+    let dir = plugin_dir(&[fixture("ssh-verifier-0.1.wasm"), built("ob_verifier.wasm")]);
+    let server = Server::start(with_plugins(dir.path()));
+    let (_, plugins) = server.get("/api/v1/plugins").await;
+    let host = plugin(&plugins, "ssh-verifier");
+    assert_eq!(host["wit"], "credhost:plugin@0.1.0", "{plugins}");
+    assert_eq!(host["version"], "0.1.0");
+    assert_eq!(
+        plugin(&plugins, "ob-verifier")["wit"],
+        "credhost:plugin@0.2.0"
+    );
+    assert_eq!(
+        plugin(&plugins, "aes-256-gcm")["wit"],
+        "credhost:plugin@0.2.0"
+    );
+
+    // HOST through the 0.1 plugin, against a real sshd.
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            host_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let (_, validated) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            json!({ "credential_id_list": [id] }),
+        )
+        .await;
+    let detail = &validated["data"]["contents"][0]["details"][0];
+    assert_eq!(detail["connection_result"], "SUCCESS", "{validated}");
+    let other = Sshd::start_on("127.0.0.2");
+    let mut wrong = host_body("bad", &other, "wrong");
+    wrong["ssh_credential_property"]["targets"][0]["ip"] = "127.0.0.2".into();
+    let (status, refused) = server.post("/api/v1/security/credential", wrong).await;
+    assert_eq!(status, 400, "{refused}");
+    // A 0.1 plugin names no code of its own: the generic one.
+    assert_eq!(err_code(&refused), "Credential.ValidationFailed");
+
+    // OB through the 0.2 plugin: two targets, fanned out by the host, each
+    // with its own verdict in order.
+    let closed = [support::closed_port(), support::closed_port()];
+    let (status, ob) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            json!({ "target_type": "OB", "ob_credential_property": {
+                "targets": [{ "ip": "127.0.0.1", "port": closed[0] },
+                            { "ip": "127.0.0.1", "port": closed[1] }],
+                "username": "root", "passphrase": "p" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{ob}");
+    let details = ob["data"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 2);
+    for (detail, port) in details.iter().zip(closed) {
+        assert_eq!(detail["target"]["port"], port);
+        assert_eq!(detail["reason"], "REFUSED", "{ob}");
+        assert_eq!(detail["connection_result"], "CONNECT_FAILED");
+    }
+}
+
+#[tokio::test]
+async fn a_0_1_policy_opens_what_the_0_2_one_sealed() {
+    let sshd = Sshd::start();
+    let dir = plugin_dir(&[]);
+    let server = Server::start(with_plugins(dir.path()));
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            host_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    // The 0.1 build of the same policy replaces the embedded 0.2 one.
+    std::fs::copy(
+        fixture("aes-gcm-policy-0.1.wasm"),
+        dir.path().join("aes-gcm-policy-0.1.wasm"),
+    )
+    .unwrap();
+    let (status, reloaded) = server.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(
+        plugin(&reloaded, "aes-256-gcm")["wit"],
+        "credhost:plugin@0.1.0"
+    );
+    let (_, validated) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            json!({ "credential_id_list": [id] }),
+        )
+        .await;
+    assert_eq!(
+        validated["data"]["contents"][0]["details"][0]["connection_result"], "SUCCESS",
+        "{validated}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_version_is_refused_by_name() {
+    let future = built("future_verifier.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["plugin", "check"])
+        .arg(&future)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("credhost:plugin/verification@0.3.0") && said.contains("0.1 and 0.2"),
+        "{said}"
+    );
+    // In a plugin directory: listed as a failure, the rest loads.
+    let dir = plugin_dir(&[future]);
+    let server = Server::start(with_plugins(dir.path()));
+    let (_, plugins) = server.get("/api/v1/plugins").await;
+    let failures = plugins["data"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{plugins}");
+    assert!(
+        failures[0]["error"].as_str().unwrap().contains("0.3"),
+        "{plugins}"
+    );
+    assert!(plugin(&plugins, "ssh-verifier")["wit"] == "credhost:plugin@0.2.0");
+}
+
+#[tokio::test]
+async fn broken_promises_are_contract_errors_and_targets_fan_out() {
+    let dir = plugin_dir(&[built("contract_breaker.wasm")]);
+    let server = Server::start(with_plugins(dir.path()));
+    let validate =
+        |mode: &str| json!({ "target_type": "BREAKER", "breaker_property": { "mode": mode } });
+    for (mode, said) in [
+        ("array-public", "not a JSON object"),
+        ("keep", "keep for the secret"),
+        ("no-targets", "no targets"),
+        ("bad-ip", "not an IP"),
+    ] {
+        let (status, envelope) = server
+            .post("/api/v1/security/credential/validate", validate(mode))
+            .await;
+        assert_eq!(status, 500, "{mode}: {envelope}");
+        assert_eq!(err_code(&envelope), "Plugin.Failed");
+        assert!(
+            message(&envelope).contains("broke the contract") && message(&envelope).contains(said),
+            "{mode}: {envelope}"
+        );
+    }
+    // Well behaved: one verdict per target, the connection result derived
+    // by the host from the reason.
+    let (status, envelope) = server
+        .post("/api/v1/security/credential/validate", validate("fine"))
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let details = &envelope["data"]["details"];
+    assert_eq!(details[0]["reason"], "OK");
+    assert_eq!(details[0]["connection_result"], "SUCCESS");
+    assert_eq!(details[1]["reason"], "REFUSED");
+    assert_eq!(details[1]["connection_result"], "CONNECT_FAILED");
+    assert_eq!(details[1]["message"], "port 2 says no");
+    // A failed create is answered with the verifier's own code.
+    let mut create = validate("fine");
+    create["name"] = "b".into();
+    let (status, envelope) = server.post("/api/v1/security/credential", create).await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Credential.Breaker.ValidationFailed");
+    assert!(
+        message(&envelope).starts_with("breaker validation failed: 127.0.0.2:2 REFUSED"),
+        "{envelope}"
+    );
+}

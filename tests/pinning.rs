@@ -1,0 +1,149 @@
+//! SSH host-key pinning against a real sshd: the key a secret was proven
+//! against is recorded, a stored secret is never sent to a server
+//! presenting another, updating with the passphrase re-pins, and keys from
+//! the operator's known_hosts hold even on first contact.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code, message};
+use support::sshd::{self, Sshd};
+
+fn create_body(name: &str, sshd: &Sshd, passphrase: &str) -> Value {
+    json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
+        "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+        "username": sshd::USER, "type": "PASSWORD", "passphrase": passphrase } })
+}
+
+fn password_attempts(sshd: &Sshd) -> usize {
+    sshd.log()
+        .lines()
+        .filter(|l| l.contains("password for"))
+        .count()
+}
+
+#[tokio::test]
+async fn stored_secrets_go_only_to_the_pinned_host_key() {
+    let mut sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let first = sshd.fingerprint();
+    let pins = &created["data"]["ssh_secret"]["host_keys"];
+    assert_eq!(pins[0]["fingerprint"], first.as_str(), "{created}");
+    assert_eq!(pins[0]["key_type"], "ssh-ed25519");
+    assert_eq!(pins[0]["port"], sshd.addr.port());
+    let (_, got) = server
+        .get(&format!("/api/v1/security/credential/{id}"))
+        .await;
+    assert_eq!(got["data"]["ssh_secret"]["host_keys"], *pins);
+    assert!(!got.to_string().contains(sshd::PASSWORD));
+    assert_eq!(
+        server.validate_stored(id).await["connection_result"],
+        "SUCCESS"
+    );
+
+    // The host is replaced behind the same address.
+    sshd.replace_host_key();
+    let second = sshd.fingerprint();
+    assert_ne!(first, second);
+    let attempts = password_attempts(&sshd);
+    let detail = server.validate_stored(id).await;
+    assert_eq!(detail["connection_result"], "CONNECT_FAILED", "{detail}");
+    assert_eq!(detail["reason"], "HOST_KEY_MISMATCH", "{detail}");
+    let said = detail["message"].as_str().unwrap();
+    assert!(said.contains(&first) && said.contains(&second), "{said}");
+    // An update keeping the stored passphrase is refused the same way.
+    let keep = create_body("web", &sshd, "");
+    let (status, envelope) = server
+        .patch(&format!("/api/v1/security/credential/{id}"), keep)
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(
+        message(&envelope).contains("HOST_KEY_MISMATCH"),
+        "{envelope}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        password_attempts(&sshd),
+        attempts,
+        "a password reached the new host: {}",
+        sshd.log()
+    );
+
+    // Re-pinning: the operator updates with the passphrase.
+    let (status, envelope) = server
+        .patch(
+            &format!("/api/v1/security/credential/{id}"),
+            create_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(
+        envelope["data"]["ssh_secret"]["host_keys"][0]["fingerprint"],
+        second.as_str()
+    );
+    assert_eq!(
+        server.validate_stored(id).await["connection_result"],
+        "SUCCESS"
+    );
+    // The log does show password attempts when they happen.
+    assert!(password_attempts(&sshd) > attempts, "{}", sshd.log());
+}
+
+/// A server whose `known_hosts` names `key_of`'s host key for `sshd`'s
+/// address.
+fn server_knowing(sshd: &Sshd, key_of: &Sshd, dir: &std::path::Path) -> Server {
+    let line = key_of.host_key_line();
+    let mut parts = line.split_whitespace();
+    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let known = dir.join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {kind} {blob}\n", sshd.addr.port()),
+    )
+    .unwrap();
+    Server::start(Options {
+        config: Some(format!("[ssh]\nknown_hosts = \"{}\"\n", known.display())),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn known_hosts_pins_hold_on_first_contact() {
+    let sshd = Sshd::start();
+    let other = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's file names the other server's key for this address.
+    let server = server_knowing(&sshd, &other, dir.path());
+    let attempts = password_attempts(&sshd);
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Credential.SSH.ValidationFailed");
+    assert!(
+        message(&envelope).contains("HOST_KEY_MISMATCH"),
+        "{envelope}"
+    );
+    assert_eq!(password_attempts(&sshd), attempts);
+
+    // With the right key in the file, the same create succeeds.
+    let server = server_knowing(&sshd, &sshd, dir.path());
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body("web", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+}

@@ -1,0 +1,165 @@
+//! HOST credentials of type `PUBLIC_KEY` against a real sshd with
+//! `authorized_keys`: ed25519, ECDSA and RSA keys (OpenSSH and PEM), an
+//! encrypted key with its right and a wrong passphrase, a key the server
+//! does not know. The key is sealed like a password and never shown: the
+//! public part has its type and SHA256 fingerprint only.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::server::{Options, Server, err_code, message};
+use support::sshd::{self, ClientKey, Sshd};
+
+fn key_body(name: &str, sshd: &Sshd, key: &str, passphrase: &str) -> Value {
+    json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
+        "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+        "username": sshd::USER, "type": "PUBLIC_KEY",
+        "private_key": key, "passphrase": passphrase } })
+}
+
+#[tokio::test]
+async fn key_logins_prove_and_the_key_is_never_shown() {
+    let ed25519 = ClientKey::generate("ed25519", "", false);
+    let ecdsa = ClientKey::generate("ecdsa", "", false);
+    let rsa_pem = ClientKey::generate("rsa", "", true);
+    let encrypted = ClientKey::generate("ed25519", "key-pass-77", false);
+    let stranger = ClientKey::generate("ed25519", "", false);
+    let sshd = Sshd::start_with_keys(&[
+        ed25519.public_line.clone(),
+        ecdsa.public_line.clone(),
+        rsa_pem.public_line.clone(),
+        encrypted.public_line.clone(),
+    ]);
+    let server = Server::start(Options::default());
+
+    let mut ids = Vec::new();
+    for (i, (key, passphrase, kind)) in [
+        (&ed25519, "", "ssh-ed25519"),
+        (&ecdsa, "", "ecdsa-sha2-nistp256"),
+        (&rsa_pem, "", "ssh-rsa"),
+        (&encrypted, "key-pass-77", "ssh-ed25519"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, created) = server
+            .post(
+                "/api/v1/security/credential",
+                key_body(&format!("k{i}"), &sshd, &key.private, passphrase),
+            )
+            .await;
+        assert_eq!(status, 200, "{kind}: {created}");
+        let public = &created["data"]["ssh_secret"];
+        assert_eq!(public["type"], "PUBLIC_KEY");
+        assert_eq!(public["key_type"], kind);
+        assert_eq!(public["key_fingerprint"], key.fingerprint.as_str());
+        assert!(public.get("private_key").is_none() && public.get("passphrase").is_none());
+        ids.push(created["data"]["credential_id"].as_u64().unwrap());
+        // The uniqueness of (type, ip) allows one credential per host: the
+        // next key gets its own name but the host must be free again.
+        let (status, _) = server
+            .delete(&format!("/api/v1/security/credential/{}", ids[i]), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    // A key the server does not know: refused by the server, nothing stored.
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            key_body("stranger", &sshd, &stranger.private, ""),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Credential.SSH.ValidationFailed");
+    assert!(message(&envelope).contains("AUTH_FAILED"), "{envelope}");
+
+    // An encrypted key: a wrong passphrase, or none, is refused at once.
+    for passphrase in ["wrong", ""] {
+        let (status, envelope) = server
+            .post(
+                "/api/v1/security/credential",
+                key_body("locked", &sshd, &encrypted.private, passphrase),
+            )
+            .await;
+        assert_eq!(status, 400, "{envelope}");
+        assert_eq!(err_code(&envelope), "Common.IllegalArgument");
+        assert!(
+            message(&envelope).contains("private key cannot be read"),
+            "{envelope}"
+        );
+    }
+    // Garbage instead of a key.
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            key_body("junk", &sshd, "not a key", ""),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+
+    // Stored: it validates, an update without the key keeps it (and its
+    // fingerprint), and the key is nowhere in the answers or the database.
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            key_body("kept", &sshd, &encrypted.private, "key-pass-77"),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    assert_eq!(
+        server.validate_stored(id).await["connection_result"],
+        "SUCCESS"
+    );
+    let mut keep = key_body("kept-renamed", &sshd, "", "");
+    keep["description"] = "the key stays".into();
+    let (status, updated) = server
+        .patch(&format!("/api/v1/security/credential/{id}"), keep)
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["data"]["ssh_secret"]["key_fingerprint"],
+        encrypted.fingerprint.as_str()
+    );
+    assert_eq!(
+        server.validate_stored(id).await["connection_result"],
+        "SUCCESS"
+    );
+    let (_, got) = server
+        .get(&format!("/api/v1/security/credential/{id}"))
+        .await;
+    let text = got.to_string();
+    let body_line = encrypted.private.lines().nth(1).unwrap();
+    assert!(!text.contains(body_line) && !text.contains("key-pass-77"));
+    let database = std::fs::read(server.data_dir().join("credhost.redb")).unwrap();
+    for secret in [body_line, "key-pass-77"] {
+        assert!(
+            !database
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "{secret:?} is in the database in clear"
+        );
+    }
+    // Switching to a password needs the password.
+    let mut switch = key_body("kept-renamed", &sshd, "", "");
+    switch["ssh_credential_property"]["type"] = "PASSWORD".into();
+    let (status, envelope) = server
+        .patch(&format!("/api/v1/security/credential/{id}"), switch)
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    // PASSWORD stays as obshell has it beside keys.
+    let (status, password) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            json!({ "target_type": "HOST", "ssh_credential_property": {
+                "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+                "username": sshd::USER, "type": "PASSWORD", "passphrase": sshd::PASSWORD } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{password}");
+    assert_eq!(
+        password["data"]["details"][0]["connection_result"],
+        "SUCCESS"
+    );
+}

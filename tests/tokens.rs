@@ -1,0 +1,327 @@
+//! API tokens against the real binary: the first one made on the server's
+//! machine with or without the server running, each scope allowed exactly
+//! its routes, revocation and expiry at once, no token where it does not
+//! belong, guessing slowed down, and tokens refused over plain HTTP from
+//! beyond loopback (a client in a network namespace of the test's own).
+
+mod support;
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::netns::Netns;
+use support::server::{Options, Server, err_code};
+
+fn forbidden(envelope: &Value) {
+    assert_eq!(
+        err_code(envelope),
+        "Security.Token.InsufficientScope",
+        "{envelope}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_token_is_made_on_the_machine_with_or_without_the_server() {
+    let mut server = Server::start(Options::default());
+    // Running: over its socket in the data directory.
+    let online = server.token("online", "admin");
+    assert!(online.starts_with("credhost_"), "{online}");
+    let (status, me) = server
+        .call_as(&online, Method::GET, "/api/v1/tokens/self", None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["token"]["created_by"], "local");
+    // Stopped (kill -9 leaves its socket behind): straight into its database.
+    server.stop();
+    let offline = server.token("offline", "read");
+    server.restart();
+    for token in [&online, &offline] {
+        let (status, me) = server
+            .call_as(token, Method::GET, "/api/v1/tokens/self", None)
+            .await;
+        assert_eq!(status, 200, "{me}");
+    }
+    let (_, list) = server
+        .call_as(&online, Method::GET, "/api/v1/tokens", None)
+        .await;
+    let names: Vec<&str> = list["data"]["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["online", "offline"]);
+    // Neither token's secret is in any answer, file or log line.
+    let secret_of = |t: &str| t.rsplit('_').next().unwrap().to_string();
+    for token in [&online, &offline] {
+        let secret = secret_of(token);
+        assert!(!list.to_string().contains(&secret));
+        for file in ["credhost.redb", "audit.log"] {
+            let bytes = std::fs::read(server.data_dir().join(file)).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the token's secret is in {file}"
+            );
+        }
+        assert!(!server.log_text().contains(&secret));
+    }
+}
+
+#[tokio::test]
+async fn each_scope_does_only_what_it_must() {
+    let server = Server::start(Options::default());
+    let closed = support::closed_port();
+    let unstored = json!({ "target_type": "HOST", "ssh_credential_property": {
+        "targets": [{ "ip": "127.0.0.1", "port": closed }],
+        "username": "u", "type": "PASSWORD", "passphrase": "p" } });
+    let mut create = unstored.clone();
+    create["name"] = "c".into();
+    // A write that gets past the scope check answers the service's 400.
+    let requests: Vec<(Method, &str, Option<Value>, &str)> = vec![
+        (Method::GET, "/api/v1/security/credentials", None, "read"),
+        (Method::GET, "/api/v1/security/encryption", None, "read"),
+        (Method::GET, "/api/v1/plugins", None, "read"),
+        (Method::GET, "/metrics", None, "read"),
+        (
+            Method::POST,
+            "/api/v1/security/credential/validate",
+            Some(unstored.clone()),
+            "validate",
+        ),
+        (
+            Method::POST,
+            "/api/v1/security/credentials/validate",
+            Some(json!({ "credential_id_list": [] })),
+            "validate",
+        ),
+        (
+            Method::POST,
+            "/api/v1/security/credential",
+            Some(create),
+            "write",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/security/credentials",
+            Some(json!({ "credential_id_list": [1] })),
+            "write",
+        ),
+        (Method::POST, "/api/v1/security/keys/rotate", None, "admin"),
+        (Method::GET, "/api/v1/tokens", None, "admin"),
+        (Method::GET, "/api/v1/audit", None, "admin"),
+        (Method::POST, "/api/v1/plugins/reload", None, "admin"),
+    ];
+    let order = ["read", "validate", "write", "admin"];
+    for (rank, scope) in order.iter().enumerate() {
+        let token = server.token(&format!("t-{scope}"), scope);
+        for (method, path, body, needs) in &requests {
+            let allowed = order.iter().position(|s| s == needs).unwrap() <= rank;
+            let (status, envelope) = server
+                .call_as(&token, method.clone(), path, body.clone())
+                .await;
+            if allowed {
+                assert_ne!(status, 403, "{scope} {method} {path}: {envelope}");
+                assert_ne!(status, 401, "{scope} {method} {path}: {envelope}");
+            } else {
+                assert_eq!(status, 403, "{scope} {method} {path}: {envelope}");
+                forbidden(&envelope);
+            }
+        }
+    }
+    // A token cannot make a stronger one, and nobody can make one without a name.
+    let writer = server.token("writer", "write");
+    let (status, envelope) = server
+        .call_as(
+            &writer,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "x", "scope": "admin" })),
+        )
+        .await;
+    assert_eq!(status, 403, "{envelope}");
+    let admin = server.token("admin2", "admin");
+    let (status, envelope) = server
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "", "scope": "read" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+}
+
+#[tokio::test]
+async fn revocation_and_expiry_hold_at_once() {
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    let (status, made) = server
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "ci", "scopes": ["read", "validate"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["data"]["scope"], "validate");
+    let ci = made["data"]["token"].as_str().unwrap().to_string();
+    let id = made["data"]["id"].as_str().unwrap().to_string();
+    let read = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .call_as(&token, Method::GET, "/api/v1/security/credentials", None)
+                .await
+        }
+    };
+    assert_eq!(read(ci.clone()).await.0, 200);
+    let (status, revoked) = server
+        .call_as(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["data"]["state"], "revoked");
+    let (status, envelope) = read(ci).await;
+    assert_eq!(status, 401, "{envelope}");
+    assert_eq!(err_code(&envelope), "Security.Authentication.Token.Invalid");
+
+    let (_, short) = server
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "short", "scope": "read", "ttl_secs": 1 })),
+        )
+        .await;
+    let short = short["data"]["token"].as_str().unwrap().to_string();
+    assert_eq!(read(short.clone()).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, envelope) = read(short).await;
+    assert_eq!(status, 401, "{envelope}");
+    // An unknown token, and a real one with a flipped character, get the
+    // same answer.
+    let mut forged = admin.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let (status, a) = read(String::from_utf8(forged).unwrap()).await;
+    let (_, b) = read("credhost_0000000000000000_".to_string() + &"A".repeat(43)).await;
+    assert_eq!(status, 401);
+    assert_eq!(a["error"], b["error"]);
+}
+
+#[tokio::test]
+async fn guessing_tokens_is_slowed_down() {
+    let server = Server::start(Options::default());
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let guess = format!("credhost_{i:016x}_{}", "x".repeat(43));
+        statuses.push(
+            server
+                .call_as(&guess, Method::GET, "/api/v1/security/credentials", None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses[0], 401);
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+fn curl_in(ns: &Netns, token: &str, url: &str, extra: &[&str]) -> Value {
+    let out = ns
+        .command("curl")
+        .args(["-s", "-m", "10", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("curl: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn tokens_cross_the_network_only_over_tls() {
+    let ns = Netns::create();
+    let listen = format!("{}:0", ns.host_ip);
+    let plain = Server::start(Options {
+        listen: Some(listen.clone()),
+        args: vec!["--allow-remote-without-password".into()],
+        ..Default::default()
+    });
+    let token = plain.token("remote", "read");
+    let url = format!("{}/api/v1/security/credentials", plain.base);
+    let answer = curl_in(&ns, &token, &url, &[]);
+    assert_eq!(answer["status"], 403, "{answer}");
+    assert_eq!(
+        answer["error"]["errCode"],
+        "Security.Authentication.Token.InsecureTransport"
+    );
+    let audit = std::fs::read_to_string(plain.data_dir().join("audit.log")).unwrap();
+    assert!(
+        audit.contains(&format!("\"client\":\"{}\"", ns.ns_ip)),
+        "the refusal is audited with the client's address"
+    );
+    drop(plain);
+
+    // The operator accepted the risk: then it works.
+    let open = Server::start(Options {
+        listen: Some(listen.clone()),
+        args: vec![
+            "--allow-remote-without-password".into(),
+            "--allow-tokens-over-plain-http".into(),
+        ],
+        ..Default::default()
+    });
+    let token = open.token("remote", "read");
+    let answer = curl_in(
+        &ns,
+        &token,
+        &format!("{}/api/v1/security/credentials", open.base),
+        &[],
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    drop(open);
+
+    // Over TLS it works without that flag.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={}", ns.host_ip)])
+        .args(["-addext", &format!("subjectAltName=IP:{}", ns.host_ip)])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tls = Server::start(Options {
+        listen: Some(listen),
+        args: vec![
+            "--allow-remote-without-password".into(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ],
+        ..Default::default()
+    });
+    let token = tls.token("remote", "read");
+    let answer = curl_in(
+        &ns,
+        &token,
+        &format!("{}/api/v1/security/credentials", tls.base),
+        &["--cacert", &cert.display().to_string()],
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+}
