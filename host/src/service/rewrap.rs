@@ -131,6 +131,16 @@ impl Service {
         if self.rewrap.running.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Running from now, not from when the thread gets going: whoever
+        // started it and then asks must not read the last run's outcome.
+        let before = self.rewrap_status();
+        self.rewrap.update(|s| {
+            s.state = RewrapState::Running;
+            s.done = 0;
+            s.error = None;
+            s.started = Some(clock::format_us(clock::now_us()));
+            s.finished = None;
+        });
         let service = self.clone();
         // Its own thread, at a lower priority, with a runtime of its own:
         // requests keep the CPUs first and the rewrap takes what is left.
@@ -142,15 +152,21 @@ impl Service {
                     .enable_all()
                     .build()
                     .expect("a runtime for the rewrap");
-                runtime.block_on(service.rewrap_run());
+                runtime.block_on(service.rewrap_run(before));
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the rewrap thread: {e}");
+            self.rewrap.update(|s| {
+                s.state = RewrapState::Failed;
+                s.error = Some(format!("cannot start the rewrap thread: {e}"));
+            });
             self.rewrap.running.store(false, Ordering::SeqCst);
         }
     }
 
-    async fn rewrap_run(self: Arc<Self>) {
+    /// `before`: the status before this run was asked for, shown again if
+    /// another server holds the lease and this one does not run.
+    async fn rewrap_run(self: Arc<Self>, before: RewrapStatus) {
         let service = self;
         // In a cluster one server rewraps: the holder of the lease.
         if let Some(cluster) = &service.cluster {
@@ -163,6 +179,7 @@ impl Service {
                 if let Err(e) = held {
                     tracing::warn!("cannot take the rewrap lease: {e}");
                 }
+                service.rewrap.update(|s| *s = before);
                 service.rewrap.running.store(false, Ordering::SeqCst);
                 service.rewrap.ended.send_modify(|n| *n += 1);
                 return;
@@ -171,13 +188,6 @@ impl Service {
         }
         {
             let started = Instant::now();
-            service.rewrap.update(|s| {
-                s.state = RewrapState::Running;
-                s.done = 0;
-                s.error = None;
-                s.started = Some(clock::format_us(clock::now_us()));
-                s.finished = None;
-            });
             let outcome = match service.run_rewrap(started).await {
                 // Our lease ran out (a stall longer than it) and another
                 // server carries on: a handover, not a failure.
