@@ -42,7 +42,7 @@ fn main() {
             if dir.join("Cargo.toml").exists() {
                 // A file that does not exist (a workspace member's own
                 // Cargo.lock) would make every build stale.
-                for part in ["Cargo.toml", "Cargo.lock", "src"] {
+                for part in ["Cargo.toml", "Cargo.lock", "build.rs", "src"] {
                     let path = dir.join(part);
                     if path.exists() {
                         println!("cargo:rerun-if-changed={}", path.display());

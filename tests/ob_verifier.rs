@@ -96,7 +96,7 @@ async fn normalizes_its_property() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        n.public,
+        serde_json::from_str::<serde_json::Value>(&n.public).unwrap(),
         json!({ "targets": [{ "ip": "10.1.1.1", "port": 2881 }], "username": "root@sys" })
     );
     for (property, code) in [

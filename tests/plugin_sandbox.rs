@@ -108,7 +108,7 @@ async fn verify_messages(
     let secret = credhost::secret::Secret::new(Vec::new());
     plugin
         .verify(
-            &public,
+            &public.to_string(),
             &secret,
             grant,
             &HostKeys::learn(Vec::new()),

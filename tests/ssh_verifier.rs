@@ -33,7 +33,7 @@ async fn normalize(
         .await
         .unwrap()
     {
-        Ok(n) => Ok(n.public),
+        Ok(n) => Ok(serde_json::from_str(&n.public).expect("the public part is JSON")),
         Err(r) => Err((r.code.obshell().to_string(), r.message)),
     }
 }
@@ -200,9 +200,10 @@ async fn matches_keys_case_insensitively_and_the_last_one_wins() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(n.public["username"], "b");
+    let public: Value = serde_json::from_str(&n.public).unwrap();
+    assert_eq!(public["username"], "b");
     assert_eq!(
-        n.public["targets"][0],
+        public["targets"][0],
         json!({ "ip": "10.0.0.1", "port": 2200 })
     );
     assert_eq!(n.search_terms, vec!["b".to_string()]);
@@ -267,7 +268,7 @@ async fn verify(registry: &Registry, targets: &[Target], password: &str) -> Vec<
     });
     plugin
         .verify(
-            &public,
+            &public.to_string(),
             &Secret::new(password.as_bytes().to_vec()),
             targets,
             &HostKeys::learn(Vec::new()),

@@ -234,7 +234,13 @@ async fn verify_time(registry: &Registry, fake: &fake_ssh::FakeSsh, n: usize) ->
         let started = Instant::now();
         let keys = HostKeys::learn(Vec::new());
         let details = host
-            .verify(&public, &secret, &targets, &keys, &Client::default())
+            .verify(
+                &public.to_string(),
+                &secret,
+                &targets,
+                &keys,
+                &Client::default(),
+            )
             .await
             .unwrap();
         let took = started.elapsed();

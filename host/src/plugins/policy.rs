@@ -11,7 +11,7 @@ use super::bindings::{v0_1, v0_2};
 use super::contract::Version;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::runtime::{Runtime, Work};
+use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
 use super::types::{PluginMeta, PolicyInfo};
 use crate::secret::Secret;
@@ -26,6 +26,8 @@ pub enum SealError {
     Refused(String),
 }
 
+const POLICY_EXPORTS: [&str; 3] = ["describe", "seal", "open"];
+
 enum Pre {
     V0_1(v0_1::policy::EncryptionPolicyPre<CallState>),
     V0_2(v0_2::policy::EncryptionPolicyPre<CallState>),
@@ -34,7 +36,7 @@ enum Pre {
 pub struct PolicyPlugin {
     pub meta: PluginMeta,
     pub info: PolicyInfo,
-    label: Arc<str>,
+    label: CallLabel,
     pre: Pre,
     runtime: Arc<Runtime>,
 }
@@ -114,7 +116,7 @@ impl PolicyPlugin {
         };
         meta.wit = version.package();
         let mut plugin = Self {
-            label: meta.name.clone().into(),
+            label: CallLabel::new(&meta.name, &POLICY_EXPORTS),
             meta: meta.clone(),
             info: PolicyInfo {
                 name: String::new(),
@@ -132,7 +134,7 @@ impl PolicyPlugin {
         }
         meta.name = name.clone();
         meta.version = version;
-        plugin.label = meta.name.clone().into();
+        plugin.label = CallLabel::new(&meta.name, &POLICY_EXPORTS);
         plugin.meta = meta;
         plugin.info = PolicyInfo {
             name,

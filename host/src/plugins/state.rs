@@ -12,7 +12,9 @@ use crate::capabilities::{Grant, SshClient, sockets};
 
 pub struct CallState {
     pub plugin: Arc<str>,
-    wasi: WasiCtx,
+    /// Built when the plugin first uses WASI: plugins that import none
+    /// (the embedded ones) do not pay for it on every call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub limiter: Limiter,
     pub(crate) grant: Grant,
@@ -31,7 +33,7 @@ impl CallState {
     ) -> Self {
         Self {
             plugin,
-            wasi: sockets::context(&grant),
+            wasi: None,
             table: ResourceTable::new(),
             limiter: Limiter::new(memory_bytes),
             grant,
@@ -43,8 +45,9 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let grant = &self.grant;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| sockets::context(grant)),
             table: &mut self.table,
         }
     }

@@ -76,7 +76,8 @@ pub enum SecretChange {
 /// A property that the plugin accepted, in canonical form.
 #[derive(Debug, Clone)]
 pub struct Normalized {
-    pub public: serde_json::Value,
+    /// A JSON object, as the plugin wrote it.
+    pub public: String,
     pub secret: SecretChange,
     pub targets: Vec<Target>,
     pub search_terms: Vec<String>,

@@ -14,7 +14,7 @@ use super::bindings::{v0_1, v0_2};
 use super::contract::Version;
 use super::error::PluginError;
 use super::limits::Limits;
-use super::runtime::{Runtime, Work};
+use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
 use super::types::{
     Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, RefusalCode, SecretChange,
@@ -57,6 +57,8 @@ macro_rules! calls_of {
     };
 }
 
+const VERIFIER_EXPORTS: [&str; 4] = ["describe", "normalize", "verify", "verify-target"];
+
 enum Pre {
     V0_1(v0_1::verifier::VerifierPre<CallState>),
     V0_2(v0_2::verifier::VerifierPre<CallState>),
@@ -65,7 +67,7 @@ enum Pre {
 pub struct VerifierPlugin {
     pub meta: PluginMeta,
     pub info: VerifierInfo,
-    label: Arc<str>,
+    label: CallLabel,
     pre: Pre,
     runtime: Arc<Runtime>,
 }
@@ -84,6 +86,36 @@ fn object(text: &str, what: &str) -> Result<serde_json::Value, String> {
         Ok(_) => Err(format!("{what} is not a JSON object")),
         Err(e) => Err(format!("{what} is not JSON: {e}")),
     }
+}
+
+/// Checks that `text` is a JSON object without building it: what a plugin
+/// answers on every call is kept as text, so parsing it into values would
+/// be work thrown away.
+fn check_object(text: &str, what: &str) -> Result<(), String> {
+    struct ObjectShape;
+    impl<'de> serde::de::Visitor<'de> for ObjectShape {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut de, ObjectShape)
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            if e.is_data() {
+                format!("{what} is not a JSON object")
+            } else {
+                format!("{what} is not JSON: {e}")
+            }
+        })
 }
 
 /// Codes a verifier names for failed verifications: `A.B.C`, nothing else.
@@ -127,7 +159,7 @@ impl VerifierPlugin {
         };
         meta.wit = version.package();
         let mut plugin = Self {
-            label: meta.name.clone().into(),
+            label: CallLabel::new(&meta.name, &VERIFIER_EXPORTS),
             meta: meta.clone(),
             info: VerifierInfo {
                 target_type: String::new(),
@@ -144,7 +176,7 @@ impl VerifierPlugin {
         let (info, name, plugin_version) = plugin.describe().await?;
         meta.name = name;
         meta.version = plugin_version;
-        plugin.label = meta.name.clone().into();
+        plugin.label = CallLabel::new(&meta.name, &VERIFIER_EXPORTS);
         plugin.meta = meta;
         plugin.info = info;
         Ok(plugin)
@@ -369,8 +401,7 @@ impl VerifierPlugin {
 
     /// Holds what `normalize` returned to the contract's promises.
     fn adopt(&self, answer: Answer, purpose: Purpose) -> Result<Normalized, PluginError> {
-        let public =
-            object(&answer.public, "normalize's public part").map_err(|e| self.broke(e))?;
+        check_object(&answer.public, "normalize's public part").map_err(|e| self.broke(e))?;
         if matches!(answer.secret, SecretChange::Keep) && purpose != Purpose::Update {
             return Err(self.broke(
                 "normalize answered keep for the secret of a request that has none stored",
@@ -395,7 +426,7 @@ impl VerifierPlugin {
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
         Ok(Normalized {
-            public,
+            public: answer.public,
             secret: answer.secret,
             targets,
             search_terms: answer.search_terms,
@@ -407,13 +438,12 @@ impl VerifierPlugin {
     /// only; a 0.1 plugin once, granted them all.
     pub async fn verify(
         &self,
-        public: &serde_json::Value,
+        public: &str,
         secret: &Secret,
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
     ) -> Result<Vec<Detail>, PluginError> {
-        let public = public.to_string();
         match &self.pre {
             Pre::V0_1(pre) => {
                 let work = Work::Verify {
@@ -426,7 +456,7 @@ impl VerifierPlugin {
                         pre,
                         "verify",
                         work,
-                        async |g, s| g.call_verify(s, &public, secret.expose()).await,
+                        async |g, s| g.call_verify(s, public, secret.expose()).await,
                         |ds| {
                             ds.iter()
                                 .map(|d| {
@@ -445,35 +475,29 @@ impl VerifierPlugin {
                 // The first target's call is admitted as any request is (or
                 // refused 503); the others of the same credential wait for an
                 // instance within their deadline.
-                let calls = targets.iter().enumerate().map(|(i, target)| {
-                    let public = &public;
-                    async move {
-                        let work = Work::Verify {
-                            grant: Grant::for_targets(
-                                std::slice::from_ref(target),
-                                host_keys.clone(),
-                            ),
-                            client: client.clone(),
-                            patient: i > 0,
-                        };
-                        let wit_target = v0_2::verifier::credhost::plugin::types::Target {
-                            ip: target.ip.to_string(),
-                            port: target.port,
-                        };
-                        let verdict = self
-                            .call_0_2(
-                                pre,
-                                "verify-target",
-                                work,
-                                async |g, s| {
-                                    g.call_verify_target(s, public, secret.expose(), &wit_target)
-                                        .await
-                                },
-                                |v| v.message.len() + 8,
-                            )
-                            .await;
-                        (target, verdict)
-                    }
+                let calls = targets.iter().enumerate().map(|(i, target)| async move {
+                    let work = Work::Verify {
+                        grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone()),
+                        client: client.clone(),
+                        patient: i > 0,
+                    };
+                    let wit_target = v0_2::verifier::credhost::plugin::types::Target {
+                        ip: target.ip.to_string(),
+                        port: target.port,
+                    };
+                    let verdict = self
+                        .call_0_2(
+                            pre,
+                            "verify-target",
+                            work,
+                            async |g, s| {
+                                g.call_verify_target(s, public, secret.expose(), &wit_target)
+                                    .await
+                            },
+                            |v| v.message.len() + 8,
+                        )
+                        .await;
+                    (target, verdict)
                 });
                 let mut details = Vec::with_capacity(targets.len());
                 for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {

@@ -34,7 +34,7 @@ impl Service {
             description: req.description,
             target_type: verifier.info.target_type.clone(),
             public_field: verifier.info.public_field.clone(),
-            public: normalized.public.to_string(),
+            public: normalized.public.clone(),
             targets: normalized.targets,
             search_terms: normalized.search_terms,
             secret: SealedSecret {
@@ -112,7 +112,7 @@ impl Service {
             name: req.name,
             description: req.description,
             public_field: verifier.info.public_field.clone(),
-            public: normalized.public.to_string(),
+            public: normalized.public.clone(),
             targets: normalized.targets,
             search_terms: normalized.search_terms,
             updated_us: clock::now_us(),

@@ -29,7 +29,7 @@ impl Service {
     pub(super) async fn prove(
         &self,
         verifier: &VerifierPlugin,
-        public: &serde_json::Value,
+        public: &str,
         secret: &Secret,
         targets: &[Target],
         host_keys: &HostKeys,
@@ -170,12 +170,10 @@ impl Service {
                 format!("failed to decrypt passphrase: {e}"),
             )
         })?;
-        let public: serde_json::Value = serde_json::from_str(&record.public)
-            .map_err(|e| (Reason::Other, format!("failed to deserialize secret: {e}")))?;
         // A stored secret: only to the keys it was proven against.
         let host_keys = HostKeys::enforce(record.host_keys.clone());
         verifier
-            .verify(&public, &secret, &record.targets, &host_keys, client)
+            .verify(&record.public, &secret, &record.targets, &host_keys, client)
             .await
             .map_err(|e| (Reason::Other, e.to_string()))
     }

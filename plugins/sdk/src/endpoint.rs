@@ -2,7 +2,10 @@
 //! (`::ffff:10.0.0.1` is `10.0.0.1`, `FE80::1` is `fe80::1`), a default
 //! port, and obshell's rules and messages.
 
-use std::net::IpAddr;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::IpAddr;
 
 use crate::{RawTarget, Refusal, Target};
 

@@ -17,11 +17,20 @@
 //! export_verifier!(Echo);
 //! ```
 
+#![no_std]
+
+extern crate alloc;
 extern crate self as credhost_plugin_sdk;
 
+mod bump;
 mod endpoint;
+mod json;
 mod property;
+mod runtime;
 mod verdict;
+
+use alloc::format;
+use alloc::string::String;
 
 /// The generated bindings of `wit/0.2.0`, for what the helpers do not cover.
 pub mod bindings {
@@ -38,6 +47,23 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+// `core` leaves `memcmp` and friends to the C library; `std` links
+// wasi-libc for them, and a `no_std` plugin takes just those functions from
+// it (they import nothing from the host).
+#[cfg(target_arch = "wasm32")]
+#[link(name = "c")]
+unsafe extern "C" {}
+
+/// What the exported macros name, so they work in `no_std` crates too.
+#[doc(hidden)]
+pub mod __private {
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+
+    pub use crate::bump::Bump;
+    pub use crate::runtime::cabi_realloc;
+}
+
 pub use bindings::credhost::plugin::host_keys;
 pub use bindings::credhost::plugin::log;
 pub use bindings::credhost::plugin::ssh;
@@ -46,6 +72,7 @@ pub use bindings::exports::credhost::plugin::verification::{
     Descriptor, Normalized, Purpose, Reason, Secret, Verdict,
 };
 pub use endpoint::{endpoint, endpoints, show};
+pub use json::Json;
 pub use property::{Names, Property, RawTarget, max_bytes, max_chars, secret};
 pub use verdict::{failed, ok};
 
@@ -76,16 +103,16 @@ macro_rules! export_verifier {
             }
 
             fn normalize(
-                property: ::std::string::String,
+                property: $crate::__private::String,
                 purpose: $crate::Purpose,
-                stored: ::std::option::Option<::std::string::String>,
-            ) -> ::std::result::Result<$crate::Normalized, $crate::Refusal> {
+                stored: ::core::option::Option<$crate::__private::String>,
+            ) -> ::core::result::Result<$crate::Normalized, $crate::Refusal> {
                 <$verifier as $crate::Verifier>::normalize(&property, purpose, stored.as_deref())
             }
 
             fn verify_target(
-                public: ::std::string::String,
-                secret: ::std::vec::Vec<u8>,
+                public: $crate::__private::String,
+                secret: $crate::__private::Vec<u8>,
                 target: $crate::Target,
             ) -> $crate::Verdict {
                 <$verifier as $crate::Verifier>::verify_target(&public, &secret, &target)
@@ -98,7 +125,7 @@ macro_rules! export_verifier {
 
 impl Refusal {
     /// `Common.BindJsonFailed`: `Bind JSON failed: {what}`.
-    pub fn bind(what: impl std::fmt::Display) -> Self {
+    pub fn bind(what: impl core::fmt::Display) -> Self {
         Self {
             code: RefusalCode::BindJsonFailed,
             message: format!("Bind JSON failed: {what}"),
@@ -106,7 +133,7 @@ impl Refusal {
     }
 
     /// `Common.IllegalArgument`: `Illegal argument: {what}`.
-    pub fn illegal(what: impl std::fmt::Display) -> Self {
+    pub fn illegal(what: impl core::fmt::Display) -> Self {
         Self {
             code: RefusalCode::IllegalArgument,
             message: format!("Illegal argument: {what}"),

@@ -3,8 +3,11 @@
 //! is the same as absent, a value of the wrong JSON type is a bind error
 //! worded as Go words it, and `required` violations are reported together.
 
-use serde_json::{Map, Value};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
+use crate::json::Json;
 use crate::{Purpose, Refusal, Secret};
 
 /// How a property is named in messages: its JSON field
@@ -19,7 +22,7 @@ pub struct Names {
 pub struct Property {
     names: Names,
     purpose: Purpose,
-    object: Map<String, Value>,
+    object: Vec<(String, Json)>,
 }
 
 /// A target as sent, before any rule is applied (`port` 0: absent).
@@ -29,41 +32,32 @@ pub struct RawTarget {
     pub port: i64,
 }
 
-fn kind_of(value: &Value) -> String {
+fn kind_of(value: &Json) -> String {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
+        Json::Null => "null".into(),
+        Json::Bool(_) => "bool".into(),
+        Json::Number(n) => format!("number {n}"),
+        Json::String(_) => "string".into(),
+        Json::Array(_) => "array".into(),
+        Json::Object(_) => "object".into(),
     }
 }
 
-fn mismatch(value: &Value, field: &str, go_type: &str) -> Refusal {
+fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
     Refusal::bind(format!(
         "json: cannot unmarshal {} into Go struct field {field} of type {go_type}",
         kind_of(value)
     ))
 }
 
-/// Go's `encoding/json`: case-insensitive keys, the last match wins.
-fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-        .next_back()
-}
-
 impl Property {
     /// Parses the property's JSON (`null` is an empty property).
     pub fn parse(text: &str, names: Names, purpose: Purpose) -> Result<Self, Refusal> {
-        let value: Value = serde_json::from_str(text)
+        let value: Json = serde_json::from_str(text)
             .map_err(|e| Refusal::bind(format!("invalid property JSON: {e}")))?;
         let object = match value {
-            Value::Null => Map::new(),
-            Value::Object(object) => object,
+            Json::Null => Vec::new(),
+            Json::Object(object) => object,
             other => {
                 return Err(mismatch(
                     &other,
@@ -85,9 +79,9 @@ impl Property {
 
     /// A string field; `None` when absent or `null`.
     pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
-        match field(&self.object, name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+        match Json::field(&self.object, name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(mismatch(
                 other,
                 &format!("{}.{name}", self.names.field),
@@ -98,40 +92,41 @@ impl Property {
 
     /// The `targets` list; `None` when absent or `null`.
     pub fn targets(&self) -> Result<Option<Vec<RawTarget>>, Refusal> {
-        let at = format!("{}.targets", self.names.field);
-        match field(&self.object, "targets") {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
+        match Json::field(&self.object, "targets") {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Array(items)) => items
                 .iter()
                 .map(|item| self.target(item))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(mismatch(other, &at, "[]param.Target")),
+            Some(other) => Err(mismatch(other, &self.at_targets(), "[]param.Target")),
         }
     }
 
-    fn target(&self, value: &Value) -> Result<RawTarget, Refusal> {
-        let at = format!("{}.targets", self.names.field);
+    /// Where a target's fields are, as Go names it in messages; only built
+    /// for a refusal.
+    fn at_targets(&self) -> String {
+        format!("{}.targets", self.names.field)
+    }
+
+    fn target(&self, value: &Json) -> Result<RawTarget, Refusal> {
         let object = match value {
-            Value::Null => return Ok(RawTarget::default()),
-            Value::Object(object) => object,
-            other => return Err(mismatch(other, &at, "param.Target")),
+            Json::Null => return Ok(RawTarget::default()),
+            Json::Object(object) => object,
+            other => return Err(mismatch(other, &self.at_targets(), "param.Target")),
         };
-        let ip = match field(object, "ip") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(ip)) => ip.clone(),
-            Some(other) => return Err(mismatch(other, &format!("Target.{at}.ip"), "string")),
+        let at = |field: &str| format!("Target.{}.{field}", self.at_targets());
+        let ip = match Json::field(object, "ip") {
+            None | Some(Json::Null) => String::new(),
+            Some(Json::String(ip)) => ip.clone(),
+            Some(other) => return Err(mismatch(other, &at("ip"), "string")),
         };
-        let port = match field(object, "port") {
-            None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-                mismatch(
-                    &Value::Number(n.clone()),
-                    &format!("Target.{at}.port"),
-                    "int",
-                )
-            })?,
-            Some(other) => return Err(mismatch(other, &format!("Target.{at}.port"), "int")),
+        let port = match Json::field(object, "port") {
+            None | Some(Json::Null) => 0,
+            Some(Json::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| mismatch(&Json::Number(n.clone()), &at("port"), "int"))?,
+            Some(other) => return Err(mismatch(other, &at("port"), "int")),
         };
         Ok(RawTarget { ip, port })
     }

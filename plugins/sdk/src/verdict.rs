@@ -1,5 +1,7 @@
 //! What `verify-target` answers.
 
+use alloc::string::String;
+
 use crate::{Reason, Verdict};
 
 /// The target accepted the credential.

@@ -2,6 +2,14 @@
 //! `ssh_credential_property`, proven by an SSH login through the host's
 //! `ssh` capability, with a password (obshell's `PASSWORD`) or a private key
 //! (`PUBLIC_KEY`, which obshell lacks).
+//!
+//! Without `std`, so the component imports only the host's `ssh`
+//! capability: every call instantiates it afresh, and each WASI interface
+//! `std` would bring costs the host time to link and set up, per call.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 mod property;
 mod schema;
@@ -10,6 +18,10 @@ use credhost_plugin_sdk::{
     Descriptor, Normalized, Purpose, Reason, Refusal, Target, Verdict, Verifier, failed, ok, show,
     ssh,
 };
+
+use alloc::format;
+
+credhost_plugin_sdk::no_std_runtime!();
 
 struct SshVerifier;
 

@@ -9,6 +9,11 @@ use credhost_plugin_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
 const NAMES: Names = Names {
     field: "ssh_credential_property",
     go_struct: "SshCredentialProperty",
