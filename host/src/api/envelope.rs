@@ -102,7 +102,9 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let trace = trace_id(&request);
     request.extensions_mut().insert(TraceId(trace.clone()));
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // The URI's parts are shared, not copied: it is kept only for the log.
+    let uri = request.uri().clone();
+    let path = uri.path();
     let mut response = next.run(request).await;
     let Some(Outcome(outcome)) = response.extensions_mut().remove::<Outcome>() else {
         return response;

@@ -7,12 +7,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use super::auth::ClientAddr;
 use super::envelope::{TraceId, error_code};
@@ -23,7 +26,7 @@ use crate::service::Principal;
 #[derive(Debug, Default)]
 struct Noted {
     principal: Option<Principal>,
-    route: Option<String>,
+    route: Option<MatchedPath>,
     credential_ids: Vec<u64>,
     /// The v2 header's `keys`, only ever written as an HMAC.
     header_keys: Option<zeroize::Zeroizing<String>>,
@@ -42,8 +45,8 @@ impl Note {
         self.with(|n| n.principal = Some(principal.clone()));
     }
 
-    pub fn set_route(&self, route: &str) {
-        self.with(|n| n.route = Some(route.to_string()));
+    pub fn set_route(&self, route: &MatchedPath) {
+        self.with(|n| n.route = Some(route.clone()));
     }
 
     pub fn set_header_keys(&self, keys: &str) {
@@ -55,38 +58,93 @@ impl Note {
         self.with(|n| n.credential_ids.extend(ids));
     }
 
-    fn route(&self) -> String {
+    fn route(&self) -> Option<MatchedPath> {
         self.with(|n| n.route.clone())
-            .unwrap_or_else(|| "unmatched".to_string())
     }
 
-    /// The fields every record of this request carries.
-    fn fields(&self, audit: &Audit, kind: &str, parts: &RequestParts) -> Map<String, Value> {
+    /// The request's audit record, as a JSON object: the fields every
+    /// record of it carries, then what `answer` says of how it ended.
+    fn record(
+        &self,
+        audit: &Audit,
+        kind: &str,
+        parts: &RequestParts,
+        answer: Option<Answered>,
+    ) -> String {
         self.with(|n| {
             let principal = match &n.principal {
-                None => json!({ "kind": "unauthenticated" }),
-                Some(Principal::Token { id, name, .. }) => {
-                    json!({ "kind": "token", "id": audit.hash(id), "name": name })
-                }
-                Some(other) => json!({ "kind": other.kind() }),
+                None => Who {
+                    kind: "unauthenticated",
+                    id: None,
+                    name: None,
+                },
+                Some(Principal::Token { id, name, .. }) => Who {
+                    kind: "token",
+                    id: Some(audit.hash(id)),
+                    name: Some(name),
+                },
+                Some(other) => Who {
+                    kind: other.kind(),
+                    id: None,
+                    name: None,
+                },
             };
-            let mut fields = Map::new();
-            fields.insert("time".into(), crate::audit::now().into());
-            fields.insert("type".into(), kind.into());
-            fields.insert("request_id".into(), parts.trace.clone().into());
-            fields.insert("principal".into(), principal);
-            fields.insert("client".into(), parts.client.clone());
-            fields.insert("method".into(), parts.method.as_str().into());
-            fields.insert(
-                "route".into(),
-                n.route.clone().unwrap_or_else(|| "unmatched".into()).into(),
-            );
-            if let Some(keys) = &n.header_keys {
-                fields.insert("header_keys".into(), audit.hash(keys).into());
-            }
-            fields
+            let record = Record {
+                time: crate::audit::now(),
+                kind,
+                request_id: &parts.trace,
+                principal,
+                client: parts.client.as_deref(),
+                method: parts.method.as_str(),
+                route: route_name(n.route.as_ref()),
+                header_keys: n.header_keys.as_ref().map(|keys| audit.hash(keys)),
+                credential_ids: (!n.credential_ids.is_empty()).then_some(&n.credential_ids),
+                status: answer.as_ref().map(|a| a.status),
+                error_code: answer.as_ref().map(|a| a.error_code.as_deref()),
+                duration_ms: answer.as_ref().map(|a| a.duration_ms),
+            };
+            serde_json::to_string(&record).expect("an audit record serialises")
         })
     }
+}
+
+/// How a request ended, for its record.
+struct Answered {
+    status: u16,
+    error_code: Option<String>,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Who<'a> {
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// One request's audit record, written straight to its line's text.
+#[derive(Serialize)]
+struct Record<'a> {
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    request_id: &'a str,
+    principal: Who<'a>,
+    client: Option<&'a str>,
+    method: &'a str,
+    route: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_keys: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_ids: Option<&'a Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Note {
@@ -97,9 +155,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Note {
     }
 }
 
+fn route_name(route: Option<&MatchedPath>) -> &str {
+    route.map_or("unmatched", MatchedPath::as_str)
+}
+
+/// A request's metrics: its count and its duration.
+type RequestHandles = (metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    /// Each worker's handles on the request metrics, by method and status,
+    /// then route: looking a labelled metric up builds its key anew (three
+    /// strings, a hash, a lock), which costs more than a small request's
+    /// own work; these few dozen handles are found with one hash.
+    static REQUEST_METRICS: RefCell<HashMap<(Method, u16), HashMap<String, RequestHandles>>> =
+        RefCell::default();
+}
+
+/// Counts a request and records its duration.
+fn count_request(route: &str, method: &Method, status: StatusCode, elapsed: f64) {
+    REQUEST_METRICS.with_borrow_mut(|cache| {
+        let by_route = cache.entry((method.clone(), status.as_u16())).or_default();
+        if !by_route.contains_key(route) {
+            let handles = (
+                metrics::counter!("credhost_http_requests_total",
+                    "route" => route.to_string(), "method" => method.to_string(),
+                    "status" => status.as_str().to_string()),
+                metrics::histogram!("credhost_http_request_duration_seconds",
+                    "route" => route.to_string(), "method" => method.to_string()),
+            );
+            by_route.insert(route.to_string(), handles);
+        }
+        let (counter, histogram) = &by_route[route];
+        counter.increment(1);
+        histogram.record(elapsed);
+    });
+}
+
 struct RequestParts {
     trace: String,
-    client: Value,
+    client: Option<String>,
     method: Method,
 }
 
@@ -113,7 +207,7 @@ fn parts_of(request: &Request) -> RequestParts {
         client: request
             .extensions()
             .get::<ClientAddr>()
-            .map_or(Value::Null, |c| c.0.ip().to_string().into()),
+            .map(|c| c.0.ip().to_string()),
         method: request.method().clone(),
     }
 }
@@ -132,29 +226,19 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let status = response.status();
     let route = note.route();
-    let method = parts.method.to_string();
-    metrics::counter!("credhost_http_requests_total",
-        "route" => route.clone(), "method" => method.clone(), "status" => status.as_str().to_string())
-    .increment(1);
-    metrics::histogram!("credhost_http_request_duration_seconds",
-        "route" => route, "method" => method)
-    .record(elapsed.as_secs_f64());
+    count_request(
+        route_name(route.as_ref()),
+        &parts.method,
+        status,
+        elapsed.as_secs_f64(),
+    );
     if audit.enabled() {
-        let mut fields = note.fields(&audit, "request", &parts);
-        let ids = note.with(|n| std::mem::take(&mut n.credential_ids));
-        if !ids.is_empty() {
-            fields.insert("credential_ids".into(), ids.into());
-        }
-        fields.insert("status".into(), status.as_u16().into());
-        fields.insert(
-            "error_code".into(),
-            error_code(&response).map_or(Value::Null, Value::from),
-        );
-        fields.insert(
-            "duration_ms".into(),
-            ((elapsed.as_secs_f64() * 1e6).round() / 1e3).into(),
-        );
-        audit.record(fields);
+        let answered = Answered {
+            status: status.as_u16(),
+            error_code: error_code(&response),
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        };
+        audit.record_json(note.record(&audit, "request", &parts, Some(answered)));
     }
     response
 }
@@ -174,9 +258,12 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         .get::<Note>()
         .cloned()
         .unwrap_or_default();
-    let fields = note.fields(&audit, "request.begin", &parts_of(&request));
-    if let Err(e) = audit.record_durably(fields).await {
-        tracing::error!(route = %note.route(), "change refused: {e}");
+    let record = note.record(&audit, "request.begin", &parts_of(&request), None);
+    if let Err(e) = audit.record_json_durably(record).await {
+        tracing::error!(
+            route = route_name(note.route().as_ref()),
+            "change refused: {e}"
+        );
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Audit.Unavailable",

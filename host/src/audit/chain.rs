@@ -16,16 +16,19 @@ type HmacSha256 = Hmac<Sha256>;
 
 const MAC_FIELD: &str = ",\"mac\":\"";
 
+/// The two keys, each as an HMAC already keyed: a copy of one is all a
+/// record's MAC or hash needs, with no key schedule per record.
 #[derive(Clone)]
 pub struct Keys {
-    chain: Secret,
-    values: Secret,
+    chain: HmacSha256,
+    values: HmacSha256,
 }
 
-fn derive(master: &[u8], label: &str) -> Secret {
+fn derive(master: &[u8], label: &str) -> HmacSha256 {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(master).expect("HMAC takes any key");
     mac.update(label.as_bytes());
-    Secret::new(mac.finalize().into_bytes().to_vec())
+    let key = Secret::new(mac.finalize().into_bytes().to_vec());
+    <HmacSha256 as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key")
 }
 
 impl Keys {
@@ -39,15 +42,13 @@ impl Keys {
     /// `hmac-sha256:<hex>` of a value, as Vault writes such values; the
     /// same value gives the same text, so a known one can be searched for.
     pub fn hash(&self, value: &str) -> String {
-        let mut mac =
-            <HmacSha256 as Mac>::new_from_slice(self.values.expose()).expect("HMAC takes any key");
+        let mut mac = self.values.clone();
         mac.update(value.as_bytes());
         format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
     }
 
     fn mac(&self, prev: &str, body: &str) -> String {
-        let mut mac =
-            <HmacSha256 as Mac>::new_from_slice(self.chain.expose()).expect("HMAC takes any key");
+        let mut mac = self.chain.clone();
         mac.update(prev.as_bytes());
         mac.update(b"\n");
         mac.update(body.as_bytes());

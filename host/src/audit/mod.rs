@@ -11,24 +11,32 @@
 //! metric and a log line.
 
 mod chain;
+mod queue;
 mod verify;
 mod writer;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use chain::Keys;
+use queue::{Full, Queue};
 pub use verify::{Failure, Report, verify};
 pub use writer::now;
 use writer::{Command, Writer};
 
 use crate::secret::Secret;
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // The writer writes what is queued, then ends.
+        self.commands.close();
+    }
+}
 
 /// Records waiting for the writer; past this a change is refused and a
 /// read's record is counted as lost.
@@ -66,8 +74,8 @@ pub enum AuditError {
 }
 
 struct Sink {
-    commands: SyncSender<Command>,
-    recent: Arc<Mutex<VecDeque<Value>>>,
+    commands: Arc<Queue>,
+    recent: Arc<Mutex<VecDeque<String>>>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -90,10 +98,11 @@ impl Audit {
             recent.clone(),
             healthy.clone(),
         )?;
-        let (commands, queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let commands = Arc::new(Queue::new(QUEUE));
+        let queue = commands.clone();
         std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || writer.run(queue))?;
+            .spawn(move || writer.run(&queue))?;
         Ok(Self {
             keys,
             sink: Some(Sink {
@@ -129,35 +138,39 @@ impl Audit {
 
     /// Queues a record; if the queue is full it is lost, and counted.
     pub fn record(&self, fields: Map<String, Value>) {
+        if self.sink.is_some() {
+            self.record_json(Value::Object(fields).to_string());
+        }
+    }
+
+    /// Queues a record already written as a JSON object (without `seq`).
+    pub fn record_json(&self, body: String) {
         let Some(sink) = &self.sink else { return };
-        match sink
-            .commands
-            .try_send(Command::Append { fields, ack: None })
-        {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                metrics::counter!("credhost_audit_failures_total").increment(1);
-                metrics::counter!("credhost_audit_records_lost_total").increment(1);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                metrics::counter!("credhost_audit_failures_total").increment(1);
-            }
+        if let Err(Full) = sink.commands.push(Command::Append { body, ack: None }) {
+            metrics::counter!("credhost_audit_failures_total").increment(1);
+            metrics::counter!("credhost_audit_records_lost_total").increment(1);
         }
     }
 
     /// Writes a record and waits until it is on disk: what a change must
     /// have before it is made.
     pub async fn record_durably(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+        self.record_json_durably(Value::Object(fields).to_string())
+            .await
+    }
+
+    /// `record_durably` for a record already written as a JSON object.
+    pub async fn record_json_durably(&self, body: String) -> Result<(), AuditError> {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
         let (ack, done) = tokio::sync::oneshot::channel();
         sink.commands
-            .try_send(Command::Append {
-                fields,
+            .push(Command::Append {
+                body,
                 ack: Some(ack),
             })
-            .map_err(|_| AuditError::Backlog)?;
+            .map_err(|Full| AuditError::Backlog)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(AuditError::Unwritable(reason)),
@@ -180,7 +193,7 @@ impl Audit {
     /// Closes and reopens the file (after logrotate moved it).
     pub fn reopen(&self) {
         if let Some(sink) = &self.sink {
-            let _ = sink.commands.try_send(Command::Reopen);
+            let _ = sink.commands.push(Command::Reopen);
         }
     }
 
@@ -189,13 +202,25 @@ impl Audit {
         let Some(sink) = &self.sink else {
             return Vec::new();
         };
-        let recent = sink.recent.lock().expect("recent audit lock");
-        recent
+        // Lines are kept as written and read back only here: the admin
+        // endpoint is rare, records are many. Copied out first, so the
+        // writer does not wait while they are read.
+        let lines: Vec<String> = sink
+            .recent
+            .lock()
+            .expect("recent audit lock")
+            .iter()
+            .cloned()
+            .collect();
+        lines
             .iter()
             .rev()
+            .filter_map(|line| {
+                let (body, _mac) = chain::split(line)?;
+                serde_json::from_str::<Value>(&body).ok()
+            })
             .filter(|r| keep(r))
             .take(limit)
-            .cloned()
             .collect()
     }
 }

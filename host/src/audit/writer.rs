@@ -10,24 +10,30 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
 use super::chain::Keys;
 
-/// Records kept in memory for `GET /api/v1/audit`.
+/// Lines kept in memory for `GET /api/v1/audit`.
 pub const RECENT: usize = 10_000;
-const BATCH: usize = 512;
 
 pub enum Command {
+    /// A record's JSON object, without its `seq` and `mac`.
     Append {
-        fields: Map<String, Value>,
+        body: String,
         /// Told whether the record reached the file (and the disk).
         ack: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
     },
     Reopen,
+}
+
+impl Command {
+    /// Whether someone waits for it to reach the disk.
+    pub fn awaited(&self) -> bool {
+        matches!(self, Command::Append { ack: Some(_), .. })
+    }
 }
 
 pub struct Writer {
@@ -35,7 +41,7 @@ pub struct Writer {
     pub max_bytes: u64,
     pub keep: usize,
     pub keys: Keys,
-    pub recent: Arc<Mutex<VecDeque<Value>>>,
+    pub recent: Arc<Mutex<VecDeque<String>>>,
     pub healthy: Arc<AtomicBool>,
     file: Option<File>,
     size: u64,
@@ -94,7 +100,7 @@ impl Writer {
         max_bytes: u64,
         keep: usize,
         keys: Keys,
-        recent: Arc<Mutex<VecDeque<Value>>>,
+        recent: Arc<Mutex<VecDeque<String>>>,
         healthy: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
         // Carry the chain on from the current file, or from the one a
@@ -139,6 +145,7 @@ impl Writer {
             header.insert("type".into(), "file".into());
             header.insert("time".into(), now().into());
             header.insert("prev_mac".into(), self.prev.clone().into());
+            let header = Value::Object(header).to_string();
             if let Err(e) = self.write_batch(vec![header], true) {
                 // Opened again, header first, by the next batch.
                 self.file = None;
@@ -167,7 +174,7 @@ impl Writer {
 
     /// Numbers, chains and writes records; nothing of a failed batch stays
     /// in the file or in the chain.
-    fn write_batch(&mut self, batch: Vec<Map<String, Value>>, sync: bool) -> std::io::Result<()> {
+    fn write_batch(&mut self, batch: Vec<String>, sync: bool) -> std::io::Result<()> {
         let file = self
             .file
             .as_mut()
@@ -177,15 +184,16 @@ impl Writer {
         let mut written = Vec::with_capacity(batch.len());
         for fields in batch {
             seq += 1;
-            let mut record = Map::with_capacity(fields.len() + 1);
-            record.insert("seq".into(), seq.into());
-            record.extend(fields);
-            let body = serde_json::to_string(&record).expect("a record serialises");
+            // `seq` first in the line, spliced into the record's text.
+            let body = match fields.strip_prefix('{') {
+                Some("}") | None => format!("{{\"seq\":{seq}}}"),
+                Some(rest) => format!("{{\"seq\":{seq},{rest}"),
+            };
             let (line, mac) = self.keys.seal(&prev, &body);
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
             prev = mac;
-            written.push(Value::Object(record));
+            written.push(line);
         }
         let result = file
             .write_all(&bytes)
@@ -223,22 +231,15 @@ impl Writer {
         }
     }
 
-    pub fn run(mut self, commands: Receiver<Command>) {
-        while let Ok(first) = commands.recv() {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match commands.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+    pub fn run(mut self, queue: &super::queue::Queue) {
+        while let Some(batch) = queue.take() {
             let mut records = Vec::with_capacity(batch.len());
             let mut acks = Vec::new();
             let mut reopen = false;
             for command in batch {
                 match command {
-                    Command::Append { fields, ack } => {
-                        records.push(fields);
+                    Command::Append { body, ack } => {
+                        records.push(body);
                         acks.extend(ack);
                     }
                     Command::Reopen => reopen = true,

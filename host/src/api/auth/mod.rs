@@ -315,10 +315,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let note = request.extensions().get::<Note>().cloned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     if let (Some(note), Some(route)) = (&note, &route) {
         note.set_route(route);
     }
@@ -333,7 +330,8 @@ pub async fn authenticate(
     if let Some(note) = &note {
         note.set_principal(&principal);
     }
-    let needed = scopes::needed(request.method(), route.as_deref().unwrap_or(""));
+    let route = route.as_ref().map(MatchedPath::as_str);
+    let needed = scopes::needed(request.method(), route.unwrap_or(""));
     if !principal.may(needed) {
         metrics::counter!("credhost_auth_failures_total", "kind" => "scope").increment(1);
         return ApiError::forbidden(
@@ -342,7 +340,7 @@ pub async fn authenticate(
                 "Forbidden: this token's scope is {}; {} {} needs {}",
                 principal.scope().as_str(),
                 request.method(),
-                route.as_deref().unwrap_or("this route"),
+                route.unwrap_or("this route"),
                 needed.as_str()
             ),
         )
