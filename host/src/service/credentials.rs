@@ -69,9 +69,12 @@ impl Service {
         let sealing = self.sealing.read().await;
         record.secret = self.seal(record.id, &secret).await?;
         let stored = record.clone();
-        self.store(move |s| s.insert(&stored)).await?;
+        // The proof is kept as the credential's last validation, in the
+        // same write.
+        let proven = super::validations::validation_doc(clock::now_us(), &proof);
+        self.store(move |s| s.insert(&stored, Some(&proven)))
+            .await?;
         drop(sealing);
-        self.remember(vec![(record.id, proof.as_slice())]).await;
         tracing::info!(id = record.id, target_type = %record.target_type, "credential created");
         Ok(CredentialView::of(&record))
     }

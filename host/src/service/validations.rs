@@ -32,6 +32,23 @@ pub struct LastValidation {
     pub details: Vec<Detail>,
 }
 
+/// How a verification is kept: its time and one verdict per target.
+pub(super) fn validation_doc(checked_us: i64, details: &[Detail]) -> String {
+    let stored = Stored {
+        checked_us,
+        details: details
+            .iter()
+            .map(|d| StoredDetail {
+                ip: d.target.ip.clone(),
+                port: d.target.port,
+                reason: d.reason,
+                message: d.message.clone(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&stored).expect("plain data serialises")
+}
+
 impl Service {
     /// Keeps these verdicts as the credentials' last; a failure to write
     /// them is logged, never the request's failure.
@@ -39,24 +56,7 @@ impl Service {
         let now = clock::now_us();
         let docs: Vec<(u64, String)> = verdicts
             .into_iter()
-            .map(|(id, details)| {
-                let stored = Stored {
-                    checked_us: now,
-                    details: details
-                        .iter()
-                        .map(|d| StoredDetail {
-                            ip: d.target.ip.clone(),
-                            port: d.target.port,
-                            reason: d.reason,
-                            message: d.message.clone(),
-                        })
-                        .collect(),
-                };
-                (
-                    id,
-                    serde_json::to_string(&stored).expect("plain data serialises"),
-                )
-            })
+            .map(|(id, details)| (id, validation_doc(now, details)))
             .collect();
         if let Err(e) = self.store(move |s| s.put_validations(&docs)).await {
             tracing::warn!("cannot keep the last validations: {e}");

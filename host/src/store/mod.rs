@@ -84,7 +84,9 @@ pub trait Store: Send + Sync + 'static {
     /// checks again, atomically.
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError>;
 
-    fn insert(&self, record: &Record) -> Result<(), StoreError>;
+    /// A new record and, in the same write, `validation`: the document of
+    /// the verification that proved it (see `put_validations`).
+    fn insert(&self, record: &Record, validation: Option<&str>) -> Result<(), StoreError>;
 
     /// Writes many records with the ids they carry (a copy from another
     /// store, a benchmark's rows) in one transaction, with `insert`'s checks.

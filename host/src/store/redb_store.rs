@@ -297,8 +297,17 @@ impl Store for RedbStore {
         find_conflict(&names, &hosts, record)
     }
 
-    fn insert(&self, record: &Record) -> Result<(), StoreError> {
-        self.write(|txn| insert_in(txn, record))
+    fn insert(&self, record: &Record, validation: Option<&str>) -> Result<(), StoreError> {
+        self.write(|txn| {
+            insert_in(txn, record)?;
+            if let Some(doc) = validation {
+                txn.open_table(VALIDATIONS)
+                    .map_err(backend)?
+                    .insert(record.id, doc)
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
     }
 
     fn import(&self, records: &[Record]) -> Result<(), StoreError> {

@@ -37,10 +37,18 @@ use super::{
 
 pub struct MysqlStore {
     pool: Pool,
+    /// Ids reserved for this server and not handed out yet. Servers take
+    /// blocks, not single ids, so creates do not queue on the sequence
+    /// row: ids stay unique and are never reused, but two servers' ids
+    /// interleave, and a block a server did not use up is skipped.
+    ids: std::sync::Mutex<std::ops::Range<u64>>,
     /// Set once the key-encryption key is known; rows are neither read
     /// nor written before.
     mac: OnceLock<RowMac>,
 }
+
+/// Ids a server takes from the shared sequence at a time.
+const ID_BLOCK: u64 = 256;
 
 /// How long a request waits for one of the pool's connections.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
@@ -120,6 +128,25 @@ const CREDENTIAL: &str = "credential";
 const TOKEN: &str = "token";
 
 impl MysqlStore {
+    /// The next `ID_BLOCK` ids, taken from the shared sequence for this
+    /// server alone. LAST_INSERT_ID(expr) hands the new value back in the
+    /// same statement's answer, atomically.
+    fn reserve_block(&self) -> Result<std::ops::Range<u64>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            "UPDATE credhost_sequences SET next = LAST_INSERT_ID(next + ?) WHERE name = 'credential'",
+            (ID_BLOCK,),
+        )
+        .map_err(backend)?;
+        let end = conn.last_insert_id();
+        if end == 0 {
+            return Err(StoreError::Backend(
+                "the credential sequence is missing".into(),
+            ));
+        }
+        Ok(end - ID_BLOCK..end)
+    }
+
     fn mac(&self) -> Result<&RowMac, StoreError> {
         self.mac
             .get()
@@ -209,6 +236,7 @@ impl MysqlStore {
         let pool = Pool::new(options.opts()?).map_err(backend)?;
         Ok(Self {
             pool,
+            ids: std::sync::Mutex::new(0..0),
             mac: OnceLock::new(),
         })
     }
@@ -279,8 +307,6 @@ impl MysqlStore {
             }
         }
         count(tx, records.len() as i64)?;
-        let top = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
-        keep_ids_above(tx, top)?;
         Ok(())
     }
 }
@@ -389,20 +415,13 @@ fn in_list(n: usize) -> String {
 
 impl Store for MysqlStore {
     fn reserve_id(&self) -> Result<u64, StoreError> {
-        // LAST_INSERT_ID(expr) hands the new value back in the same
-        // statement's answer, atomically.
-        let mut conn = self.conn()?;
-        conn.query_drop(
-            "UPDATE credhost_sequences SET next = LAST_INSERT_ID(next + 1) WHERE name = 'credential'",
-        )
-        .map_err(backend)?;
-        let next = conn.last_insert_id();
-        if next == 0 {
-            return Err(StoreError::Backend(
-                "the credential sequence is missing".into(),
-            ));
+        let mut ids = self.ids.lock().expect("id block lock");
+        if ids.start >= ids.end {
+            *ids = self.reserve_block()?;
         }
-        Ok(next - 1)
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
     }
 
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError> {
@@ -450,15 +469,35 @@ impl Store for MysqlStore {
     }
 
     fn keep_ids_above(&self, next: u64) -> Result<(), StoreError> {
-        keep_ids_above(&mut self.conn()?, next).map_err(backend)
+        keep_ids_above(&mut self.conn()?, next).map_err(backend)?;
+        // A block taken before may lie below `next`: take the next one after.
+        *self.ids.lock().expect("id block lock") = 0..0;
+        Ok(())
     }
 
-    fn insert(&self, record: &Record) -> Result<(), StoreError> {
-        self.write(|tx| self.insert_rows(tx, std::slice::from_ref(record)))
+    fn insert(&self, record: &Record, validation: Option<&str>) -> Result<(), StoreError> {
+        // Its id came from `reserve_id`, so the sequence is past it already;
+        // touching the sequence row here would make every create wait on
+        // every other's commit.
+        self.write(|tx| {
+            self.insert_rows(tx, std::slice::from_ref(record))?;
+            if let Some(doc) = validation {
+                tx.exec_drop(
+                    "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?)",
+                    (record.id, doc.as_bytes()),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn import(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.write(|tx| self.insert_rows(tx, records))
+        self.write(|tx| {
+            self.insert_rows(tx, records)?;
+            let top = records.iter().map(|r| r.id + 1).max().unwrap_or(1);
+            keep_ids_above(tx, top)?;
+            Ok(())
+        })
     }
 
     fn update(&self, record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
