@@ -115,14 +115,7 @@ pub struct KeyUse {
 
 /// Nice 10: under contention the rewrap gets about a tenth of what a request
 /// thread gets.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread's own id.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
-}
+const REWRAP_NICE: i32 = 10;
 
 impl Service {
     /// Starts a rewrap in the background unless one is running; it works
@@ -147,7 +140,7 @@ impl Service {
         let spawned = std::thread::Builder::new()
             .name("rewrap".into())
             .spawn(move || {
-                lower_priority();
+                crate::priority::lower_current_thread(REWRAP_NICE);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -1,6 +1,7 @@
 //! RSA decryption off the async workers. A header's blocks are decrypted by
 //! a few threads of their own, one block at a time and round-robin between
-//! headers, so a header of many blocks cannot hold up one of few; headers
+//! headers (so a header of many blocks cannot hold up one of few), several
+//! blocks of one header at once when threads are free; headers
 //! from addresses that failed lately wait behind the others. The queue is
 //! bounded: when it is full the request is answered "busy" at once.
 
@@ -23,18 +24,60 @@ pub struct Plain {
     pub ends: Vec<usize>,
 }
 
+/// One header: its blocks, handed out one at a time, possibly to several
+/// threads at once, and their plaintexts as they come.
 struct Job {
     blocks: Vec<u8>,
-    next: usize,
-    plain: Plain,
+    count: usize,
     suspect: bool,
-    done: oneshot::Sender<Plain>,
+    state: Mutex<JobState>,
+}
+
+struct JobState {
+    /// The next block not handed out yet.
+    next: usize,
+    /// Plaintexts by block; the last one in sends them all.
+    plain: Vec<Option<Zeroizing<Vec<u8>>>>,
+    finished: usize,
+    done: Option<oneshot::Sender<Plain>>,
+}
+
+impl Job {
+    /// Claims the next block, and whether more remain after it.
+    fn claim(&self) -> Option<(usize, bool)> {
+        let mut state = self.state.lock().expect("RSA job lock");
+        if state.done.as_ref().is_none_or(|d| d.is_closed()) {
+            // Nobody waits for it any more (the client went away).
+            return None;
+        }
+        let index = state.next;
+        state.next += 1;
+        Some((index, state.next < self.count))
+    }
+
+    /// Stores a block's plaintext; the last one answers.
+    fn finish(&self, index: usize, plain: Zeroizing<Vec<u8>>) {
+        let mut state = self.state.lock().expect("RSA job lock");
+        state.plain[index] = Some(plain);
+        state.finished += 1;
+        if state.finished < self.count {
+            return;
+        }
+        let mut joined = Plain::default();
+        for block in state.plain.drain(..).flatten() {
+            joined.bytes.extend_from_slice(&block);
+            joined.ends.push(joined.bytes.len());
+        }
+        if let Some(done) = state.done.take() {
+            let _ = done.send(joined);
+        }
+    }
 }
 
 #[derive(Default)]
 struct Queues {
-    trusted: VecDeque<Job>,
-    suspect: VecDeque<Job>,
+    trusted: VecDeque<Arc<Job>>,
+    suspect: VecDeque<Arc<Job>>,
 }
 
 impl Queues {
@@ -42,7 +85,7 @@ impl Queues {
         self.trusted.len() + self.suspect.len()
     }
 
-    fn push(&mut self, job: Job) {
+    fn push(&mut self, job: Arc<Job>) {
         if job.suspect {
             self.suspect.push_back(job);
         } else {
@@ -50,7 +93,7 @@ impl Queues {
         }
     }
 
-    fn pop(&mut self) -> Option<Job> {
+    fn pop(&mut self) -> Option<Arc<Job>> {
         self.trusted
             .pop_front()
             .or_else(|| self.suspect.pop_front())
@@ -67,11 +110,6 @@ struct Shared {
 pub struct RsaPool {
     shared: Arc<Shared>,
 }
-
-/// Threads at nice 5: under contention they leave the async workers, which
-/// answer everything else, most of the CPU, and with nothing else to do
-/// they have all of it.
-const NICE: i32 = 5;
 
 impl RsaPool {
     /// `threads` decrypting threads; at most `capacity` headers waiting.
@@ -104,20 +142,26 @@ impl RsaPool {
         suspect: bool,
     ) -> Result<oneshot::Receiver<Plain>, Busy> {
         let (done, answer) = oneshot::channel();
+        let count = blocks.len() / self.shared.key.block_len();
+        if count == 0 {
+            let _ = done.send(Plain::default());
+            return Ok(answer);
+        }
         let mut queues = self.shared.queues.lock().expect("RSA queue lock");
         if queues.len() >= self.shared.capacity {
             return Err(Busy);
         }
-        queues.push(Job {
-            plain: Plain {
-                bytes: Zeroizing::new(Vec::with_capacity(blocks.len())),
-                ends: Vec::new(),
-            },
+        queues.push(Arc::new(Job {
             blocks,
-            next: 0,
+            count,
             suspect,
-            done,
-        });
+            state: Mutex::new(JobState {
+                next: 0,
+                plain: vec![None; count],
+                finished: 0,
+                done: Some(done),
+            }),
+        }));
         drop(queues);
         self.shared.ready.notify_one();
         Ok(answer)
@@ -125,10 +169,9 @@ impl RsaPool {
 }
 
 fn work(shared: &Shared) {
-    crate::priority::lower_current_thread(NICE);
     let block_len = shared.key.block_len();
     loop {
-        let mut job = {
+        let job = {
             let mut queues = shared.queues.lock().expect("RSA queue lock");
             loop {
                 if let Some(job) = queues.pop() {
@@ -137,21 +180,20 @@ fn work(shared: &Shared) {
                 queues = shared.ready.wait(queues).expect("RSA queue lock");
             }
         };
-        // Nobody waits for it any more (the client went away).
-        if job.done.is_closed() {
+        let Some((index, more)) = job.claim() else {
             continue;
+        };
+        if more {
+            // Back in line at once: another thread may take its next block
+            // while this one decrypts, after the other headers' turns.
+            shared
+                .queues
+                .lock()
+                .expect("RSA queue lock")
+                .push(job.clone());
+            shared.ready.notify_one();
         }
-        let block = &job.blocks[job.next..job.next + block_len];
-        job.plain
-            .bytes
-            .extend_from_slice(&shared.key.decrypt_block(block));
-        job.plain.ends.push(job.plain.bytes.len());
-        job.next += block_len;
-        if job.next >= job.blocks.len() {
-            let plain = std::mem::take(&mut job.plain);
-            let _ = job.done.send(plain);
-        } else {
-            shared.queues.lock().expect("RSA queue lock").push(job);
-        }
+        let block = &job.blocks[index * block_len..(index + 1) * block_len];
+        job.finish(index, shared.key.decrypt_block(block));
     }
 }
