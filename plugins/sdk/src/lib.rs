@@ -16,6 +16,10 @@
 //!
 //! export_verifier!(Echo);
 //! ```
+//!
+//! The crate has no need of `std`, and neither has a verifier that opens no
+//! sockets: such a plugin imports only the capabilities it calls, which
+//! makes every call cheaper (see [`no_std_runtime!`]).
 
 #![no_std]
 
