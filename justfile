@@ -29,7 +29,7 @@ fmt:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cd plugins && cargo clippy --target wasm32-wasip2 --all-targets -- -D warnings
+    cd plugins && cargo fmt --all -- --check && cargo clippy --target wasm32-wasip2 --all-targets -- -D warnings
 
 # What CI runs.
 ci:

@@ -155,7 +155,11 @@ mod tests {
         let bump = Bump::new();
         // SAFETY: only addresses are compared.
         unsafe {
-            assert!(!bump.alloc(Layout::from_size_align(ARENA, 16).unwrap()).is_null());
+            assert!(
+                !bump
+                    .alloc(Layout::from_size_align(ARENA, 16).unwrap())
+                    .is_null()
+            );
             assert!(bump.alloc(Layout::from_size_align(1, 1).unwrap()).is_null());
         }
     }
