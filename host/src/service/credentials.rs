@@ -65,7 +65,7 @@ impl Service {
             )
             .await?;
         record.host_keys = host_keys.accepted();
-        record.id = self.store(|s| s.reserve_id()).await?;
+        record.id = self.reserve_id().await?;
         let sealing = self.sealing.read().await;
         record.secret = self.seal(record.id, &secret).await?;
         let stored = record.clone();

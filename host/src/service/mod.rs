@@ -196,6 +196,15 @@ impl Service {
     }
 
     /// Runs a store call off the async threads (redb commits wait on disk).
+    /// A new credential id: from memory when the store has one there,
+    /// else from the blocking pool.
+    async fn reserve_id(&self) -> Result<u64, Error> {
+        match self.store.reserve_id_at_hand() {
+            Some(id) => Ok(id),
+            None => self.store(|s| s.reserve_id()).await,
+        }
+    }
+
     async fn store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,

@@ -80,6 +80,13 @@ pub trait Store: Send + Sync + 'static {
     /// write they were reserved for fails.
     fn reserve_id(&self) -> Result<u64, StoreError>;
 
+    /// An id as `reserve_id` gives, when the store has one in memory: no
+    /// I/O, so an async thread may take it without a hop to the blocking
+    /// pool.
+    fn reserve_id_at_hand(&self) -> Option<u64> {
+        None
+    }
+
     /// The conflict `record` would have, without writing. The write itself
     /// checks again, atomically.
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError>;

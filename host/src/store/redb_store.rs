@@ -290,6 +290,10 @@ impl Store for RedbStore {
         Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    fn reserve_id_at_hand(&self) -> Option<u64> {
+        Some(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError> {
         let txn = self.read()?;
         let names = txn.open_table(NAMES).map_err(backend)?;

@@ -419,9 +419,12 @@ impl Store for MysqlStore {
         if ids.start >= ids.end {
             *ids = self.reserve_block()?;
         }
-        let id = ids.start;
-        ids.start += 1;
-        Ok(id)
+        Ok(ids.next().expect("a fresh block is not empty"))
+    }
+
+    fn reserve_id_at_hand(&self) -> Option<u64> {
+        // A block being fetched holds the lock: then the blocking path.
+        self.ids.try_lock().ok()?.next()
     }
 
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError> {
