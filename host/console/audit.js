@@ -21,12 +21,16 @@ export async function auditView(main) {
     h('button', { type: 'submit' }, 'Filter')),
     results);
 
+  // The latest filter asked for is drawn, never an older answer that came last.
+  let asked = 0;
   async function load() {
+    const mine = ++asked;
     const q = new URLSearchParams({ limit: 200 });
     if (principal.value.trim()) q.set('principal', principal.value.trim());
     if (route.value.trim()) q.set('route', route.value.trim());
     if (outcome.value) q.set('outcome', outcome.value);
     const data = await get(`/api/v1/audit?${q}`);
+    if (mine !== asked) return;
     clear(results, data.contents.length === 0 ? h('p', { class: 'muted' }, 'No records.') :
       h('div', { class: 'scroll' }, h('table', { class: 'grid', id: 'audit' },
         h('thead', {}, h('tr', {}, ['Time', 'Principal', 'Client', 'Method', 'Route', 'Credentials', 'Outcome']

@@ -157,10 +157,15 @@ export async function credentialsView(main) {
       }, column.label, h('span', { 'aria-hidden': 'true' }, active ? (state.order === 'asc' ? ' ▲' : ' ▼') : '')));
   }
 
+  // Refreshes overlap (the first load, then a new page size at once): the
+  // latest one asked for is drawn, never an older answer that came last.
+  let asked = 0;
   async function refresh() {
+    const mine = ++asked;
     const data = await get(query());
+    const last = await lastValidations(data.contents.map((c) => c.credential_id));
+    if (mine !== asked) return;
     rows = data.contents;
-    const last = await lastValidations(rows.map((c) => c.credential_id));
     const pages = Math.max(1, data.page.total_pages);
     clear(results);
     const all = h('input', {
