@@ -142,7 +142,7 @@ async fn plugin_call() {
     let registry = registry(SshSettings::default()).await;
     let host = registry.verifier("HOST").unwrap();
     let property = json!({
-        "targets": [{ "ip": "10.0.0.1", "port": 22 }, { "ip": "10.0.0.2" }],
+        "targets": [{ "ip": "127.0.0.1", "port": 22 }, { "ip": "127.0.0.2" }],
         "username": "root", "type": "PASSWORD", "passphrase": "P@ssw0rd",
     })
     .to_string();

@@ -31,13 +31,6 @@ use writer::{Command, Writer};
 
 use crate::secret::Secret;
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        // The writer writes what is queued, then ends.
-        self.commands.close();
-    }
-}
-
 /// Records waiting for the writer; past this a change is refused and a
 /// read's record is counted as lost.
 const QUEUE: usize = 16_384;
@@ -77,6 +70,13 @@ struct Sink {
     commands: Arc<Queue>,
     recent: Arc<Mutex<VecDeque<String>>>,
     healthy: Arc<AtomicBool>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // The writer writes what is queued, then ends.
+        self.commands.close();
+    }
 }
 
 pub struct Audit {

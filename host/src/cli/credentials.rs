@@ -480,15 +480,15 @@ mod tests {
     #[test]
     fn targets_parse_with_and_without_ports() {
         assert_eq!(
-            target("10.0.0.1:2222").unwrap(),
-            json!({"ip": "10.0.0.1", "port": 2222})
+            target("127.0.0.1:2222").unwrap(),
+            json!({"ip": "127.0.0.1", "port": 2222})
         );
-        assert_eq!(target("10.0.0.1").unwrap(), json!({"ip": "10.0.0.1"}));
+        assert_eq!(target("127.0.0.1").unwrap(), json!({"ip": "127.0.0.1"}));
         assert_eq!(
             target("[::1]:22").unwrap(),
             json!({"ip": "::1", "port": 22})
         );
         assert_eq!(target("::1").unwrap(), json!({"ip": "::1"}));
-        assert!(target("10.0.0.1:x").is_err());
+        assert!(target("127.0.0.1:x").is_err());
     }
 }

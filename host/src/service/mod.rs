@@ -195,7 +195,6 @@ impl Service {
         Ok(normalized)
     }
 
-    /// Runs a store call off the async threads (redb commits wait on disk).
     /// A new credential id: from memory when the store has one there,
     /// else from the blocking pool.
     async fn reserve_id(&self) -> Result<u64, Error> {
@@ -205,6 +204,7 @@ impl Service {
         }
     }
 
+    /// Runs a store call off the async threads (redb commits wait on disk).
     async fn store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,

@@ -290,8 +290,9 @@ impl Store for RedbStore {
         Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Every id is at hand: the counter lives in memory.
     fn reserve_id_at_hand(&self) -> Option<u64> {
-        Some(self.next_id.fetch_add(1, Ordering::Relaxed))
+        self.reserve_id().ok()
     }
 
     fn conflict(&self, record: &Record) -> Result<Option<Conflict>, StoreError> {
