@@ -11,6 +11,15 @@ use crate::service::Service;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often recorded histogram samples are folded into their buckets.
+/// The recorder queues every sample until then: with no upkeep and no
+/// scrape the queue grows by each request's samples for as long as the
+/// server runs.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The thread that folds samples in, named so a test can see it runs.
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
 const LATENCY: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
@@ -52,6 +61,18 @@ pub fn install() {
                 }
                 metrics::gauge!("credhost_build_info", "version" => env!("CARGO_PKG_VERSION"))
                     .set(1.0);
+                let upkeep = handle.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(UPKEEP_THREAD.into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(UPKEEP);
+                            upkeep.run_upkeep();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start the metrics upkeep thread: {e}");
+                }
                 Some(handle)
             }
             Err(e) => {
@@ -91,4 +112,44 @@ pub async fn render(service: &Service) -> String {
         .and_then(Option::as_ref)
         .map(PrometheusHandle::render)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    /// Without upkeep, histogram samples pile up in memory until someone
+    /// scrapes `/metrics`, which nobody may ever do.
+    #[test]
+    fn samples_are_folded_in_without_a_scrape() {
+        install();
+        install();
+        assert_eq!(threads_named(UPKEEP_THREAD), 1);
+        let histogram = metrics::histogram!("credhost_plugin_call_duration_seconds",
+            "plugin" => "upkeep-test", "export" => "run");
+        for _ in 0..1_000 {
+            histogram.record(0.001);
+        }
+        // Folding them in loses none.
+        std::thread::sleep(UPKEEP * 2);
+        let handle = HANDLE.get().unwrap().as_ref().unwrap();
+        let text = handle.render();
+        let count = text
+            .lines()
+            .find(|l| {
+                l.starts_with("credhost_plugin_call_duration_seconds_count")
+                    && l.contains("upkeep-test")
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse::<f64>().unwrap());
+        assert_eq!(count, Some(1_000.0));
+    }
 }
