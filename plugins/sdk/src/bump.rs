@@ -17,6 +17,7 @@ use core::ptr::null_mut;
 /// Bytes served before the memory has to grow: in `.bss`, so they cost the
 /// module nothing until touched, and the host resets only pages touched.
 const ARENA: usize = 256 * 1024;
+#[cfg(target_arch = "wasm32")]
 const PAGE: usize = 64 * 1024;
 
 #[repr(C, align(16))]
