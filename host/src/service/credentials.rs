@@ -91,6 +91,9 @@ impl Service {
         let Ok(id) = u64::try_from(id) else {
             return Err(Error::NotFound);
         };
+        if let Some(read) = self.store.get_async(id) {
+            return read.await?.ok_or(Error::NotFound);
+        }
         if self.store.inline_reads() {
             return self.store.get(id)?.ok_or(Error::NotFound);
         }

@@ -1,6 +1,8 @@
 //! Persistence of credentials, behind a trait so another backend (a shared
 //! MySQL-protocol database for a fleet) can stand beside redb.
 
+use futures::future::BoxFuture;
+
 pub mod mysql;
 mod record;
 mod redb_store;
@@ -110,6 +112,13 @@ pub trait Store: Send + Sync + 'static {
     /// (an embedded file's cache) rather than the blocking pool.
     fn inline_reads(&self) -> bool {
         true
+    }
+
+    /// `get` as a future that waits on the network without holding a
+    /// thread, for a store that has one (the shared store); `None`: call
+    /// `get`.
+    fn get_async(&self, _id: u64) -> Option<BoxFuture<'_, Result<Option<Record>, StoreError>>> {
+        None
     }
 
     /// Replaces the row `record.id`; returns the row as written.

@@ -8,16 +8,18 @@
 //! answered; rows hold the same sealed record the embedded store holds,
 //! beside the columns its indexes need.
 //!
-//! The client is the blocking `mysql` crate: the `Store` trait is
-//! synchronous and already runs on the blocking pool, so an async driver
-//! would only add a bridge. It sends no `SET NAMES` (OceanBase and TiDB
-//! refuse some `COLLATE` forms), and shares its protocol code with
-//! `mysql_async`.
+//! Writes, lists and scans go through the blocking `mysql` crate: the
+//! `Store` trait is synchronous and they run on the blocking pool. Point
+//! reads, the bulk of the traffic, go through `mysql_async` (the same
+//! protocol code) on a pool of their own, so a GET waits on the database
+//! without parking a thread (see `reads.rs`). Neither sends `SET NAMES`
+//! (OceanBase and TiDB refuse some `COLLATE` forms).
 
 mod cluster;
 mod integrity;
 mod keys;
 mod options;
+mod reads;
 pub mod schema;
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +39,7 @@ use super::{
 
 pub struct MysqlStore {
     pool: Pool,
+    reads: reads::Reads,
     /// Ids reserved for this server and not handed out yet. Servers take
     /// blocks, not single ids, so creates do not queue on the sequence
     /// row: ids stay unique and are never reused, but two servers' ids
@@ -72,16 +75,21 @@ const UNAVAILABLE: [u16; 10] = [1040, 1047, 1053, 1290, 1792, 1927, 4031, 8022, 
 /// may retry); anything else is a failure of the statement. The driver's
 /// words (addresses, statements) go to the log, not to the client.
 fn backend(e: mysql::Error) -> StoreError {
-    let unavailable = match &e {
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_) => {
-            true
-        }
-        mysql::Error::MySqlError(m) => {
-            UNAVAILABLE.contains(&m.code)
-                || [DEADLOCK, LOCK_WAIT_TIMEOUT, WRITE_CONFLICT].contains(&m.code)
-        }
-        _ => false,
-    };
+    let connection = matches!(
+        &e,
+        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_)
+    );
+    classify(connection, code(&e), &e)
+}
+
+/// `connection`: the failure is the connection's, not the statement's;
+/// `code`: the server's error code, when it answered with one.
+fn classify(connection: bool, code: Option<u16>, e: &dyn std::fmt::Display) -> StoreError {
+    let unavailable = connection
+        || code.is_some_and(|code| {
+            UNAVAILABLE.contains(&code)
+                || [DEADLOCK, LOCK_WAIT_TIMEOUT, WRITE_CONFLICT].contains(&code)
+        });
     if unavailable {
         tracing::warn!("the shared store is unavailable: {e}");
         StoreError::Unavailable("the credential store is unavailable; retry".into())
@@ -89,7 +97,7 @@ fn backend(e: mysql::Error) -> StoreError {
         tracing::error!("the shared store failed: {e}");
         StoreError::Backend(format!(
             "the credential store refused a statement ({})",
-            code(&e).map_or("driver".to_string(), |c| c.to_string())
+            code.map_or("driver".to_string(), |c| c.to_string())
         ))
     }
 }
@@ -236,6 +244,7 @@ impl MysqlStore {
         let pool = Pool::new(options.opts()?).map_err(backend)?;
         Ok(Self {
             pool,
+            reads: reads::Reads::new(options.async_opts()?),
             ids: std::sync::Mutex::new(0..0),
             mac: OnceLock::new(),
         })
@@ -553,6 +562,16 @@ impl Store for MysqlStore {
 
     fn inline_reads(&self) -> bool {
         false
+    }
+
+    fn get_async(
+        &self,
+        id: u64,
+    ) -> Option<futures::future::BoxFuture<'_, Result<Option<Record>, StoreError>>> {
+        Some(Box::pin(async move {
+            let body = self.reads.body(id).await?;
+            body.map(|b| self.decode(id, &b)).transpose()
+        }))
     }
 
     fn delete(&self, id: u64) -> Result<bool, StoreError> {

@@ -31,8 +31,10 @@ pub struct StoreOptions<'a> {
 
 /// Seconds a statement may wait on the network before the database counts
 /// as unreachable.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the async pool keeps a connection nobody uses.
+const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
 
 impl StoreOptions<'_> {
     pub fn opts(&self) -> Result<Opts, StoreError> {
@@ -69,6 +71,42 @@ impl StoreOptions<'_> {
                 ssl = ssl.with_root_cert_path(Some(ca.clone()));
             }
             builder = builder.ssl_opts(ssl);
+        }
+        Ok(builder.into())
+    }
+}
+
+impl StoreOptions<'_> {
+    /// The same connection settings for the async driver's pool. Its
+    /// statements have no socket timeouts: `reads.rs` bounds each read.
+    pub fn async_opts(&self) -> Result<mysql_async::Opts, StoreError> {
+        use mysql_async::{OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
+        let parsed = mysql_async::Opts::from_url(self.url)
+            .map_err(|e| StoreError::Backend(format!("store URL: {e}")))?;
+        let mut builder = OptsBuilder::from_opts(parsed)
+            .tcp_nodelay(true)
+            .prefer_socket(false)
+            .pool_opts(
+                PoolOpts::default()
+                    .with_reset_connection(false)
+                    // Without a time to live, the pool closes every idle
+                    // connection above its minimum: a connection per read.
+                    .with_inactive_connection_ttl(IDLE_CONNECTION_TTL)
+                    .with_constraints(
+                        PoolConstraints::new(0, self.max_connections.max(1))
+                            .expect("0 ≤ max connections"),
+                    ),
+            );
+        if self.password.is_some() {
+            builder = builder.pass(self.password);
+        }
+        if self.tls.enabled {
+            let ca = self.tls.ca.iter().map(|ca| ca.clone().into()).collect();
+            builder = builder.ssl_opts(
+                SslOpts::default()
+                    .with_danger_skip_domain_validation(self.tls.skip_domain_validation)
+                    .with_root_certs(ca),
+            );
         }
         Ok(builder.into())
     }
@@ -112,5 +150,44 @@ mod tests {
             max_connections: 4,
         };
         assert!(options.opts().is_err());
+    }
+
+    /// The async pool connects as the blocking one does, and keeps its
+    /// idle connections (without a time to live it opened one per read).
+    #[test]
+    fn the_async_pool_has_the_same_settings_and_keeps_connections() {
+        let tls = StoreTls {
+            enabled: true,
+            ca: Some("/etc/credhost/db-ca.pem".into()),
+            skip_domain_validation: false,
+        };
+        let options = StoreOptions {
+            url: "mysql://app@127.0.0.1:3306/credhost",
+            password: Some("from-the-file"),
+            tls: &tls,
+            max_connections: 12,
+        };
+        let opts = options.async_opts().unwrap();
+        assert_eq!(opts.pass(), Some("from-the-file"));
+        assert_eq!(opts.user(), Some("app"));
+        assert_eq!(opts.db_name(), Some("credhost"));
+        assert!(opts.tcp_nodelay());
+        assert_eq!(opts.pool_opts().constraints().max(), 12);
+        assert!(opts.pool_opts().inactive_connection_ttl() >= Duration::from_secs(10));
+        let ssl = opts.ssl_opts().expect("TLS asked for");
+        assert!(!ssl.skip_domain_validation());
+        assert_eq!(ssl.root_certs().len(), 1);
+
+        // A password in the URL stays when no other is given.
+        let plain = StoreTls::default();
+        let options = StoreOptions {
+            url: "mysql://app:in-url@127.0.0.1:3306/credhost",
+            password: None,
+            tls: &plain,
+            max_connections: 4,
+        };
+        let opts = options.async_opts().unwrap();
+        assert_eq!(opts.pass(), Some("in-url"));
+        assert!(opts.ssl_opts().is_none());
     }
 }
