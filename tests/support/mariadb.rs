@@ -111,6 +111,11 @@ impl MariaDb {
         format!("mysql://{user}@{}/{name}", self.addr)
     }
 
+    /// The server's process id (to pin it to a core, in the benchmark).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: the database is gone until `start_again`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

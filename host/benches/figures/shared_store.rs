@@ -109,6 +109,27 @@ fn bare(threads: usize, call: impl Fn(usize) + Sync) -> f64 {
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Reads of row 1 per second from the client library alone.
+async fn bare_reads(store: &Arc<MysqlStore>) -> f64 {
+    let pool = store.clone();
+    tokio::task::spawn_blocking(move || {
+        bare(CONNECTIONS, |_| {
+            pool.get(1).unwrap().unwrap();
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// Create's statements per second from the client library alone; its
+/// rows are named `bare-…` (see `forget_bare_rows`).
+async fn bare_creates(store: &Arc<MysqlStore>) -> f64 {
+    let pool = store.clone();
+    tokio::task::spawn_blocking(move || bare(CONNECTIONS, |i| create_statements(&pool, "bare", i)))
+        .await
+        .unwrap()
+}
+
 /// What a create asks of the database: an id, the conflict check, the
 /// row with its proof. `i` makes the name and address its own.
 fn create_statements(store: &MysqlStore, prefix: &str, i: usize) {
@@ -121,6 +142,26 @@ fn create_statements(store: &MysqlStore, prefix: &str, i: usize) {
         r#"{{"checked_us":1,"details":[{{"ip":"{ip}","port":22,"reason":"OK","message":""}}]}}"#
     );
     store.insert(&r, Some(&proof)).unwrap();
+}
+
+/// Pins every thread of process `pid` to `cpus` (`taskset` list syntax);
+/// threads they start later inherit it.
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "taskset {cpus} {pid}");
+}
+
+/// Deletes the rows the bare client wrote (no real ciphertext in them).
+fn forget_bare_rows(db: &MariaDb) {
+    db.sql(
+        "USE bench; DELETE h FROM credhost_hosts h JOIN credhost_credentials c \
+         ON c.id = h.credential_id WHERE c.name_key LIKE 'bare-%'; \
+         DELETE FROM credhost_credentials WHERE name_key LIKE 'bare-%';",
+    );
 }
 
 /// Creates per second over `CONNECTIONS` connections spread over `addrs`,
@@ -254,14 +295,7 @@ pub async fn shared_store() {
     );
 
     // GET: the database's bound, one server, three servers.
-    let pool = store.clone();
-    let bound = tokio::task::spawn_blocking(move || {
-        bare(CONNECTIONS, |_| {
-            pool.get(1).unwrap().unwrap();
-        })
-    })
-    .await
-    .unwrap();
+    let bound = bare_reads(&store).await;
     let _warm = gets(&[addr]).await;
     let single = gets(&[addr]).await;
     // The database behind HTTP without credhost: a minimal server that
@@ -312,12 +346,7 @@ pub async fn shared_store() {
 
     // Create: the same statements straight from the client library, then
     // behind a minimal HTTP server, then through one and three servers.
-    let pool = store.clone();
-    let create_bound = tokio::task::spawn_blocking(move || {
-        bare(CONNECTIONS, |i| create_statements(&pool, "bare", i))
-    })
-    .await
-    .unwrap();
+    let create_bound = bare_creates(&store).await;
     // A minimal hyper server that runs those statements per POST (on the
     // blocking pool, through the same pool of connections): what HTTP and
     // the load generator cost any server on these cores.
@@ -331,12 +360,7 @@ pub async fn shared_store() {
     )
     .await;
     let create_http_bound = instant_creates(&[writing], 0, "unused").await;
-    // Those rows hold no real ciphertext: gone before the rewrap.
-    db.sql(
-        "USE bench; DELETE h FROM credhost_hosts h JOIN credhost_credentials c \
-         ON c.id = h.credential_id WHERE c.name_key LIKE 'bare-%'; \
-         DELETE FROM credhost_credentials WHERE name_key LIKE 'bare-%';",
-    );
+    forget_bare_rows(&db);
     let single_create = instant_creates(&[addr], 0, "one").await;
     let triple_create = instant_creates(&[addr, addr2, addr3], 1 << 20, "three").await;
     row(
@@ -369,6 +393,49 @@ pub async fn shared_store() {
         format!("{:.2}", single_create / create_http_bound),
         "",
     );
+    // The same bounds and servers with the database on a core of its own
+    // and everything else on the other, as when the database has a host of
+    // its own: then the database, not the shared CPU, sets the pace.
+    pin(db.pid(), "1");
+    pin(std::process::id(), "0");
+    let split_bound = bare_reads(&store).await;
+    let split_single = gets(&[addr]).await;
+    let split_create_bound = bare_creates(&store).await;
+    forget_bare_rows(&db);
+    let split_create = instant_creates(&[addr], 2 << 20, "split").await;
+    pin(std::process::id(), "0,1");
+    pin(db.pid(), "0,1");
+    row(
+        "mysql, database on a core of its own: GET, client library alone (bound)",
+        format!("{split_bound:.0} /s"),
+        "",
+    );
+    row(
+        "mysql, database on a core of its own: GET, one server",
+        format!("{split_single:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql, database on a core of its own: GET one server / client library alone",
+        format!("{:.2}", split_single / split_bound),
+        "≥ 0.7",
+    );
+    row(
+        "mysql, database on a core of its own: create's statements, client library alone (bound)",
+        format!("{split_create_bound:.0} /s"),
+        "",
+    );
+    row(
+        "mysql, database on a core of its own: create, one server",
+        format!("{split_create:.0} req/s"),
+        "",
+    );
+    row(
+        "mysql, database on a core of its own: create one server / client library alone",
+        format!("{:.2}", split_create / split_create_bound),
+        "≥ 0.7",
+    );
+
     // Creates that log in over SSH to in-process servers: both ends'
     // crypto on these two cores bounds them, whichever the store.
     let fake = FakeSsh::start(&fake_ssh::loopback_ips(100_000, 12_000)).await;
