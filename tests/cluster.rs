@@ -597,3 +597,164 @@ async fn servers_with_different_plugins_are_flagged() {
         "{view}"
     );
 }
+
+/// `openssl` run in `dir`; panics with its words on a failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority `name` (`name.pem`, `name.key`) in `dir`.
+fn certificate_authority(dir: &std::path::Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// The database's certificate for 127.0.0.1 (`db.pem`, `db.key`), signed
+/// by the authority `ca`.
+fn database_certificate(dir: &std::path::Path, ca: &str) {
+    std::fs::write(dir.join("db.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "db.key",
+            "-out",
+            "db.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "db.csr",
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "db.ext",
+            "-out",
+            "db.pem",
+        ],
+    );
+}
+
+/// A database that takes TLS connections only: a server that trusts its
+/// certificate's authority writes (the blocking driver) and reads (GET
+/// goes through the async one) over TLS; one that trusts another
+/// authority, and one that would speak plaintext, do not start, and say
+/// why without the database's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_reached_over_tls_with_a_trusted_certificate_only() {
+    let pki = tempfile::tempdir().unwrap();
+    certificate_authority(pki.path(), "ca");
+    certificate_authority(pki.path(), "rogue");
+    database_certificate(pki.path(), "ca");
+    let at = |file: &str| pki.path().join(file).display().to_string();
+    let db = MariaDb::start_with(&[
+        format!("--ssl-ca={}", at("ca.pem")),
+        format!("--ssl-cert={}", at("db.pem")),
+        format!("--ssl-key={}", at("db.key")),
+        "--require-secure-transport=ON".into(),
+    ]);
+    let url = db.database("tls", "tls", DB_PASSWORD);
+    let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let trusting = |ca: &str| {
+        let mut options = options(&url, &kek, &[]);
+        options.config = Some(format!(
+            "[store_tls]\nenabled = true\nca = \"{}\"\n",
+            at(ca)
+        ));
+        options
+    };
+
+    let server = Server::start(trusting("ca.pem"));
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(53_000, 1)).await;
+    let (status, envelope) = server
+        .post(CREATE, host_body("over-tls", fake.addrs[0]))
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let id = envelope["data"]["credential_id"].as_u64().unwrap();
+    let (status, envelope) = server.get(&format!("{CREATE}/{id}")).await;
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(envelope["data"]["name"], "over-tls");
+    // The database's side of it: the handshakes it accepted were TLS
+    // (root speaks over the socket, without).
+    let accepted = db.sql("SHOW GLOBAL STATUS LIKE 'Ssl_finished_accepts'");
+    let accepted: u64 = accepted.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(accepted > 0, "no TLS session was accepted");
+
+    for (refused, why) in [
+        (
+            {
+                let mut plain = options(&url, &kek, &[]);
+                plain.config = None;
+                plain
+            },
+            "Access denied",
+        ),
+        (trusting("rogue.pem"), "certificate"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(tempfile::tempdir().unwrap().path());
+        for (key, value) in &refused.envs {
+            command.env(key, value);
+        }
+        let config = tempfile::NamedTempFile::new().unwrap();
+        if let Some(text) = &refused.config {
+            std::fs::write(config.path(), text).unwrap();
+            command.arg("--config").arg(config.path());
+        }
+        let out = command.output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains(why), "{said}");
+        assert!(!said.contains(DB_PASSWORD), "{said}");
+    }
+}

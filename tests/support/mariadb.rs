@@ -12,6 +12,8 @@ pub const PASSWORD: &str = "Ob-test-pw-4471";
 pub struct MariaDb {
     pub addr: SocketAddr,
     child: Child,
+    /// Server options beyond the defaults, kept for `start_again`.
+    options: Vec<String>,
     socket: std::path::PathBuf,
     dir: tempfile::TempDir,
 }
@@ -25,6 +27,11 @@ fn require(path: &str) {
 
 impl MariaDb {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Started with further server options (`--ssl-cert=…`).
+    pub fn start_with(options: &[String]) -> Self {
         require("/usr/sbin/mariadbd");
         require("/usr/bin/mariadb-install-db");
         let dir = tempfile::tempdir().unwrap();
@@ -66,7 +73,7 @@ impl MariaDb {
             .unwrap()
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = spawn(dir.path(), addr);
+        let child = spawn(dir.path(), addr, options);
         let sql = format!(
             "CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; GRANT USAGE ON *.* TO '{USER}'@'%';"
         );
@@ -80,6 +87,7 @@ impl MariaDb {
         Self {
             addr,
             child,
+            options: options.to_vec(),
             socket,
             dir,
         }
@@ -124,11 +132,11 @@ impl MariaDb {
 
     /// Starts it again on the same data directory and port.
     pub fn start_again(&mut self) {
-        self.child = spawn(self.dir.path(), self.addr);
+        self.child = spawn(self.dir.path(), self.addr, &self.options);
     }
 }
 
-fn spawn(dir: &Path, addr: SocketAddr) -> Child {
+fn spawn(dir: &Path, addr: SocketAddr, options: &[String]) -> Child {
     let data = dir.join("data");
     let socket = dir.join("mysql.sock");
     let port = addr.port();
@@ -147,6 +155,7 @@ fn spawn(dir: &Path, addr: SocketAddr) -> Child {
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
         .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .args(options)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
