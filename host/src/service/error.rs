@@ -69,6 +69,8 @@ impl From<StoreError> for Error {
             StoreError::Conflict(c) => c.into(),
             StoreError::NotFound(_) => Error::NotFound,
             StoreError::Unavailable(reason) => Error::Unavailable(reason),
+            // Named once: both say "storage failure".
+            StoreError::Backend(reason) => Error::Store(reason),
             other => Error::Store(other.to_string()),
         }
     }
@@ -81,5 +83,16 @@ impl From<Conflict> for Error {
             Conflict::Host(ip) => Error::HostExists(ip),
             Conflict::DuplicateHost(ip) => Error::DuplicateHost(ip),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_named_once() {
+        let error = Error::from(StoreError::Backend("the statement failed".into()));
+        assert_eq!(error.to_string(), "storage failure: the statement failed");
     }
 }
