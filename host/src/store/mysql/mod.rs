@@ -48,6 +48,9 @@ pub struct MysqlStore {
     /// Set once the key-encryption key is known; rows are neither read
     /// nor written before.
     mac: OnceLock<RowMac>,
+    /// Where the rewrap's sweep towards a (policy, key id) got to: the
+    /// highest id it was handed. See `not_sealed_by`.
+    sweep: std::sync::Mutex<(Vec<u8>, u32, u64)>,
 }
 
 /// Ids a server takes from the shared sequence at a time.
@@ -220,6 +223,45 @@ impl MysqlStore {
         let body: Option<Vec<u8>> = conn.exec_first(sql, (id,))?;
         Ok(body.map(|b| self.decode(id, &b)).transpose()?)
     }
+
+    /// Up to `limit` rows with ids above `after` sealed by anything but
+    /// (`policy`, `key_id`), group by group through the sealing index: each
+    /// query is a range read, however few rows are left.
+    fn sealed_otherwise(
+        &self,
+        conn: &mut PooledConn,
+        policy: &str,
+        key_id: u32,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut records = Vec::new();
+        // The groups without counting them: a loose scan of the index
+        // reads one entry per group, not one per row.
+        let groups: Vec<(Vec<u8>, u32)> = conn
+            .query("SELECT DISTINCT policy, key_id FROM credhost_credentials")
+            .map_err(backend)?;
+        for (group_policy, group_key) in groups {
+            if group_policy == policy.as_bytes() && group_key == key_id {
+                continue;
+            }
+            let room = limit - records.len();
+            let rows: Vec<(u64, Vec<u8>)> = conn
+                .exec(
+                    "SELECT id, body FROM credhost_credentials \
+                     WHERE policy = ? AND key_id = ? AND id > ? ORDER BY id LIMIT ?",
+                    (&group_policy, group_key, after, room as u64),
+                )
+                .map_err(backend)?;
+            for (id, body) in rows {
+                records.push(self.decode(id, &body)?);
+            }
+            if records.len() >= limit {
+                break;
+            }
+        }
+        Ok(records)
+    }
 }
 
 const ROW_COLUMNS: &str =
@@ -247,6 +289,7 @@ impl MysqlStore {
             reads: reads::Reads::new(options.async_opts()?),
             ids: std::sync::Mutex::new(0..0),
             mac: OnceLock::new(),
+            sweep: std::sync::Mutex::new((Vec::new(), 0, 0)),
         })
     }
 
@@ -711,34 +754,31 @@ impl Store for MysqlStore {
         key_id: u32,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        // Group by group through the sealing index: each query is a range
-        // read, however few rows are left.
-        let mut records = Vec::new();
+        // InnoDB leaves a resealed row's old entry in the sealing index,
+        // delete-marked, until its purge thread gets to it; a read from the
+        // start of the old group steps over every one of them, so each
+        // batch of a rewrap read longer than the one before. Each read
+        // starts after the last id handed out instead, and only a read that
+        // finds nothing there looks again from the start: rows skipped on
+        // the way (another group's, a row written under an old key
+        // meanwhile) are found then, and nothing is answered empty while a
+        // row is left.
+        let target = (policy.as_bytes().to_vec(), key_id);
+        let after = {
+            let sweep = self.sweep.lock().unwrap_or_else(|e| e.into_inner());
+            if (&sweep.0, sweep.1) == (&target.0, target.1) {
+                sweep.2
+            } else {
+                0
+            }
+        };
         let mut conn = self.conn()?;
-        // The groups without counting them: a loose scan of the index
-        // reads one entry per group, not one per row.
-        let groups: Vec<(Vec<u8>, u32)> = conn
-            .query("SELECT DISTINCT policy, key_id FROM credhost_credentials")
-            .map_err(backend)?;
-        for (group_policy, group_key) in groups {
-            if group_policy == policy.as_bytes() && group_key == key_id {
-                continue;
-            }
-            let room = limit - records.len();
-            let rows: Vec<(u64, Vec<u8>)> = conn
-                .exec(
-                    "SELECT id, body FROM credhost_credentials WHERE policy = ? AND key_id = ? \
-                     ORDER BY id LIMIT ?",
-                    (&group_policy, group_key, room as u64),
-                )
-                .map_err(backend)?;
-            for (id, body) in rows {
-                records.push(self.decode(id, &body)?);
-            }
-            if records.len() >= limit {
-                break;
-            }
+        let mut records = self.sealed_otherwise(&mut conn, policy, key_id, after, limit)?;
+        if records.is_empty() && after > 0 {
+            records = self.sealed_otherwise(&mut conn, policy, key_id, 0, limit)?;
         }
+        let reached = records.iter().map(|r| r.id).max().unwrap_or(0);
+        *self.sweep.lock().unwrap_or_else(|e| e.into_inner()) = (target.0, target.1, reached);
         Ok(records)
     }
 
