@@ -88,7 +88,7 @@ async fn normalizes_its_property() {
     let plugin = registry.verifier("OB").unwrap();
     let n = plugin
         .normalize(
-            r#"{"targets":[{"ip":"::ffff:10.1.1.1"}],"username":"root@sys","passphrase":"p"}"#,
+            r#"{"targets":[{"ip":"::ffff:192.0.2.11"}],"username":"root@sys","passphrase":"p"}"#,
             Purpose::Create,
             None,
         )
@@ -97,7 +97,7 @@ async fn normalizes_its_property() {
         .unwrap();
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&n.public).unwrap(),
-        json!({ "targets": [{ "ip": "10.1.1.1", "port": 2881 }], "username": "root@sys" })
+        json!({ "targets": [{ "ip": "192.0.2.11", "port": 2881 }], "username": "root@sys" })
     );
     for (property, code) in [
         (
@@ -109,11 +109,11 @@ async fn normalizes_its_property() {
             "Common.InvalidIp",
         ),
         (
-            r#"{"targets":[{"ip":"10.0.0.1","port":70000}],"username":"u","passphrase":""}"#,
+            r#"{"targets":[{"ip":"192.0.2.1","port":70000}],"username":"u","passphrase":""}"#,
             "Credential.SSH.InvalidPort",
         ),
         (
-            r#"{"targets":[{"ip":"10.0.0.1"}],"passphrase":""}"#,
+            r#"{"targets":[{"ip":"192.0.2.1"}],"passphrase":""}"#,
             "Common.BindJsonFailed",
         ),
         ("null", "Common.BindJsonFailed"),

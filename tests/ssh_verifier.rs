@@ -60,11 +60,11 @@ async fn canonicalises_ips_and_defaults_the_port() {
     let public = normalize(
         &registry,
         &property(json!([
-            { "ip": "10.0.0.1" },
-            { "ip": "10.0.0.2", "port": 0 },
-            { "ip": "10.0.0.3", "port": null },
+            { "ip": "192.0.2.1" },
+            { "ip": "192.0.2.2", "port": 0 },
+            { "ip": "192.0.2.3", "port": null },
             { "ip": "FE80::1", "port": 2222 },
-            { "ip": "::ffff:10.0.0.9", "port": 65535 }
+            { "ip": "::ffff:192.0.2.9", "port": 65535 }
         ])),
         Purpose::Create,
     )
@@ -74,11 +74,11 @@ async fn canonicalises_ips_and_defaults_the_port() {
         public,
         json!({
             "targets": [
-                { "ip": "10.0.0.1", "port": 22 },
-                { "ip": "10.0.0.2", "port": 22 },
-                { "ip": "10.0.0.3", "port": 22 },
+                { "ip": "192.0.2.1", "port": 22 },
+                { "ip": "192.0.2.2", "port": 22 },
+                { "ip": "192.0.2.3", "port": 22 },
                 { "ip": "fe80::1", "port": 2222 },
-                { "ip": "10.0.0.9", "port": 65535 }
+                { "ip": "192.0.2.9", "port": 65535 }
             ],
             "username": "root",
             "type": "PASSWORD"
@@ -92,16 +92,16 @@ async fn refuses_invalid_ips_in_array_order() {
     for ip in [
         "",
         "host.example",
-        "10.0.0.0/8",
+        "192.0.2.0/8",
         "fe80::1%eth0",
-        " 10.0.0.1",
-        "10.0.0.01",
+        " 192.0.2.1",
+        "192.0.2.01",
         "256.0.0.1",
         "1.2.3",
     ] {
         let (code, message) = refused(
             &registry,
-            &property(json!([{ "ip": "10.0.0.1" }, { "ip": ip }])),
+            &property(json!([{ "ip": "192.0.2.1" }, { "ip": ip }])),
         )
         .await;
         assert_eq!(code, "Common.InvalidIp", "{ip:?}");
@@ -125,7 +125,7 @@ async fn refuses_ports_outside_the_range() {
     for port in [-1i64, 65536, 100_000] {
         let (code, message) = refused(
             &registry,
-            &property(json!([{ "ip": "10.0.0.1", "port": port }])),
+            &property(json!([{ "ip": "192.0.2.1", "port": port }])),
         )
         .await;
         assert_eq!(code, "Credential.SSH.InvalidPort");
@@ -137,7 +137,7 @@ async fn refuses_ports_outside_the_range() {
     for port in [json!("22"), json!(22.5), json!(true)] {
         let (code, message) = refused(
             &registry,
-            &property(json!([{ "ip": "10.0.0.1", "port": port }])),
+            &property(json!([{ "ip": "192.0.2.1", "port": port }])),
         )
         .await;
         assert_eq!(code, "Common.BindJsonFailed", "{port}");
@@ -155,7 +155,7 @@ async fn refuses_empty_targets_other_types_and_missing_fields() {
             "Illegal argument: targets list cannot be empty".into()
         )
     );
-    let mut p = property(json!([{ "ip": "10.0.0.1" }]));
+    let mut p = property(json!([{ "ip": "192.0.2.1" }]));
     p["type"] = json!("KEY");
     assert_eq!(
         refused(&registry, &p).await,
@@ -193,7 +193,7 @@ async fn refuses_empty_targets_other_types_and_missing_fields() {
 #[tokio::test]
 async fn matches_keys_case_insensitively_and_the_last_one_wins() {
     let registry = registry().await;
-    let text = r#"{"TARGETS":[{"IP":"10.0.0.1","Port":2200}],"Username":"a","username":"b","Type":"PASSWORD","PASSPHRASE":"x"}"#;
+    let text = r#"{"TARGETS":[{"IP":"192.0.2.1","Port":2200}],"Username":"a","username":"b","Type":"PASSWORD","PASSPHRASE":"x"}"#;
     let plugin = registry.verifier("HOST").unwrap();
     let n = plugin
         .normalize(text, Purpose::Create, None)
@@ -204,13 +204,13 @@ async fn matches_keys_case_insensitively_and_the_last_one_wins() {
     assert_eq!(public["username"], "b");
     assert_eq!(
         public["targets"][0],
-        json!({ "ip": "10.0.0.1", "port": 2200 })
+        json!({ "ip": "192.0.2.1", "port": 2200 })
     );
     assert_eq!(n.search_terms, vec!["b".to_string()]);
     assert_eq!(
         n.targets,
         vec![Target {
-            ip: "10.0.0.1".parse().unwrap(),
+            ip: "192.0.2.1".parse().unwrap(),
             port: 2200
         }]
     );
@@ -220,7 +220,7 @@ async fn matches_keys_case_insensitively_and_the_last_one_wins() {
 async fn an_empty_passphrase_keeps_the_secret_only_on_update() {
     let registry = registry().await;
     let plugin = registry.verifier("HOST").unwrap();
-    let mut p = property(json!([{ "ip": "10.0.0.1" }]));
+    let mut p = property(json!([{ "ip": "192.0.2.1" }]));
     p["passphrase"] = json!("");
     let text = p.to_string();
     let update = plugin
@@ -251,7 +251,7 @@ async fn an_empty_passphrase_keeps_the_secret_only_on_update() {
 #[tokio::test]
 async fn enforces_its_length_limits() {
     let registry = registry().await;
-    let mut p = property(json!([{ "ip": "10.0.0.1" }]));
+    let mut p = property(json!([{ "ip": "192.0.2.1" }]));
     p["username"] = json!("u".repeat(257));
     assert_eq!(refused(&registry, &p).await.0, "Common.IllegalArgument");
     p["username"] = json!("u".repeat(256));

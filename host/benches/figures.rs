@@ -563,7 +563,7 @@ async fn load(
 
 async fn get_throughput() {
     let (service, dir) =
-        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+        service_with(vec![record(1, "web".into(), "192.0.2.1".parse().unwrap())]).await;
     let credhost = serve(open_router(service, &dir)).await;
     let body = reqwest_body(credhost).await;
     let minimal = serve_minimal(body).await;
@@ -623,7 +623,7 @@ async fn list() {
     const N: u64 = 100_000;
     let records: Vec<Record> = (1..=N)
         .map(|id| {
-            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + id as u32);
+            let ip = std::net::Ipv4Addr::from(0x7f80_0000 + id as u32);
             record(id, format!("host-{:06}", (id * 7919) % N), ip.into())
         })
         .collect();
@@ -742,7 +742,7 @@ async fn rewrap() {
 }
 
 /// Rows `ids`, each with a secret sealed for real by `policy` under `key`,
-/// named by `name`, each with a target of its own in 10.0.0.0/8 (parsed,
+/// named by `name`, each with a target of its own in 127.128.0.0/9 (parsed,
 /// never dialled).
 async fn sealed_records(
     policy: &credhost::plugins::PolicyPlugin,
@@ -762,7 +762,7 @@ async fn sealed_records(
     ids.iter()
         .zip(sealed)
         .map(|(id, ciphertext)| {
-            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + *id as u32);
+            let ip = std::net::Ipv4Addr::from(0x7f80_0000 + *id as u32);
             let mut r = record(*id, name(*id), ip.into());
             r.secret = SealedSecret {
                 policy: "aes-256-gcm".into(),
@@ -815,7 +815,7 @@ async fn auth() {
     use credhost::api::auth::Authenticator;
     use credhost::keys::TransportKey;
     let (service, dir) =
-        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+        service_with(vec![record(1, "web".into(), "192.0.2.1".parse().unwrap())]).await;
     let key_path = dir.path().join("rsa.der");
     let key = TransportKey::open_or_create(&key_path, 2048).unwrap();
 
@@ -920,7 +920,7 @@ async fn tokens() {
     use credhost::keys::TransportKey;
     use credhost::service::{NewToken, Principal, Scope};
     let (service, dir) =
-        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+        service_with(vec![record(1, "web".into(), "192.0.2.1".parse().unwrap())]).await;
     let issued = service
         .create_token(
             NewToken {

@@ -80,7 +80,7 @@ pub async fn front_door() {
     let (service, dir) = service_with(vec![super::record(
         1,
         "web".into(),
-        "10.0.0.1".parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
     )])
     .await;
     let key = TransportKey::open_or_create(&dir.path().join("rsa.der"), 2048).unwrap();

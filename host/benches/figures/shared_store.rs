@@ -135,7 +135,7 @@ async fn bare_creates(store: &Arc<MysqlStore>) -> f64 {
 fn create_statements(store: &MysqlStore, prefix: &str, i: usize) {
     let id = store.reserve_id().unwrap();
     // Parsed into the row, never dialled.
-    let ip = std::net::Ipv4Addr::from(0x0a80_0000 + i as u32);
+    let ip = std::net::Ipv4Addr::from(0x7fc0_0000 + i as u32);
     let r = record(id, format!("{prefix}-{i}"), ip.into());
     assert!(store.conflict(&r).unwrap().is_none());
     let proof = format!(

@@ -104,7 +104,7 @@ pub async fn starvation() {
     }
     let sshd = Sshd::start();
     let (service, dir) =
-        service_with(vec![record(1, "web".into(), "10.0.0.1".parse().unwrap())]).await;
+        service_with(vec![record(1, "web".into(), "192.0.2.1".parse().unwrap())]).await;
     let server = serve(open_router(service, &dir)).await;
     let mut n = 0;
     let mut idle = Vec::new();

@@ -133,7 +133,7 @@ impl HostKeys {
 }
 
 /// The operator's pre-seeded pins: an OpenSSH `known_hosts` file, whose
-/// entries name hosts by IP (`10.0.0.5`, `[10.0.0.5]:2222`, or hashed
+/// entries name hosts by IP (`192.0.2.5`, `[192.0.2.5]:2222`, or hashed
 /// `|1|salt|hash` forms of those). Entries naming hosts by name, marked
 /// `@revoked` or `@cert-authority`, or unreadable, are skipped.
 #[derive(Debug, Clone, Default)]

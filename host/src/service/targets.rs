@@ -46,15 +46,19 @@ mod tests {
 
     #[test]
     fn allows_everything_by_default_and_only_the_ranges_when_set() {
-        assert!(TargetPolicy::default().check(&[target("10.1.2.3")]).is_ok());
+        assert!(
+            TargetPolicy::default()
+                .check(&[target("192.0.2.3")])
+                .is_ok()
+        );
         let policy = TargetPolicy {
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         };
         assert!(policy.check(&[target("127.0.0.2"), target("::1")]).is_ok());
         let refused = policy
-            .check(&[target("127.0.0.1"), target("10.0.0.1")])
+            .check(&[target("127.0.0.1"), target("192.0.2.1")])
             .unwrap_err();
-        assert!(matches!(refused, Error::TargetNotAllowed(ip) if ip == "10.0.0.1"));
+        assert!(matches!(refused, Error::TargetNotAllowed(ip) if ip == "192.0.2.1"));
     }
 
     #[test]

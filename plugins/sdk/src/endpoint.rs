@@ -1,5 +1,5 @@
 //! Endpoints as the host indexes them: one canonical spelling per address
-//! (`::ffff:10.0.0.1` is `10.0.0.1`, `FE80::1` is `fe80::1`), a default
+//! (`::ffff:192.0.2.1` is `192.0.2.1`, `FE80::1` is `fe80::1`), a default
 //! port, and obshell's rules and messages.
 
 use alloc::format;
@@ -103,10 +103,10 @@ mod tests {
             port: 0,
         };
         assert_eq!(
-            endpoint(&raw("::ffff:10.0.0.1"), 22, "SSH port")
+            endpoint(&raw("::ffff:127.0.0.2"), 22, "SSH port")
                 .unwrap()
                 .ip,
-            "10.0.0.1"
+            "127.0.0.2"
         );
         assert_eq!(
             endpoint(&raw("FE80::1"), 22, "SSH port").unwrap().ip,

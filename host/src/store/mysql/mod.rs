@@ -48,9 +48,16 @@ pub struct MysqlStore {
     /// Set once the key-encryption key is known; rows are neither read
     /// nor written before.
     mac: OnceLock<RowMac>,
-    /// Where the rewrap's sweep towards a (policy, key id) got to: the
-    /// highest id it was handed. See `not_sealed_by`.
-    sweep: std::sync::Mutex<(Vec<u8>, u32, u64)>,
+    /// Where the rewrap's sweep got to. See `not_sealed_by`.
+    sweep: std::sync::Mutex<Sweep>,
+}
+
+/// The highest id a sweep towards (`policy`, `key_id`) was handed.
+#[derive(Default)]
+struct Sweep {
+    policy: String,
+    key_id: u32,
+    reached: u64,
 }
 
 /// Ids a server takes from the shared sequence at a time.
@@ -289,7 +296,7 @@ impl MysqlStore {
             reads: reads::Reads::new(options.async_opts()?),
             ids: std::sync::Mutex::new(0..0),
             mac: OnceLock::new(),
-            sweep: std::sync::Mutex::new((Vec::new(), 0, 0)),
+            sweep: std::sync::Mutex::default(),
         })
     }
 
@@ -763,11 +770,10 @@ impl Store for MysqlStore {
         // the way (another group's, a row written under an old key
         // meanwhile) are found then, and nothing is answered empty while a
         // row is left.
-        let target = (policy.as_bytes().to_vec(), key_id);
         let after = {
             let sweep = self.sweep.lock().unwrap_or_else(|e| e.into_inner());
-            if (&sweep.0, sweep.1) == (&target.0, target.1) {
-                sweep.2
+            if sweep.policy == policy && sweep.key_id == key_id {
+                sweep.reached
             } else {
                 0
             }
@@ -777,8 +783,11 @@ impl Store for MysqlStore {
         if records.is_empty() && after > 0 {
             records = self.sealed_otherwise(&mut conn, policy, key_id, 0, limit)?;
         }
-        let reached = records.iter().map(|r| r.id).max().unwrap_or(0);
-        *self.sweep.lock().unwrap_or_else(|e| e.into_inner()) = (target.0, target.1, reached);
+        *self.sweep.lock().unwrap_or_else(|e| e.into_inner()) = Sweep {
+            policy: policy.to_string(),
+            key_id,
+            reached: records.iter().map(|r| r.id).max().unwrap_or(0),
+        };
         Ok(records)
     }
 

@@ -74,9 +74,7 @@ impl StoreOptions<'_> {
         }
         Ok(builder.into())
     }
-}
 
-impl StoreOptions<'_> {
     /// The same connection settings for the async driver's pool. Its
     /// statements have no socket timeouts: `reads.rs` bounds each read.
     pub fn async_opts(&self) -> Result<mysql_async::Opts, StoreError> {
