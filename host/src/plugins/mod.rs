@@ -6,6 +6,8 @@ mod contract;
 pub mod embedded;
 mod engine;
 mod error;
+mod export;
+mod interfaces;
 mod limits;
 mod policy;
 mod registry;

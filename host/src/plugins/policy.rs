@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{v0_1, v0_2};
 use super::contract::Version;
 use super::error::PluginError;
+use super::interfaces::{Sealing0_1, Sealing0_2};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
@@ -29,8 +29,8 @@ pub enum SealError {
 const POLICY_EXPORTS: [&str; 3] = ["describe", "seal", "open"];
 
 enum Pre {
-    V0_1(v0_1::policy::EncryptionPolicyPre<CallState>),
-    V0_2(v0_2::policy::EncryptionPolicyPre<CallState>),
+    V0_1(InstancePre<CallState>, Sealing0_1),
+    V0_2(InstancePre<CallState>, Sealing0_2),
 }
 
 pub struct PolicyPlugin {
@@ -47,7 +47,7 @@ macro_rules! sealing_call {
     ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {{
         let plugin = $plugin;
         match &plugin.pre {
-            Pre::V0_1(pre) => {
+            Pre::V0_1(pre, set) => {
                 plugin
                     .runtime
                     .call(
@@ -57,14 +57,14 @@ macro_rules! sealing_call {
                         Work::Quick,
                         async |$store| {
                             let instance = pre.instantiate_async(&mut *$store).await?;
-                            let $guest = instance.credhost_plugin_sealing();
+                            let $guest = set.of(instance);
                             $body
                         },
                         $size,
                     )
                     .await
             }
-            Pre::V0_2(pre) => {
+            Pre::V0_2(pre, set) => {
                 plugin
                     .runtime
                     .call(
@@ -74,7 +74,7 @@ macro_rules! sealing_call {
                         Work::Quick,
                         async |$store| {
                             let instance = pre.instantiate_async(&mut *$store).await?;
-                            let $guest = instance.credhost_plugin_sealing();
+                            let $guest = set.of(instance);
                             $body
                         },
                         $size,
@@ -97,22 +97,24 @@ impl PolicyPlugin {
             reason,
         };
         let pre = match version {
-            Version::V0_1 => Pre::V0_1(
-                runtime
+            Version::V0_1 => {
+                let pre = runtime
                     .linkers
                     .policy_v0_1
                     .instantiate_pre(component)
-                    .and_then(v0_1::policy::EncryptionPolicyPre::new)
-                    .map_err(|e| load_error(format!("{e:#}")))?,
-            ),
-            Version::V0_2 => Pre::V0_2(
-                runtime
+                    .map_err(|e| load_error(format!("{e:#}")))?;
+                let set = Sealing0_1::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
+                Pre::V0_1(pre, set)
+            }
+            Version::V0_2 => {
+                let pre = runtime
                     .linkers
                     .policy_v0_2
                     .instantiate_pre(component)
-                    .and_then(v0_2::policy::EncryptionPolicyPre::new)
-                    .map_err(|e| load_error(format!("{e:#}")))?,
-            ),
+                    .map_err(|e| load_error(format!("{e:#}")))?;
+                let set = Sealing0_2::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
+                Pre::V0_2(pre, set)
+            }
         };
         meta.wit = version.package();
         let mut plugin = Self {

@@ -9,6 +9,7 @@ use wasmtime::{Store, Trap};
 use super::cache::PrecompileCache;
 use super::engine::{EngineSettings, PluginEngine};
 use super::error::PluginError;
+use super::interfaces::Empty;
 use super::limits::Limits;
 use super::state::CallState;
 use crate::budget::{Budget, Client};
@@ -239,6 +240,8 @@ pub struct EmptyCall {
     runtime: Arc<Runtime>,
     label: CallLabel,
     pre: wasmtime::component::InstancePre<CallState>,
+    /// `None` for a component without `run`, only instantiated.
+    run: Option<Empty>,
 }
 
 #[doc(hidden)]
@@ -249,12 +252,17 @@ impl EmptyCall {
         Ok(Self {
             runtime,
             label: CallLabel::new("empty", &["run", "instantiate"]),
+            run: Empty::find(&pre).ok(),
             pre,
         })
     }
 
     pub async fn call(&self) -> Result<(), PluginError> {
         let pre = &self.pre;
+        let run = self.run.as_ref().ok_or_else(|| PluginError::Contract {
+            plugin: "empty".into(),
+            reason: "the component exports no `run`".into(),
+        })?;
         self.runtime
             .call(
                 &self.label,
@@ -263,8 +271,7 @@ impl EmptyCall {
                 Work::Quick,
                 async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
-                    let run = instance.get_typed_func::<(), ()>(&mut *store, "run")?;
-                    run.call_async(&mut *store, ()).await
+                    run.call_run(store, &instance).await
                 },
                 |_| 0,
             )

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use wasmtime::Store;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::{v0_1, v0_2};
 use super::contract::Version;
 use super::error::PluginError;
+use super::interfaces::{Calls0_1, Calls0_2, Verification0_1, Verification0_2};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
@@ -27,17 +28,18 @@ use crate::secret::Secret;
 use v0_1::verifier::exports::credhost::plugin::verification as wit1;
 use v0_2::verifier::exports::credhost::plugin::verification as wit2;
 
-/// The same call for each version's bindings: instantiate, then `f` on the
+/// The same call for each version: instantiate, then `f` on the
 /// `verification` export.
 macro_rules! calls_of {
-    ($(#[$doc:meta])* $name:ident, $pre:ty, $guest:ty) => {
+    ($(#[$doc:meta])* $name:ident, $set:ty, $calls:ident) => {
         $(#[$doc])*
         async fn $name<T>(
             &self,
-            pre: &$pre,
+            pre: &InstancePre<CallState>,
+            set: &$set,
             export: &'static str,
             work: Work,
-            f: impl AsyncFnOnce(&$guest, &mut Store<CallState>) -> wasmtime::Result<T>,
+            f: impl AsyncFnOnce(&$calls<'_>, &mut Store<CallState>) -> wasmtime::Result<T>,
             size: impl FnOnce(&T) -> usize,
         ) -> Result<T, PluginError> {
             self.runtime
@@ -47,8 +49,8 @@ macro_rules! calls_of {
                     &self.meta.limits,
                     work,
                     async |store| {
-                        let plugin = pre.instantiate_async(&mut *store).await?;
-                        f(plugin.credhost_plugin_verification(), store).await
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        f(&set.of(instance), store).await
                     },
                     size,
                 )
@@ -60,8 +62,8 @@ macro_rules! calls_of {
 const VERIFIER_EXPORTS: [&str; 4] = ["describe", "normalize", "verify", "verify-target"];
 
 enum Pre {
-    V0_1(v0_1::verifier::VerifierPre<CallState>),
-    V0_2(v0_2::verifier::VerifierPre<CallState>),
+    V0_1(InstancePre<CallState>, Verification0_1),
+    V0_2(InstancePre<CallState>, Verification0_2),
 }
 
 pub struct VerifierPlugin {
@@ -140,22 +142,24 @@ impl VerifierPlugin {
             reason,
         };
         let pre = match version {
-            Version::V0_1 => Pre::V0_1(
-                runtime
+            Version::V0_1 => {
+                let pre = runtime
                     .linkers
                     .verifier_v0_1
                     .instantiate_pre(component)
-                    .and_then(v0_1::verifier::VerifierPre::new)
-                    .map_err(|e| load_error(format!("{e:#}")))?,
-            ),
-            Version::V0_2 => Pre::V0_2(
-                runtime
+                    .map_err(|e| load_error(format!("{e:#}")))?;
+                let set = Verification0_1::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
+                Pre::V0_1(pre, set)
+            }
+            Version::V0_2 => {
+                let pre = runtime
                     .linkers
                     .verifier_v0_2
                     .instantiate_pre(component)
-                    .and_then(v0_2::verifier::VerifierPre::new)
-                    .map_err(|e| load_error(format!("{e:#}")))?,
-            ),
+                    .map_err(|e| load_error(format!("{e:#}")))?;
+                let set = Verification0_2::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
+                Pre::V0_2(pre, set)
+            }
         };
         meta.wit = version.package();
         let mut plugin = Self {
@@ -197,22 +201,23 @@ impl VerifierPlugin {
     calls_of!(
         /// One call of a 0.1 plugin's `verification` export, in a fresh instance.
         call_0_1,
-        v0_1::verifier::VerifierPre<CallState>,
-        wit1::Guest
+        Verification0_1,
+        Calls0_1
     );
     calls_of!(
         /// One call of a 0.2 plugin's `verification` export, in a fresh instance.
         call_0_2,
-        v0_2::verifier::VerifierPre<CallState>,
-        wit2::Guest
+        Verification0_2,
+        Calls0_2
     );
 
     async fn describe(&self) -> Result<(VerifierInfo, String, String), PluginError> {
         let (info, name, version) = match &self.pre {
-            Pre::V0_1(pre) => {
+            Pre::V0_1(pre, set) => {
                 let d = self
                     .call_0_1(
                         pre,
+                        set,
                         "describe",
                         Work::Quick,
                         async |g, s| g.call_describe(s).await,
@@ -236,10 +241,11 @@ impl VerifierPlugin {
                 };
                 (info, d.name, d.version)
             }
-            Pre::V0_2(pre) => {
+            Pre::V0_2(pre, set) => {
                 let d = self
                     .call_0_2(
                         pre,
+                        set,
                         "describe",
                         Work::Quick,
                         async |g, s| g.call_describe(s).await,
@@ -300,7 +306,7 @@ impl VerifierPlugin {
         stored: Option<&str>,
     ) -> Result<Result<Normalized, Refusal>, PluginError> {
         let answer = match &self.pre {
-            Pre::V0_1(pre) => {
+            Pre::V0_1(pre, set) => {
                 let purpose = match purpose {
                     Purpose::Create => wit1::Purpose::Create,
                     Purpose::Update => wit1::Purpose::Update,
@@ -309,6 +315,7 @@ impl VerifierPlugin {
                 let answer = self
                     .call_0_1(
                         pre,
+                        set,
                         "normalize",
                         Work::Quick,
                         async |g, s| g.call_normalize(s, property, purpose).await,
@@ -341,7 +348,7 @@ impl VerifierPlugin {
                         message: r.message,
                     })
             }
-            Pre::V0_2(pre) => {
+            Pre::V0_2(pre, set) => {
                 let purpose = match purpose {
                     Purpose::Create => wit2::Purpose::Create,
                     Purpose::Update => wit2::Purpose::Update,
@@ -350,6 +357,7 @@ impl VerifierPlugin {
                 let answer = self
                     .call_0_2(
                         pre,
+                        set,
                         "normalize",
                         Work::Quick,
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
@@ -445,7 +453,7 @@ impl VerifierPlugin {
         client: &Client,
     ) -> Result<Vec<Detail>, PluginError> {
         match &self.pre {
-            Pre::V0_1(pre) => {
+            Pre::V0_1(pre, set) => {
                 let work = Work::Verify {
                     grant: Grant::for_targets(targets, host_keys.clone()),
                     client: client.clone(),
@@ -454,6 +462,7 @@ impl VerifierPlugin {
                 let details = self
                     .call_0_1(
                         pre,
+                        set,
                         "verify",
                         work,
                         async |g, s| g.call_verify(s, public, secret.expose()).await,
@@ -471,7 +480,7 @@ impl VerifierPlugin {
                     .await?;
                 self.adopt_0_1(details, targets)
             }
-            Pre::V0_2(pre) => {
+            Pre::V0_2(pre, set) => {
                 // The first target's call is admitted as any request is (or
                 // refused 503); the others of the same credential wait for an
                 // instance within their deadline.
@@ -488,6 +497,7 @@ impl VerifierPlugin {
                     let verdict = self
                         .call_0_2(
                             pre,
+                            set,
                             "verify-target",
                             work,
                             async |g, s| {
