@@ -2,8 +2,11 @@
 //! sent, duplicates included: Go's `encoding/json` matches keys
 //! case-insensitively and the last match wins, so the order is part of the
 //! meaning. serde_json's own map keeps it only with `std` and a hash map
-//! behind it; a list of pairs keeps it for nothing.
+//! behind it; a list of pairs keeps it for nothing. Keys and strings
+//! borrow from the text unless they had escapes to undo: a property is read
+//! once per call, so copying each of them was most of the reading.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -12,18 +15,18 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Json {
+pub enum Json<'a> {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl Json {
+impl<'a> Json<'a> {
     /// The value of `name` in an object, matched as Go matches it.
-    pub fn field<'a>(pairs: &'a [(String, Json)], name: &str) -> Option<&'a Json> {
+    pub fn field<'p>(pairs: &'p [(Cow<'a, str>, Json<'a>)], name: &str) -> Option<&'p Json<'a>> {
         pairs
             .iter()
             .rev()
@@ -32,55 +35,91 @@ impl Json {
     }
 }
 
-impl<'de> Deserialize<'de> for Json {
+impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+/// An object's key, borrowed when the text allows (serde's own `Cow`
+/// always copies).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s.into())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s)))
     }
 }
 
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any valid JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Json, E> {
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
 
-    fn visit_none<E>(self) -> Result<Json, E> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
 
-    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
         Ok(Json::Bool(b))
     }
 
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+    fn visit_i64<E>(self, n: i64) -> Result<Json<'de>, E> {
         Ok(Json::Number(n.into()))
     }
 
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+    fn visit_u64<E>(self, n: u64) -> Result<Json<'de>, E> {
         Ok(Json::Number(n.into()))
     }
 
-    fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
+    fn visit_f64<E>(self, n: f64) -> Result<Json<'de>, E> {
         // JSON text has no NaN or infinity, so this never falls back.
         Ok(Number::from_f64(n).map_or(Json::Null, Json::Number))
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::String(s.into()))
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Borrowed(s)))
     }
 
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::String(s))
+    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(s.into())))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+    fn visit_string<E>(self, s: String) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element()? {
             items.push(item);
@@ -88,10 +127,10 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut pairs = Vec::new();
-        while let Some(pair) = map.next_entry()? {
-            pairs.push(pair);
+        while let Some((Key(key), value)) = map.next_entry()? {
+            pairs.push((key, value));
         }
         Ok(Json::Object(pairs))
     }
@@ -114,5 +153,25 @@ mod tests {
             Some(&Json::Array(alloc::vec![Json::Bool(true), Json::Null]))
         );
         assert_eq!(Json::field(&pairs, "c"), None);
+    }
+
+    #[test]
+    fn borrows_plain_text_and_undoes_escapes() {
+        let text = r#"{"username":"root","user\u006eame":"r\u006fot\n"}"#;
+        let Json::Object(pairs) = serde_json::from_str::<Json>(text).unwrap() else {
+            panic!("an object")
+        };
+        assert!(matches!(
+            pairs[0],
+            (
+                Cow::Borrowed("username"),
+                Json::String(Cow::Borrowed("root"))
+            )
+        ));
+        assert!(matches!(pairs[1].0, Cow::Owned(_)));
+        assert_eq!(
+            Json::field(&pairs, "USERNAME"),
+            Some(&Json::String(Cow::Owned("root\n".into())))
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! is the same as absent, a value of the wrong JSON type is a bind error
 //! worded as Go words it, and `required` violations are reported together.
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -18,11 +19,12 @@ pub struct Names {
     pub go_struct: &'static str,
 }
 
-/// A property as sent, for reading field by field.
-pub struct Property {
+/// A property as sent, for reading field by field; it borrows from the
+/// text it was parsed from.
+pub struct Property<'a> {
     names: Names,
     purpose: Purpose,
-    object: Vec<(String, Json)>,
+    object: Vec<(Cow<'a, str>, Json<'a>)>,
 }
 
 /// A target as sent, before any rule is applied (`port` 0: absent).
@@ -50,9 +52,9 @@ fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
     ))
 }
 
-impl Property {
+impl<'a> Property<'a> {
     /// Parses the property's JSON (`null` is an empty property).
-    pub fn parse(text: &str, names: Names, purpose: Purpose) -> Result<Self, Refusal> {
+    pub fn parse(text: &'a str, names: Names, purpose: Purpose) -> Result<Self, Refusal> {
         let value: Json = serde_json::from_str(text)
             .map_err(|e| Refusal::bind(format!("invalid property JSON: {e}")))?;
         let object = match value {
@@ -81,7 +83,7 @@ impl Property {
     pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
         match Json::field(&self.object, name) {
             None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(Json::String(s)) => Ok(Some(s.as_ref().into())),
             Some(other) => Err(mismatch(
                 other,
                 &format!("{}.{name}", self.names.field),
@@ -118,7 +120,7 @@ impl Property {
         let at = |field: &str| format!("Target.{}.{field}", self.at_targets());
         let ip = match Json::field(object, "ip") {
             None | Some(Json::Null) => String::new(),
-            Some(Json::String(ip)) => ip.clone(),
+            Some(Json::String(ip)) => ip.as_ref().into(),
             Some(other) => return Err(mismatch(other, &at("ip"), "string")),
         };
         let port = match Json::field(object, "port") {
