@@ -132,6 +132,12 @@ mod tests {
     fn samples_are_folded_in_without_a_scrape() {
         install();
         install();
+        // A thread names itself once it runs, which may be after `spawn`
+        // has returned.
+        let named = std::time::Instant::now();
+        while threads_named(UPKEEP_THREAD) == 0 && named.elapsed() < UPKEEP * 5 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(threads_named(UPKEEP_THREAD), 1);
         let histogram = metrics::histogram!("credhost_plugin_call_duration_seconds",
             "plugin" => "upkeep-test", "export" => "run");
