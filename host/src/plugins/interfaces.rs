@@ -1,7 +1,7 @@
 //! The interfaces plugins export, in each contract version, as sets of
 //! [`Export`]s found and checked once at load. `X::find` at load, then per
-//! call `X::of(instance)`, whose methods mirror the generated bindings'
-//! (`call_normalize`, …) so callers read the same.
+//! call `X::instantiate`, whose answer's methods mirror the generated
+//! bindings' (`call_normalize`, …) so callers read the same.
 
 use wasmtime::Result;
 use wasmtime::component::{Instance, InstancePre};
@@ -24,8 +24,8 @@ macro_rules! signature {
     };
 }
 
-/// One interface: its exports' signatures, the set found at load, and the
-/// per-instance view with one method per export.
+/// One interface: the component's `InstancePre` with the exports found in
+/// it at load, and the per-instance view with one method per export.
 macro_rules! interface {
     (
         $(#[$doc:meta])* $set:ident, $view:ident, $name:literal,
@@ -34,18 +34,22 @@ macro_rules! interface {
     ) => {
         $(#[$doc])*
         pub(in crate::plugins) struct $set {
+            pre: InstancePre<CallState>,
             $($field: Export<$sig>,)*
         }
 
         impl $set {
-            pub(in crate::plugins) fn find(pre: &InstancePre<CallState>) -> Result<Self> {
+            pub(in crate::plugins) fn find(pre: InstancePre<CallState>) -> Result<Self> {
                 Ok(Self {
-                    $($field: Export::find(pre, Some($name), $export)?,)*
+                    $($field: Export::find(&pre, Some($name), $export)?,)*
+                    pre,
                 })
             }
 
-            pub(in crate::plugins) fn of(&self, instance: Instance) -> $view<'_> {
-                $view { set: self, instance }
+            /// A fresh instance in `store`, to call the exports of.
+            pub(in crate::plugins) async fn instantiate(&self, store: Store<'_>) -> Result<$view<'_>> {
+                let instance = self.pre.instantiate_async(store).await?;
+                Ok($view { set: self, instance })
             }
         }
 

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::Component;
 
 use super::contract::Version;
 use super::error::PluginError;
 use super::interfaces::{Sealing0_1, Sealing0_2};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
-use super::state::CallState;
 use super::types::{PluginMeta, PolicyInfo};
 use crate::secret::Secret;
 
@@ -29,8 +28,8 @@ pub enum SealError {
 const POLICY_EXPORTS: [&str; 3] = ["describe", "seal", "open"];
 
 enum Pre {
-    V0_1(InstancePre<CallState>, Sealing0_1),
-    V0_2(InstancePre<CallState>, Sealing0_2),
+    V0_1(Sealing0_1),
+    V0_2(Sealing0_2),
 }
 
 pub struct PolicyPlugin {
@@ -47,7 +46,7 @@ macro_rules! sealing_call {
     ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {{
         let plugin = $plugin;
         match &plugin.pre {
-            Pre::V0_1(pre, set) => {
+            Pre::V0_1(set) => {
                 plugin
                     .runtime
                     .call(
@@ -56,15 +55,14 @@ macro_rules! sealing_call {
                         &plugin.meta.limits,
                         Work::Quick,
                         async |$store| {
-                            let instance = pre.instantiate_async(&mut *$store).await?;
-                            let $guest = set.of(instance);
+                            let $guest = set.instantiate(&mut *$store).await?;
                             $body
                         },
                         $size,
                     )
                     .await
             }
-            Pre::V0_2(pre, set) => {
+            Pre::V0_2(set) => {
                 plugin
                     .runtime
                     .call(
@@ -73,8 +71,7 @@ macro_rules! sealing_call {
                         &plugin.meta.limits,
                         Work::Quick,
                         async |$store| {
-                            let instance = pre.instantiate_async(&mut *$store).await?;
-                            let $guest = set.of(instance);
+                            let $guest = set.instantiate(&mut *$store).await?;
                             $body
                         },
                         $size,
@@ -97,25 +94,20 @@ impl PolicyPlugin {
             reason,
         };
         let pre = match version {
-            Version::V0_1 => {
-                let pre = runtime
-                    .linkers
-                    .policy_v0_1
-                    .instantiate_pre(component)
-                    .map_err(|e| load_error(format!("{e:#}")))?;
-                let set = Sealing0_1::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
-                Pre::V0_1(pre, set)
-            }
-            Version::V0_2 => {
-                let pre = runtime
-                    .linkers
-                    .policy_v0_2
-                    .instantiate_pre(component)
-                    .map_err(|e| load_error(format!("{e:#}")))?;
-                let set = Sealing0_2::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
-                Pre::V0_2(pre, set)
-            }
-        };
+            Version::V0_1 => runtime
+                .linkers
+                .policy_v0_1
+                .instantiate_pre(component)
+                .and_then(Sealing0_1::find)
+                .map(Pre::V0_1),
+            Version::V0_2 => runtime
+                .linkers
+                .policy_v0_2
+                .instantiate_pre(component)
+                .and_then(Sealing0_2::find)
+                .map(Pre::V0_2),
+        }
+        .map_err(|e| load_error(format!("{e:#}")))?;
         meta.wit = version.package();
         let mut plugin = Self {
             label: CallLabel::new(&meta.name, &POLICY_EXPORTS),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use wasmtime::Store;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::Component;
 
 use super::bindings::{v0_1, v0_2};
 use super::contract::Version;
@@ -35,7 +35,6 @@ macro_rules! calls_of {
         $(#[$doc])*
         async fn $name<T>(
             &self,
-            pre: &InstancePre<CallState>,
             set: &$set,
             export: &'static str,
             work: Work,
@@ -49,8 +48,8 @@ macro_rules! calls_of {
                     &self.meta.limits,
                     work,
                     async |store| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        f(&set.of(instance), store).await
+                        let calls = set.instantiate(&mut *store).await?;
+                        f(&calls, store).await
                     },
                     size,
                 )
@@ -62,8 +61,8 @@ macro_rules! calls_of {
 const VERIFIER_EXPORTS: [&str; 4] = ["describe", "normalize", "verify", "verify-target"];
 
 enum Pre {
-    V0_1(InstancePre<CallState>, Verification0_1),
-    V0_2(InstancePre<CallState>, Verification0_2),
+    V0_1(Verification0_1),
+    V0_2(Verification0_2),
 }
 
 pub struct VerifierPlugin {
@@ -142,25 +141,20 @@ impl VerifierPlugin {
             reason,
         };
         let pre = match version {
-            Version::V0_1 => {
-                let pre = runtime
-                    .linkers
-                    .verifier_v0_1
-                    .instantiate_pre(component)
-                    .map_err(|e| load_error(format!("{e:#}")))?;
-                let set = Verification0_1::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
-                Pre::V0_1(pre, set)
-            }
-            Version::V0_2 => {
-                let pre = runtime
-                    .linkers
-                    .verifier_v0_2
-                    .instantiate_pre(component)
-                    .map_err(|e| load_error(format!("{e:#}")))?;
-                let set = Verification0_2::find(&pre).map_err(|e| load_error(format!("{e:#}")))?;
-                Pre::V0_2(pre, set)
-            }
-        };
+            Version::V0_1 => runtime
+                .linkers
+                .verifier_v0_1
+                .instantiate_pre(component)
+                .and_then(Verification0_1::find)
+                .map(Pre::V0_1),
+            Version::V0_2 => runtime
+                .linkers
+                .verifier_v0_2
+                .instantiate_pre(component)
+                .and_then(Verification0_2::find)
+                .map(Pre::V0_2),
+        }
+        .map_err(|e| load_error(format!("{e:#}")))?;
         meta.wit = version.package();
         let mut plugin = Self {
             label: CallLabel::new(&meta.name, &VERIFIER_EXPORTS),
@@ -213,10 +207,9 @@ impl VerifierPlugin {
 
     async fn describe(&self) -> Result<(VerifierInfo, String, String), PluginError> {
         let (info, name, version) = match &self.pre {
-            Pre::V0_1(pre, set) => {
+            Pre::V0_1(set) => {
                 let d = self
                     .call_0_1(
-                        pre,
                         set,
                         "describe",
                         Work::Quick,
@@ -241,10 +234,9 @@ impl VerifierPlugin {
                 };
                 (info, d.name, d.version)
             }
-            Pre::V0_2(pre, set) => {
+            Pre::V0_2(set) => {
                 let d = self
                     .call_0_2(
-                        pre,
                         set,
                         "describe",
                         Work::Quick,
@@ -306,7 +298,7 @@ impl VerifierPlugin {
         stored: Option<&str>,
     ) -> Result<Result<Normalized, Refusal>, PluginError> {
         let answer = match &self.pre {
-            Pre::V0_1(pre, set) => {
+            Pre::V0_1(set) => {
                 let purpose = match purpose {
                     Purpose::Create => wit1::Purpose::Create,
                     Purpose::Update => wit1::Purpose::Update,
@@ -314,7 +306,6 @@ impl VerifierPlugin {
                 };
                 let answer = self
                     .call_0_1(
-                        pre,
                         set,
                         "normalize",
                         Work::Quick,
@@ -348,7 +339,7 @@ impl VerifierPlugin {
                         message: r.message,
                     })
             }
-            Pre::V0_2(pre, set) => {
+            Pre::V0_2(set) => {
                 let purpose = match purpose {
                     Purpose::Create => wit2::Purpose::Create,
                     Purpose::Update => wit2::Purpose::Update,
@@ -356,7 +347,6 @@ impl VerifierPlugin {
                 };
                 let answer = self
                     .call_0_2(
-                        pre,
                         set,
                         "normalize",
                         Work::Quick,
@@ -453,7 +443,7 @@ impl VerifierPlugin {
         client: &Client,
     ) -> Result<Vec<Detail>, PluginError> {
         match &self.pre {
-            Pre::V0_1(pre, set) => {
+            Pre::V0_1(set) => {
                 let work = Work::Verify {
                     grant: Grant::for_targets(targets, host_keys.clone()),
                     client: client.clone(),
@@ -461,7 +451,6 @@ impl VerifierPlugin {
                 };
                 let details = self
                     .call_0_1(
-                        pre,
                         set,
                         "verify",
                         work,
@@ -480,7 +469,7 @@ impl VerifierPlugin {
                     .await?;
                 self.adopt_0_1(details, targets)
             }
-            Pre::V0_2(pre, set) => {
+            Pre::V0_2(set) => {
                 // The first target's call is admitted as any request is (or
                 // refused 503); the others of the same credential wait for an
                 // instance within their deadline.
@@ -496,7 +485,6 @@ impl VerifierPlugin {
                     };
                     let verdict = self
                         .call_0_2(
-                            pre,
                             set,
                             "verify-target",
                             work,

@@ -4,7 +4,7 @@
 //! meaning. serde_json's own map keeps it only with `std` and a hash map
 //! behind it; a list of pairs keeps it for nothing. Keys and strings
 //! borrow from the text unless they had escapes to undo: a property is read
-//! once per call, so copying each of them was most of the reading.
+//! once per call, and a copy of each would be work thrown away.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
