@@ -180,6 +180,10 @@ async fn plugin_call() {
         floor.push(started.elapsed());
     }
     let floor = percentile(&mut floor, 0.5);
+    // Both components instantiated (and their stores dropped) without a
+    // call: what each costs for its shape alone, so the rest of a call is
+    // its own work (the guest, the marshalling, the pages it touched).
+    let empty_alone = instantiate_p50(&empty).await;
     // Instantiating the SSH verifier without calling it: how much of a
     // call is the component's size rather than its work.
     let ssh_alone = credhost::plugins::EmptyCall::load(
@@ -187,15 +191,7 @@ async fn plugin_call() {
         &std::fs::read(credhost::plugins::embedded::build_dir().join("ssh_verifier.wasm")).unwrap(),
     )
     .unwrap();
-    let mut alone = Vec::with_capacity(20_000);
-    for i in 0..22_000 {
-        let started = Instant::now();
-        ssh_alone.instantiate().await.unwrap();
-        if i >= 2_000 {
-            alone.push(started.elapsed());
-        }
-    }
-    let alone = percentile(&mut alone, 0.5);
+    let alone = instantiate_p50(&ssh_alone).await;
     row(
         "plugin call: instantiate + normalize, p50",
         format!("{:.1} µs", p50.as_secs_f64() * 1e6),
@@ -212,6 +208,11 @@ async fn plugin_call() {
         "",
     );
     row(
+        "plugin call: instantiate the empty component alone, p50",
+        format!("{:.1} µs", empty_alone.as_secs_f64() * 1e6),
+        "",
+    );
+    row(
         "plugin call: normalize / empty",
         format!("{:.2}×", p50.as_secs_f64() / floor.as_secs_f64()),
         "≤ 1.5×",
@@ -221,6 +222,19 @@ async fn plugin_call() {
         format!("{:.1} µs", p99.as_secs_f64() * 1e6),
         "",
     );
+}
+
+/// p50 of instantiating `component` in a fresh store and dropping it.
+async fn instantiate_p50(component: &credhost::plugins::EmptyCall) -> Duration {
+    let mut samples = Vec::with_capacity(20_000);
+    for i in 0..22_000 {
+        let started = Instant::now();
+        component.instantiate().await.unwrap();
+        if i >= 2_000 {
+            samples.push(started.elapsed());
+        }
+    }
+    percentile(&mut samples, 0.5)
 }
 
 /// Verify of one credential with n targets, best of several runs.
