@@ -146,52 +146,30 @@ async fn plugin_call() {
         "username": "root", "type": "PASSWORD", "passphrase": "P@ssw0rd",
     })
     .to_string();
-    for _ in 0..2_000 {
+    let mut samples = timed(async || {
         host.normalize(&property, Purpose::Create, None)
             .await
             .unwrap()
             .unwrap();
-    }
-    let mut samples = Vec::with_capacity(20_000);
-    for _ in 0..20_000 {
-        let started = Instant::now();
-        host.normalize(&property, Purpose::Create, None)
-            .await
-            .unwrap()
-            .unwrap();
-        samples.push(started.elapsed());
-    }
+    })
+    .await;
     let p50 = percentile(&mut samples, 0.5);
     let p99 = percentile(&mut samples, 0.99);
     // The same for a component that does nothing: the floor of any call.
-    let empty = credhost::plugins::EmptyCall::load(
-        runtime(SshSettings::default()),
-        &std::fs::read(credhost::plugins::embedded::build_dir().join("empty_component.wasm"))
-            .unwrap(),
-    )
-    .unwrap();
-    for _ in 0..2_000 {
-        empty.call().await.unwrap();
-    }
-    let mut floor = Vec::with_capacity(20_000);
-    for _ in 0..20_000 {
-        let started = Instant::now();
-        empty.call().await.unwrap();
-        floor.push(started.elapsed());
-    }
-    let floor = percentile(&mut floor, 0.5);
+    let empty = bare_component("empty_component.wasm");
+    let floor = percentile(&mut timed(async || empty.call().await.unwrap()).await, 0.5);
     // Both components instantiated (and their stores dropped) without a
     // call: what each costs for its shape alone, so the rest of a call is
     // its own work (the guest, the marshalling, the pages it touched).
-    let empty_alone = instantiate_p50(&empty).await;
-    // Instantiating the SSH verifier without calling it: how much of a
-    // call is the component's size rather than its work.
-    let ssh_alone = credhost::plugins::EmptyCall::load(
-        runtime(SshSettings::default()),
-        &std::fs::read(credhost::plugins::embedded::build_dir().join("ssh_verifier.wasm")).unwrap(),
-    )
-    .unwrap();
-    let alone = instantiate_p50(&ssh_alone).await;
+    let empty_alone = percentile(
+        &mut timed(async || empty.instantiate().await.unwrap()).await,
+        0.5,
+    );
+    let ssh = bare_component("ssh_verifier.wasm");
+    let alone = percentile(
+        &mut timed(async || ssh.instantiate().await.unwrap()).await,
+        0.5,
+    );
     row(
         "plugin call: instantiate + normalize, p50",
         format!("{:.1} µs", p50.as_secs_f64() * 1e6),
@@ -224,17 +202,25 @@ async fn plugin_call() {
     );
 }
 
-/// p50 of instantiating `component` in a fresh store and dropping it.
-async fn instantiate_p50(component: &credhost::plugins::EmptyCall) -> Duration {
-    let mut samples = Vec::with_capacity(20_000);
-    for i in 0..22_000 {
-        let started = Instant::now();
-        component.instantiate().await.unwrap();
-        if i >= 2_000 {
-            samples.push(started.elapsed());
-        }
+/// One of the embedded build's components, loaded to be instantiated (and
+/// its `run` called, if it has one) the way plugins are.
+fn bare_component(file: &str) -> credhost::plugins::EmptyCall {
+    let bytes = std::fs::read(credhost::plugins::embedded::build_dir().join(file)).unwrap();
+    credhost::plugins::EmptyCall::load(runtime(SshSettings::default()), &bytes).unwrap()
+}
+
+/// 20,000 timings of `run`, after 2,000 runs to warm up.
+async fn timed(mut run: impl AsyncFnMut()) -> Vec<Duration> {
+    for _ in 0..2_000 {
+        run().await;
     }
-    percentile(&mut samples, 0.5)
+    let mut samples = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let started = Instant::now();
+        run().await;
+        samples.push(started.elapsed());
+    }
+    samples
 }
 
 /// Verify of one credential with n targets, best of several runs.
