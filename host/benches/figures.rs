@@ -127,11 +127,13 @@ fn runtime(ssh: SshSettings) -> Arc<Runtime> {
 async fn registry(ssh: SshSettings) -> Registry {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-plugins");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        credhost::plugins::embedded::build_dir().join("instant_verifier.wasm"),
-        dir.join("instant_verifier.wasm"),
-    )
-    .unwrap();
+    for fixture in ["instant_verifier.wasm", "idle_verifier.wasm"] {
+        std::fs::copy(
+            credhost::plugins::embedded::build_dir().join(fixture),
+            dir.join(fixture),
+        )
+        .unwrap();
+    }
     Registry::load(&runtime(ssh), Some(&dir), &Default::default())
         .await
         .unwrap()
@@ -140,21 +142,25 @@ async fn registry(ssh: SshSettings) -> Registry {
 /// A fresh Store from the InstancePre plus `normalize` of a typical property.
 async fn plugin_call() {
     let registry = registry(SshSettings::default()).await;
-    let host = registry.verifier("HOST").unwrap();
     let property = json!({
         "targets": [{ "ip": "127.0.0.1", "port": 22 }, { "ip": "127.0.0.2" }],
         "username": "root", "type": "PASSWORD", "passphrase": "P@ssw0rd",
     })
     .to_string();
-    let mut samples = timed(async || {
-        host.normalize(&property, Purpose::Create, None)
-            .await
-            .unwrap()
-            .unwrap();
-    })
-    .await;
+    let mut samples = normalize_times(&registry, "HOST", &property).await;
     let p50 = percentile(&mut samples, 0.5);
     let p99 = percentile(&mut samples, 0.99);
+    // Two verifiers built with the same SDK that import nothing, so their
+    // modules need no shim for a capability: INSTANT reads the same
+    // property the same way; IDLE returns HOST's answer without reading it.
+    let instant = percentile(
+        &mut normalize_times(&registry, "INSTANT", &property).await,
+        0.5,
+    );
+    let idle = percentile(
+        &mut normalize_times(&registry, "IDLE", &property).await,
+        0.5,
+    );
     // The same for a component that does nothing: the floor of any call.
     let empty = bare_component("empty_component.wasm");
     let floor = percentile(&mut timed(async || empty.call().await.unwrap()).await, 0.5);
@@ -195,11 +201,39 @@ async fn plugin_call() {
         format!("{:.2}×", p50.as_secs_f64() / floor.as_secs_f64()),
         "≤ 1.5×",
     );
+    for (figure, time) in [
+        ("no imports, same reading (INSTANT)", instant),
+        ("no imports, fixed answer (IDLE)", idle),
+    ] {
+        row(
+            &format!("plugin call: normalize, {figure}"),
+            format!(
+                "{:.1} µs {:.2}×",
+                time.as_secs_f64() * 1e6,
+                time.as_secs_f64() / floor.as_secs_f64()
+            ),
+            "",
+        );
+    }
     row(
         "plugin call: instantiate + normalize, p99",
         format!("{:.1} µs", p99.as_secs_f64() * 1e6),
         "",
     );
+}
+
+/// 20,000 timings of `normalize` of `property` by the verifier of
+/// `target_type`, which must accept it.
+async fn normalize_times(registry: &Registry, target_type: &str, property: &str) -> Vec<Duration> {
+    let verifier = registry.verifier(target_type).unwrap();
+    timed(async || {
+        verifier
+            .normalize(property, Purpose::Create, None)
+            .await
+            .unwrap()
+            .unwrap();
+    })
+    .await
 }
 
 /// One of the embedded build's components, loaded to be instantiated (and
