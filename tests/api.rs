@@ -417,6 +417,60 @@ async fn routes_ids_and_the_trace_header() {
     assert_eq!(envelope["traceId"].as_str().unwrap().len(), 16);
 }
 
+/// `GET /credentials/validations` shows the latest proof of each credential:
+/// a create's, a batch validation's, and an update's, each kept in the same
+/// write as what it proved.
+#[tokio::test]
+async fn the_last_validation_follows_creates_validations_and_updates() {
+    let (first, second) = (Sshd::start(), Sshd::start());
+    let server = Server::start(Options::default());
+    let (status, created) = server.post(CREDENTIAL, create_body("moves", &first)).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let last = async || {
+        let (status, answer) = server
+            .get(&format!(
+                "{CREDENTIALS}/validations?credential_id_list={id},424242"
+            ))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let contents = answer["data"]["contents"].as_array().unwrap().clone();
+        assert_eq!(contents.len(), 1, "only stored credentials: {answer}");
+        contents[0].clone()
+    };
+    let shown = last().await;
+    assert_eq!(shown["credential_id"], id);
+    assert_eq!(shown["succeeded_count"], 1);
+    assert_eq!(shown["details"][0]["target"]["port"], first.addr.port());
+
+    let (status, _) = server
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": [id] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        last().await["details"][0]["target"]["port"],
+        first.addr.port()
+    );
+
+    // Moved to the second server with the password sent again: the update's
+    // proof, at the new target, replaces the validation at the old one.
+    let (status, updated) = server
+        .patch(
+            &format!("{CREDENTIAL}/{id}"),
+            json!({ "name": "moves", "ssh_credential_property": property(&second, PASSWORD) }),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let shown = last().await;
+    assert_eq!(shown["details"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown["details"][0]["target"]["port"], second.addr.port());
+    assert_eq!(shown["details"][0]["connection_result"], "SUCCESS");
+    assert!(!shown.to_string().contains(PASSWORD));
+}
+
 #[tokio::test]
 async fn batch_endpoints() {
     let sshd = Sshd::start();

@@ -99,13 +99,30 @@ async fn three_servers_share_one_credential_set() {
     let (_, envelope) = c.post(CREATE, host_body("other", fake.addrs[0])).await;
     assert_eq!(err_code(&envelope), "Credential.Host.AlreadyExists");
 
-    // Updated on B, seen by C; the secret opens on every server.
-    let mut update = host_body("web-renamed", fake.addrs[0]);
+    // Updated on B (moved to another host), seen by C with the update's
+    // proof as its last validation; the secret opens on every server.
+    let moved = fake.addrs[7];
+    let mut update = host_body("web-renamed", moved);
     update.as_object_mut().unwrap().remove("target_type");
     let (status, envelope) = b.patch(&format!("{CREATE}/{id}"), update).await;
     assert_eq!(status, 200, "{envelope}");
     let (_, envelope) = c.get("/api/v1/security/credentials?key_word=RENAMED").await;
     assert_eq!(envelope["data"]["page"]["total_elements"], 1, "{envelope}");
+    let (status, envelope) = c
+        .get(&format!(
+            "/api/v1/security/credentials/validations?credential_id_list={id}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let target = &envelope["data"]["contents"][0]["details"][0]["target"];
+    assert_eq!(
+        (target["ip"].as_str(), target["port"].as_u64()),
+        (
+            Some(moved.ip().to_string().as_str()),
+            Some(u64::from(moved.port()))
+        ),
+        "{envelope}"
+    );
     for server in [&a, &b, &c] {
         let detail = server.validate_stored(id).await;
         assert_eq!(detail["connection_result"], "SUCCESS", "{detail}");

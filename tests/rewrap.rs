@@ -178,7 +178,9 @@ async fn a_corrupted_row_stops_the_rewrap_and_harms_nothing() {
         let mut sealed = record.secret.clone();
         let last = sealed.ciphertext.len() - 1;
         sealed.ciphertext[last] ^= 0x40;
-        store.update(record, SecretWrite::Replace(sealed)).unwrap();
+        store
+            .update(record, SecretWrite::Replace(sealed), None)
+            .unwrap();
     }
     server.restart();
 

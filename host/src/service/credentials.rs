@@ -182,9 +182,13 @@ impl Service {
         } else {
             SecretWrite::Keep
         };
-        let stored = self.store(move |s| s.update(record, write)).await?;
+        // The proof is kept in the update's own write, as a create's is: an
+        // acknowledged update always shows the validation that allowed it.
+        let proven = super::validations::validation_doc(clock::now_us(), &proof);
+        let stored = self
+            .store(move |s| s.update(record, write, Some(&proven)))
+            .await?;
         drop(sealing);
-        self.remember(vec![(stored.id, proof.as_slice())]).await;
         tracing::info!(id = stored.id, "credential updated");
         Ok(CredentialView::of(&stored))
     }

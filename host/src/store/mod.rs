@@ -121,8 +121,15 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// Replaces the row `record.id`; returns the row as written.
-    fn update(&self, record: Record, secret: SecretWrite) -> Result<Record, StoreError>;
+    /// Replaces the row `record.id` and, in the same write, its last
+    /// validation with `validation` (see `insert`); returns the row as
+    /// written.
+    fn update(
+        &self,
+        record: Record,
+        secret: SecretWrite,
+        validation: Option<&str>,
+    ) -> Result<Record, StoreError>;
 
     fn get(&self, id: u64) -> Result<Option<Record>, StoreError>;
 

@@ -352,7 +352,12 @@ impl Store for RedbStore {
         Ok(records)
     }
 
-    fn update(&self, mut record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
+    fn update(
+        &self,
+        mut record: Record,
+        secret: SecretWrite,
+        validation: Option<&str>,
+    ) -> Result<Record, StoreError> {
         self.write(|txn| {
             let current = load(&txn.open_table(CREDENTIALS).map_err(backend)?, record.id)?
                 .ok_or(StoreError::NotFound(record.id))?;
@@ -378,6 +383,12 @@ impl Store for RedbStore {
                 .map_err(backend)?
                 .insert(record.id, record.encode().as_slice())
                 .map_err(backend)?;
+            if let Some(doc) = validation {
+                txn.open_table(VALIDATIONS)
+                    .map_err(backend)?
+                    .insert(record.id, doc)
+                    .map_err(backend)?;
+            }
             Ok(record)
         })
     }

@@ -562,7 +562,12 @@ impl Store for MysqlStore {
         })
     }
 
-    fn update(&self, record: Record, secret: SecretWrite) -> Result<Record, StoreError> {
+    fn update(
+        &self,
+        record: Record,
+        secret: SecretWrite,
+        validation: Option<&str>,
+    ) -> Result<Record, StoreError> {
         self.write(|tx| {
             let current = self
                 .load(tx, record.id, true)?
@@ -596,6 +601,13 @@ impl Store for MysqlStore {
                 .collect();
             for part in hosts.chunks(1024) {
                 insert_hosts(tx, part)?;
+            }
+            if let Some(doc) = validation {
+                tx.exec_drop(
+                    "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
+                    (record.id, doc.as_bytes()),
+                )?;
             }
             Ok(record)
         })
