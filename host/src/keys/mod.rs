@@ -264,8 +264,20 @@ impl Keyring {
         (id, key)
     }
 
+    /// Key `id` if this server has it in memory: no I/O.
+    pub fn cached(&self, id: u32) -> Option<Secret> {
+        self.material(&self.file.read().expect("keyring lock"), id)
+    }
+
+    /// Whether `get` of a key not in memory reads the shared database.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Key `id`; on a shared keyring, one this server has not seen yet is
+    /// read from the database (blocking I/O).
     pub fn get(&self, id: u32) -> Result<Secret, KeyError> {
-        if let Some(key) = self.material(&self.file.read().expect("keyring lock"), id) {
+        if let Some(key) = self.cached(id) {
             return Ok(key);
         }
         // Perhaps made by another server since this one last looked.

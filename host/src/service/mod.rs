@@ -33,8 +33,9 @@ pub use validations::LastValidation;
 pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
 
 use crate::fields::Fields;
-use crate::keys::Keyring;
+use crate::keys::{KeyError, Keyring};
 use crate::plugins::{Registry, VerifierPlugin};
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 pub const MAX_NAME_CHARS: usize = 64;
@@ -205,6 +206,23 @@ impl Service {
     }
 
     /// Runs a store call off the async threads (redb commits wait on disk).
+    /// Key `id` of the keyring. One another server made since this one last
+    /// looked is read from the shared database on the blocking pool, never
+    /// on an async worker (a slow database would stall every request that
+    /// worker serves).
+    async fn key(&self, id: u32) -> Result<Secret, KeyError> {
+        if let Some(key) = self.keys.cached(id) {
+            return Ok(key);
+        }
+        if !self.keys.is_shared() {
+            return Err(KeyError::Unknown(id));
+        }
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || keys.get(id))
+            .await
+            .map_err(|e| KeyError::Store(format!("keyring task failed: {e}")))?
+    }
+
     async fn store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,

@@ -391,8 +391,8 @@ impl Service {
                 )
             })?;
             let key = self
-                .keys
-                .get(old_key)
+                .key(old_key)
+                .await
                 .map_err(|e| fail(records[0].id, e.to_string()))?;
             let items: Vec<(Vec<u8>, Vec<u8>)> = records
                 .iter()
@@ -440,8 +440,8 @@ impl Service {
             .policy(policy)
             .ok_or_else(|| Error::Encrypt(format!("encryption policy '{policy}' is not loaded")))?;
         let key = self
-            .keys
-            .get(key_id)
+            .key(key_id)
+            .await
             .map_err(|e| Error::Encrypt(e.to_string()))?;
         // The policy cuts the calls to fit its output cap.
         let items: Vec<(Secret, Vec<u8>)> = plaintexts

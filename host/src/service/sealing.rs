@@ -65,8 +65,8 @@ impl Service {
             ))
         })?;
         let key = self
-            .keys
-            .get(sealed.key_id)
+            .key(sealed.key_id)
+            .await
             .map_err(|e| fail(e.to_string()))?;
         let aad = associated_data(record.id, sealed.key_id, &sealed.policy);
         policy
