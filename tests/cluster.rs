@@ -368,6 +368,36 @@ async fn rotation_with_writers_elsewhere_and_the_rewrapper_killed() {
     );
 }
 
+/// A key made on one server opens rows on another at once, before any
+/// heartbeat could tell it: the other reads the key from the database when
+/// it first meets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_on_one_server_opens_on_another_at_once() {
+    let db = MariaDb::start();
+    let url = db.database("freshkey", "freshkey", DB_PASSWORD);
+    let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    // No heartbeat within the test: B learns of the key only from a row.
+    let quiet = || Options {
+        config: Some("[cluster]\nheartbeat_ms = 600000\nlease_ms = 2000\n".into()),
+        ..options(&url, &kek, &[])
+    };
+    let (a, b) = (Server::start(quiet()), Server::start(quiet()));
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(64_000, 1)).await;
+
+    let (status, envelope) = a.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    let (status, created) = a.post(CREATE, host_body("fresh", fake.addrs[0])).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let detail = b.validate_stored(id).await;
+    assert_eq!(detail["connection_result"], "SUCCESS", "{detail}");
+    let (_, envelope) = b.get("/api/v1/security/encryption").await;
+    assert_eq!(
+        envelope["data"]["current_key_id"], 2,
+        "B read the new keyring: {envelope}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_restarts_under_load() {
     let mut db = MariaDb::start();
