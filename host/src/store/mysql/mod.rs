@@ -332,6 +332,10 @@ impl MysqlStore {
                             Some(DEADLOCK | LOCK_WAIT_TIMEOUT | WRITE_CONFLICT)
                         ) =>
                 {
+                    // The transaction was rolled back when it dropped; the
+                    // connection goes back to the pool for the pause.
+                    drop(conn);
+                    retry_pause(attempt);
                     continue;
                 }
                 Err(Abort::Sql(e)) if code(&e) == Some(NO_PARENT_ROW) => {
@@ -940,4 +944,15 @@ impl Store for MysqlStore {
             )
             .map_err(backend)
     }
+}
+
+/// Before a write's next attempt: a random pause that doubles with each
+/// attempt. Writers that deadlocked on each other (servers creating the
+/// shared keyring's first key at once, say) would otherwise start again
+/// together and deadlock again.
+fn retry_pause(attempt: usize) {
+    let ceiling_ms = 4u64 << attempt.min(6);
+    std::thread::sleep(std::time::Duration::from_micros(
+        rand::random_range(0..ceiling_ms * 1000),
+    ));
 }
