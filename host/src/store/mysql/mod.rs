@@ -952,7 +952,7 @@ impl Store for MysqlStore {
 /// together and deadlock again.
 fn retry_pause(attempt: usize) {
     let ceiling_ms = 4u64 << attempt.min(6);
-    std::thread::sleep(std::time::Duration::from_micros(
-        rand::random_range(0..ceiling_ms * 1000),
-    ));
+    std::thread::sleep(std::time::Duration::from_micros(rand::random_range(
+        0..ceiling_ms * 1000,
+    )));
 }
