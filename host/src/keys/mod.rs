@@ -269,11 +269,6 @@ impl Keyring {
         self.material(&self.file.read().expect("keyring lock"), id)
     }
 
-    /// Whether `get` of a key not in memory reads the shared database.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// Key `id`; on a shared keyring, one this server has not seen yet is
     /// read from the database (blocking I/O).
     pub fn get(&self, id: u32) -> Result<Secret, KeyError> {

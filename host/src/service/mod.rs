@@ -205,17 +205,13 @@ impl Service {
         }
     }
 
-    /// Runs a store call off the async threads (redb commits wait on disk).
-    /// Key `id` of the keyring. One another server made since this one last
-    /// looked is read from the shared database on the blocking pool, never
-    /// on an async worker (a slow database would stall every request that
-    /// worker serves).
+    /// Key `id` of the keyring. One not in memory (on a shared keyring,
+    /// made by another server since this one last looked) is looked up on
+    /// the blocking pool, never on an async worker: a slow database would
+    /// stall every request that worker serves.
     async fn key(&self, id: u32) -> Result<Secret, KeyError> {
         if let Some(key) = self.keys.cached(id) {
             return Ok(key);
-        }
-        if !self.keys.is_shared() {
-            return Err(KeyError::Unknown(id));
         }
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || keys.get(id))
@@ -223,6 +219,7 @@ impl Service {
             .map_err(|e| KeyError::Store(format!("keyring task failed: {e}")))?
     }
 
+    /// Runs a store call off the async threads (redb commits wait on disk).
     async fn store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,

@@ -26,7 +26,7 @@ use crate::store::{Record, SealedSecret, SecretChange};
 /// Rows opened, re-sealed and written per transaction, at most.
 const BATCH: usize = 1024;
 /// The first batch of a cluster's rewrap, and its smallest: the pace of
-/// each batch sizes the next (see `next_batch`).
+/// each batch sizes the next (see `batch_after`).
 const FIRST_CLUSTER_BATCH: usize = 64;
 /// The settings key the rewrap job is recorded under.
 pub(super) const JOB: &str = "rewrap_job";
@@ -243,10 +243,6 @@ impl Service {
         }
     }
 
-    fn next_batch(&self, rows: usize, took: Duration) -> usize {
-        batch_after(self.cluster.as_ref().map(|c| c.lease), rows, took)
-    }
-
     /// Renews the lease (a server that lost it stops) and records progress
     /// where every server of the cluster reads it.
     fn keep_lease(&self) -> Result<(), Error> {
@@ -338,9 +334,11 @@ impl Service {
         self.store.set_setting(JOB, &job.to_string())?;
 
         let mut done = 0u64;
-        let mut rows = match self.cluster {
-            Some(_) => FIRST_CLUSTER_BATCH,
-            None => BATCH,
+        let lease = self.cluster.as_ref().map(|c| c.lease);
+        let mut rows = if lease.is_some() {
+            FIRST_CLUSTER_BATCH
+        } else {
+            BATCH
         };
         loop {
             let (policy, key_id) = self.target();
@@ -374,7 +372,7 @@ impl Service {
                 serde_json::json!({ "rows": replaced, "policy": policy, "key_id": key_id }),
             );
             done += replaced;
-            rows = self.next_batch(batch.len(), step.elapsed());
+            rows = batch_after(lease, batch.len(), step.elapsed());
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
             self.rewrap.update(|s| {
                 s.done = done;

@@ -306,10 +306,7 @@ impl Store for RedbStore {
         self.write(|txn| {
             insert_in(txn, record)?;
             if let Some(doc) = validation {
-                txn.open_table(VALIDATIONS)
-                    .map_err(backend)?
-                    .insert(record.id, doc)
-                    .map_err(backend)?;
+                put_validation(txn, record.id, doc)?;
             }
             Ok(())
         })
@@ -384,10 +381,7 @@ impl Store for RedbStore {
                 .insert(record.id, record.encode().as_slice())
                 .map_err(backend)?;
             if let Some(doc) = validation {
-                txn.open_table(VALIDATIONS)
-                    .map_err(backend)?
-                    .insert(record.id, doc)
-                    .map_err(backend)?;
+                put_validation(txn, record.id, doc)?;
             }
             Ok(record)
         })
@@ -681,4 +675,13 @@ fn page_ids(
             allowed,
         ),
     }
+}
+
+/// Keeps `doc` as credential `id`'s last validation, in the write `txn`.
+fn put_validation(txn: &WriteTransaction, id: u64, doc: &str) -> Result<(), StoreError> {
+    txn.open_table(VALIDATIONS)
+        .map_err(backend)?
+        .insert(id, doc)
+        .map_err(backend)?;
+    Ok(())
 }

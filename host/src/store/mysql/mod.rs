@@ -548,10 +548,7 @@ impl Store for MysqlStore {
         self.write(|tx| {
             self.insert_rows(tx, std::slice::from_ref(record))?;
             if let Some(doc) = validation {
-                tx.exec_drop(
-                    "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?)",
-                    (record.id, doc.as_bytes()),
-                )?;
+                put_validation(tx, record.id, doc)?;
             }
             Ok(())
         })
@@ -607,11 +604,7 @@ impl Store for MysqlStore {
                 insert_hosts(tx, part)?;
             }
             if let Some(doc) = validation {
-                tx.exec_drop(
-                    "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?) \
-                     ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
-                    (record.id, doc.as_bytes()),
-                )?;
+                put_validation(tx, record.id, doc)?;
             }
             Ok(record)
         })
@@ -955,4 +948,14 @@ fn retry_pause(attempt: usize) {
     std::thread::sleep(std::time::Duration::from_micros(rand::random_range(
         0..ceiling_ms * 1000,
     )));
+}
+
+/// Keeps `doc` as credential `id`'s last validation, in the write `tx`.
+fn put_validation(tx: &mut Tx, id: u64, doc: &str) -> Result<(), Abort> {
+    tx.exec_drop(
+        "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?) \
+         ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
+        (id, doc.as_bytes()),
+    )?;
+    Ok(())
 }
