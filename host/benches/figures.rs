@@ -139,7 +139,8 @@ async fn registry(ssh: SshSettings) -> Registry {
         .unwrap()
 }
 
-/// A fresh Store from the InstancePre plus `normalize` of a typical property.
+/// A fresh Store from the InstancePre plus `normalize` of a typical property,
+/// beside the same for components that do less, all sampled together.
 async fn plugin_call() {
     let registry = registry(SshSettings::default()).await;
     let property = json!({
@@ -147,58 +148,55 @@ async fn plugin_call() {
         "username": "root", "type": "PASSWORD", "passphrase": "P@ssw0rd",
     })
     .to_string();
-    let mut samples = normalize_times(&registry, "HOST", &property).await;
-    let p50 = percentile(&mut samples, 0.5);
-    let p99 = percentile(&mut samples, 0.99);
-    // Two verifiers built with the same SDK that import nothing, so their
-    // modules need no shim for a capability: INSTANT reads the same
-    // property the same way; IDLE returns HOST's answer without reading it.
-    let instant = percentile(
-        &mut normalize_times(&registry, "INSTANT", &property).await,
-        0.5,
-    );
-    let idle = percentile(
-        &mut normalize_times(&registry, "IDLE", &property).await,
-        0.5,
-    );
-    // The same for a component that does nothing: the floor of any call.
+    let normalize =
+        |target_type| Call::Normalize(registry.verifier(target_type).unwrap(), &property);
     let empty = bare_component("empty_component.wasm");
-    let floor = percentile(&mut timed(async || empty.call().await.unwrap()).await, 0.5);
-    // Both components instantiated (and their stores dropped) without a
-    // call: what each costs for its shape alone, so the rest of a call is
-    // its own work (the guest, the marshalling, the pages it touched).
-    let empty_alone = percentile(
-        &mut timed(async || empty.instantiate().await.unwrap()).await,
-        0.5,
-    );
     let ssh = bare_component("ssh_verifier.wasm");
-    let alone = percentile(
-        &mut timed(async || ssh.instantiate().await.unwrap()).await,
-        0.5,
-    );
+    let mut samples = sampled_together([
+        normalize("HOST"),
+        // Two verifiers built like HOST (the SDK, the same memory layout)
+        // that import nothing, so their modules need no shim for a
+        // capability: INSTANT reads the same property the same way; IDLE
+        // returns HOST's answer without reading it.
+        normalize("INSTANT"),
+        normalize("IDLE"),
+        // A component that does nothing: the floor of any call.
+        Call::Run(&empty),
+        // Both components instantiated (and their stores dropped) without a
+        // call: what each costs for its shape alone, so the rest of a call
+        // is its own work (the guest, the marshalling, the pages it touched).
+        Call::Instantiate(&empty),
+        Call::Instantiate(&ssh),
+    ])
+    .await;
+    let p99 = percentile(&mut samples[0], 0.99);
+    let [p50, instant, idle, floor, empty_alone, alone] =
+        samples.map(|mut samples| percentile(&mut samples, 0.5));
+    let micros = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
     row(
         "plugin call: instantiate + normalize, p50",
-        format!("{:.1} µs", p50.as_secs_f64() * 1e6),
+        micros(p50),
         "≤ 10 µs",
     );
     row(
         "plugin call: instantiate + an empty export, p50",
-        format!("{:.1} µs", floor.as_secs_f64() * 1e6),
+        micros(floor),
         "",
     );
     row(
         "plugin call: instantiate the SSH verifier alone, p50",
-        format!("{:.1} µs", alone.as_secs_f64() * 1e6),
+        micros(alone),
         "",
     );
     row(
         "plugin call: instantiate the empty component alone, p50",
-        format!("{:.1} µs", empty_alone.as_secs_f64() * 1e6),
+        micros(empty_alone),
         "",
     );
     row(
         "plugin call: normalize / empty",
-        format!("{:.2}×", p50.as_secs_f64() / floor.as_secs_f64()),
+        format!("{:.2}×", ratio(p50)),
         "≤ 1.5×",
     );
     for (figure, time) in [
@@ -207,33 +205,61 @@ async fn plugin_call() {
     ] {
         row(
             &format!("plugin call: normalize, {figure}"),
-            format!(
-                "{:.1} µs {:.2}×",
-                time.as_secs_f64() * 1e6,
-                time.as_secs_f64() / floor.as_secs_f64()
-            ),
+            format!("{} {:.2}×", micros(time), ratio(time)),
             "",
         );
     }
-    row(
-        "plugin call: instantiate + normalize, p99",
-        format!("{:.1} µs", p99.as_secs_f64() * 1e6),
-        "",
-    );
+    row("plugin call: instantiate + normalize, p99", micros(p99), "");
 }
 
-/// 20,000 timings of `normalize` of `property` by the verifier of
-/// `target_type`, which must accept it.
-async fn normalize_times(registry: &Registry, target_type: &str, property: &str) -> Vec<Duration> {
-    let verifier = registry.verifier(target_type).unwrap();
-    timed(async || {
-        verifier
-            .normalize(property, Purpose::Create, None)
-            .await
-            .unwrap()
-            .unwrap();
-    })
-    .await
+/// One kind of timed plugin call.
+enum Call<'a> {
+    /// `normalize` of a property the verifier accepts.
+    Normalize(&'a credhost::plugins::VerifierPlugin, &'a str),
+    /// A component's `run`.
+    Run(&'a credhost::plugins::EmptyCall),
+    /// A component instantiated, its store dropped.
+    Instantiate(&'a credhost::plugins::EmptyCall),
+}
+
+impl Call<'_> {
+    async fn once(&self) {
+        match self {
+            Call::Normalize(verifier, property) => {
+                verifier
+                    .normalize(property, Purpose::Create, None)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Call::Run(component) => component.call().await.unwrap(),
+            Call::Instantiate(component) => component.instantiate().await.unwrap(),
+        }
+    }
+}
+
+/// 20,000 timings of each call, taken in blocks of 1,000 that take turns,
+/// each block after 100 untimed calls to warm up. A virtual machine's speed
+/// drifts by a third within minutes here, so calls timed one kind after
+/// another would compare different machines; taking turns spreads the drift
+/// over all of them, and the ratios compare like with like.
+async fn sampled_together<const N: usize>(calls: [Call<'_>; N]) -> [Vec<Duration>; N] {
+    const BLOCKS: usize = 20;
+    const BLOCK: usize = 1_000;
+    let mut samples = std::array::from_fn(|_| Vec::with_capacity(BLOCKS * BLOCK));
+    for _ in 0..BLOCKS {
+        for (call, samples) in calls.iter().zip(samples.iter_mut()) {
+            for _ in 0..100 {
+                call.once().await;
+            }
+            for _ in 0..BLOCK {
+                let started = Instant::now();
+                call.once().await;
+                samples.push(started.elapsed());
+            }
+        }
+    }
+    samples
 }
 
 /// One of the embedded build's components, loaded to be instantiated (and
@@ -241,20 +267,6 @@ async fn normalize_times(registry: &Registry, target_type: &str, property: &str)
 fn bare_component(file: &str) -> credhost::plugins::EmptyCall {
     let bytes = std::fs::read(credhost::plugins::embedded::build_dir().join(file)).unwrap();
     credhost::plugins::EmptyCall::load(runtime(SshSettings::default()), &bytes).unwrap()
-}
-
-/// 20,000 timings of `run`, after 2,000 runs to warm up.
-async fn timed(mut run: impl AsyncFnMut()) -> Vec<Duration> {
-    for _ in 0..2_000 {
-        run().await;
-    }
-    let mut samples = Vec::with_capacity(20_000);
-    for _ in 0..20_000 {
-        let started = Instant::now();
-        run().await;
-        samples.push(started.elapsed());
-    }
-    samples
 }
 
 /// Verify of one credential with n targets, best of several runs.
