@@ -192,6 +192,33 @@ async fn create_refuses_a_wrong_password_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn keys_bind_in_the_order_sent_repeated_ones_included() {
+    // obshell reads a body's keys in order and the last spelling of a field
+    // wins, even over a spelling that appeared twice before it. The same
+    // holds inside the property, which reaches the plugin as sent.
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let port = sshd.addr.port();
+    let body = format!(
+        r#"{{"target_type":"HOST","name":"first","Name":"second","name":"web",
+            "ssh_credential_property":{{"targets":[{{"ip":"127.0.0.1","port":{port}}}],
+              "username":"nobody","USERNAME":"nobody-else","username":"{USER}",
+              "type":"PASSWORD","passphrase":"{PASSWORD}"}}}}"#
+    );
+    let response = server
+        .client()
+        .post(format!("{}{CREDENTIAL}", server.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["status"], 200, "{created}");
+    assert_eq!(created["data"]["name"], "web");
+    assert_eq!(created["data"]["ssh_secret"]["username"], USER);
+}
+
+#[tokio::test]
 async fn uniqueness_of_names_and_hosts() {
     let sshd = Sshd::start();
     let server = Server::start(Options::default());

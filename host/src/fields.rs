@@ -2,24 +2,36 @@
 //! keys match case-insensitively, the last matching key wins, unknown keys
 //! are ignored, `null` is absent.
 
-use serde_json::{Map, Value};
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use zeroize::{Zeroize, Zeroizing};
 
-/// A request body holds passphrases: its strings are wiped when dropped.
-#[derive(Debug, Clone, Default)]
-pub struct Fields(Map<String, Value>);
+/// A request body's top-level keys with each value's text as sent, in the
+/// order sent: Go binds keys in that order (so a later spelling of a field
+/// wins over an earlier one, even when that one is repeated), and a raw
+/// field handed to a plugin keeps its own keys' order the same way.
+#[derive(Clone, Default)]
+pub struct Fields(Vec<(String, Box<RawValue>)>);
 
+/// A request body holds passphrases: its values are wiped when dropped.
 impl Drop for Fields {
     fn drop(&mut self) {
-        fn wipe(value: &mut Value) {
-            match value {
-                Value::String(s) => s.zeroize(),
-                Value::Array(items) => items.iter_mut().for_each(wipe),
-                Value::Object(map) => map.values_mut().for_each(wipe),
-                _ => {}
-            }
+        for (_, value) in self.0.drain(..) {
+            String::from(Box::<str>::from(value)).zeroize();
         }
-        self.0.values_mut().for_each(wipe);
+    }
+}
+
+/// Keys only: the values may be secrets.
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Fields")
+            .field(&self.0.iter().map(|(key, _)| key).collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -33,67 +45,106 @@ impl Fields {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(other) => Err(BindError(format!(
+        let invalid = |e: serde_json::Error| BindError(format!("invalid JSON: {e}"));
+        let whole: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
+        if !whole.get().starts_with('{') {
+            return Err(BindError(format!(
                 "json: cannot unmarshal {} into a request object",
-                kind(&other)
-            ))),
-            Err(e) => Err(BindError(format!("invalid JSON: {e}"))),
+                kind(whole)
+            )));
         }
+        let Pairs(pairs) = serde_json::from_str(whole.get()).map_err(invalid)?;
+        Ok(Self(pairs))
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    /// The last value sent under `name` in any case; `null` is absent.
+    fn get(&self, name: &str) -> Option<&RawValue> {
         self.0
             .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-            .next_back()
-            .filter(|v| !v.is_null())
+            .rev()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| &**value)
+            .filter(|value| value.get() != "null")
+    }
+
+    /// A field's value, for fields with no Go type to match.
+    pub fn value(&self, name: &str) -> Option<Value> {
+        self.get(name)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>, BindError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(mismatch(other, name, "string")),
-        }
+        self.get(name)
+            .map(|raw| read(raw, name, "string"))
+            .transpose()
     }
 
     /// A list of credential ids.
     pub fn ids(&self, name: &str) -> Result<Option<Vec<i64>>, BindError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_i64().ok_or_else(|| mismatch(item, name, "int64")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(other) => Err(mismatch(other, name, "[]int64")),
-        }
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        let items: Vec<Box<RawValue>> = read(raw, name, "[]int64")?;
+        items
+            .iter()
+            .map(|item| read(item, name, "int64"))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
-    /// The raw JSON text of a field, `null` when absent.
+    /// The JSON text of a field as sent, `null` when absent.
     pub fn raw(&self, name: &str) -> Zeroizing<String> {
-        Zeroizing::new(
-            self.get(name)
-                .map_or_else(|| "null".to_string(), Value::to_string),
-        )
+        Zeroizing::new(self.get(name).map_or("null", RawValue::get).to_string())
     }
 }
 
-fn kind(value: &Value) -> String {
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
+/// A value of the Go type `go_type`, or obshell's message for a mismatch.
+fn read<T: serde::de::DeserializeOwned>(
+    raw: &RawValue,
+    field: &str,
+    go_type: &str,
+) -> Result<T, BindError> {
+    serde_json::from_str(raw.get()).map_err(|_| mismatch(raw, field, go_type))
+}
+
+/// An object's members in order, repeated keys kept.
+struct Pairs(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
-fn mismatch(value: &Value, field: &str, go_type: &str) -> BindError {
+/// Go's name for a JSON value's kind, read from its first character so no
+/// copy of a value (it may be a secret) is made to name it.
+fn kind(value: &RawValue) -> String {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'"') => "string".into(),
+        Some(b'{') => "object".into(),
+        Some(b'[') => "array".into(),
+        Some(b't' | b'f') => "bool".into(),
+        Some(b'n') => "null".into(),
+        _ => format!("number {text}"),
+    }
+}
+
+fn mismatch(value: &RawValue, field: &str, go_type: &str) -> BindError {
     BindError(format!(
         "json: cannot unmarshal {} into Go struct field {field} of type {go_type}",
         kind(value)
@@ -119,12 +170,57 @@ mod tests {
     }
 
     #[test]
+    fn a_key_repeated_exactly_still_loses_to_a_later_spelling_of_it() {
+        // Go reads keys in the order sent: the last one that matches wins,
+        // however often an earlier spelling appeared.
+        let f = Fields::parse(br#"{"name":"a","Name":"b","name":"c"}"#).unwrap();
+        assert_eq!(f.string("name").unwrap(), Some("c".into()));
+        let f = Fields::parse(br#"{"Name":"a","name":"b","Name":"c"}"#).unwrap();
+        assert_eq!(f.string("NAME").unwrap(), Some("c".into()));
+    }
+
+    #[test]
+    fn a_raw_field_is_the_text_as_sent() {
+        // The plugin binds the property with the same rules, so it must see
+        // every key in its order, repeated ones included.
+        let property = r#"{"username":"a","USERNAME":"b","username":"c", "n":1.50}"#;
+        let f = Fields::parse(format!(r#"{{"property": {property}}}"#).as_bytes()).unwrap();
+        assert_eq!(f.raw("property").as_str(), property);
+        assert_eq!(f.raw("missing").as_str(), "null");
+        let f = Fields::parse(br#"{"property":null}"#).unwrap();
+        assert_eq!(f.raw("property").as_str(), "null");
+    }
+
+    #[test]
+    fn debug_output_names_keys_only() {
+        let f = Fields::parse(br#"{"passphrase":"hunter2"}"#).unwrap();
+        let shown = format!("{f:?}");
+        assert!(shown.contains("passphrase"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
     fn empty_body_is_an_empty_object_and_garbage_is_a_bind_error() {
         assert!(Fields::parse(b"").unwrap().get("x").is_none());
         assert!(Fields::parse(b"{").is_err());
         assert!(Fields::parse(b"[1]").is_err());
+        assert!(Fields::parse(br#"{"name":"a"} {"name":"b"}"#).is_err());
         let f = Fields::parse(br#"{"name":5,"ids":[1,"x"]}"#).unwrap();
         assert!(f.string("name").is_err());
         assert!(f.ids("ids").is_err());
+        assert_eq!(
+            Fields::parse(br#"{"ids":[1, 2.50]}"#).unwrap().ids("IDS"),
+            Err(BindError(
+                "json: cannot unmarshal number 2.50 into Go struct field IDS of type int64".into()
+            ))
+        );
+        assert_eq!(
+            Fields::parse(br#"{"ids":[1, 2]}"#).unwrap().ids("ids"),
+            Ok(Some(vec![1, 2]))
+        );
+        assert_eq!(
+            Fields::parse(b"5").unwrap_err(),
+            BindError("json: cannot unmarshal number 5 into a request object".into())
+        );
     }
 }
