@@ -351,7 +351,7 @@ async fn every_error_code_of_create() {
         (
             json!({ "target_type": "HOST", "name": 5 }),
             "Common.BindJsonFailed",
-            "cannot unmarshal number 5",
+            "cannot unmarshal number into Go struct field name of type string",
         ),
     ];
     for (body, code, text) in cases {

@@ -4,9 +4,11 @@
 
 use std::fmt;
 
+use credhost_binding::{Kind, type_error};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::error::Category;
 use serde_json::value::RawValue;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -45,32 +47,42 @@ impl Fields {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let invalid = |e: serde_json::Error| BindError(format!("invalid JSON: {e}"));
-        let whole: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
+        let whole: &RawValue = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
         if !whole.get().starts_with('{') {
             return Err(BindError(format!(
                 "json: cannot unmarshal {} into a request object",
-                kind(whole)
+                kind(whole).name()
             )));
         }
-        let Pairs(pairs) = serde_json::from_str(whole.get()).map_err(invalid)?;
+        let Pairs(pairs) = serde_json::from_str(whole.get()).map_err(|e| invalid(&e))?;
         Ok(Self(pairs))
     }
 
-    /// The last value sent under `name` in any case; `null` is absent.
+    /// The last value sent under `name` in any case, `null` included.
+    fn last(&self, name: &str) -> Option<&RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| credhost_binding::names(key, name))
+            .map(|(_, value)| &**value)
+    }
+
+    /// The last value other than `null` sent under `name`: Go leaves a
+    /// string or an object as it was when a later key sends `null`.
     fn get(&self, name: &str) -> Option<&RawValue> {
         self.0
             .iter()
             .rev()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .find(|(key, value)| credhost_binding::names(key, name) && !is_null(value))
             .map(|(_, value)| &**value)
-            .filter(|value| value.get() != "null")
     }
 
-    /// A field's value, for fields with no Go type to match.
-    pub fn value(&self, name: &str) -> Option<Value> {
+    /// A field's value, for fields with no Go type to match; never one that
+    /// may hold a secret (it is not wiped).
+    pub fn value(&self, name: &str) -> Result<Option<Value>, BindError> {
         self.get(name)
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .map(|raw| serde_json::from_str(raw.get()).map_err(|e| invalid(&e)))
+            .transpose()
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>, BindError> {
@@ -81,7 +93,8 @@ impl Fields {
 
     /// A list of credential ids.
     pub fn ids(&self, name: &str) -> Result<Option<Vec<i64>>, BindError> {
-        let Some(raw) = self.get(name) else {
+        // A later `null` empties a list in Go.
+        let Some(raw) = self.last(name).filter(|raw| !is_null(raw)) else {
             return Ok(None);
         };
         let items: Vec<Box<RawValue>> = read(raw, name, "[]int64")?;
@@ -104,7 +117,19 @@ fn read<T: serde::de::DeserializeOwned>(
     field: &str,
     go_type: &str,
 ) -> Result<T, BindError> {
-    serde_json::from_str(raw.get()).map_err(|_| mismatch(raw, field, go_type))
+    serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
+        // A string whose escapes do not make text (a lone surrogate).
+        Category::Syntax if raw.get().starts_with('"') => invalid(&e),
+        _ => mismatch(raw, field, go_type),
+    })
+}
+
+fn invalid(e: &serde_json::Error) -> BindError {
+    BindError(format!("invalid JSON: {e}"))
+}
+
+fn is_null(value: &RawValue) -> bool {
+    value.get() == "null"
 }
 
 /// An object's members in order, repeated keys kept.
@@ -130,25 +155,22 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
-/// Go's name for a JSON value's kind, read from its first character so no
-/// copy of a value (it may be a secret) is made to name it.
-fn kind(value: &RawValue) -> String {
+/// A value's kind, read from its first character so no copy of a value
+/// (it may be a secret) is made to name it.
+fn kind(value: &RawValue) -> Kind<'_> {
     let text = value.get();
     match text.as_bytes().first() {
-        Some(b'"') => "string".into(),
-        Some(b'{') => "object".into(),
-        Some(b'[') => "array".into(),
-        Some(b't' | b'f') => "bool".into(),
-        Some(b'n') => "null".into(),
-        _ => format!("number {text}"),
+        Some(b'"') => Kind::String,
+        Some(b'{') => Kind::Object,
+        Some(b'[') => Kind::Array,
+        Some(b't' | b'f') => Kind::Bool,
+        Some(b'n') => Kind::Null,
+        _ => Kind::Number(text),
     }
 }
 
 fn mismatch(value: &RawValue, field: &str, go_type: &str) -> BindError {
-    BindError(format!(
-        "json: cannot unmarshal {} into Go struct field {field} of type {go_type}",
-        kind(value)
-    ))
+    BindError(type_error(kind(value), field, go_type))
 }
 
 /// obshell's `required` message for one field.
@@ -167,6 +189,20 @@ mod tests {
         let f = Fields::parse(br#"{"NAME":"a","Name":"b","other":1}"#).unwrap();
         assert_eq!(f.string("name").unwrap(), Some("b".into()));
         assert_eq!(f.string("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn keys_fold_as_go_folds_them() {
+        // Go folds the long s and the Kelvin sign onto s and k, and nothing
+        // else outside ASCII onto an ASCII letter.
+        let f = Fields::parse("{\"uſername\":\"a\",\"\u{212A}ind\":\"b\"}".as_bytes()).unwrap();
+        assert_eq!(f.string("username").unwrap(), Some("a".into()));
+        assert_eq!(f.string("KIND").unwrap(), Some("b".into()));
+        for key in ["usernam", "usernamee", "usérname", "ıd"] {
+            let f = Fields::parse(format!(r#"{{"{key}":"x"}}"#).as_bytes()).unwrap();
+            assert_eq!(f.string("username").unwrap(), None, "{key}");
+            assert_eq!(f.string("id").unwrap(), None, "{key}");
+        }
     }
 
     #[test]
@@ -189,6 +225,39 @@ mod tests {
         assert_eq!(f.raw("missing").as_str(), "null");
         let f = Fields::parse(br#"{"property":null}"#).unwrap();
         assert_eq!(f.raw("property").as_str(), "null");
+    }
+
+    #[test]
+    fn a_later_null_leaves_a_string_and_empties_a_list() {
+        let f = Fields::parse(br#"{"name":"a","Name":null,"ids":[1],"IDS":null}"#).unwrap();
+        assert_eq!(f.string("name").unwrap(), Some("a".into()));
+        assert_eq!(f.raw("name").as_str(), r#""a""#);
+        assert_eq!(f.ids("ids").unwrap(), None);
+    }
+
+    #[test]
+    fn a_number_for_a_string_is_not_quoted_back() {
+        // As Go words it, and the digits may be a passphrase.
+        let f = Fields::parse(br#"{"aes_key":12345678}"#).unwrap();
+        assert_eq!(
+            f.string("aes_key"),
+            Err(BindError(
+                "json: cannot unmarshal number into Go struct field aes_key of type string".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_text_or_numbers_are_bind_errors() {
+        let f = Fields::parse(br#"{"name":"\ud800","ttl_secs":1e400}"#).unwrap();
+        assert!(f.string("name").unwrap_err().0.starts_with("invalid JSON"));
+        assert!(
+            f.value("ttl_secs")
+                .unwrap_err()
+                .0
+                .starts_with("invalid JSON")
+        );
+        assert_eq!(f.value("missing").unwrap(), None);
     }
 
     #[test]
@@ -220,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             Fields::parse(b"5").unwrap_err(),
-            BindError("json: cannot unmarshal number 5 into a request object".into())
+            BindError("json: cannot unmarshal number into a request object".into())
         );
     }
 }

@@ -30,7 +30,7 @@ pub async fn create_token(
     let name = required.string(&fields, "name", "Name")?;
     required.check()?;
     let mut names: Vec<String> = Vec::new();
-    if let Some(scope) = fields.value("scope") {
+    if let Some(scope) = fields.value("scope").map_err(|e| ApiError::bind(e.0))? {
         names.push(
             scope
                 .as_str()
@@ -38,7 +38,7 @@ pub async fn create_token(
                 .to_string(),
         );
     }
-    if let Some(scopes) = fields.value("scopes") {
+    if let Some(scopes) = fields.value("scopes").map_err(|e| ApiError::bind(e.0))? {
         let list = scopes
             .as_array()
             .ok_or_else(|| ApiError::illegal("scopes must be a list"))?;
@@ -64,7 +64,7 @@ pub async fn create_token(
         .into_iter()
         .max()
         .ok_or_else(|| ApiError::illegal("a token needs a scope"))?;
-    let ttl_secs = match fields.value("ttl_secs") {
+    let ttl_secs = match fields.value("ttl_secs").map_err(|e| ApiError::bind(e.0))? {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()

@@ -30,7 +30,7 @@ impl<'a> Json<'a> {
         pairs
             .iter()
             .rev()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .find(|(key, _)| credhost_binding::names(key, name))
             .map(|(_, value)| value)
     }
 }
@@ -153,6 +153,22 @@ mod tests {
             Some(&Json::Array(alloc::vec![Json::Bool(true), Json::Null]))
         );
         assert_eq!(Json::field(&pairs, "c"), None);
+    }
+
+    #[test]
+    fn keys_fold_as_go_folds_them() {
+        let text = "{\"uſername\":1,\"\u{212A}ey\":2,\"usérname\":3,\"ıd\":4}";
+        let Json::Object(pairs) = serde_json::from_str::<Json>(text).unwrap() else {
+            panic!("an object")
+        };
+        assert!(
+            matches!(Json::field(&pairs, "USERNAME"), Some(Json::Number(n)) if n.as_u64() == Some(1))
+        );
+        assert!(
+            matches!(Json::field(&pairs, "key"), Some(Json::Number(n)) if n.as_u64() == Some(2))
+        );
+        assert_eq!(Json::field(&pairs, "id"), None);
+        assert_eq!(Json::field(&pairs, "usernam"), None);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use credhost_binding::{Kind, type_error};
+
 use crate::json::Json;
 use crate::{Purpose, Refusal, Secret};
 
@@ -34,22 +36,20 @@ pub struct RawTarget {
     pub port: i64,
 }
 
-fn kind_of(value: &Json) -> String {
-    match value {
-        Json::Null => "null".into(),
-        Json::Bool(_) => "bool".into(),
-        Json::Number(n) => format!("number {n}"),
-        Json::String(_) => "string".into(),
-        Json::Array(_) => "array".into(),
-        Json::Object(_) => "object".into(),
-    }
-}
-
 fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
-    Refusal::bind(format!(
-        "json: cannot unmarshal {} into Go struct field {field} of type {go_type}",
-        kind_of(value)
-    ))
+    let text;
+    let kind = match value {
+        Json::Null => Kind::Null,
+        Json::Bool(_) => Kind::Bool,
+        Json::Number(n) => {
+            text = format!("{n}");
+            Kind::Number(&text)
+        }
+        Json::String(_) => Kind::String,
+        Json::Array(_) => Kind::Array,
+        Json::Object(_) => Kind::Object,
+    };
+    Refusal::bind(type_error(kind, field, go_type))
 }
 
 impl<'a> Property<'a> {
@@ -185,5 +185,35 @@ pub fn secret(bytes: &[u8], purpose: Purpose) -> Secret {
     match (purpose, bytes.is_empty()) {
         (Purpose::Update, true) => Secret::Keep,
         _ => Secret::Replace(bytes.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: Names = Names {
+        field: "ssh_credential_property",
+        go_struct: "SshCredentialProperty",
+    };
+
+    #[test]
+    fn a_number_is_quoted_back_only_for_a_number_field() {
+        let text = r#"{"passphrase":987654321,"targets":[{"ip":"127.0.0.1","port":22.5}]}"#;
+        let property = Property::parse(text, NAMES, Purpose::Create).unwrap();
+        let refusal = property.string("passphrase").unwrap_err();
+        assert_eq!(
+            refusal.message,
+            "Bind JSON failed: json: cannot unmarshal number into Go struct field \
+             ssh_credential_property.passphrase of type string"
+        );
+        let refusal = property.targets().unwrap_err();
+        assert!(
+            refusal
+                .message
+                .contains("cannot unmarshal number 22.5 into"),
+            "{}",
+            refusal.message
+        );
     }
 }

@@ -1,0 +1,108 @@
+//! obshell binds request bodies with Go's `encoding/json`. Two of its rules
+//! are needed wherever a body or a property is read, in the server and in
+//! every plugin: which keys name a field, and how a value of the wrong type
+//! is reported.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+
+/// Whether `key` names the field `name` (ASCII) as Go matches them: by
+/// Unicode simple case folding, which folds only two letters outside ASCII
+/// onto ASCII ones, the long s (`ſ`) onto `s` and the Kelvin sign onto `k`.
+pub fn names(key: &str, name: &str) -> bool {
+    if key.is_ascii() {
+        return key.eq_ignore_ascii_case(name);
+    }
+    let mut expected = name.bytes();
+    let matched = key.chars().all(|c| {
+        let c = match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c,
+        };
+        expected
+            .next()
+            .is_some_and(|b| c.eq_ignore_ascii_case(&char::from(b)))
+    });
+    matched && expected.next().is_none()
+}
+
+/// The kind of a JSON value, as a type error names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    Null,
+    Bool,
+    /// With the number's text.
+    Number(&'a str),
+    String,
+    Array,
+    Object,
+}
+
+impl Kind<'_> {
+    /// Go's name for the kind, a number's text left out.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "bool",
+            Kind::Number(_) => "number",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+}
+
+/// Go's message for a value of kind `kind` sent for `field` of Go type
+/// `go_type`. As in Go, a number is quoted only when it was meant for a
+/// number type and did not fit: a number sent for a string may be a
+/// passphrase typed as digits, and is never repeated.
+pub fn type_error(kind: Kind<'_>, field: &str, go_type: &str) -> String {
+    let value = match kind {
+        Kind::Number(text) if is_number_type(go_type) => format!("number {text}"),
+        kind => kind.name().into(),
+    };
+    format!("json: cannot unmarshal {value} into Go struct field {field} of type {go_type}")
+}
+
+fn is_number_type(go_type: &str) -> bool {
+    ["int", "uint", "float"]
+        .iter()
+        .any(|prefix| go_type.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_as_go_folds_them() {
+        assert!(names("USERNAME", "username"));
+        assert!(names("uſername", "username"));
+        assert!(names("\u{212A}ey", "key"));
+        for key in ["usernam", "usernamee", "usérname", "ıd", "uſername\u{0}"] {
+            assert!(!names(key, "username"), "{key}");
+        }
+        assert!(!names("ıd", "id"));
+    }
+
+    #[test]
+    fn a_number_is_quoted_only_for_a_number_type() {
+        assert_eq!(
+            type_error(Kind::Number("22.5"), "t.port", "int"),
+            "json: cannot unmarshal number 22.5 into Go struct field t.port of type int"
+        );
+        assert_eq!(
+            type_error(Kind::Number("12345678"), "p.passphrase", "string"),
+            "json: cannot unmarshal number into Go struct field p.passphrase of type string"
+        );
+        assert_eq!(
+            type_error(Kind::Object, "ids", "[]int64"),
+            "json: cannot unmarshal object into Go struct field ids of type []int64"
+        );
+    }
+}
