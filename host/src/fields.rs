@@ -1,6 +1,7 @@
 //! A JSON request object read the way obshell (Go's encoding/json) reads it:
-//! keys match case-insensitively, the last matching key wins, unknown keys
-//! are ignored, `null` is absent.
+//! keys match by Go's case folding, the last matching key wins, unknown
+//! keys are ignored, a later `null` leaves a string as it was and empties a
+//! list.
 
 use std::fmt;
 
@@ -54,8 +55,8 @@ impl Fields {
                 kind(whole).name()
             )));
         }
-        let Pairs(pairs) = serde_json::from_str(whole.get()).map_err(|e| invalid(&e))?;
-        Ok(Self(pairs))
+        let Pairs(fields) = serde_json::from_str(whole.get()).map_err(|e| invalid(&e))?;
+        Ok(fields)
     }
 
     /// The last value sent under `name` in any case, `null` included.
@@ -133,7 +134,7 @@ fn is_null(value: &RawValue) -> bool {
 }
 
 /// An object's members in order, repeated keys kept.
-struct Pairs(Vec<(String, Box<RawValue>)>);
+struct Pairs(Fields);
 
 impl<'de> Deserialize<'de> for Pairs {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -144,11 +145,13 @@ impl<'de> Deserialize<'de> for Pairs {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                // Collected straight into `Fields`, so the values read
+                // before a syntax error later in the body are wiped too.
+                let mut fields = Fields(Vec::with_capacity(map.size_hint().unwrap_or(8)));
                 while let Some(pair) = map.next_entry()? {
-                    pairs.push(pair);
+                    fields.0.push(pair);
                 }
-                Ok(Pairs(pairs))
+                Ok(Pairs(fields))
             }
         }
         deserializer.deserialize_map(Members)

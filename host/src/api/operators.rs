@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::decode::{self, Required};
 use super::envelope::Reply;
@@ -64,13 +64,14 @@ pub async fn create_token(
         .into_iter()
         .max()
         .ok_or_else(|| ApiError::illegal("a token needs a scope"))?;
-    let ttl_secs = match fields.value("ttl_secs").map_err(|e| ApiError::bind(e.0))? {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
+    let ttl_secs = fields
+        .value("ttl_secs")
+        .map_err(|e| ApiError::bind(e.0))?
+        .map(|v| {
             v.as_u64()
-                .ok_or_else(|| ApiError::illegal("ttl_secs must be a positive integer"))?,
-        ),
-    };
+                .ok_or_else(|| ApiError::illegal("ttl_secs must be a positive integer"))
+        })
+        .transpose()?;
     let issued = service
         .create_token(
             NewToken {

@@ -31,8 +31,9 @@ pub fn names(key: &str, name: &str) -> bool {
     matched && expected.next().is_none()
 }
 
-/// The kind of a JSON value, as a type error names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of a JSON value, as a type error names it. No `Debug`: a
+/// number's text may be a secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind<'a> {
     Null,
     Bool,
@@ -69,10 +70,25 @@ pub fn type_error(kind: Kind<'_>, field: &str, go_type: &str) -> String {
     format!("json: cannot unmarshal {value} into Go struct field {field} of type {go_type}")
 }
 
-fn is_number_type(go_type: &str) -> bool {
-    ["int", "uint", "float"]
-        .iter()
-        .any(|prefix| go_type.starts_with(prefix))
+/// Whether Go quotes a number sent for `go_type` back in a type error:
+/// only for Go's number types, where the number did not fit.
+pub fn is_number_type(go_type: &str) -> bool {
+    matches!(
+        go_type,
+        "int"
+            | "int8"
+            | "int16"
+            | "int32"
+            | "int64"
+            | "uint"
+            | "uint8"
+            | "uint16"
+            | "uint32"
+            | "uint64"
+            | "uintptr"
+            | "float32"
+            | "float64"
+    )
 }
 
 #[cfg(test)]
@@ -84,6 +100,7 @@ mod tests {
         assert!(names("USERNAME", "username"));
         assert!(names("uſername", "username"));
         assert!(names("\u{212A}ey", "key"));
+        assert!(names("\u{212A}EY", "KEY"));
         for key in ["usernam", "usernamee", "usérname", "ıd", "uſername\u{0}"] {
             assert!(!names(key, "username"), "{key}");
         }
@@ -100,6 +117,13 @@ mod tests {
             type_error(Kind::Number("12345678"), "p.passphrase", "string"),
             "json: cannot unmarshal number into Go struct field p.passphrase of type string"
         );
+        assert_eq!(
+            type_error(Kind::Number("1e400"), "x", "float64"),
+            "json: cannot unmarshal number 1e400 into Go struct field x of type float64"
+        );
+        for go_type in ["interface {}", "internal.T", "[]int", "*int", "bool"] {
+            assert!(!is_number_type(go_type), "{go_type}");
+        }
         assert_eq!(
             type_error(Kind::Object, "ids", "[]int64"),
             "json: cannot unmarshal object into Go struct field ids of type []int64"

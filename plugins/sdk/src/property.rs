@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use credhost_binding::{Kind, type_error};
+use credhost_binding::{Kind, is_number_type, type_error};
 
 use crate::json::Json;
 use crate::{Purpose, Refusal, Secret};
@@ -37,14 +37,16 @@ pub struct RawTarget {
 }
 
 fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
-    let text;
+    // A number is written out only where Go quotes it: a number sent for a
+    // string may be a passphrase.
+    let text = match value {
+        Json::Number(n) if is_number_type(go_type) => format!("{n}"),
+        _ => String::new(),
+    };
     let kind = match value {
         Json::Null => Kind::Null,
         Json::Bool(_) => Kind::Bool,
-        Json::Number(n) => {
-            text = format!("{n}");
-            Kind::Number(&text)
-        }
+        Json::Number(_) => Kind::Number(&text),
         Json::String(_) => Kind::String,
         Json::Array(_) => Kind::Array,
         Json::Object(_) => Kind::Object,
