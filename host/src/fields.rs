@@ -48,34 +48,31 @@ impl Fields {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let whole: &RawValue = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
-        if !whole.get().starts_with('{') {
-            return Err(BindError(format!(
-                "json: cannot unmarshal {} into a request object",
-                kind(whole).name()
-            )));
-        }
-        let Pairs(fields) = serde_json::from_str(whole.get()).map_err(|e| invalid(&e))?;
-        Ok(fields)
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            // The body is JSON, but not an object.
+            Category::Data => {
+                let text = String::from_utf8_lossy(body.trim_ascii_start());
+                BindError(format!(
+                    "json: cannot unmarshal {} into a request object",
+                    kind(&text).name()
+                ))
+            }
+            _ => invalid(&e),
+        })
     }
 
-    /// The last value sent under `name` in any case, `null` included.
-    fn last(&self, name: &str) -> Option<&RawValue> {
+    /// The values sent under `name` in any case, in the order sent.
+    fn all(&self, name: &str) -> impl DoubleEndedIterator<Item = &RawValue> {
         self.0
             .iter()
-            .rev()
-            .find(|(key, _)| credhost_binding::names(key, name))
+            .filter(move |(key, _)| credhost_binding::names(key, name))
             .map(|(_, value)| &**value)
     }
 
     /// The last value other than `null` sent under `name`: Go leaves a
     /// string or an object as it was when a later key sends `null`.
     fn get(&self, name: &str) -> Option<&RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(key, value)| credhost_binding::names(key, name) && !is_null(value))
-            .map(|(_, value)| &**value)
+        self.all(name).rev().find(|value| !is_null(value))
     }
 
     /// A field's value, for fields with no Go type to match; never one that
@@ -95,7 +92,7 @@ impl Fields {
     /// A list of credential ids.
     pub fn ids(&self, name: &str) -> Result<Option<Vec<i64>>, BindError> {
         // A later `null` empties a list in Go.
-        let Some(raw) = self.last(name).filter(|raw| !is_null(raw)) else {
+        let Some(raw) = self.all(name).next_back().filter(|raw| !is_null(raw)) else {
             return Ok(None);
         };
         let items: Vec<Box<RawValue>> = read(raw, name, "[]int64")?;
@@ -134,34 +131,31 @@ fn is_null(value: &RawValue) -> bool {
 }
 
 /// An object's members in order, repeated keys kept.
-struct Pairs(Fields);
-
-impl<'de> Deserialize<'de> for Pairs {
+impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Members;
         impl<'de> Visitor<'de> for Members {
-            type Value = Pairs;
+            type Value = Fields;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
                 // Collected straight into `Fields`, so the values read
                 // before a syntax error later in the body are wiped too.
                 let mut fields = Fields(Vec::with_capacity(map.size_hint().unwrap_or(8)));
                 while let Some(pair) = map.next_entry()? {
                     fields.0.push(pair);
                 }
-                Ok(Pairs(fields))
+                Ok(fields)
             }
         }
         deserializer.deserialize_map(Members)
     }
 }
 
-/// A value's kind, read from its first character so no copy of a value
-/// (it may be a secret) is made to name it.
-fn kind(value: &RawValue) -> Kind<'_> {
-    let text = value.get();
+/// The kind of the JSON value `text` starts with, read from its first
+/// character so no copy of a value (it may be a secret) is made to name it.
+fn kind(text: &str) -> Kind<'_> {
     match text.as_bytes().first() {
         Some(b'"') => Kind::String,
         Some(b'{') => Kind::Object,
@@ -173,7 +167,7 @@ fn kind(value: &RawValue) -> Kind<'_> {
 }
 
 fn mismatch(value: &RawValue, field: &str, go_type: &str) -> BindError {
-    BindError(type_error(kind(value), field, go_type))
+    BindError(type_error(kind(value.get()), field, go_type))
 }
 
 /// obshell's `required` message for one field.

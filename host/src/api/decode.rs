@@ -13,7 +13,7 @@ pub async fn fields(body: Body) -> Result<Fields, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes")))?;
-    let parsed = Fields::parse(&bytes).map_err(|e| ApiError::bind(e.0));
+    let parsed = Fields::parse(&bytes).map_err(ApiError::from);
     // The body held the passphrase in clear: wipe it where we own it.
     if let Ok(mut owned) = bytes.try_into_mut() {
         zeroize::Zeroize::zeroize(owned.as_mut());
@@ -48,7 +48,7 @@ impl<'a> Required<'a> {
         key: &str,
         go_name: &str,
     ) -> Result<String, ApiError> {
-        let value = fields.string(key).map_err(|e| ApiError::bind(e.0))?;
+        let value = fields.string(key)?;
         match value {
             Some(v) if !v.is_empty() => Ok(v),
             _ => {
@@ -60,7 +60,7 @@ impl<'a> Required<'a> {
 
     /// A list of ids that must be present (`[]` passes).
     pub fn ids(&mut self, fields: &Fields, key: &str, go_name: &str) -> Result<Vec<i64>, ApiError> {
-        match fields.ids(key).map_err(|e| ApiError::bind(e.0))? {
+        match fields.ids(key)? {
             Some(ids) => Ok(ids),
             None => {
                 self.missing.push(required(self.param, go_name));
@@ -80,10 +80,7 @@ impl<'a> Required<'a> {
 
 /// An optional string field.
 pub fn optional(fields: &Fields, key: &str) -> Result<String, ApiError> {
-    Ok(fields
-        .string(key)
-        .map_err(|e| ApiError::bind(e.0))?
-        .unwrap_or_default())
+    Ok(fields.string(key)?.unwrap_or_default())
 }
 
 /// `GET /credential/validate` is `GET /credential/{id}` with id "validate"

@@ -74,6 +74,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::fields::BindError> for ApiError {
+    fn from(e: crate::fields::BindError) -> Self {
+        Self::bind(e.0)
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use StatusCode as S;

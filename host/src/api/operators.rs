@@ -30,7 +30,7 @@ pub async fn create_token(
     let name = required.string(&fields, "name", "Name")?;
     required.check()?;
     let mut names: Vec<String> = Vec::new();
-    if let Some(scope) = fields.value("scope").map_err(|e| ApiError::bind(e.0))? {
+    if let Some(scope) = fields.value("scope")? {
         names.push(
             scope
                 .as_str()
@@ -38,7 +38,7 @@ pub async fn create_token(
                 .to_string(),
         );
     }
-    if let Some(scopes) = fields.value("scopes").map_err(|e| ApiError::bind(e.0))? {
+    if let Some(scopes) = fields.value("scopes")? {
         let list = scopes
             .as_array()
             .ok_or_else(|| ApiError::illegal("scopes must be a list"))?;
@@ -65,8 +65,7 @@ pub async fn create_token(
         .max()
         .ok_or_else(|| ApiError::illegal("a token needs a scope"))?;
     let ttl_secs = fields
-        .value("ttl_secs")
-        .map_err(|e| ApiError::bind(e.0))?
+        .value("ttl_secs")?
         .map(|v| {
             v.as_u64()
                 .ok_or_else(|| ApiError::illegal("ttl_secs must be a positive integer"))
