@@ -194,15 +194,16 @@ async fn create_refuses_a_wrong_password_and_writes_nothing() {
 #[tokio::test]
 async fn keys_bind_in_the_order_sent_repeated_ones_included() {
     // obshell reads a body's keys in order and the last spelling of a field
-    // wins, even over a spelling that appeared twice before it. The same
-    // holds inside the property, which reaches the plugin as sent.
+    // wins, even over a spelling that appeared twice before it; a later
+    // `null` leaves a string or a number as it was. The same holds inside
+    // the property, which reaches the plugin as sent.
     let sshd = Sshd::start();
     let server = Server::start(Options::default());
     let port = sshd.addr.port();
     let body = format!(
         r#"{{"target_type":"HOST","name":"first","Name":"second","name":"web",
-            "ssh_credential_property":{{"targets":[{{"ip":"127.0.0.1","port":{port}}}],
-              "username":"nobody","USERNAME":"nobody-else","username":"{USER}",
+            "ssh_credential_property":{{"targets":[{{"ip":"127.0.0.1","port":{port},"Port":null}}],
+              "username":"nobody","USERNAME":"nobody-else","username":"{USER}","UserName":null,
               "type":"PASSWORD","passphrase":"{PASSWORD}"}}}}"#
     );
     let response = server
@@ -348,10 +349,25 @@ async fn every_error_code_of_create() {
             "Common.IllegalArgument",
             "description is longer than 256 characters",
         ),
+        // Type errors name the Go struct that declares the field, then the
+        // path from the top, as Go words them.
         (
             json!({ "target_type": "HOST", "name": 5 }),
             "Common.BindJsonFailed",
-            "cannot unmarshal number into Go struct field name of type string",
+            "Bind JSON failed: json: cannot unmarshal number into Go struct field \
+             CreateCredentialParam.name of type string",
+        ),
+        (
+            json!({ "target_type": "HOST", "name": "x", "ssh_credential_property": { "targets": [{ "ip": "127.0.0.1", "port": "22" }], "username": "u", "type": "PASSWORD", "passphrase": "" } }),
+            "Common.BindJsonFailed",
+            "Bind JSON failed: json: cannot unmarshal string into Go struct field \
+             Target.ssh_credential_property.targets.port of type int",
+        ),
+        (
+            json!(5),
+            "Common.BindJsonFailed",
+            "Bind JSON failed: json: cannot unmarshal number into Go value of type \
+             param.CreateCredentialParam",
         ),
     ];
     for (body, code, text) in cases {
@@ -516,6 +532,18 @@ async fn batch_endpoints() {
     assert_eq!(
         (status, err_code(&envelope)),
         (400, "Common.BindJsonFailed")
+    );
+    // Go's `[]int`, named in its struct.
+    let (status, envelope) = server
+        .delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, "x"] })))
+        .await;
+    assert_eq!(
+        (status, message(&envelope)),
+        (
+            400,
+            "Bind JSON failed: json: cannot unmarshal string into Go struct field \
+             BatchDeleteCredentialParam.credential_id_list of type int"
+        )
     );
     let (status, envelope) = server
         .post(

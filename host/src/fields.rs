@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use credhost_binding::{Kind, type_error};
+use credhost_binding::{Kind, type_error, value_error};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
@@ -18,12 +18,17 @@ use zeroize::{Zeroize, Zeroizing};
 /// wins over an earlier one, even when that one is repeated), and a raw
 /// field handed to a plugin keeps its own keys' order the same way.
 #[derive(Clone, Default)]
-pub struct Fields(Vec<(String, Box<RawValue>)>);
+pub struct Fields {
+    /// The Go struct the body binds to (`CreateCredentialParam`), which
+    /// Go's type errors name.
+    param: &'static str,
+    members: Vec<(String, Box<RawValue>)>,
+}
 
 /// A request body holds passphrases: its values are wiped when dropped.
 impl Drop for Fields {
     fn drop(&mut self) {
-        for (_, value) in self.0.drain(..) {
+        for (_, value) in self.members.drain(..) {
             String::from(Box::<str>::from(value)).zeroize();
         }
     }
@@ -33,7 +38,7 @@ impl Drop for Fields {
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Fields")
-            .field(&self.0.iter().map(|(key, _)| key).collect::<Vec<_>>())
+            .field(&self.members.iter().map(|(key, _)| key).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -43,27 +48,35 @@ impl fmt::Debug for Fields {
 pub struct BindError(pub String);
 
 impl Fields {
-    /// An empty body is `{}`, as obshell pads it.
-    pub fn parse(body: &[u8]) -> Result<Self, BindError> {
+    /// A body bound to the Go struct `param`, whose name Go's type errors
+    /// carry. An empty body is `{}`, as obshell pads it.
+    pub fn parse(body: &[u8], param: &'static str) -> Result<Self, BindError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
+            return Ok(Self {
+                param,
+                members: Vec::new(),
+            });
         }
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
+        let mut fields: Self = serde_json::from_slice(body).map_err(|e| match e.classify() {
             // The body is JSON, but not an object.
             Category::Data => {
                 let text = String::from_utf8_lossy(body.trim_ascii_start());
-                BindError(format!(
-                    "json: cannot unmarshal {} into a request object",
-                    kind(&text).name()
-                ))
+                BindError(value_error(kind(&text), &format!("param.{param}")))
             }
             _ => invalid(&e),
-        })
+        })?;
+        fields.param = param;
+        Ok(fields)
+    }
+
+    /// The Go struct the body binds to.
+    pub fn param(&self) -> &'static str {
+        self.param
     }
 
     /// The values sent under `name` in any case, in the order sent.
     fn all(&self, name: &str) -> impl DoubleEndedIterator<Item = &RawValue> {
-        self.0
+        self.members
             .iter()
             .filter(move |(key, _)| credhost_binding::names(key, name))
             .map(|(_, value)| &**value)
@@ -85,7 +98,7 @@ impl Fields {
 
     pub fn string(&self, name: &str) -> Result<Option<String>, BindError> {
         self.get(name)
-            .map(|raw| read(raw, name, "string"))
+            .map(|raw| self.read(raw, name, "string"))
             .transpose()
     }
 
@@ -95,31 +108,33 @@ impl Fields {
         let Some(raw) = self.all(name).next_back().filter(|raw| !is_null(raw)) else {
             return Ok(None);
         };
-        let items: Vec<Box<RawValue>> = read(raw, name, "[]int64")?;
+        // Go's `[]int`, 64 bits wide where obshell runs.
+        let items: Vec<Box<RawValue>> = self.read(raw, name, "[]int")?;
         items
             .iter()
-            .map(|item| read(item, name, "int64"))
+            .map(|item| self.read(item, name, "int"))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    /// A value of the Go type `go_type`, or obshell's message for a mismatch.
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        raw: &RawValue,
+        field: &str,
+        go_type: &str,
+    ) -> Result<T, BindError> {
+        serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
+            // A string whose escapes do not make text (a lone surrogate).
+            Category::Syntax if raw.get().starts_with('"') => invalid(&e),
+            _ => BindError(type_error(kind(raw.get()), self.param, field, go_type)),
+        })
     }
 
     /// The JSON text of a field as sent, `null` when absent.
     pub fn raw(&self, name: &str) -> Zeroizing<String> {
         Zeroizing::new(self.get(name).map_or("null", RawValue::get).to_string())
     }
-}
-
-/// A value of the Go type `go_type`, or obshell's message for a mismatch.
-fn read<T: serde::de::DeserializeOwned>(
-    raw: &RawValue,
-    field: &str,
-    go_type: &str,
-) -> Result<T, BindError> {
-    serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
-        // A string whose escapes do not make text (a lone surrogate).
-        Category::Syntax if raw.get().starts_with('"') => invalid(&e),
-        _ => mismatch(raw, field, go_type),
-    })
 }
 
 fn invalid(e: &serde_json::Error) -> BindError {
@@ -142,9 +157,12 @@ impl<'de> Deserialize<'de> for Fields {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
                 // Collected straight into `Fields`, so the values read
                 // before a syntax error later in the body are wiped too.
-                let mut fields = Fields(Vec::with_capacity(map.size_hint().unwrap_or(8)));
+                let mut fields = Fields {
+                    param: "",
+                    members: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+                };
                 while let Some(pair) = map.next_entry()? {
-                    fields.0.push(pair);
+                    fields.members.push(pair);
                 }
                 Ok(fields)
             }
@@ -166,10 +184,6 @@ fn kind(text: &str) -> Kind<'_> {
     }
 }
 
-fn mismatch(value: &RawValue, field: &str, go_type: &str) -> BindError {
-    BindError(type_error(kind(value.get()), field, go_type))
-}
-
 /// obshell's `required` message for one field.
 pub fn required(param: &str, field: &str) -> String {
     format!(
@@ -181,9 +195,13 @@ pub fn required(param: &str, field: &str) -> String {
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8]) -> Result<Fields, BindError> {
+        Fields::parse(body, "Param")
+    }
+
     #[test]
     fn keys_match_case_insensitively_and_the_last_wins() {
-        let f = Fields::parse(br#"{"NAME":"a","Name":"b","other":1}"#).unwrap();
+        let f = parse(br#"{"NAME":"a","Name":"b","other":1}"#).unwrap();
         assert_eq!(f.string("name").unwrap(), Some("b".into()));
         assert_eq!(f.string("missing").unwrap(), None);
     }
@@ -192,11 +210,11 @@ mod tests {
     fn keys_fold_as_go_folds_them() {
         // Go folds the long s and the Kelvin sign onto s and k, and nothing
         // else outside ASCII onto an ASCII letter.
-        let f = Fields::parse("{\"uſername\":\"a\",\"\u{212A}ind\":\"b\"}".as_bytes()).unwrap();
+        let f = parse("{\"uſername\":\"a\",\"\u{212A}ind\":\"b\"}".as_bytes()).unwrap();
         assert_eq!(f.string("username").unwrap(), Some("a".into()));
         assert_eq!(f.string("KIND").unwrap(), Some("b".into()));
         for key in ["usernam", "usernamee", "usérname", "ıd"] {
-            let f = Fields::parse(format!(r#"{{"{key}":"x"}}"#).as_bytes()).unwrap();
+            let f = parse(format!(r#"{{"{key}":"x"}}"#).as_bytes()).unwrap();
             assert_eq!(f.string("username").unwrap(), None, "{key}");
             assert_eq!(f.string("id").unwrap(), None, "{key}");
         }
@@ -206,9 +224,9 @@ mod tests {
     fn a_key_repeated_exactly_still_loses_to_a_later_spelling_of_it() {
         // Go reads keys in the order sent: the last one that matches wins,
         // however often an earlier spelling appeared.
-        let f = Fields::parse(br#"{"name":"a","Name":"b","name":"c"}"#).unwrap();
+        let f = parse(br#"{"name":"a","Name":"b","name":"c"}"#).unwrap();
         assert_eq!(f.string("name").unwrap(), Some("c".into()));
-        let f = Fields::parse(br#"{"Name":"a","name":"b","Name":"c"}"#).unwrap();
+        let f = parse(br#"{"Name":"a","name":"b","Name":"c"}"#).unwrap();
         assert_eq!(f.string("NAME").unwrap(), Some("c".into()));
     }
 
@@ -217,16 +235,16 @@ mod tests {
         // The plugin binds the property with the same rules, so it must see
         // every key in its order, repeated ones included.
         let property = r#"{"username":"a","USERNAME":"b","username":"c", "n":1.50}"#;
-        let f = Fields::parse(format!(r#"{{"property": {property}}}"#).as_bytes()).unwrap();
+        let f = parse(format!(r#"{{"property": {property}}}"#).as_bytes()).unwrap();
         assert_eq!(f.raw("property").as_str(), property);
         assert_eq!(f.raw("missing").as_str(), "null");
-        let f = Fields::parse(br#"{"property":null}"#).unwrap();
+        let f = parse(br#"{"property":null}"#).unwrap();
         assert_eq!(f.raw("property").as_str(), "null");
     }
 
     #[test]
     fn a_later_null_leaves_a_string_and_empties_a_list() {
-        let f = Fields::parse(br#"{"name":"a","Name":null,"ids":[1],"IDS":null}"#).unwrap();
+        let f = parse(br#"{"name":"a","Name":null,"ids":[1],"IDS":null}"#).unwrap();
         assert_eq!(f.string("name").unwrap(), Some("a".into()));
         assert_eq!(f.raw("name").as_str(), r#""a""#);
         assert_eq!(f.ids("ids").unwrap(), None);
@@ -235,18 +253,19 @@ mod tests {
     #[test]
     fn a_number_for_a_string_is_not_quoted_back() {
         // As Go words it, and the digits may be a passphrase.
-        let f = Fields::parse(br#"{"aes_key":12345678}"#).unwrap();
+        let f = parse(br#"{"aes_key":12345678}"#).unwrap();
         assert_eq!(
             f.string("aes_key"),
             Err(BindError(
-                "json: cannot unmarshal number into Go struct field aes_key of type string".into()
+                "json: cannot unmarshal number into Go struct field Param.aes_key of type string"
+                    .into()
             ))
         );
     }
 
     #[test]
     fn values_that_are_not_text_or_numbers_are_bind_errors() {
-        let f = Fields::parse(br#"{"name":"\ud800","ttl_secs":1e400}"#).unwrap();
+        let f = parse(br#"{"name":"\ud800","ttl_secs":1e400}"#).unwrap();
         assert!(f.string("name").unwrap_err().0.starts_with("invalid JSON"));
         assert!(
             f.value("ttl_secs")
@@ -259,7 +278,7 @@ mod tests {
 
     #[test]
     fn debug_output_names_keys_only() {
-        let f = Fields::parse(br#"{"passphrase":"hunter2"}"#).unwrap();
+        let f = parse(br#"{"passphrase":"hunter2"}"#).unwrap();
         let shown = format!("{f:?}");
         assert!(shown.contains("passphrase"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -267,26 +286,27 @@ mod tests {
 
     #[test]
     fn empty_body_is_an_empty_object_and_garbage_is_a_bind_error() {
-        assert!(Fields::parse(b"").unwrap().get("x").is_none());
-        assert!(Fields::parse(b"{").is_err());
-        assert!(Fields::parse(b"[1]").is_err());
-        assert!(Fields::parse(br#"{"name":"a"} {"name":"b"}"#).is_err());
-        let f = Fields::parse(br#"{"name":5,"ids":[1,"x"]}"#).unwrap();
+        assert!(parse(b"").unwrap().get("x").is_none());
+        assert!(parse(b"{").is_err());
+        assert!(parse(b"[1]").is_err());
+        assert!(parse(br#"{"name":"a"} {"name":"b"}"#).is_err());
+        let f = parse(br#"{"name":5,"ids":[1,"x"]}"#).unwrap();
         assert!(f.string("name").is_err());
         assert!(f.ids("ids").is_err());
         assert_eq!(
-            Fields::parse(br#"{"ids":[1, 2.50]}"#).unwrap().ids("IDS"),
+            parse(br#"{"ids":[1, 2.50]}"#).unwrap().ids("IDS"),
             Err(BindError(
-                "json: cannot unmarshal number 2.50 into Go struct field IDS of type int64".into()
+                "json: cannot unmarshal number 2.50 into Go struct field Param.IDS of type int"
+                    .into()
             ))
         );
         assert_eq!(
-            Fields::parse(br#"{"ids":[1, 2]}"#).unwrap().ids("ids"),
+            parse(br#"{"ids":[1, 2]}"#).unwrap().ids("ids"),
             Ok(Some(vec![1, 2]))
         );
         assert_eq!(
-            Fields::parse(b"5").unwrap_err(),
-            BindError("json: cannot unmarshal number into a request object".into())
+            parse(b"5").unwrap_err(),
+            BindError("json: cannot unmarshal number into Go value of type param.Param".into())
         );
     }
 }

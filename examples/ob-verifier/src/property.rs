@@ -36,7 +36,7 @@ pub fn normalize(text: &str, purpose: Purpose) -> Result<Normalized, Refusal> {
     let property = Property::parse(text, NAMES, purpose)?;
     let targets = property.targets()?;
     let username = property.string("username")?;
-    let passphrase = property.string("passphrase")?;
+    let passphrase = property.nullable_string("passphrase")?;
     property.require(&[
         ("Targets", targets.is_none()),
         ("Username", username.as_deref().is_none_or(str::is_empty)),

@@ -57,7 +57,7 @@ impl Verifier for Plugin {
         let property = Property::parse(property, NAMES, purpose)?;
         let targets = property.targets()?;
         let username = property.string("username")?;
-        let passphrase = property.string("passphrase")?;
+        let passphrase = property.nullable_string("passphrase")?;
         property.require(&[
             ("Targets", targets.is_none()),
             ("Username", username.as_deref().is_none_or(str::is_empty)),

@@ -9,11 +9,13 @@ use crate::fields::{Fields, required};
 /// Bodies larger than this are refused.
 pub const MAX_BODY: usize = 1 << 20;
 
-pub async fn fields(body: Body) -> Result<Fields, ApiError> {
+/// A body bound to the Go struct `param` (obshell's name for it, where
+/// obshell has the endpoint), whose name Go's type errors carry.
+pub async fn fields(body: Body, param: &'static str) -> Result<Fields, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes")))?;
-    let parsed = Fields::parse(&bytes).map_err(ApiError::from);
+    let parsed = Fields::parse(&bytes, param).map_err(ApiError::from);
     // The body held the passphrase in clear: wipe it where we own it.
     if let Ok(mut owned) = bytes.try_into_mut() {
         zeroize::Zeroize::zeroize(owned.as_mut());

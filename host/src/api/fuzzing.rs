@@ -47,7 +47,7 @@ pub fn body(data: &[u8]) {
 
 /// A request body bound the way the handlers bind it.
 pub fn binding(data: &[u8]) {
-    let Ok(fields) = crate::fields::Fields::parse(data) else {
+    let Ok(fields) = crate::fields::Fields::parse(data, "CreateCredentialParam") else {
         return;
     };
     for key in ["target_type", "name", "description", "aes_key", "policy"] {

@@ -29,8 +29,8 @@ pub async fn create(
     note: Note,
     body: Body,
 ) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("CreateCredentialParam");
+    let fields = decode::fields(body, "CreateCredentialParam").await?;
+    let mut required = Required::new(fields.param());
     let target_type = required.string(&fields, "target_type", "TargetType")?;
     let name = required.string(&fields, "name", "Name")?;
     required.check()?;
@@ -73,8 +73,8 @@ pub async fn update(
 ) -> Answer {
     let id = decode::credential_id(&id)?;
     note.add_ids(u64::try_from(id));
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("UpdateCredentialParam");
+    let fields = decode::fields(body, "UpdateCredentialParam").await?;
+    let mut required = Required::new(fields.param());
     let name = required.string(&fields, "name", "Name")?;
     required.check()?;
     let description = decode::optional(&fields, "description")?;
@@ -116,8 +116,8 @@ pub async fn validate(
     Caller(client): Caller,
     body: Body,
 ) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("ValidateCredentialParam");
+    let fields = decode::fields(body, "ValidateCredentialParam").await?;
+    let mut required = Required::new(fields.param());
     let target_type = required.string(&fields, "target_type", "TargetType")?;
     required.check()?;
     let result = service
@@ -138,8 +138,8 @@ pub async fn validate(
     request_body = super::schema::EncryptSecretKey,
     responses((status = 200, body = super::schema::Done), super::schema::Refusals))]
 pub async fn replace_key(State(service): State<AppState>, body: Body) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("UpdateCredentialEncryptSecretKeyParam");
+    let fields = decode::fields(body, "UpdateCredentialEncryptSecretKeyParam").await?;
+    let mut required = Required::new(fields.param());
     let key = required.string(&fields, "aes_key", "AesKey")?;
     required.check()?;
     // Go's StdEncoding skips CR and LF; padding is required.
@@ -175,8 +175,8 @@ pub async fn list(State(service): State<AppState>, RawQuery(raw): RawQuery) -> A
     request_body = super::schema::IdList,
     responses((status = 200, body = super::schema::Envelope<crate::service::Deleted>), super::schema::Refusals))]
 pub async fn delete_many(State(service): State<AppState>, note: Note, body: Body) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("BatchDeleteCredentialParam");
+    let fields = decode::fields(body, "BatchDeleteCredentialParam").await?;
+    let mut required = Required::new(fields.param());
     let ids = required.ids(&fields, "credential_id_list", "CredentialIdList")?;
     required.check()?;
     let deleted = service.delete_many(ids).await?;
@@ -194,8 +194,8 @@ pub async fn validate_many(
     note: Note,
     body: Body,
 ) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("BatchValidateCredentialParam");
+    let fields = decode::fields(body, "BatchValidateCredentialParam").await?;
+    let mut required = Required::new(fields.param());
     let ids = required.ids(&fields, "credential_id_list", "CredentialIdList")?;
     required.check()?;
     note.add_ids(
@@ -223,8 +223,8 @@ pub async fn rotate_key(State(service): State<AppState>) -> Answer {
     request_body = super::schema::SetPolicy,
     responses((status = 200, body = super::schema::Envelope<crate::service::EncryptionStatus>), super::schema::Refusals))]
 pub async fn set_policy(State(service): State<AppState>, body: Body) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("SetEncryptionPolicyParam");
+    let fields = decode::fields(body, "SetEncryptionPolicyParam").await?;
+    let mut required = Required::new(fields.param());
     let policy = required.string(&fields, "policy", "Policy")?;
     required.check()?;
     service.set_policy(&policy).await?;

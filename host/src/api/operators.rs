@@ -25,8 +25,8 @@ pub async fn create_token(
     Extension(principal): Extension<Principal>,
     body: Body,
 ) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("CreateTokenParam");
+    let fields = decode::fields(body, "CreateTokenParam").await?;
+    let mut required = Required::new(fields.param());
     let name = required.string(&fields, "name", "Name")?;
     required.check()?;
     let mut names: Vec<String> = Vec::new();
@@ -174,8 +174,8 @@ pub async fn audit_records(State(service): State<AppState>, RawQuery(raw): RawQu
 #[utoipa::path(post, path = "/api/v1/audit/hash", tag = "audit", request_body = super::schema::HashValue,
     responses((status = 200, body = super::schema::Envelope<super::schema::Hashed>), super::schema::Refusals))]
 pub async fn audit_hash(State(service): State<AppState>, body: Body) -> Answer {
-    let fields = decode::fields(body).await?;
-    let mut required = Required::new("AuditHashParam");
+    let fields = decode::fields(body, "AuditHashParam").await?;
+    let mut required = Required::new(fields.param());
     let value = required.string(&fields, "value", "Value")?;
     required.check()?;
     Ok(Reply::of(json!({ "hash": service.audit().hash(&value) })))

@@ -59,15 +59,32 @@ impl Kind<'_> {
 }
 
 /// Go's message for a value of kind `kind` sent for `field` of Go type
-/// `go_type`. As in Go, a number is quoted only when it was meant for a
-/// number type and did not fit: a number sent for a string may be a
-/// passphrase typed as digits, and is never repeated.
-pub fn type_error(kind: Kind<'_>, field: &str, go_type: &str) -> String {
-    let value = match kind {
+/// `go_type`, where `field` is the path of JSON names from the body's top
+/// (`ssh_credential_property.targets.port`) and `go_struct` the Go struct
+/// that declares its last step (`Target`). As in Go, a number is quoted
+/// only when it was meant for a number type and did not fit: a number sent
+/// for a string may be a passphrase typed as digits, and is never repeated.
+pub fn type_error(kind: Kind<'_>, go_struct: &str, field: &str, go_type: &str) -> String {
+    format!(
+        "json: cannot unmarshal {} into Go struct field {go_struct}.{field} of type {go_type}",
+        quoted(kind, go_type)
+    )
+}
+
+/// Go's message for a value of kind `kind` sent where a whole value of Go
+/// type `go_type` was expected (a body that is not an object).
+pub fn value_error(kind: Kind<'_>, go_type: &str) -> String {
+    format!(
+        "json: cannot unmarshal {} into Go value of type {go_type}",
+        quoted(kind, go_type)
+    )
+}
+
+fn quoted(kind: Kind<'_>, go_type: &str) -> String {
+    match kind {
         Kind::Number(text) if is_number_type(go_type) => format!("number {text}"),
         kind => kind.name().into(),
-    };
-    format!("json: cannot unmarshal {value} into Go struct field {field} of type {go_type}")
+    }
 }
 
 /// Whether Go quotes a number sent for `go_type` back in a type error:
@@ -110,23 +127,27 @@ mod tests {
     #[test]
     fn a_number_is_quoted_only_for_a_number_type() {
         assert_eq!(
-            type_error(Kind::Number("22.5"), "t.port", "int"),
-            "json: cannot unmarshal number 22.5 into Go struct field t.port of type int"
+            type_error(Kind::Number("22.50"), "Target", "p.targets.port", "int"),
+            "json: cannot unmarshal number 22.50 into Go struct field Target.p.targets.port of type int"
         );
         assert_eq!(
-            type_error(Kind::Number("12345678"), "p.passphrase", "string"),
-            "json: cannot unmarshal number into Go struct field p.passphrase of type string"
+            type_error(Kind::Number("12345678"), "P", "p.passphrase", "string"),
+            "json: cannot unmarshal number into Go struct field P.p.passphrase of type string"
         );
         assert_eq!(
-            type_error(Kind::Number("1e400"), "x", "float64"),
-            "json: cannot unmarshal number 1e400 into Go struct field x of type float64"
+            type_error(Kind::Number("1e400"), "X", "x", "float64"),
+            "json: cannot unmarshal number 1e400 into Go struct field X.x of type float64"
         );
         for go_type in ["interface {}", "internal.T", "[]int", "*int", "bool"] {
             assert!(!is_number_type(go_type), "{go_type}");
         }
         assert_eq!(
-            type_error(Kind::Object, "ids", "[]int64"),
-            "json: cannot unmarshal object into Go struct field ids of type []int64"
+            type_error(Kind::Object, "Ids", "ids", "[]int"),
+            "json: cannot unmarshal object into Go struct field Ids.ids of type []int"
+        );
+        assert_eq!(
+            value_error(Kind::Number("5"), "param.P"),
+            "json: cannot unmarshal number into Go value of type param.P"
         );
     }
 }

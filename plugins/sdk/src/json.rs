@@ -33,6 +33,19 @@ impl<'a> Json<'a> {
             .find(|(key, _)| credhost_binding::names(key, name))
             .map(|(_, value)| value)
     }
+
+    /// The last value under `name` other than `null`: what a Go string or
+    /// number field ends up holding, since `null` leaves one as it was.
+    pub fn set_field<'p>(
+        pairs: &'p [(Cow<'a, str>, Json<'a>)],
+        name: &str,
+    ) -> Option<&'p Json<'a>> {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, value)| !matches!(value, Json::Null) && credhost_binding::names(key, name))
+            .map(|(_, value)| value)
+    }
 }
 
 impl<'de> Deserialize<'de> for Json<'de> {

@@ -1,7 +1,8 @@
 //! Reading a property as obshell (Go's `encoding/json` and gin's binding)
-//! reads it: keys matched case-insensitively, the last match wins, `null`
-//! is the same as absent, a value of the wrong JSON type is a bind error
-//! worded as Go words it, and `required` violations are reported together.
+//! reads it: keys matched case-insensitively, the last match wins, a later
+//! `null` leaves a string or a number as it was and clears a pointer or a
+//! list, a value of the wrong JSON type is a bind error worded as Go words
+//! it, and `required` violations are reported together.
 
 use alloc::borrow::Cow;
 use alloc::format;
@@ -36,7 +37,20 @@ pub struct RawTarget {
     pub port: i64,
 }
 
-fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
+/// The Go struct a body of `purpose` binds to: where the property itself
+/// is declared.
+fn param(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Create => "CreateCredentialParam",
+        Purpose::Update => "UpdateCredentialParam",
+        Purpose::Validate => "ValidateCredentialParam",
+    }
+}
+
+/// The Go struct obshell declares a target in.
+const TARGET: &str = "Target";
+
+fn mismatch(value: &Json, go_struct: &str, field: &str, go_type: &str) -> Refusal {
     // A number is written out only where Go quotes it: a number sent for a
     // string may be a passphrase.
     let text = match value {
@@ -51,7 +65,7 @@ fn mismatch(value: &Json, field: &str, go_type: &str) -> Refusal {
         Json::Array(_) => Kind::Array,
         Json::Object(_) => Kind::Object,
     };
-    Refusal::bind(type_error(kind, field, go_type))
+    Refusal::bind(type_error(kind, go_struct, field, go_type))
 }
 
 impl<'a> Property<'a> {
@@ -65,6 +79,7 @@ impl<'a> Property<'a> {
             other => {
                 return Err(mismatch(
                     &other,
+                    param(purpose),
                     names.field,
                     &format!("param.{}", names.go_struct),
                 ));
@@ -81,13 +96,25 @@ impl<'a> Property<'a> {
         self.purpose
     }
 
-    /// A string field; `None` when absent or `null`.
+    /// A field of Go type `string`: the last value sent other than `null`
+    /// (a later `null` leaves it as it was); `None` when there is none.
     pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
-        match Json::field(&self.object, name) {
+        self.read_string(Json::set_field(&self.object, name), name)
+    }
+
+    /// A field of Go type `*string` (obshell's `passphrase`): the last
+    /// value sent; `None` when absent or when that value is `null`.
+    pub fn nullable_string(&self, name: &str) -> Result<Option<String>, Refusal> {
+        self.read_string(Json::field(&self.object, name), name)
+    }
+
+    fn read_string(&self, value: Option<&Json>, name: &str) -> Result<Option<String>, Refusal> {
+        match value {
             None | Some(Json::Null) => Ok(None),
             Some(Json::String(s)) => Ok(Some(s.as_ref().into())),
             Some(other) => Err(mismatch(
                 other,
+                self.names.go_struct,
                 &format!("{}.{name}", self.names.field),
                 "string",
             )),
@@ -103,7 +130,12 @@ impl<'a> Property<'a> {
                 .map(|item| self.target(item))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(mismatch(other, &self.at_targets(), "[]param.Target")),
+            Some(other) => Err(mismatch(
+                other,
+                self.names.go_struct,
+                &self.at_targets(),
+                "[]param.Target",
+            )),
         }
     }
 
@@ -117,20 +149,29 @@ impl<'a> Property<'a> {
         let object = match value {
             Json::Null => return Ok(RawTarget::default()),
             Json::Object(object) => object,
-            other => return Err(mismatch(other, &self.at_targets(), "param.Target")),
+            other => {
+                return Err(mismatch(
+                    other,
+                    self.names.go_struct,
+                    &self.at_targets(),
+                    "param.Target",
+                ));
+            }
         };
-        let at = |field: &str| format!("Target.{}.{field}", self.at_targets());
-        let ip = match Json::field(object, "ip") {
-            None | Some(Json::Null) => String::new(),
+        let at = |field: &str| format!("{}.{field}", self.at_targets());
+        // `ip` is a Go string and `port` an int: a later `null` leaves each
+        // as it was.
+        let ip = match Json::set_field(object, "ip") {
+            None => String::new(),
             Some(Json::String(ip)) => ip.as_ref().into(),
-            Some(other) => return Err(mismatch(other, &at("ip"), "string")),
+            Some(other) => return Err(mismatch(other, TARGET, &at("ip"), "string")),
         };
-        let port = match Json::field(object, "port") {
-            None | Some(Json::Null) => 0,
-            Some(Json::Number(n)) => n
+        let port = match Json::set_field(object, "port") {
+            None => 0,
+            Some(value @ Json::Number(n)) => n
                 .as_i64()
-                .ok_or_else(|| mismatch(&Json::Number(n.clone()), &at("port"), "int"))?,
-            Some(other) => return Err(mismatch(other, &at("port"), "int")),
+                .ok_or_else(|| mismatch(value, TARGET, &at("port"), "int"))?,
+            Some(other) => return Err(mismatch(other, TARGET, &at("port"), "int")),
         };
         Ok(RawTarget { ip, port })
     }
@@ -138,11 +179,7 @@ impl<'a> Property<'a> {
     /// gin's `required` checks, all violations at once in the order given:
     /// `(GoField, is_missing)`, e.g. `("Username", username.is_empty())`.
     pub fn require(&self, checks: &[(&str, bool)]) -> Result<(), Refusal> {
-        let param = match self.purpose {
-            Purpose::Create => "CreateCredentialParam",
-            Purpose::Update => "UpdateCredentialParam",
-            Purpose::Validate => "ValidateCredentialParam",
-        };
+        let param = param(self.purpose);
         let lines: Vec<String> = checks
             .iter()
             .filter(|(_, missing)| *missing)
@@ -203,19 +240,79 @@ mod tests {
     fn a_number_is_quoted_back_only_for_a_number_field() {
         let text = r#"{"passphrase":987654321,"targets":[{"ip":"127.0.0.1","port":22.5}]}"#;
         let property = Property::parse(text, NAMES, Purpose::Create).unwrap();
-        let refusal = property.string("passphrase").unwrap_err();
+        let refusal = property.nullable_string("passphrase").unwrap_err();
         assert_eq!(
             refusal.message,
             "Bind JSON failed: json: cannot unmarshal number into Go struct field \
-             ssh_credential_property.passphrase of type string"
+             SshCredentialProperty.ssh_credential_property.passphrase of type string"
         );
         let refusal = property.targets().unwrap_err();
-        assert!(
-            refusal
-                .message
-                .contains("cannot unmarshal number 22.5 into"),
-            "{}",
-            refusal.message
+        assert_eq!(
+            refusal.message,
+            "Bind JSON failed: json: cannot unmarshal number 22.5 into Go struct field \
+             Target.ssh_credential_property.targets.port of type int"
         );
+    }
+
+    #[test]
+    fn type_errors_name_the_struct_that_declares_the_field() {
+        // As Go names them: the innermost struct, then the path from the top.
+        let refusal = |text: &str, purpose| {
+            let property = match Property::parse(text, NAMES, purpose) {
+                Ok(property) => property,
+                Err(refusal) => return refusal.message,
+            };
+            let targets = property.targets().err();
+            let username = property.string("username").err();
+            targets.or(username).expect("a refusal").message
+        };
+        assert_eq!(
+            refusal(r#""x""#, Purpose::Update),
+            "Bind JSON failed: json: cannot unmarshal string into Go struct field \
+             UpdateCredentialParam.ssh_credential_property of type param.SshCredentialProperty"
+        );
+        assert_eq!(
+            refusal(r#"{"targets":{}}"#, Purpose::Create),
+            "Bind JSON failed: json: cannot unmarshal object into Go struct field \
+             SshCredentialProperty.ssh_credential_property.targets of type []param.Target"
+        );
+        assert_eq!(
+            refusal(r#"{"targets":[true]}"#, Purpose::Create),
+            "Bind JSON failed: json: cannot unmarshal bool into Go struct field \
+             SshCredentialProperty.ssh_credential_property.targets of type param.Target"
+        );
+        assert_eq!(
+            refusal(r#"{"targets":[{"ip":1}]}"#, Purpose::Create),
+            "Bind JSON failed: json: cannot unmarshal number into Go struct field \
+             Target.ssh_credential_property.targets.ip of type string"
+        );
+        assert_eq!(
+            refusal(r#"{"targets":[],"username":[]}"#, Purpose::Validate),
+            "Bind JSON failed: json: cannot unmarshal array into Go struct field \
+             SshCredentialProperty.ssh_credential_property.username of type string"
+        );
+    }
+
+    #[test]
+    fn a_later_null_leaves_a_string_or_a_number_and_clears_a_pointer_or_a_list() {
+        let text = r#"{"username":"root","USERNAME":null,"passphrase":"p","Passphrase":null,
+            "targets":[{"ip":"127.0.0.1","port":2222,"IP":null,"Port":null}]}"#;
+        let property = Property::parse(text, NAMES, Purpose::Create).unwrap();
+        assert_eq!(
+            property.string("username").unwrap().as_deref(),
+            Some("root")
+        );
+        assert_eq!(property.nullable_string("passphrase").unwrap(), None);
+        assert_eq!(property.string("passphrase").unwrap().as_deref(), Some("p"));
+        assert_eq!(
+            property.targets().unwrap(),
+            Some(alloc::vec![RawTarget {
+                ip: "127.0.0.1".into(),
+                port: 2222
+            }])
+        );
+        let text = r#"{"targets":[{"ip":"127.0.0.1"}],"Targets":null}"#;
+        let property = Property::parse(text, NAMES, Purpose::Create).unwrap();
+        assert_eq!(property.targets().unwrap(), None);
     }
 }

@@ -91,7 +91,7 @@ pub fn normalize(
     let raw_targets = property.targets()?;
     let username = property.string("username")?;
     let kind = property.string("type")?;
-    let passphrase = property.string("passphrase")?;
+    let passphrase = property.nullable_string("passphrase")?;
     let private_key = property.string("private_key")?;
     let is_key = kind.as_deref() == Some(PUBLIC_KEY);
     let mut required = vec![
