@@ -363,6 +363,14 @@ async fn every_error_code_of_create() {
             "Bind JSON failed: json: cannot unmarshal string into Go struct field \
              Target.ssh_credential_property.targets.port of type int",
         ),
+        // Go binds `null` to a struct by leaving it empty: the required
+        // fields are then missing.
+        (
+            json!(null),
+            "Common.BindJsonFailed",
+            "Bind JSON failed: Key: 'CreateCredentialParam.TargetType' Error:Field validation \
+             for 'TargetType' failed on the 'required' tag",
+        ),
         (
             json!(5),
             "Common.BindJsonFailed",

@@ -49,19 +49,23 @@ pub struct BindError(pub String);
 
 impl Fields {
     /// A body bound to the Go struct `param`, whose name Go's type errors
-    /// carry. An empty body is `{}`, as obshell pads it.
+    /// carry. An empty body is `{}`, as obshell pads it, and so is `null`,
+    /// which Go binds to a struct by leaving it as it was.
     pub fn parse(body: &[u8], param: &'static str) -> Result<Self, BindError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
+        if matches!(body.trim_ascii(), b"" | b"null") {
             return Ok(Self {
                 param,
                 members: Vec::new(),
             });
         }
         let mut fields: Self = serde_json::from_slice(body).map_err(|e| match e.classify() {
-            // The body is JSON, but not an object.
+            // The body is JSON, but not an object. Its first character
+            // names its kind; nothing else of it is copied (it may hold a
+            // secret).
             Category::Data => {
-                let text = String::from_utf8_lossy(body.trim_ascii_start());
-                BindError(value_error(kind(&text), &format!("param.{param}")))
+                let first = body.trim_ascii_start().get(..1).unwrap_or_default();
+                let first = std::str::from_utf8(first).unwrap_or_default();
+                BindError(value_error(kind(first), &format!("param.{param}")))
             }
             _ => invalid(&e),
         })?;
@@ -108,11 +112,16 @@ impl Fields {
         let Some(raw) = self.all(name).next_back().filter(|raw| !is_null(raw)) else {
             return Ok(None);
         };
-        // Go's `[]int`, 64 bits wide where obshell runs.
+        // Go's `[]int`, 64 bits wide where obshell runs. An element Go
+        // leaves as it was (`null`) is 0, and so is `-0`, which Go parses
+        // as an integer where serde reads a float.
         let items: Vec<Box<RawValue>> = self.read(raw, name, "[]int")?;
         items
             .iter()
-            .map(|item| self.read(item, name, "int"))
+            .map(|item| match item.get() {
+                "null" | "-0" => Ok(0),
+                _ => self.read(item, name, "int"),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
@@ -304,6 +313,13 @@ mod tests {
             parse(br#"{"ids":[1, 2]}"#).unwrap().ids("ids"),
             Ok(Some(vec![1, 2]))
         );
+        // Go leaves an int as it was for `null`, and parses `-0` as 0.
+        assert_eq!(
+            parse(br#"{"ids":[1, null, -0]}"#).unwrap().ids("ids"),
+            Ok(Some(vec![1, 0, 0]))
+        );
+        // A `null` body binds nothing, as `{}` does.
+        assert!(parse(b" null ").unwrap().get("ids").is_none());
         assert_eq!(
             parse(b"5").unwrap_err(),
             BindError("json: cannot unmarshal number into Go value of type param.Param".into())
