@@ -37,7 +37,12 @@ impl MariaDb {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let socket = dir.path().join("mysql.sock");
-        // Once more on a failure: under a loaded machine its bootstrap has
+        // Temporary tables in a directory of this server's own: in the
+        // shared /tmp, a bootstrap has been seen to crash on a temporary
+        // file that was gone.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        // Twice more on a failure: under a loaded machine its bootstrap has
         // been seen to fail once in a while, and the reason is printed.
         let install = || {
             let _ = std::fs::remove_dir_all(&data);
@@ -48,12 +53,16 @@ impl MariaDb {
                     "--auth-root-authentication-method=socket",
                     "--skip-test-db",
                 ])
+                .arg(format!("--tmpdir={}", tmp.display()))
                 .arg(format!("--datadir={}", data.display()))
                 .output()
                 .unwrap()
         };
         let mut out = install();
-        if !out.status.success() {
+        for _ in 0..2 {
+            if out.status.success() {
+                break;
+            }
             eprintln!(
                 "mariadb-install-db failed, trying again: {}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -154,6 +163,7 @@ fn spawn(dir: &Path, addr: SocketAddr, options: &[String]) -> Child {
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .arg(format!("--log-error={}", dir.join("error.log").display()))
         .args(options)
         .stdout(Stdio::null())
