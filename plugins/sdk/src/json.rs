@@ -25,13 +25,22 @@ pub enum Json<'a> {
 }
 
 impl<'a> Json<'a> {
-    /// The value of `name` in an object, matched as Go matches it.
-    pub fn field<'p>(pairs: &'p [(Cow<'a, str>, Json<'a>)], name: &str) -> Option<&'p Json<'a>> {
+    /// The values sent under `name` in an object, the last first, keys
+    /// matched as Go matches them.
+    fn sent<'p>(
+        pairs: &'p [(Cow<'a, str>, Json<'a>)],
+        name: &str,
+    ) -> impl Iterator<Item = &'p Json<'a>> {
         pairs
             .iter()
             .rev()
-            .find(|(key, _)| credhost_binding::names(key, name))
+            .filter(move |(key, _)| credhost_binding::names(key, name))
             .map(|(_, value)| value)
+    }
+
+    /// The value of `name` in an object: the last one sent.
+    pub fn field<'p>(pairs: &'p [(Cow<'a, str>, Json<'a>)], name: &str) -> Option<&'p Json<'a>> {
+        Self::sent(pairs, name).next()
     }
 
     /// The last value under `name` other than `null`: what a Go string or
@@ -40,11 +49,7 @@ impl<'a> Json<'a> {
         pairs: &'p [(Cow<'a, str>, Json<'a>)],
         name: &str,
     ) -> Option<&'p Json<'a>> {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, value)| !matches!(value, Json::Null) && credhost_binding::names(key, name))
-            .map(|(_, value)| value)
+        Self::sent(pairs, name).find(|value| !matches!(value, Json::Null))
     }
 }
 
