@@ -275,14 +275,23 @@ impl Keyring {
         if let Some(key) = self.cached(id) {
             return Ok(key);
         }
-        // Perhaps made by another server since this one last looked.
-        if self.shared.is_some() {
+        // Perhaps made by another server since this one last looked. Key ids
+        // are handed out in commit order (one sequence row, locked until
+        // commit), so only an id above the highest one loaded can be new:
+        // one below it was retired or never made, and a row naming it must
+        // not cost a read of the keyring on every open.
+        if self.shared.is_some() && id > self.highest() {
             self.refresh()?;
             if let Some(key) = self.material(&self.file.read().expect("keyring lock"), id) {
                 return Ok(key);
             }
         }
         Err(KeyError::Unknown(id))
+    }
+
+    fn highest(&self) -> u32 {
+        let file = self.file.read().expect("keyring lock");
+        file.keys.iter().map(|k| k.id).max().unwrap_or(0)
     }
 
     pub fn ids(&self) -> Vec<u32> {
@@ -427,6 +436,76 @@ mod tests {
         assert_eq!(ring.ids(), vec![1, 2]);
         assert!(ring.get(1).is_ok());
         assert!(matches!(ring.get(3), Err(KeyError::Unknown(3))));
+    }
+
+    /// A shared store in memory that counts how often it is read.
+    #[derive(Default)]
+    struct CountingStore {
+        keys: std::sync::Mutex<Vec<(u32, Option<Vec<u8>>)>>,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl KeyStore for CountingStore {
+        fn load_keys(&self) -> Result<StoredKeys, KeyError> {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let keys = self.keys.lock().unwrap();
+            Ok(StoredKeys {
+                current: keys.iter().rev().find(|k| k.1.is_some()).map(|k| k.0),
+                keys: keys
+                    .iter()
+                    .map(|(id, wrapped)| StoredKey {
+                        id: *id,
+                        created_us: 0,
+                        wrapped: wrapped.clone(),
+                    })
+                    .collect(),
+            })
+        }
+
+        fn add_key(&self, wrap: &dyn Fn(u32) -> Vec<u8>, first: bool) -> Result<u32, KeyError> {
+            let mut keys = self.keys.lock().unwrap();
+            if first && !keys.is_empty() {
+                return Ok(keys[0].0);
+            }
+            let id = keys.len() as u32 + 1;
+            keys.push((id, Some(wrap(id))));
+            Ok(id)
+        }
+
+        fn import_keys(&self, _: &StoredKeys) -> Result<(), KeyError> {
+            unimplemented!("not used here")
+        }
+
+        fn retire_key(&self, id: u32) -> Result<bool, KeyError> {
+            let mut keys = self.keys.lock().unwrap();
+            keys[id as usize - 1].1 = None;
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_shared_keyring_reads_the_store_again_only_for_an_id_it_cannot_have_seen() {
+        let store = Arc::new(CountingStore::default());
+        let kek = || Kek::from_bytes(Secret::new(vec![9; 32])).unwrap();
+        let ring = Keyring::shared(store.clone(), kek()).unwrap();
+        let other = Keyring::shared(store.clone(), kek()).unwrap();
+        let loads = || store.loads.load(std::sync::atomic::Ordering::SeqCst);
+        // Another server rotates twice and retires key 2: this one sees
+        // key 3 at once, with one read.
+        other.add_current(Secret::new(vec![2; KEY_LEN])).unwrap();
+        other.add_current(Secret::new(vec![3; KEY_LEN])).unwrap();
+        store.retire_key(2).unwrap();
+        let before = loads();
+        assert_eq!(ring.get(3).unwrap(), Secret::new(vec![3; KEY_LEN]));
+        assert_eq!(loads(), before + 1);
+        // A retired key, or an id below the highest, is not worth a read;
+        // one above it is, each time (it may be made any moment).
+        for _ in 0..3 {
+            assert!(matches!(ring.get(2), Err(KeyError::Unknown(2))));
+        }
+        assert_eq!(loads(), before + 1);
+        assert!(matches!(ring.get(4), Err(KeyError::Unknown(4))));
+        assert_eq!(loads(), before + 2);
     }
 
     #[test]
