@@ -144,6 +144,24 @@ async fn three_servers_share_one_credential_set() {
         seen.push(new);
     }
 
+    // A batch delete on B, in one transaction of the shared store: the
+    // first id was deleted already, the two next go, the last one stays.
+    let (status, envelope) = b
+        .delete(
+            "/api/v1/security/credentials",
+            Some(json!({ "credential_id_list": [seen[1], seen[0], seen[2]] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(
+        envelope["data"],
+        json!({ "deleted": [seen[1], seen[2]], "not_found": [seen[0]] })
+    );
+    for (i, server) in [&c, &a, &a, &c].into_iter().enumerate() {
+        let (status, _) = server.get(&format!("{CREATE}/{}", seen[i])).await;
+        assert_eq!(status, if i == 3 { 200 } else { 404 }, "id {}", seen[i]);
+    }
+
     // Every server sees all three, alive, with the same plugins.
     let (status, envelope) = a.get("/api/v1/cluster").await;
     assert_eq!(status, 200, "{envelope}");

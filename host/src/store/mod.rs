@@ -236,6 +236,21 @@ pub struct SecretChange {
     pub new: SealedSecret,
 }
 
+/// The ids of `ids` that `delete` found and deleted, in order: a batch
+/// delete's body, the same in every store's transaction.
+pub(crate) fn delete_each<E>(
+    ids: &[u64],
+    mut delete: impl FnMut(u64) -> Result<bool, E>,
+) -> Result<Vec<u64>, E> {
+    let mut deleted = Vec::new();
+    for &id in ids {
+        if delete(id)? {
+            deleted.push(id);
+        }
+    }
+    Ok(deleted)
+}
+
 /// obshell compares names under a case-insensitive collation that ignores
 /// trailing spaces.
 pub fn fold_name(name: &str) -> String {

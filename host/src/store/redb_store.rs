@@ -397,15 +397,7 @@ impl Store for RedbStore {
     }
 
     fn delete_many(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
-        self.write(|txn| {
-            let mut deleted = Vec::new();
-            for &id in ids {
-                if delete_in(txn, id)? {
-                    deleted.push(id);
-                }
-            }
-            Ok(deleted)
-        })
+        self.write(|txn| super::delete_each(ids, |id| delete_in(txn, id)))
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {

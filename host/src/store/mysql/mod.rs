@@ -638,15 +638,7 @@ impl Store for MysqlStore {
     }
 
     fn delete_many(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
-        self.write(|tx| {
-            let mut deleted = Vec::new();
-            for &id in ids {
-                if delete_in(tx, id)? {
-                    deleted.push(id);
-                }
-            }
-            Ok(deleted)
-        })
+        self.write(|tx| super::delete_each(ids, |id| delete_in(tx, id)))
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
