@@ -163,3 +163,120 @@ async fn key_logins_prove_and_the_key_is_never_shown() {
         "SUCCESS"
     );
 }
+
+/// An encrypted key names what its decryption costs. Keys asking for hours
+/// of CPU or gigabytes of memory (a PuTTY key's Argon2, an OpenSSH key's
+/// bcrypt rounds, a PKCS#8 key's PBKDF2 iterations or scrypt parameters)
+/// are refused before any derivation, in words that quote none of the key;
+/// an ordinary encrypted PKCS#8 key still reads and logs in.
+#[tokio::test]
+async fn keys_that_would_cost_the_server_hours_are_refused_unread() {
+    let ecdsa = ClientKey::generate("ecdsa", "", true);
+    let sshd = Sshd::start_with_keys(std::slice::from_ref(&ecdsa.public_line));
+    let server = Server::start(Options::default());
+    let create = |name: &str, key: &str, passphrase: &str| {
+        server.post(
+            "/api/v1/security/credential",
+            key_body(name, &sshd, key, passphrase),
+        )
+    };
+
+    let putty = "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: aes256-cbc\n\
+                 Comment: x\nPublic-Lines: 1\nAAAAC3NzaC1lZDI1NTE5AAAAIA==\n\
+                 Key-Derivation: Argon2id\nArgon2-Memory: 2097152\n\
+                 Argon2-Passes: 4294967295\nArgon2-Parallelism: 1\n\
+                 Argon2-Salt: 00112233445566778899aabbccddeeff\n\
+                 Private-Lines: 0\nAAAAIPRIVATEKEYLINE\nPrivate-MAC: 00\n";
+    let bcrypt = with_bcrypt_rounds(
+        &ClientKey::generate("ed25519", "pw", false).private,
+        4_000_000_000,
+    );
+    let pbkdf2 = openssl_pkcs8(&ecdsa.private, &["-v2", "aes-256-cbc", "-iter", "1000001"]);
+    let scrypt = openssl_pkcs8(
+        &ecdsa.private,
+        &[
+            "-scrypt",
+            "-scrypt_N",
+            "16384",
+            "-scrypt_r",
+            "8",
+            "-scrypt_p",
+            "16",
+        ],
+    );
+    for (name, key, says) in [
+        ("putty", putty.to_string(), "PuTTY keys are not read"),
+        ("bcrypt", bcrypt, "4000000000 bcrypt rounds"),
+        ("pbkdf2", pbkdf2, "1000001 PBKDF2 iterations"),
+        ("scrypt", scrypt, "scrypt with N=16384, r=8, p=16"),
+    ] {
+        let (status, envelope) = create(name, &key, "pw").await;
+        assert_eq!(status, 400, "{name}: {envelope}");
+        assert_eq!(err_code(&envelope), "Common.IllegalArgument", "{envelope}");
+        assert!(message(&envelope).contains(says), "{name}: {envelope}");
+        assert!(!envelope.to_string().contains("PRIVATEKEYLINE"));
+    }
+    assert!(!server.log_text().contains("PRIVATEKEYLINE"));
+
+    // OpenSSL's own defaults (PBKDF2, 2,048 iterations) read as before.
+    let ordinary = openssl_pkcs8(&ecdsa.private, &["-v2", "aes-256-cbc"]);
+    let (status, created) = create("ordinary", &ordinary, "pw").await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        created["data"]["ssh_secret"]["key_fingerprint"],
+        ecdsa.fingerprint.as_str()
+    );
+}
+
+/// `key` (an encrypted OpenSSH key) with its bcrypt rounds set to `rounds`;
+/// nothing else changes, so nothing but the rounds can refuse it.
+fn with_bcrypt_rounds(key: &str, rounds: u32) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut bytes = b64.decode(body).unwrap();
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    // "openssh-key-v1\0", then the cipher's name, the KDF's name, the
+    // KDF options' length, and in them the salt before the rounds.
+    let mut at = b"openssh-key-v1\0".len();
+    at += 4 + u32_at(&bytes, at);
+    assert_eq!(&bytes[at + 4..at + 4 + u32_at(&bytes, at)], b"bcrypt");
+    at += 4 + u32_at(&bytes, at);
+    at += 4;
+    at += 4 + u32_at(&bytes, at);
+    bytes[at..at + 4].copy_from_slice(&rounds.to_be_bytes());
+    let encoded = b64.encode(bytes);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(70)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// `key` (PEM) as an encrypted PKCS#8 key under the passphrase `pw`, made
+/// by `openssl pkcs8 -topk8` with `args`.
+fn openssl_pkcs8(key: &str, args: &[&str]) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-passout", "pass:pw"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl pkcs8 {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}

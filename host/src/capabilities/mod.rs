@@ -6,6 +6,7 @@
 pub mod grant;
 pub mod host_keys;
 pub mod log;
+pub mod private_key;
 pub mod sockets;
 pub mod ssh;
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use russh::client;
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{Grant, HostKeys};
+use super::{Grant, HostKeys, private_key};
 use crate::budget::{Budget, Client};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,23 +73,6 @@ pub enum Outcome {
 pub enum Proof<'a> {
     Password(&'a str),
     Key(Arc<PrivateKey>),
-}
-
-/// Reads an OpenSSH or PEM private key, decrypting it with `passphrase`.
-pub fn read_key(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
-    russh::keys::decode_secret_key(text, passphrase).map_err(|e| match e {
-        russh::keys::Error::KeyIsEncrypted => "the key is encrypted: give its passphrase".into(),
-        other => format!("not a usable private key: {other}"),
-    })
-}
-
-/// The key's algorithm and its `SHA256:` fingerprint, as OpenSSH prints them.
-pub fn fingerprint(key: &PrivateKey) -> (String, String) {
-    let public = key.public_key();
-    (
-        public.algorithm().as_str().to_string(),
-        public.fingerprint(HashAlg::Sha256).to_string(),
-    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -504,17 +487,6 @@ mod wit_0_2 {
         }
     }
 
-    /// Key decryption (bcrypt for OpenSSH keys) is CPU work: off the async
-    /// workers.
-    async fn read_key_off_thread(
-        text: String,
-        passphrase: Option<String>,
-    ) -> Result<PrivateKey, String> {
-        tokio::task::spawn_blocking(move || read_key(&text, passphrase.as_deref()))
-            .await
-            .map_err(|e| format!("reading the key failed: {e}"))?
-    }
-
     impl Host for CallState {
         async fn password_login(
             &mut self,
@@ -541,7 +513,7 @@ mod wit_0_2 {
             passphrase: Option<String>,
         ) -> Wit {
             let lent = Lent::of(self);
-            let key = match read_key_off_thread(private_key, passphrase).await {
+            let key = match private_key::read_off_thread(private_key, passphrase).await {
                 Ok(key) => Arc::new(key),
                 Err(why) => {
                     let r = LoginResult::new(
@@ -563,9 +535,9 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Result<(String, String), String> {
-            read_key_off_thread(private_key, passphrase)
+            private_key::read_off_thread(private_key, passphrase)
                 .await
-                .map(|key| fingerprint(&key))
+                .map(|key| private_key::fingerprint(&key))
         }
     }
 }

@@ -1,0 +1,202 @@
+//! Private keys sent for key logins, read with russh once nothing in them
+//! can make reading one a weapon. An encrypted key names the cost of its
+//! own key derivation (bcrypt rounds, PBKDF2 iterations, scrypt's N, r and
+//! p, PuTTY's Argon2 memory and passes), and the reading runs on a blocking
+//! thread that nothing cancels: so a key asking for more than a careful
+//! user's key ever does is refused before any derivation, and only a few
+//! keys are read at once.
+//!
+//! Messages are fixed texts: a parser's own error may quote the key.
+
+use std::sync::{Arc, LazyLock};
+
+use data_encoding::BASE64_MIME;
+use pkcs8::pkcs5::EncryptionScheme;
+use pkcs8::pkcs5::pbes2::Kdf;
+use russh::keys::ssh_key::{self, public::KeyData};
+use russh::keys::{HashAlg, PrivateKey};
+use tokio::sync::Semaphore;
+
+/// Longer than any ed25519, ECDSA or 8,192-bit RSA key in any format.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// `ssh-keygen -a`: 16 by default, 100 where hardening guides ask; about
+/// 10 ms a round on one core.
+pub const MAX_BCRYPT_ROUNDS: u32 = 256;
+/// PKCS#8 PBKDF2: OpenSSL writes 2,048, current advice is 600,000.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
+/// PKCS#8 scrypt: N·r·p (OpenSSL writes 2^14·8·1 = 2^17).
+const MAX_SCRYPT_WORK: u64 = 1 << 20;
+/// PKCS#8 scrypt memory, 128·N·r bytes.
+const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+/// Larger RSA keys make every login's signature slow.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// Keys being read at once: each may hold a core for a second or two.
+static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(Semaphore::new(cores))
+});
+
+/// Reads an OpenSSH or PEM private key (ed25519, ECDSA or RSA), decrypting
+/// it with `passphrase`.
+pub fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
+    check_cost(text)?;
+    let key = russh::keys::decode_secret_key(text, passphrase).map_err(|e| {
+        match e {
+            russh::keys::Error::KeyIsEncrypted => "the key is encrypted: give its passphrase",
+            russh::keys::Error::UnsupportedKeyType { .. }
+            | russh::keys::Error::UnknownAlgorithm(_) => {
+                "the key's type is not supported (ed25519, ECDSA or RSA)"
+            }
+            _ => "not an OpenSSH or PEM private key, or the passphrase does not open it",
+        }
+        .to_string()
+    })?;
+    if let KeyData::Rsa(rsa) = key.public_key().key_data() {
+        let bits = rsa.n().as_positive_bytes().map_or(0, |n| n.len() * 8);
+        if bits > MAX_RSA_BITS {
+            return Err(format!(
+                "RSA keys of more than {MAX_RSA_BITS} bits are not used"
+            ));
+        }
+    }
+    Ok(key)
+}
+
+/// [`read`] on the blocking pool, a few at a time. The work goes on to the
+/// end when the caller stops waiting; so does its hold on a slot.
+pub async fn read_off_thread(
+    text: String,
+    passphrase: Option<String>,
+) -> Result<PrivateKey, String> {
+    let slot = READS
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "key reading has stopped".to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        read(&text, passphrase.as_deref())
+    })
+    .await
+    .map_err(|_| "reading the key failed".to_string())?
+}
+
+/// The key's algorithm and its `SHA256:` fingerprint, as OpenSSH prints them.
+pub fn fingerprint(key: &PrivateKey) -> (String, String) {
+    let public = key.public_key();
+    (
+        public.algorithm().as_str().to_string(),
+        public.fingerprint(HashAlg::Sha256).to_string(),
+    )
+}
+
+/// Refuses a key whose derivation would cost more than the limits above,
+/// before russh derives anything. The text is taken apart as russh takes it
+/// (the base64 lines of the first block), and its bytes are checked both as
+/// an OpenSSH key and as an encrypted PKCS#8 one, whatever the block says.
+fn check_cost(text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!("the key is longer than {MAX_TEXT_BYTES} bytes"));
+    }
+    if text.trim().starts_with("PuTTY-User-Key-File-") {
+        return Err("PuTTY keys are not read: convert it to OpenSSH's format \
+             (puttygen KEY -O private-openssh)"
+            .into());
+    }
+    let Some(bytes) = first_block(text) else {
+        // russh reads nothing else, and refuses it.
+        return Ok(());
+    };
+    if let Ok(key) = ssh_key::PrivateKey::from_bytes(&bytes)
+        && let ssh_key::Kdf::Bcrypt { rounds, .. } = key.kdf()
+        && *rounds > MAX_BCRYPT_ROUNDS
+    {
+        return Err(format!(
+            "the key asks for {rounds} bcrypt rounds; at most {MAX_BCRYPT_ROUNDS} are done"
+        ));
+    }
+    if let Ok(info) = pkcs8::EncryptedPrivateKeyInfoRef::try_from(bytes.as_slice()) {
+        let EncryptionScheme::Pbes2(scheme) = info.encryption_algorithm else {
+            return Err("the key is encrypted with PBES1: re-encrypt it with PBES2".into());
+        };
+        match scheme.kdf {
+            Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ITERATIONS => {
+                return Err(format!(
+                    "the key asks for {} PBKDF2 iterations; at most {MAX_PBKDF2_ITERATIONS} are done",
+                    p.iteration_count
+                ));
+            }
+            Kdf::Scrypt(s) => {
+                let (n, r, p) = (
+                    s.cost_parameter,
+                    u64::from(s.block_size),
+                    u64::from(s.parallelization),
+                );
+                let work = n.saturating_mul(r).saturating_mul(p);
+                let memory = n.saturating_mul(r).saturating_mul(128);
+                if work > MAX_SCRYPT_WORK || memory > MAX_SCRYPT_MEMORY {
+                    return Err(format!(
+                        "the key asks for scrypt with N={n}, r={r}, p={p}: more than is done"
+                    ));
+                }
+            }
+            Kdf::Pbkdf2(_) => {}
+            // One this code has not been taught to price.
+            _ => return Err("the key's encryption is not read".into()),
+        }
+    }
+    Ok(())
+}
+
+/// The labels russh starts reading at.
+const LABELS: [&str; 5] = [
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN EC PRIVATE KEY-----",
+];
+
+/// The bytes russh reads: the base64 lines after the first label it knows,
+/// up to the next `-----END `.
+fn first_block(text: &str) -> Option<Vec<u8>> {
+    let mut lines = text.lines().skip_while(|l| !LABELS.contains(l));
+    lines.next()?;
+    let base64: String = lines
+        .take_while(|l| !l.starts_with("-----END "))
+        .filter(|l| {
+            l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        })
+        .collect();
+    BASE64_MIME.decode(base64.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_putty_key_is_refused_without_quoting_it() {
+        let text = "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: aes256-cbc\n\
+                    Key-Derivation: Argon2id\nArgon2-Memory: 2097152\n\
+                    Argon2-Passes: 4294967295\nPrivate-Lines: 0\nAAAAIPRIVATEKEYLINE";
+        let why = read(text, Some("x")).unwrap_err();
+        assert!(why.contains("PuTTY"), "{why}");
+        assert!(!why.contains("AAAAI"), "{why}");
+    }
+
+    #[test]
+    fn an_unreadable_key_is_refused_in_fixed_words() {
+        let text = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n\
+                    -----END OPENSSH PRIVATE KEY-----\n";
+        let why = read(text, None).unwrap_err();
+        assert_eq!(
+            why,
+            "not an OpenSSH or PEM private key, or the passphrase does not open it"
+        );
+        let long = "A".repeat(MAX_TEXT_BYTES + 1);
+        assert!(read(&long, None).unwrap_err().contains("longer than"));
+    }
+}
