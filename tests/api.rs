@@ -395,6 +395,19 @@ async fn every_error_code_of_create() {
     assert_eq!(response.status(), 400);
     let envelope: Value = response.json().await.unwrap();
     assert_eq!(err_code(&envelope), "Common.BindJsonFailed");
+    // A client's text in a refusal cannot forge a line of the log: the
+    // message is logged quoted, its line breaks escaped.
+    let forged = "2026-01-01T00:00:00Z  INFO credhost: forged";
+    let mut body = create_body("forger", &sshd);
+    body["ssh_credential_property"]["targets"][0]["ip"] = format!("x\n{forged}").into();
+    let (status, envelope) = server.post(CREDENTIAL, body).await;
+    assert_eq!((status, err_code(&envelope)), (400, "Common.InvalidIp"));
+    let log = server.log_text();
+    assert!(
+        log.contains("INFO credhost: forged"),
+        "the refusal is logged"
+    );
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
     // Too large.
     let huge = json!({ "target_type": "HOST", "name": "x", "description": "d".repeat(1 << 20) });
     let (status, envelope) = server.post(CREDENTIAL, huge).await;

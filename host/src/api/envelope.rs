@@ -120,7 +120,9 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
-            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = %trace, "request refused: {}", e.message);
+            // `{:?}`: a message may hold the client's text, and quoted and
+            // escaped it cannot start a log line of its own.
+            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = %trace, "request refused: {:?}", e.message);
             (
                 None,
                 Some(ErrorBody {

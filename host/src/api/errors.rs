@@ -111,13 +111,13 @@ impl From<Error> for ApiError {
             Error::Store(_) => (S::INTERNAL_SERVER_ERROR, "Common.Unexpected"),
         };
         if status == S::SERVICE_UNAVAILABLE {
-            tracing::warn!(err_code, "{message}");
+            tracing::warn!(err_code, "{message:?}");
             let mut error = ApiError::new(status, err_code, message);
             error.retry_after = Some(1);
             return error;
         }
         if status.is_server_error() {
-            tracing::error!(err_code, "{message}");
+            tracing::error!(err_code, "{message:?}");
         }
         ApiError::new(status, err_code, message)
     }

@@ -19,11 +19,11 @@ pub fn emit(plugin: &str, level: Level, message: &str) {
     }
     let message = &message[..end];
     match level {
-        Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-        Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-        Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-        Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-        Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        Level::Trace => tracing::trace!(target: "plugin", plugin, "{message:?}"),
+        Level::Debug => tracing::debug!(target: "plugin", plugin, "{message:?}"),
+        Level::Info => tracing::info!(target: "plugin", plugin, "{message:?}"),
+        Level::Warn => tracing::warn!(target: "plugin", plugin, "{message:?}"),
+        Level::Error => tracing::error!(target: "plugin", plugin, "{message:?}"),
     }
 }
 
