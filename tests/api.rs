@@ -554,6 +554,29 @@ async fn batch_endpoints() {
         (status, err_code(&envelope)),
         (400, "Common.BindJsonFailed")
     );
+    // A megabyte of ids is counted, not copied, and refused by its count.
+    let zeros = vec![0; 400_000];
+    let (status, envelope) = server
+        .delete(CREDENTIALS, Some(json!({ "credential_id_list": zeros })))
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(
+        message(&envelope).contains("holds 400000 ids"),
+        "{envelope}"
+    );
+    // So is a megabyte of keys, by theirs.
+    let keys: serde_json::Map<String, Value> = (0..50_000)
+        .map(|i| (format!("k{i}"), Value::from(0)))
+        .collect();
+    let (status, envelope) = server.delete(CREDENTIALS, Some(Value::Object(keys))).await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed")
+    );
+    assert!(
+        message(&envelope).contains("more than 1024 keys"),
+        "{envelope}"
+    );
     // Go's `[]int`, named in its struct.
     let (status, envelope) = server
         .delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, "x"] })))

@@ -23,7 +23,15 @@ pub struct Fields {
     /// Go's type errors name.
     param: &'static str,
     members: Vec<(String, Box<RawValue>)>,
+    /// More than [`MAX_MEMBERS`] were sent; the rest were skipped unread.
+    overflow: bool,
 }
+
+/// Top-level keys kept from one body. obshell's bodies have a handful; Go
+/// skips unknown keys without keeping them, but each kept member here
+/// costs two allocations, and a megabyte of `"":0,` would be 200,000 of
+/// them for every request in flight.
+pub const MAX_MEMBERS: usize = 1024;
 
 /// A request body holds passphrases: its values are wiped when dropped.
 impl Drop for Fields {
@@ -56,6 +64,7 @@ impl Fields {
             return Ok(Self {
                 param,
                 members: Vec::new(),
+                overflow: false,
             });
         }
         let mut fields: Self = serde_json::from_slice(body).map_err(|e| match e.classify() {
@@ -69,6 +78,11 @@ impl Fields {
             }
             _ => invalid(&e),
         })?;
+        if fields.overflow {
+            return Err(BindError(format!(
+                "the body has more than {MAX_MEMBERS} keys"
+            )));
+        }
         fields.param = param;
         Ok(fields)
     }
@@ -115,14 +129,11 @@ impl Fields {
         // Go's `[]int`, 64 bits wide where obshell runs. An element Go
         // leaves as it was (`null`) is 0, and so is `-0`, which Go parses
         // as an integer where serde reads a float.
-        let items: Vec<Box<RawValue>> = self.read(raw, name, "[]int")?;
-        items
-            .iter()
-            .map(|item| match item.get() {
-                "null" | "-0" => Ok(0),
-                _ => self.read(item, name, "int"),
-            })
-            .collect::<Result<Vec<_>, _>>()
+        // Read element by element into the list, so a megabyte of `0,`
+        // costs what Go's `[]int` costs, not a copy of each element.
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        serde::Deserializer::deserialize_seq(&mut de, Ints { fields: self, name })
+            .map_err(|_| BindError(type_error(kind(raw.get()), self.param, name, "[]int")))?
             .map(Some)
     }
 
@@ -154,6 +165,39 @@ fn is_null(value: &RawValue) -> bool {
     value.get() == "null"
 }
 
+/// The elements of a `[]int`, each read as Go reads it; the first one Go
+/// refuses ends the list (the rest are skipped, unread).
+struct Ints<'f> {
+    fields: &'f Fields,
+    name: &'f str,
+}
+
+impl<'de> Visitor<'de> for Ints<'_> {
+    type Value = Result<Vec<i64>, BindError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut ids = Vec::new();
+        while let Some(item) = seq.next_element::<&RawValue>()? {
+            let id = match item.get() {
+                "null" | "-0" => Ok(0),
+                _ => self.fields.read(item, self.name, "int"),
+            };
+            match id {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(ids))
+    }
+}
+
 /// An object's members in order, repeated keys kept.
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -169,8 +213,17 @@ impl<'de> Deserialize<'de> for Fields {
                 let mut fields = Fields {
                     param: "",
                     members: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+                    overflow: false,
                 };
                 while let Some(pair) = map.next_entry()? {
+                    if fields.members.len() == MAX_MEMBERS {
+                        fields.overflow = true;
+                        while map
+                            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                            .is_some()
+                        {}
+                        break;
+                    }
                     fields.members.push(pair);
                 }
                 Ok(fields)
@@ -206,6 +259,40 @@ mod tests {
 
     fn parse(body: &[u8]) -> Result<Fields, BindError> {
         Fields::parse(body, "Param")
+    }
+
+    #[test]
+    fn a_long_id_list_is_read_whole_and_its_first_bad_element_named() {
+        let body = format!(r#"{{"ids":[{}7]}}"#, "0,".repeat(200_000));
+        let ids = parse(body.as_bytes()).unwrap().ids("ids").unwrap().unwrap();
+        assert_eq!((ids.len(), ids[199_999], ids[200_000]), (200_001, 0, 7));
+        let body = format!(r#"{{"ids":[1,{}"x",2.5]}}"#, "0,".repeat(10));
+        assert_eq!(
+            parse(body.as_bytes()).unwrap().ids("ids"),
+            Err(BindError(
+                "json: cannot unmarshal string into Go struct field Param.ids of type int".into()
+            ))
+        );
+        assert_eq!(
+            parse(br#"{"ids":{"a":1}}"#).unwrap().ids("ids"),
+            Err(BindError(
+                "json: cannot unmarshal object into Go struct field Param.ids of type []int".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_body_keeps_at_most_max_members_keys() {
+        let body = |n: usize| {
+            let keys: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+            format!("{{{}}}", keys.join(","))
+        };
+        let full = parse(body(MAX_MEMBERS).as_bytes()).unwrap();
+        assert_eq!(full.value("K1023").unwrap(), Some(Value::from(1023)));
+        assert_eq!(
+            parse(body(MAX_MEMBERS + 1).as_bytes()).unwrap_err(),
+            BindError(format!("the body has more than {MAX_MEMBERS} keys"))
+        );
     }
 
     #[test]
