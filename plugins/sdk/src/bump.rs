@@ -52,7 +52,13 @@ impl Bump {
     fn grow(size: usize) -> Option<(usize, usize)> {
         let pages = size.div_ceil(PAGE);
         let previous = core::arch::wasm32::memory_grow(0, pages);
-        (previous != usize::MAX).then(|| (previous * PAGE, (previous + pages) * PAGE))
+        if previous == usize::MAX {
+            return None;
+        }
+        // A memory of 4 GiB ends past the last 32-bit address: no region
+        // then, rather than one that wraps to 0.
+        let end = previous.checked_add(pages)?.checked_mul(PAGE)?;
+        Some((previous * PAGE, end))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -75,16 +81,22 @@ unsafe impl GlobalAlloc for Bump {
             *next = ARENA_BYTES.0.get() as usize;
             *end = *next + ARENA;
         }
-        let start = next.next_multiple_of(layout.align());
-        match start.checked_add(layout.size()) {
-            Some(stop) if stop <= *end => {
+        let stop = next
+            .checked_next_multiple_of(layout.align())
+            .and_then(|start| Some((start, start.checked_add(layout.size())?)));
+        match stop {
+            Some((start, stop)) if stop <= *end => {
                 *next = stop;
                 start as *mut u8
             }
             _ => {
                 // What is left of the region is abandoned: blocks are small
                 // next to a page, so little is lost.
-                let Some((from, to)) = Self::grow(layout.size() + layout.align()) else {
+                let Some((from, to)) = layout
+                    .size()
+                    .checked_add(layout.align())
+                    .and_then(Self::grow)
+                else {
                     return null_mut();
                 };
                 let start = from.next_multiple_of(layout.align());
@@ -106,8 +118,11 @@ unsafe impl GlobalAlloc for Bump {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as in `alloc`.
         let (next, end) = unsafe { (&mut *self.next.get(), &mut *self.end.get()) };
-        if ptr as usize + layout.size() == *next && ptr as usize + new_size <= *end {
-            *next = ptr as usize + new_size;
+        if ptr as usize + layout.size() == *next
+            && let Some(stop) = (ptr as usize).checked_add(new_size)
+            && stop <= *end
+        {
+            *next = stop;
             return ptr;
         }
         // SAFETY: the caller keeps `GlobalAlloc::realloc`'s contract, and
