@@ -269,7 +269,11 @@ async fn replays_are_recognised_by_content_and_not_rebound_to_another_method() {
 #[tokio::test]
 async fn oversized_headers_slow_clients_and_connection_floods_are_bounded() {
     let server = with_password(
-        "[http]\nauth_failure_burst = 100\nheader_read_timeout_secs = 1\n\
+        // Headers time out after 3 s: soon enough for the slowloris check,
+        // and long enough that the eight idle connections below still hold
+        // their slots when the ninth arrives on a loaded machine (with 1 s,
+        // one of them was closed first and the ninth got its slot).
+        "[http]\nauth_failure_burst = 100\nheader_read_timeout_secs = 3\n\
          request_timeout_secs = 2\nmax_connections_per_client = 8\n",
     );
     let client = Client::connect(&server.base, PASSWORD).await.unwrap();
