@@ -215,9 +215,11 @@ impl<'de> Deserialize<'de> for Fields {
                     members: Vec::with_capacity(map.size_hint().unwrap_or(8)),
                     overflow: false,
                 };
-                while let Some(pair) = map.next_entry()? {
+                while let Some(pair) = map.next_entry::<String, Box<RawValue>>()? {
                     if fields.members.len() == MAX_MEMBERS {
                         fields.overflow = true;
+                        // Wiped as the kept ones are: it may be a secret.
+                        String::from(Box::<str>::from(pair.1)).zeroize();
                         while map
                             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                             .is_some()

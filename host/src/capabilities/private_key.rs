@@ -26,7 +26,7 @@ pub const MAX_BCRYPT_ROUNDS: u32 = 256;
 pub const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
 /// PKCS#8 scrypt: N·r·p (OpenSSL writes 2^14·8·1 = 2^17).
 const MAX_SCRYPT_WORK: u64 = 1 << 20;
-/// PKCS#8 scrypt memory, 128·N·r bytes.
+/// PKCS#8 scrypt memory: its two buffers, 128·r·N and 128·r·p bytes.
 const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 /// Larger RSA keys make every login's signature slow.
 pub const MAX_RSA_BITS: usize = 8192;
@@ -134,7 +134,7 @@ fn check_cost(text: &str) -> Result<(), String> {
                     u64::from(s.parallelization),
                 );
                 let work = n.saturating_mul(r).saturating_mul(p);
-                let memory = n.saturating_mul(r).saturating_mul(128);
+                let memory = n.saturating_add(p).saturating_mul(r).saturating_mul(128);
                 if work > MAX_SCRYPT_WORK || memory > MAX_SCRYPT_MEMORY {
                     return Err(format!(
                         "the key asks for scrypt with N={n}, r={r}, p={p}: more than is done"
