@@ -10,12 +10,15 @@ use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::HostKeys;
+use super::private_key::KeyCache;
 
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     endpoints: Arc<HashSet<SocketAddr>>,
     /// Which server keys the endpoints may present before a secret is sent.
     host_keys: HostKeys,
+    /// Private keys read for the verification this call is part of.
+    keys: KeyCache,
 }
 
 impl Grant {
@@ -23,7 +26,18 @@ impl Grant {
         Self {
             endpoints: Arc::new(endpoints.into_iter().collect()),
             host_keys,
+            keys: KeyCache::default(),
         }
+    }
+
+    /// The same grant, reading private keys through `keys`: the cache of
+    /// the verification it is part of.
+    pub fn with_keys(self, keys: KeyCache) -> Self {
+        Self { keys, ..self }
+    }
+
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
     }
 
     /// A credential's targets, behind the host keys the call accepts.

@@ -8,14 +8,17 @@
 //!
 //! Messages are fixed texts: a parser's own error may quote the key.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use data_encoding::BASE64_MIME;
 use pkcs8::pkcs5::EncryptionScheme;
 use pkcs8::pkcs5::pbes2::Kdf;
 use russh::keys::ssh_key::{self, public::KeyData};
 use russh::keys::{HashAlg, PrivateKey};
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
 
 /// Longer than any ed25519, ECDSA or 8,192-bit RSA key in any format.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -40,6 +43,8 @@ static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
 /// Reads an OpenSSH or PEM private key (ed25519, ECDSA or RSA), decrypting
 /// it with `passphrase`.
 pub fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
+    #[cfg(test)]
+    tests::READ.lock().unwrap().push(name(text, passphrase));
     check_cost(text)?;
     let key = russh::keys::decode_secret_key(text, passphrase).map_err(|e| {
         match e {
@@ -65,10 +70,7 @@ pub fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> 
 
 /// [`read`] on the blocking pool, a few at a time. The work goes on to the
 /// end when the caller stops waiting; so does its hold on a slot.
-pub async fn read_off_thread(
-    text: String,
-    passphrase: Option<String>,
-) -> Result<PrivateKey, String> {
+async fn read_off_thread(text: String, passphrase: Option<String>) -> Result<PrivateKey, String> {
     let slot = READS
         .clone()
         .acquire_owned()
@@ -80,6 +82,60 @@ pub async fn read_off_thread(
     })
     .await
     .map_err(|_| "reading the key failed".to_string())?
+}
+
+/// What reading one key came to, shared by everyone who asked for it.
+type Reading = Arc<OnceCell<Result<Arc<PrivateKey>, String>>>;
+
+/// Keys read during one verification, shared by the calls for its targets:
+/// a credential's key is decrypted once, not once per target, and calls
+/// that ask at the same moment wait for the one reading. Entries are named
+/// by a hash of the key's text and passphrase, and go with the verification.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<Mutex<HashMap<[u8; 32], Reading>>>);
+
+/// Nothing of a key is shown.
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyCache")
+    }
+}
+
+impl KeyCache {
+    /// The key `text` opens to with `passphrase`, read at most once.
+    pub async fn read(
+        &self,
+        text: String,
+        passphrase: Option<String>,
+    ) -> Result<Arc<PrivateKey>, String> {
+        let reading = self
+            .0
+            .lock()
+            .expect("key cache lock")
+            .entry(name(&text, passphrase.as_deref()))
+            .or_default()
+            .clone();
+        reading
+            .get_or_init(|| async move { read_off_thread(text, passphrase).await.map(Arc::new) })
+            .await
+            .clone()
+    }
+}
+
+/// A key's name in the cache: text and passphrase, each framed so no two
+/// pairs run together.
+fn name(text: &str, passphrase: Option<&str>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((text.len() as u64).to_le_bytes());
+    hash.update(text);
+    match passphrase {
+        Some(passphrase) => {
+            hash.update([1]);
+            hash.update(passphrase);
+        }
+        None => hash.update([0]),
+    }
+    hash.finalize().into()
 }
 
 /// The key's algorithm and its `SHA256:` fingerprint, as OpenSSH prints them.
@@ -176,6 +232,57 @@ fn first_block(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names of the keys read (or refused) so far by this test binary.
+    pub(super) static READ: Mutex<Vec<[u8; 32]>> = Mutex::new(Vec::new());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verification_reads_each_key_once_whoever_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "pass", "-C", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cache = KeyCache::default();
+        let reads = || {
+            let read = READ.lock().unwrap();
+            let of = |p: &str| read.iter().filter(|n| **n == name(&text, Some(p))).count();
+            (of("pass"), of("wrong"))
+        };
+        // Eight targets ask at once, then two more; a wrong passphrase is
+        // another key.
+        let asks = (0..8).map(|_| cache.read(text.clone(), Some("pass".into())));
+        let keys = futures::future::join_all(asks).await;
+        let first = keys[0].as_ref().unwrap();
+        assert!(keys.iter().all(|k| Arc::ptr_eq(k.as_ref().unwrap(), first)));
+        assert!(cache.read(text.clone(), Some("pass".into())).await.is_ok());
+        assert!(
+            cache
+                .read(text.clone(), Some("wrong".into()))
+                .await
+                .is_err()
+        );
+        assert!(
+            cache
+                .read(text.clone(), Some("wrong".into()))
+                .await
+                .is_err()
+        );
+        assert_eq!(reads(), (1, 1), "one reading per key and passphrase");
+        // Another verification reads afresh.
+        let another = KeyCache::default();
+        assert!(
+            another
+                .read(text.clone(), Some("pass".into()))
+                .await
+                .is_ok()
+        );
+        assert_eq!(reads(), (2, 1));
+    }
 
     #[test]
     fn a_putty_key_is_refused_without_quoting_it() {

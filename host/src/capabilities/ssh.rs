@@ -512,9 +512,10 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Wit {
+            let keys = self.grant.keys().clone();
             let lent = Lent::of(self);
-            let key = match private_key::read_off_thread(private_key, passphrase).await {
-                Ok(key) => Arc::new(key),
+            let key = match keys.read(private_key, passphrase).await {
+                Ok(key) => key,
                 Err(why) => {
                     let r = LoginResult::new(
                         address(&target.ip, target.port).unwrap_or(NOWHERE),
@@ -535,7 +536,8 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Result<(String, String), String> {
-            private_key::read_off_thread(private_key, passphrase)
+            let keys = self.grant.keys().clone();
+            keys.read(private_key, passphrase)
                 .await
                 .map(|key| private_key::fingerprint(&key))
         }

@@ -22,6 +22,7 @@ use super::types::{
     Target, VerifierInfo,
 };
 use crate::budget::Client;
+use crate::capabilities::private_key::KeyCache;
 use crate::capabilities::{Grant, HostKeys};
 use crate::secret::Secret;
 
@@ -473,9 +474,12 @@ impl VerifierPlugin {
                 // The first target's call is admitted as any request is (or
                 // refused 503); the others of the same credential wait for an
                 // instance within their deadline.
+                let keys = KeyCache::default();
+                let keys = &keys;
                 let calls = targets.iter().enumerate().map(|(i, target)| async move {
                     let work = Work::Verify {
-                        grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone()),
+                        grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
+                            .with_keys(keys.clone()),
                         client: client.clone(),
                         patient: i > 0,
                     };
