@@ -31,15 +31,20 @@ pub struct Fields {
 /// skips unknown keys without keeping them, but each kept member here
 /// costs two allocations, and a megabyte of `"":0,` would be 200,000 of
 /// them for every request in flight.
-pub const MAX_MEMBERS: usize = 1024;
+const MAX_MEMBERS: usize = 1024;
 
 /// A request body holds passphrases: its values are wiped when dropped.
 impl Drop for Fields {
     fn drop(&mut self) {
         for (_, value) in self.members.drain(..) {
-            String::from(Box::<str>::from(value)).zeroize();
+            wipe(value);
         }
     }
+}
+
+/// Zeroes a value's text before its memory is freed.
+fn wipe(value: Box<RawValue>) {
+    String::from(Box::<str>::from(value)).zeroize();
 }
 
 /// Keys only: the values may be secrets.
@@ -219,7 +224,7 @@ impl<'de> Deserialize<'de> for Fields {
                     if fields.members.len() == MAX_MEMBERS {
                         fields.overflow = true;
                         // Wiped as the kept ones are: it may be a secret.
-                        String::from(Box::<str>::from(pair.1)).zeroize();
+                        wipe(pair.1);
                         while map
                             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                             .is_some()

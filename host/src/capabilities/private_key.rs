@@ -21,18 +21,18 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
 /// Longer than any ed25519, ECDSA or 8,192-bit RSA key in any format.
-pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// `ssh-keygen -a`: 16 by default, 100 where hardening guides ask; about
 /// 10 ms a round on one core.
-pub const MAX_BCRYPT_ROUNDS: u32 = 256;
+const MAX_BCRYPT_ROUNDS: u32 = 256;
 /// PKCS#8 PBKDF2: OpenSSL writes 2,048, current advice is 600,000.
-pub const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
+const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
 /// PKCS#8 scrypt: N·r·p (OpenSSL writes 2^14·8·1 = 2^17).
 const MAX_SCRYPT_WORK: u64 = 1 << 20;
 /// PKCS#8 scrypt memory: its two buffers, 128·r·N and 128·r·p bytes.
 const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 /// Larger RSA keys make every login's signature slow.
-pub const MAX_RSA_BITS: usize = 8192;
+const MAX_RSA_BITS: usize = 8192;
 
 /// Keys being read at once: each may hold a core for a second or two.
 static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
@@ -42,7 +42,7 @@ static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
 
 /// Reads an OpenSSH or PEM private key (ed25519, ECDSA or RSA), decrypting
 /// it with `passphrase`.
-pub fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
+fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
     #[cfg(test)]
     tests::READ.lock().unwrap().push(name(text, passphrase));
     check_cost(text)?;
