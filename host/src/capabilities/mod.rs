@@ -5,6 +5,7 @@
 
 pub mod grant;
 pub mod host_keys;
+mod key_signer;
 pub mod log;
 pub mod private_key;
 pub mod sockets;

@@ -34,11 +34,28 @@ const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 /// Larger RSA keys make every login's signature slow.
 const MAX_RSA_BITS: usize = 8192;
 
-/// Keys being read at once: each may hold a core for a second or two.
-static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+/// Key work running at once (a key read, which may hold a core for a
+/// second or two; an RSA signature, tens of milliseconds for large keys):
+/// one per core, so the async workers still get their share of the CPU.
+static KEY_WORK: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Arc::new(Semaphore::new(cores))
 });
+
+/// Runs CPU-heavy key work on the blocking pool, a few at a time. The work
+/// goes on to the end when the caller stops waiting; so does its hold on a
+/// slot. `None` if it could not run or panicked.
+pub(super) async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let slot = KEY_WORK.clone().acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await
+    .ok()
+}
 
 /// Reads an OpenSSH or PEM private key (ed25519, ECDSA or RSA), decrypting
 /// it with `passphrase`.
@@ -68,20 +85,11 @@ fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
     Ok(key)
 }
 
-/// [`read`] on the blocking pool, a few at a time. The work goes on to the
-/// end when the caller stops waiting; so does its hold on a slot.
+/// [`read`] off the async threads.
 async fn read_off_thread(text: String, passphrase: Option<String>) -> Result<PrivateKey, String> {
-    let slot = READS
-        .clone()
-        .acquire_owned()
+    off_thread(move || read(&text, passphrase.as_deref()))
         .await
-        .map_err(|_| "key reading has stopped".to_string())?;
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        read(&text, passphrase.as_deref())
-    })
-    .await
-    .map_err(|_| "reading the key failed".to_string())?
+        .unwrap_or_else(|| Err("reading the key failed".to_string()))
 }
 
 /// What reading one key came to, shared by everyone who asked for it.

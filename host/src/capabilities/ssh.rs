@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use russh::client;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{PrivateKey, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::key_signer::{KeySigner, SignError};
 use super::{Grant, HostKeys, private_key};
 use crate::budget::{Budget, Client};
 
@@ -260,11 +261,19 @@ impl SshClient {
                         None
                     };
                     session
-                        .authenticate_publickey(
+                        .authenticate_publickey_with(
                             username,
-                            PrivateKeyWithHashAlg::new(key.clone(), hash),
+                            key.public_key().clone(),
+                            hash,
+                            &mut KeySigner::new(key.clone()),
                         )
-                        .await?
+                        .await
+                        .map_err(|e| match e {
+                            SignError::Session(_) => russh::Error::SendError,
+                            SignError::Sign => {
+                                russh::Error::Signature(russh::keys::signature::Error::new())
+                            }
+                        })?
                 }
             };
             if !auth.success() {
