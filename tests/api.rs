@@ -395,6 +395,36 @@ async fn every_error_code_of_create() {
     assert_eq!(response.status(), 400);
     let envelope: Value = response.json().await.unwrap();
     assert_eq!(err_code(&envelope), "Common.BindJsonFailed");
+    // Numbers as Go reads them: judged only where a field converts one, and
+    // quoted back as sent. A port of -0 is 0, the default port (closed here).
+    let raw = |port: &str| {
+        format!(
+            r#"{{"target_type":"HOST","name":"n{}","ssh_credential_property":{{"big":1e400,
+            "targets":[{{"ip":"127.0.0.1","port":{port}}}],"username":"u","type":"PASSWORD",
+            "passphrase":"p"}}}}"#,
+            port.len()
+        )
+    };
+    for (port, status, wanted) in [
+        (
+            "2.20e+1",
+            400,
+            "cannot unmarshal number 2.20e+1 into Go struct field \
+             Target.ssh_credential_property.targets.port of type int",
+        ),
+        ("-0", 400, "dial tcp 127.0.0.1:22"),
+    ] {
+        let response = server
+            .client()
+            .post(format!("{}{CREDENTIAL}", server.base))
+            .body(raw(port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        let envelope: Value = response.json().await.unwrap();
+        assert!(envelope.to_string().contains(wanted), "{port}: {envelope}");
+    }
     // A client's text in a refusal cannot forge a line of the log: the
     // message is logged quoted, its line breaks escaped.
     let forged = "2026-01-01T00:00:00Z  INFO credhost: forged";

@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +121,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_f64<E>(self, n: f64) -> Result<Json<'de>, E> {
-        // JSON text has no NaN or infinity, so this never falls back.
+        // serde_json sends other numbers as text (see `NUMBER`); JSON text
+        // has no NaN or infinity, so this never falls back.
         Ok(Number::from_f64(n).map_or(Json::Null, Json::Number))
     }
 
@@ -147,10 +148,101 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut pairs = Vec::new();
+        if let Some(Key(key)) = map.next_key()? {
+            let value = if key == NUMBER {
+                match map.next_value()? {
+                    First::Number(text) => {
+                        return text.parse().map(Json::Number).map_err(A::Error::custom);
+                    }
+                    First::Value(value) => value,
+                }
+            } else {
+                map.next_value()?
+            };
+            pairs.push((key, value));
+        }
         while let Some((Key(key), value)) = map.next_entry()? {
             pairs.push((key, value));
         }
         Ok(Json::Object(pairs))
+    }
+}
+
+/// The key under which serde_json (with `arbitrary_precision`) hands over a
+/// number that is not a 64-bit integer (`-0`, `22.5`, `1e400`): a map of
+/// one entry, the number's text its value, as an owned string. The text is
+/// kept (only an exponent is respelled: `E5` as `e+5`), since Go judges a
+/// number only when it converts one for a number field, and quotes it as
+/// sent when that fails.
+const NUMBER: &str = "$serde_json::private::Number";
+
+/// The first value of a map: the text of a number if it came as
+/// serde_json's own number map (the only place serde_json calls
+/// `visit_string`; a string in the text arrives borrowed or through
+/// `visit_str`), else a value like any other, for an object that merely
+/// has that key.
+enum First<'a> {
+    Number(String),
+    Value(Json<'a>),
+}
+
+impl<'de> Deserialize<'de> for First<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FirstVisitor)
+    }
+}
+
+struct FirstVisitor;
+
+impl<'de> Visitor<'de> for FirstVisitor {
+    type Value = First<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        JsonVisitor.expecting(f)
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<First<'de>, E> {
+        Ok(First::Number(s))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<First<'de>, E> {
+        JsonVisitor.visit_unit().map(First::Value)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<First<'de>, E> {
+        JsonVisitor.visit_none().map(First::Value)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<First<'de>, E> {
+        JsonVisitor.visit_bool(b).map(First::Value)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<First<'de>, E> {
+        JsonVisitor.visit_i64(n).map(First::Value)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<First<'de>, E> {
+        JsonVisitor.visit_u64(n).map(First::Value)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<First<'de>, E> {
+        JsonVisitor.visit_f64(n).map(First::Value)
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<First<'de>, E> {
+        JsonVisitor.visit_borrowed_str(s).map(First::Value)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<First<'de>, E> {
+        JsonVisitor.visit_str(s).map(First::Value)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<First<'de>, A::Error> {
+        JsonVisitor.visit_seq(seq).map(First::Value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<First<'de>, A::Error> {
+        JsonVisitor.visit_map(map).map(First::Value)
     }
 }
 
@@ -187,6 +279,39 @@ mod tests {
         );
         assert_eq!(Json::field(&pairs, "id"), None);
         assert_eq!(Json::field(&pairs, "usernam"), None);
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_a_look_alike_key_stays_a_key() {
+        let text = r#"[-0, 22, -22.50, 1e+400, 99999999999999999999,
+            {"$serde_json::private::Number": "5"},
+            {"$serde_json::private::Number": "\u0035", "x": 1}]"#;
+        let Json::Array(items) = serde_json::from_str::<Json>(text).unwrap() else {
+            panic!("an array")
+        };
+        let texts: Vec<String> = items[..5]
+            .iter()
+            .map(|item| match item {
+                Json::Number(n) => alloc::format!("{n}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            ["-0", "22", "-22.50", "1e+400", "99999999999999999999"]
+        );
+        for item in &items[5..] {
+            let Json::Object(pairs) = item else {
+                panic!("{item:?}")
+            };
+            assert_eq!(
+                pairs[0],
+                (
+                    Cow::Borrowed("$serde_json::private::Number"),
+                    Json::String("5".into())
+                )
+            );
+        }
     }
 
     #[test]

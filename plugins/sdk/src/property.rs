@@ -255,6 +255,39 @@ mod tests {
     }
 
     #[test]
+    fn a_number_is_judged_as_go_judges_it_only_where_it_is_converted() {
+        let port = |port: &str| {
+            let text = format!(r#"{{"unknown":1e400,"targets":[{{"ip":"::1","port":{port}}}]}}"#);
+            let property = Property::parse(&text, NAMES, Purpose::Create).unwrap();
+            property
+                .targets()
+                .map(|targets| targets.unwrap()[0].port)
+                .map_err(|refusal| refusal.message)
+        };
+        // strconv.ParseInt's reading: `-0` is 0 (the default port follows),
+        // and what is not an integer of 64 bits is quoted as sent.
+        assert_eq!(port("-0"), Ok(0));
+        assert_eq!(port("-22"), Ok(-22));
+        assert_eq!(port("9223372036854775807"), Ok(i64::MAX));
+        // Only an exponent is respelled (by serde_json): `E400` as `e+400`.
+        for (sent, quoted) in [
+            ("2.20e-1", "2.20e-1"),
+            ("22.0", "22.0"),
+            ("-0.0", "-0.0"),
+            ("9223372036854775808", "9223372036854775808"),
+            ("1E400", "1e+400"),
+        ] {
+            assert_eq!(
+                port(sent),
+                Err(format!(
+                    "Bind JSON failed: json: cannot unmarshal number {quoted} into Go struct \
+                     field Target.ssh_credential_property.targets.port of type int"
+                ))
+            );
+        }
+    }
+
+    #[test]
     fn type_errors_name_the_struct_that_declares_the_field() {
         // As Go names them: the innermost struct, then the path from the top.
         let refusal = |text: &str, purpose| {
