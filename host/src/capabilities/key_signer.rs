@@ -3,9 +3,9 @@
 //! an RSA signature takes a core for milliseconds (tens of them at 8,192
 //! bits): a handful of such logins at once would stall every request their
 //! workers serve. Through russh's `Signer` hook, an RSA signature is made
-//! on the blocking pool instead, counted with the key reads (see
-//! `private_key`); ed25519 and ECDSA sign in microseconds and stay inline,
-//! so they never queue behind a slow key read.
+//! on the blocking pool instead, a few at a time (in a queue of its own,
+//! apart from key reads: see `private_key`); ed25519 and ECDSA sign in
+//! microseconds and stay inline.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::private::KeypairData;
 use russh::keys::{HashAlg, PrivateKey};
 
-use super::private_key::off_thread;
+use super::private_key::{KeyWork, off_thread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -49,7 +49,7 @@ impl russh::Signer for KeySigner {
         let key = self.key.clone();
         async move {
             if matches!(key.key_data(), KeypairData::Rsa(_)) {
-                off_thread(move || sign(&key, hash, to_sign))
+                off_thread(KeyWork::Sign, move || sign(&key, hash, to_sign))
                     .await
                     .unwrap_or(Err(SignError::Sign))
             } else {

@@ -34,21 +34,37 @@ const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 /// Larger RSA keys make every login's signature slow.
 const MAX_RSA_BITS: usize = 8192;
 
-/// Key work running at once (a key read, which may hold a core for a
-/// second or two; an RSA signature, tens of milliseconds for large keys):
-/// one per core, so the async workers still get their share of the CPU.
-static KEY_WORK: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+/// CPU-heavy key work, in two queues. Each runs one piece per core, so
+/// the async workers keep a share of the CPU; and they are apart, so a
+/// login whose key is already read never waits behind other keys' reads.
+#[derive(Clone, Copy)]
+pub(super) enum KeyWork {
+    /// Decrypting a key: a second or two at the limits below.
+    Read,
+    /// An RSA signature: milliseconds, tens of them at 8,192 bits.
+    Sign,
+}
+
+fn one_per_core() -> Arc<Semaphore> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Arc::new(Semaphore::new(cores))
-});
+}
 
-/// Runs CPU-heavy key work on the blocking pool, a few at a time. The work
-/// goes on to the end when the caller stops waiting; so does its hold on a
-/// slot. `None` if it could not run or panicked.
+static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(one_per_core);
+static SIGNATURES: LazyLock<Arc<Semaphore>> = LazyLock::new(one_per_core);
+
+/// Runs `work` on the blocking pool through its queue. The work goes on to
+/// the end when the caller stops waiting; so does its hold on a slot.
+/// `None` if it could not run or panicked.
 pub(super) async fn off_thread<T: Send + 'static>(
+    queue: KeyWork,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
-    let slot = KEY_WORK.clone().acquire_owned().await.ok()?;
+    let slots = match queue {
+        KeyWork::Read => &READS,
+        KeyWork::Sign => &SIGNATURES,
+    };
+    let slot = Arc::clone(slots).acquire_owned().await.ok()?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
@@ -87,7 +103,7 @@ fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
 
 /// [`read`] off the async threads.
 async fn read_off_thread(text: String, passphrase: Option<String>) -> Result<PrivateKey, String> {
-    off_thread(move || read(&text, passphrase.as_deref()))
+    off_thread(KeyWork::Read, move || read(&text, passphrase.as_deref()))
         .await
         .unwrap_or_else(|| Err("reading the key failed".to_string()))
 }

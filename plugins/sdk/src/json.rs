@@ -53,6 +53,9 @@ impl<'a> Json<'a> {
     }
 }
 
+/// Read it from JSON text (`serde_json::from_str` or `from_slice`): a
+/// number's text comes through serde_json's own number map (see `NUMBER`),
+/// which only a text parser tells apart from an object with that key.
 impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
