@@ -152,6 +152,7 @@ async fn plugin_call() {
         |target_type| Call::Normalize(registry.verifier(target_type).unwrap(), &property);
     let empty = bare_component("empty_component.wasm");
     let ssh = bare_component("ssh_verifier.wasm");
+    let instant = bare_component("instant_verifier.wasm");
     let mut samples = sampled_together([
         normalize("HOST"),
         // Two verifiers built like HOST (the SDK, the same memory layout)
@@ -162,15 +163,18 @@ async fn plugin_call() {
         normalize("IDLE"),
         // A component that does nothing: the floor of any call.
         Call::Run(&empty),
-        // Both components instantiated (and their stores dropped) without a
+        // Components instantiated (and their stores dropped) without a
         // call: what each costs for its shape alone, so the rest of a call
-        // is its own work (the guest, the marshalling, the pages it touched).
+        // is its own work (the guest, the marshalling, the pages it
+        // touched), and SSH's against INSTANT's is the price of the shim
+        // through which a module calls imports that pass strings.
         Call::Instantiate(&empty),
         Call::Instantiate(&ssh),
+        Call::Instantiate(&instant),
     ])
     .await;
     let p99 = percentile(&mut samples[0], 0.99);
-    let [p50, instant, idle, floor, empty_alone, alone] =
+    let [p50, instant, idle, floor, empty_alone, alone, instant_alone] =
         samples.map(|mut samples| percentile(&mut samples, 0.5));
     let micros = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
     let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
@@ -192,6 +196,11 @@ async fn plugin_call() {
     row(
         "plugin call: instantiate the empty component alone, p50",
         micros(empty_alone),
+        "",
+    );
+    row(
+        "plugin call: instantiate INSTANT (no imports) alone, p50",
+        micros(instant_alone),
         "",
     );
     row(
