@@ -41,7 +41,7 @@ const MAX_RSA_BITS: usize = 8192;
 pub(super) enum KeyWork {
     /// Decrypting a key: a second or two at the limits below.
     Read,
-    /// An RSA signature: milliseconds, tens of them at 8,192 bits.
+    /// An RSA signature: 1.4 ms at 2,048 bits, 73 ms at 8,192.
     Sign,
 }
 
