@@ -2,10 +2,10 @@
 //! `authenticate_publickey` signs on the task that drives the session, and
 //! an RSA signature takes a core for milliseconds (73 ms at 8,192 bits on
 //! a development machine): a handful of such logins at once would stall
-//! every request their workers serve. Through russh's `Signer` hook, an RSA signature is made
-//! on the blocking pool instead, a few at a time (in a queue of its own,
-//! apart from key reads: see `private_key`); ed25519 and ECDSA sign in
-//! microseconds and stay inline.
+//! every request their workers serve. Through russh's `Signer` hook, an
+//! RSA signature is made on the blocking pool instead, a few at a time (in
+//! a queue of its own, apart from key reads: see `private_key`); ed25519
+//! and ECDSA sign in microseconds and stay inline.
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use russh::keys::ssh_key::private::KeypairData;
 use russh::keys::{HashAlg, PrivateKey};
 
 use super::private_key::{KeyWork, off_thread};
+use crate::budget::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -25,14 +26,15 @@ pub enum SignError {
     Sign,
 }
 
-/// Signs for one key login.
+/// Signs for one key login, made for `client`.
 pub struct KeySigner {
     key: Arc<PrivateKey>,
+    client: Client,
 }
 
 impl KeySigner {
-    pub fn new(key: Arc<PrivateKey>) -> Self {
-        Self { key }
+    pub fn new(key: Arc<PrivateKey>, client: Client) -> Self {
+        Self { key, client }
     }
 }
 
@@ -47,9 +49,10 @@ impl russh::Signer for KeySigner {
         to_sign: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send {
         let key = self.key.clone();
+        let client = self.client.clone();
         async move {
             if matches!(key.key_data(), KeypairData::Rsa(_)) {
-                off_thread(KeyWork::Sign, move || sign(&key, hash, to_sign))
+                off_thread(KeyWork::Sign, &client, move || sign(&key, hash, to_sign))
                     .await
                     .unwrap_or(Err(SignError::Sign))
             } else {
@@ -138,7 +141,7 @@ mod tests {
             (Some(HashAlg::Sha256), "rsa-sha2-256"),
         ] {
             let before = ticks.load(Ordering::Relaxed);
-            let signed = KeySigner::new(rsa.clone())
+            let signed = KeySigner::new(rsa.clone(), Client::server())
                 .auth_sign(&identity(&rsa), hash, to_sign.clone())
                 .await
                 .unwrap();
@@ -148,7 +151,7 @@ mod tests {
 
         for (kind, name) in [("ed25519", "ssh-ed25519"), ("ecdsa", "ecdsa-sha2-nistp256")] {
             let key = generate(kind);
-            let signed = KeySigner::new(key.clone())
+            let signed = KeySigner::new(key.clone(), Client::server())
                 .auth_sign(&identity(&key), None, to_sign.clone())
                 .await
                 .unwrap();

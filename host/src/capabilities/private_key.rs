@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use data_encoding::BASE64_MIME;
 use pkcs8::pkcs5::EncryptionScheme;
@@ -18,7 +19,9 @@ use pkcs8::pkcs5::pbes2::Kdf;
 use russh::keys::ssh_key::{self, public::KeyData};
 use russh::keys::{HashAlg, PrivateKey};
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
+
+use crate::budget::{Budget, Client};
 
 /// Longer than any ed25519, ECDSA or 8,192-bit RSA key in any format.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -35,8 +38,10 @@ const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 const MAX_RSA_BITS: usize = 8192;
 
 /// CPU-heavy key work, in two queues. Each runs one piece per core, so
-/// the async workers keep a share of the CPU; and they are apart, so a
-/// login whose key is already read never waits behind other keys' reads.
+/// the async workers keep a share of the CPU, and one client holds at most
+/// half of them, so a client sending costly keys slows its own requests,
+/// not everyone's. The queues are apart, so a login whose key is already
+/// read never waits behind other keys' reads.
 #[derive(Clone, Copy)]
 pub(super) enum KeyWork {
     /// Decrypting a key: a second or two at the limits below.
@@ -45,26 +50,32 @@ pub(super) enum KeyWork {
     Sign,
 }
 
-fn one_per_core() -> Arc<Semaphore> {
+/// Longer than any call that reads or signs may run: the call's own
+/// deadline ends the wait first.
+const KEY_WORK_WAIT: Duration = Duration::from_secs(300);
+
+fn one_per_core(pool: &'static str, what: &'static str) -> Budget {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Arc::new(Semaphore::new(cores))
+    Budget::new(pool, what, cores, cores / 2, KEY_WORK_WAIT)
 }
 
-static READS: LazyLock<Arc<Semaphore>> = LazyLock::new(one_per_core);
-static SIGNATURES: LazyLock<Arc<Semaphore>> = LazyLock::new(one_per_core);
+static READS: LazyLock<Budget> = LazyLock::new(|| one_per_core("key_read", "key reading slot"));
+static SIGNATURES: LazyLock<Budget> =
+    LazyLock::new(|| one_per_core("key_sign", "key signing slot"));
 
-/// Runs `work` on the blocking pool through its queue. The work goes on to
-/// the end when the caller stops waiting; so does its hold on a slot.
-/// `None` if it could not run or panicked.
+/// Runs `work` for `client` on the blocking pool through its queue. The
+/// work goes on to the end when the caller stops waiting; so does its hold
+/// on a slot. `None` if it could not run or panicked.
 pub(super) async fn off_thread<T: Send + 'static>(
     queue: KeyWork,
+    client: &Client,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     let slots = match queue {
         KeyWork::Read => &READS,
         KeyWork::Sign => &SIGNATURES,
     };
-    let slot = Arc::clone(slots).acquire_owned().await.ok()?;
+    let slot = slots.acquire(client).await.ok()?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
@@ -102,10 +113,16 @@ fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
 }
 
 /// [`read`] off the async threads.
-async fn read_off_thread(text: String, passphrase: Option<String>) -> Result<PrivateKey, String> {
-    off_thread(KeyWork::Read, move || read(&text, passphrase.as_deref()))
-        .await
-        .unwrap_or_else(|| Err("reading the key failed".to_string()))
+async fn read_off_thread(
+    client: &Client,
+    text: String,
+    passphrase: Option<String>,
+) -> Result<PrivateKey, String> {
+    off_thread(KeyWork::Read, client, move || {
+        read(&text, passphrase.as_deref())
+    })
+    .await
+    .unwrap_or_else(|| Err("reading the key failed".to_string()))
 }
 
 /// What reading one key came to, shared by everyone who asked for it.
@@ -126,9 +143,11 @@ impl fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    /// The key `text` opens to with `passphrase`, read at most once.
+    /// The key `text` opens to with `passphrase`, read at most once (for
+    /// `client`, whose share of the reading slots it takes).
     pub async fn read(
         &self,
+        client: &Client,
         text: String,
         passphrase: Option<String>,
     ) -> Result<Arc<PrivateKey>, String> {
@@ -140,7 +159,11 @@ impl KeyCache {
             .or_default()
             .clone();
         reading
-            .get_or_init(|| async move { read_off_thread(text, passphrase).await.map(Arc::new) })
+            .get_or_init(|| async move {
+                read_off_thread(client, text, passphrase)
+                    .await
+                    .map(Arc::new)
+            })
             .await
             .clone()
     }
@@ -260,8 +283,13 @@ mod tests {
     /// The names of the keys read (or refused) so far by this test binary.
     pub(super) static READ: Mutex<Vec<[u8; 32]>> = Mutex::new(Vec::new());
 
+    /// The reading slots are the process's: tests that count on them take
+    /// turns.
+    static SLOTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_verification_reads_each_key_once_whoever_asks() {
+        let _turn = SLOTS.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         let made = std::process::Command::new("ssh-keygen")
@@ -272,6 +300,7 @@ mod tests {
         assert!(made.success());
         let text = std::fs::read_to_string(&path).unwrap();
         let cache = KeyCache::default();
+        let ops = Client::new("ops");
         let reads = || {
             let read = READ.lock().unwrap();
             let of = |p: &str| read.iter().filter(|n| **n == name(&text, Some(p))).count();
@@ -279,20 +308,25 @@ mod tests {
         };
         // Eight targets ask at once, then two more; a wrong passphrase is
         // another key.
-        let asks = (0..8).map(|_| cache.read(text.clone(), Some("pass".into())));
+        let asks = (0..8).map(|_| cache.read(&ops, text.clone(), Some("pass".into())));
         let keys = futures::future::join_all(asks).await;
         let first = keys[0].as_ref().unwrap();
         assert!(keys.iter().all(|k| Arc::ptr_eq(k.as_ref().unwrap(), first)));
-        assert!(cache.read(text.clone(), Some("pass".into())).await.is_ok());
         assert!(
             cache
-                .read(text.clone(), Some("wrong".into()))
+                .read(&ops, text.clone(), Some("pass".into()))
+                .await
+                .is_ok()
+        );
+        assert!(
+            cache
+                .read(&ops, text.clone(), Some("wrong".into()))
                 .await
                 .is_err()
         );
         assert!(
             cache
-                .read(text.clone(), Some("wrong".into()))
+                .read(&ops, text.clone(), Some("wrong".into()))
                 .await
                 .is_err()
         );
@@ -301,11 +335,59 @@ mod tests {
         let another = KeyCache::default();
         assert!(
             another
-                .read(text.clone(), Some("pass".into()))
+                .read(&ops, text.clone(), Some("pass".into()))
                 .await
                 .is_ok()
         );
         assert_eq!(reads(), (2, 1));
+    }
+
+    fn keygen(dir: &std::path::Path, name: &str, passphrase: &str) -> String {
+        let path = dir.join(name);
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    /// A client that sends one costly key per core holds half the reading
+    /// slots; another client's key is read at once beside them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_client_cannot_take_every_reading_slot() {
+        let _turn = SLOTS.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let greedy = Client::new("greedy");
+        let costly: Vec<_> = (0..cores)
+            .map(|i| {
+                let text = keygen(dir.path(), &format!("costly{i}"), "pass");
+                let (greedy, done) = (greedy.clone(), done.clone());
+                tokio::spawn(async move {
+                    let key = KeyCache::default()
+                        .read(&greedy, text, Some("pass".into()))
+                        .await;
+                    done.lock().unwrap().push("greedy");
+                    key
+                })
+            })
+            .collect();
+        // Let the greedy reads take their slots first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let plain = keygen(dir.path(), "plain", "");
+        let key = KeyCache::default()
+            .read(&Client::new("other"), plain, None)
+            .await;
+        done.lock().unwrap().push("other");
+        assert!(key.is_ok());
+        for read in costly {
+            assert!(read.await.unwrap().is_ok());
+        }
+        let done = done.lock().unwrap();
+        assert_eq!(done[0], "other", "{done:?}");
     }
 
     #[test]

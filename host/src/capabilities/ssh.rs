@@ -184,13 +184,15 @@ impl SshClient {
                 return LoginResult::new(target, Outcome::Timeout, busy.to_string());
             }
         };
-        self.login(target, grant.host_keys(), username, proof).await
+        self.login(target, grant.host_keys(), client, username, proof)
+            .await
     }
 
     async fn login(
         &self,
         target: SocketAddr,
         host_keys: &HostKeys,
+        client: &Client,
         username: &str,
         proof: Proof<'_>,
     ) -> LoginResult {
@@ -265,7 +267,7 @@ impl SshClient {
                             username,
                             key.public_key().clone(),
                             hash,
-                            &mut KeySigner::new(key.clone()),
+                            &mut KeySigner::new(key.clone(), client.clone()),
                         )
                         .await
                         .map_err(|e| match e {
@@ -523,7 +525,7 @@ mod wit_0_2 {
         ) -> Wit {
             let keys = self.grant.keys().clone();
             let lent = Lent::of(self);
-            let key = match keys.read(private_key, passphrase).await {
+            let key = match keys.read(&lent.client, private_key, passphrase).await {
                 Ok(key) => key,
                 Err(why) => {
                     let r = LoginResult::new(
@@ -545,8 +547,8 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Result<(String, String), String> {
-            let keys = self.grant.keys().clone();
-            keys.read(private_key, passphrase)
+            let (keys, client) = (self.grant.keys().clone(), self.client.clone());
+            keys.read(&client, private_key, passphrase)
                 .await
                 .map(|key| private_key::fingerprint(&key))
         }

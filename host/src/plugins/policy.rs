@@ -53,7 +53,7 @@ macro_rules! sealing_call {
                         &plugin.label,
                         $export,
                         &plugin.meta.limits,
-                        Work::Quick,
+                        Work::Quick($crate::budget::Client::server()),
                         async |$store| {
                             let $guest = set.instantiate(&mut *$store).await?;
                             $body
@@ -69,7 +69,7 @@ macro_rules! sealing_call {
                         &plugin.label,
                         $export,
                         &plugin.meta.limits,
-                        Work::Quick,
+                        Work::Quick($crate::budget::Client::server()),
                         async |$store| {
                             let $guest = set.instantiate(&mut *$store).await?;
                             $body

@@ -64,8 +64,9 @@ impl CallLabel {
 
 /// Which budget a call draws on, and what it may reach.
 pub(super) enum Work {
-    /// A short call with no network: describe, normalize, seal, open.
-    Quick,
+    /// A short call with no network for `client` (describe, normalize,
+    /// seal, open): a key it reads counts against that client's share.
+    Quick(Client),
     /// A verification for `client`, allowed to reach `grant`. A `patient`
     /// call (a further target of a credential whose first one got in) waits
     /// for an instance as long as its deadline allows, not just the queue
@@ -122,13 +123,7 @@ impl Runtime {
         size: impl FnOnce(&T) -> usize,
     ) -> Result<T, PluginError> {
         let (budget, grant, client, ssh, patient) = match work {
-            Work::Quick => (
-                &self.quick_slots,
-                Grant::none(),
-                Client::server(),
-                None,
-                false,
-            ),
+            Work::Quick(client) => (&self.quick_slots, Grant::none(), client, None, false),
             Work::Verify {
                 grant,
                 client,
@@ -268,7 +263,7 @@ impl EmptyCall {
                 &self.label,
                 "run",
                 &Limits::POLICY,
-                Work::Quick,
+                Work::Quick(Client::server()),
                 async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     run.call_run(store, &instance).await
@@ -286,7 +281,7 @@ impl EmptyCall {
                 &self.label,
                 "instantiate",
                 &Limits::POLICY,
-                Work::Quick,
+                Work::Quick(Client::server()),
                 async |store| pre.instantiate_async(&mut *store).await.map(drop),
                 |_| 0,
             )

@@ -213,7 +213,7 @@ impl VerifierPlugin {
                     .call_0_1(
                         set,
                         "describe",
-                        Work::Quick,
+                        Work::Quick(Client::server()),
                         async |g, s| g.call_describe(s).await,
                         |d| {
                             d.target_type.len()
@@ -240,7 +240,7 @@ impl VerifierPlugin {
                     .call_0_2(
                         set,
                         "describe",
-                        Work::Quick,
+                        Work::Quick(Client::server()),
                         async |g, s| g.call_describe(s).await,
                         |d| {
                             d.target_type.len()
@@ -289,11 +289,23 @@ impl VerifierPlugin {
         Ok((info, name, version))
     }
 
-    /// Validates and canonicalises a request's property; `stored` is the
-    /// public part stored now, on update. The outer error is the plugin
-    /// failing; the inner one is the plugin refusing the input.
+    /// [`Self::normalize_for`] the server itself.
     pub async fn normalize(
         &self,
+        property: &str,
+        purpose: Purpose,
+        stored: Option<&str>,
+    ) -> Result<Result<Normalized, Refusal>, PluginError> {
+        self.normalize_for(&Client::server(), property, purpose, stored)
+            .await
+    }
+
+    /// Validates and canonicalises a request's property for `client`;
+    /// `stored` is the public part stored now, on update. The outer error
+    /// is the plugin failing; the inner one is the plugin refusing the input.
+    pub async fn normalize_for(
+        &self,
+        client: &Client,
         property: &str,
         purpose: Purpose,
         stored: Option<&str>,
@@ -309,7 +321,7 @@ impl VerifierPlugin {
                     .call_0_1(
                         set,
                         "normalize",
-                        Work::Quick,
+                        Work::Quick(client.clone()),
                         async |g, s| g.call_normalize(s, property, purpose).await,
                         |a| match a {
                             Err(r) => r.code.len() + r.message.len(),
@@ -350,7 +362,7 @@ impl VerifierPlugin {
                     .call_0_2(
                         set,
                         "normalize",
-                        Work::Quick,
+                        Work::Quick(client.clone()),
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
                         |a| match a {
                             Err(r) => r.message.len(),

@@ -20,7 +20,7 @@ impl Service {
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Create, None)
+            .normalize(&verifier, &req.body, Purpose::Create, None, client)
             .await?;
         let SecretChange::Replace(secret) = normalized.secret else {
             return Err(Error::IllegalArgument(
@@ -112,7 +112,13 @@ impl Service {
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &current.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Update, Some(&current.public))
+            .normalize(
+                &verifier,
+                &req.body,
+                Purpose::Update,
+                Some(&current.public),
+                client,
+            )
             .await?;
         let mut record = Record {
             name: req.name,

@@ -32,6 +32,7 @@ pub use tokens::{IssuedToken, NewToken, TokenRefused, TokenView};
 pub use validations::LastValidation;
 pub use view::{Contents, CredentialView, Deleted, ListView, PageView, ValidationResult};
 
+use crate::budget::Client;
 use crate::fields::Fields;
 use crate::keys::{KeyError, Keyring};
 use crate::plugins::{Registry, VerifierPlugin};
@@ -186,10 +187,11 @@ impl Service {
         body: &Fields,
         purpose: crate::plugins::Purpose,
         stored: Option<&str>,
+        client: &Client,
     ) -> Result<crate::plugins::Normalized, Error> {
         let property = body.raw(&verifier.info.property_field);
         let normalized = verifier
-            .normalize(&property, purpose, stored)
+            .normalize_for(client, &property, purpose, stored)
             .await?
             .map_err(Error::refused)?;
         self.settings.targets.check(&normalized.targets)?;

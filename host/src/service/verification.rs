@@ -71,7 +71,7 @@ impl Service {
         let registry = self.plugins();
         let verifier = self.verifier(&registry, &req.target_type)?;
         let normalized = self
-            .normalize(&verifier, &req.body, Purpose::Validate, None)
+            .normalize(&verifier, &req.body, Purpose::Validate, None, client)
             .await?;
         let SecretChange::Replace(secret) = normalized.secret else {
             return Err(Error::IllegalArgument(
