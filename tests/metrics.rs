@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::server::{Options, Server};
-use support::sshd::{self, Sshd};
+use support::sshd::{self, ClientKey, Sshd};
 use support::{SilentListener, closed_port};
 
 const PASSWORD: &str = "Metrics-api-pw-1";
@@ -93,6 +93,19 @@ async fn each_series_moves_when_its_event_happens() {
     )
     .await;
     assert_eq!(status, 200, "{created}");
+    // An RSA key: read in the key-reading pool, signed in the signing pool.
+    let rsa = ClientKey::generate("rsa", "", false);
+    let keyed = Sshd::start_with_keys(std::slice::from_ref(&rsa.public_line));
+    let (status, checked) = call(
+        reqwest::Method::POST,
+        "/api/v1/security/credential/validate",
+        Some(json!({ "target_type": "HOST", "ssh_credential_property": {
+            "targets": [{ "ip": "127.0.0.1", "port": keyed.addr.port() }],
+            "username": sshd::USER, "type": "PUBLIC_KEY", "private_key": rsa.private } })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(checked["data"]["succeeded_count"], 1, "{checked}");
     // Two logins to a listener that never answers, one slot: one waits
     // past its bound.
     let two = json!({ "target_type": "HOST", "ssh_credential_property": {
@@ -191,6 +204,8 @@ async fn each_series_moves_when_its_event_happens() {
     );
     assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "quick")]) >= 1.0);
     assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "verify")]) >= 1.0);
+    assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "key_read")]) >= 1.0);
+    assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "key_sign")]) >= 1.0);
     assert_eq!(
         moved("credhost_pool_rejections_total", &[("pool", "ssh")]),
         1.0

@@ -65,23 +65,26 @@ static SIGNATURES: LazyLock<Budget> =
 
 /// Runs `work` for `client` on the blocking pool through its queue. The
 /// work goes on to the end when the caller stops waiting; so does its hold
-/// on a slot. `None` if it could not run or panicked.
+/// on a slot. An error if no slot came free or the work panicked.
 pub(super) async fn off_thread<T: Send + 'static>(
     queue: KeyWork,
     client: &Client,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
+) -> Result<T, String> {
     let slots = match queue {
         KeyWork::Read => &READS,
         KeyWork::Sign => &SIGNATURES,
     };
-    let slot = slots.acquire(client).await.ok()?;
+    let slot = slots
+        .acquire(client)
+        .await
+        .map_err(|busy| busy.to_string())?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
     })
     .await
-    .ok()
+    .map_err(|_| "the key work failed".to_string())
 }
 
 /// Reads an OpenSSH or PEM private key (ed25519, ECDSA or RSA), decrypting
@@ -122,7 +125,7 @@ async fn read_off_thread(
         read(&text, passphrase.as_deref())
     })
     .await
-    .unwrap_or_else(|| Err("reading the key failed".to_string()))
+    .and_then(|read| read)
 }
 
 /// What reading one key came to, shared by everyone who asked for it.
@@ -353,41 +356,49 @@ mod tests {
         std::fs::read_to_string(&path).unwrap()
     }
 
-    /// A client that sends one costly key per core holds half the reading
-    /// slots; another client's key is read at once beside them.
+    /// A client holds at most half the reading slots however many reads it
+    /// queues (here, one per core that never ends until released), and
+    /// another client's key is read beside them while any slot is left.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_client_cannot_take_every_reading_slot() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         let _turn = SLOTS.lock().await;
-        let dir = tempfile::tempdir().unwrap();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let done = Arc::new(Mutex::new(Vec::new()));
+        let share = (cores / 2).max(1);
+        let running = Arc::new(AtomicUsize::new(0));
         let greedy = Client::new("greedy");
-        let costly: Vec<_> = (0..cores)
-            .map(|i| {
-                let text = keygen(dir.path(), &format!("costly{i}"), "pass");
-                let (greedy, done) = (greedy.clone(), done.clone());
+        let mut releases = Vec::new();
+        let held: Vec<_> = (0..cores)
+            .map(|_| {
+                let (release, wait) = std::sync::mpsc::channel::<()>();
+                releases.push(release);
+                let (greedy, running) = (greedy.clone(), running.clone());
                 tokio::spawn(async move {
-                    let key = KeyCache::default()
-                        .read(&greedy, text, Some("pass".into()))
-                        .await;
-                    done.lock().unwrap().push("greedy");
-                    key
+                    off_thread(KeyWork::Read, &greedy, move || {
+                        running.fetch_add(1, SeqCst);
+                        let _ = wait.recv();
+                    })
+                    .await
                 })
             })
             .collect();
-        // Let the greedy reads take their slots first.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let plain = keygen(dir.path(), "plain", "");
-        let key = KeyCache::default()
-            .read(&Client::new("other"), plain, None)
-            .await;
-        done.lock().unwrap().push("other");
-        assert!(key.is_ok());
-        for read in costly {
-            assert!(read.await.unwrap().is_ok());
+        let started = std::time::Instant::now();
+        while running.load(SeqCst) < share {
+            assert!(started.elapsed() < Duration::from_secs(10), "never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let done = done.lock().unwrap();
-        assert_eq!(done[0], "other", "{done:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = keygen(dir.path(), "plain", "");
+        let (cache, other) = (KeyCache::default(), Client::new("other"));
+        let read = cache.read(&other, plain, None);
+        let served = tokio::time::timeout(Duration::from_secs(10), read).await;
+        assert_eq!(running.load(SeqCst), share, "the greedy client took more");
+        assert_eq!(served.is_ok(), cores > share, "cores: {cores}");
+        assert!(served.is_err() || served.unwrap().is_ok());
+        drop(releases);
+        for held in held {
+            assert!(held.await.unwrap().is_ok());
+        }
     }
 
     #[test]

@@ -53,6 +53,13 @@ impl EngineSettings {
         (total - quick, quick)
     }
 
+    /// One client's share of the quick instances: three quarters, so calls
+    /// of one client that wait on its key reads (a `normalize` of a key
+    /// credential) leave instances for everyone else's.
+    pub fn quick_share(&self, quick: usize) -> usize {
+        (quick * 3).div_ceil(4)
+    }
+
     pub fn verify_share(&self, verify: usize) -> usize {
         match self.verify_instances_per_client {
             0 => (verify * 3).div_ceil(4),

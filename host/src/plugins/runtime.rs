@@ -101,7 +101,13 @@ impl Runtime {
                 settings.verify_share(verify),
                 wait,
             ),
-            quick_slots: Budget::new("quick", "plugin instance", quick, quick, wait),
+            quick_slots: Budget::new(
+                "quick",
+                "plugin instance",
+                quick,
+                settings.quick_share(quick),
+                wait,
+            ),
         }))
     }
 
