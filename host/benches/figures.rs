@@ -10,6 +10,8 @@ mod fake_ssh;
 mod fanout;
 #[path = "figures/front_door.rs"]
 mod front_door;
+#[path = "figures/key_signature.rs"]
+mod key_signature;
 // Shared with the tests, which use more of it.
 #[allow(dead_code)]
 #[path = "../../tests/support/mariadb.rs"]
@@ -60,6 +62,9 @@ fn main() {
     println!("{:<58} {:>14} {:>14}", "figure", "value", "goal");
     if wanted("plugin_call") {
         run(Box::pin(plugin_call()));
+    }
+    if wanted("key_signature") {
+        key_signature::key_signature();
     }
     if wanted("ssh_fanout") {
         run(Box::pin(ssh_fanout()));

@@ -1,6 +1,6 @@
 //! The signature of a key login, made off the async threads. russh's
 //! `authenticate_publickey` signs on the task that drives the session, and
-//! an RSA signature takes a core for milliseconds (73 ms at 8,192 bits on
+//! an RSA signature takes a core for milliseconds (74 ms at 8,192 bits on
 //! a development machine): a handful of such logins at once would stall
 //! every request their workers serve. Through russh's `Signer` hook, an
 //! RSA signature is made on the blocking pool instead, a few at a time (in
