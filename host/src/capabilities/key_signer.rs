@@ -86,19 +86,11 @@ mod tests {
     use russh::keys::ssh_key::Signature;
 
     use super::*;
+    use crate::capabilities::private_key::tests::keygen;
 
     fn generate(kind: &str) -> Arc<PrivateKey> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key");
-        let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", kind, "-b"])
-            .arg(if kind == "rsa" { "4096" } else { "256" })
-            .args(["-N", "", "-C", "", "-f"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = keygen(dir.path(), "key", kind, "");
         Arc::new(russh::keys::decode_secret_key(&text, None).unwrap())
     }
 

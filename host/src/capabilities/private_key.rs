@@ -281,7 +281,7 @@ fn first_block(text: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The names of the keys read (or refused) so far by this test binary.
@@ -295,14 +295,7 @@ mod tests {
     async fn a_verification_reads_each_key_once_whoever_asks() {
         let _turn = SLOTS.lock().await;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key");
-        let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "pass", "-C", "", "-f"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = keygen(dir.path(), "key", "ed25519", "pass");
         let cache = KeyCache::default();
         let ops = Client::new("ops");
         let reads = || {
@@ -346,10 +339,16 @@ mod tests {
         assert_eq!(reads(), (2, 1));
     }
 
-    fn keygen(dir: &std::path::Path, name: &str, passphrase: &str) -> String {
+    /// The text of a fresh `ssh-keygen` key of `kind` (its default size).
+    pub(in crate::capabilities) fn keygen(
+        dir: &std::path::Path,
+        name: &str,
+        kind: &str,
+        passphrase: &str,
+    ) -> String {
         let path = dir.join(name);
         let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f"])
+            .args(["-q", "-t", kind, "-N", passphrase, "-C", "", "-f"])
             .arg(&path)
             .status()
             .unwrap();
@@ -389,7 +388,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let dir = tempfile::tempdir().unwrap();
-        let plain = keygen(dir.path(), "plain", "");
+        let plain = keygen(dir.path(), "plain", "ed25519", "");
         let (cache, other) = (KeyCache::default(), Client::new("other"));
         let read = cache.read(&other, plain, None);
         let served = tokio::time::timeout(Duration::from_secs(10), read).await;

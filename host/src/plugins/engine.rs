@@ -56,7 +56,7 @@ impl EngineSettings {
     /// One client's share of the quick instances: three quarters, so calls
     /// of one client that wait on its key reads (a `normalize` of a key
     /// credential) leave instances for everyone else's.
-    pub fn quick_share(&self, quick: usize) -> usize {
+    pub fn quick_share(quick: usize) -> usize {
         (quick * 3).div_ceil(4)
     }
 

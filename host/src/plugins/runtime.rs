@@ -105,7 +105,7 @@ impl Runtime {
                 "quick",
                 "plugin instance",
                 quick,
-                settings.quick_share(quick),
+                EngineSettings::quick_share(quick),
                 wait,
             ),
         }))
