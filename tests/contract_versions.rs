@@ -1,8 +1,8 @@
-//! Contract versions against the real binary: a committed 0.1 verifier and
-//! a 0.1 policy (built when 0.1 was current) work beside 0.2 plugins; a
-//! component of a version the host does not speak is refused by name; and
-//! the host holds 0.2 plugins to the contract's promises and fans their
-//! targets out itself.
+//! Contract versions against the real binary: a committed 0.1 verifier, a
+//! 0.1 policy and a 0.2 verifier (each built when its version was current)
+//! work beside 0.3 plugins; a component of a version the host does not
+//! speak is refused by name; and the host holds typed plugins to the
+//! contract's promises and fans their targets out itself.
 
 mod support;
 
@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use support::server::{Options, Server, err_code, message};
-use support::sshd::{self, Sshd};
+use support::sshd::{self, ClientKey, Sshd};
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +69,7 @@ async fn a_0_1_verifier_works_beside_0_2_plugins() {
     assert_eq!(host["version"], "0.1.0");
     assert_eq!(
         plugin(&plugins, "ob-verifier")["wit"],
-        "credhost:plugin@0.2.0"
+        "credhost:plugin@0.3.0"
     );
     assert_eq!(
         plugin(&plugins, "aes-256-gcm")["wit"],
@@ -160,6 +160,58 @@ async fn a_0_1_policy_opens_what_the_0_2_one_sealed() {
     );
 }
 
+/// The 0.2 SSH verifier logs in through its imports (0.3 asks instead):
+/// passwords and keys, right and wrong, against a real sshd.
+#[tokio::test]
+async fn a_0_2_verifier_logs_in_through_its_imports() {
+    let key = ClientKey::generate("ed25519", "pass-0-2", false);
+    let sshd = Sshd::start_with_keys(std::slice::from_ref(&key.public_line));
+    let dir = plugin_dir(&[fixture("ssh-verifier-0.2.wasm")]);
+    let server = Server::start(with_plugins(dir.path()));
+    let (_, plugins) = server.get("/api/v1/plugins").await;
+    let host = plugin(&plugins, "ssh-verifier");
+    assert_eq!(host["wit"], "credhost:plugin@0.2.0", "{plugins}");
+    assert_eq!(host["source"]["kind"], "directory", "{plugins}");
+
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            json!({ "target_type": "HOST", "ssh_credential_property": {
+                "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+                "username": sshd::USER, "type": "PUBLIC_KEY",
+                "private_key": key.private, "passphrase": "pass-0-2" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let detail = &created["data"]["details"][0];
+    assert_eq!(detail["connection_result"], "SUCCESS", "{created}");
+
+    let (status, refused) = server
+        .post(
+            "/api/v1/security/credential",
+            json!({ "target_type": "HOST", "name": "k", "ssh_credential_property": {
+                "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() }],
+                "username": sshd::USER, "type": "PUBLIC_KEY",
+                "private_key": key.private, "passphrase": "wrong" } }),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        message(&refused).contains("the private key cannot be read"),
+        "{refused}"
+    );
+
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            host_body("web", &sshd, "wrong password"),
+        )
+        .await;
+    assert_eq!(status, 400, "{created}");
+    assert_eq!(err_code(&created), "Credential.SSH.ValidationFailed");
+    assert!(message(&created).contains("AUTH_FAILED"), "{created}");
+}
+
 #[tokio::test]
 async fn an_unknown_version_is_refused_by_name() {
     let future = built("future_verifier.wasm");
@@ -171,7 +223,7 @@ async fn an_unknown_version_is_refused_by_name() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("credhost:plugin/verification@0.3.0") && said.contains("0.1 and 0.2"),
+        said.contains("credhost:plugin/verification@0.9.0") && said.contains("0.1, 0.2 and 0.3"),
         "{said}"
     );
     // In a plugin directory: listed as a failure, the rest loads.
@@ -181,10 +233,10 @@ async fn an_unknown_version_is_refused_by_name() {
     let failures = plugins["data"]["failures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "{plugins}");
     assert!(
-        failures[0]["error"].as_str().unwrap().contains("0.3"),
+        failures[0]["error"].as_str().unwrap().contains("0.9"),
         "{plugins}"
     );
-    assert!(plugin(&plugins, "ssh-verifier")["wit"] == "credhost:plugin@0.2.0");
+    assert!(plugin(&plugins, "ssh-verifier")["wit"] == "credhost:plugin@0.3.0");
 }
 
 #[tokio::test]
@@ -198,6 +250,7 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
         ("keep", "keep for the secret"),
         ("no-targets", "no targets"),
         ("bad-ip", "not an IP"),
+        ("ask-forever", "asked more than 4 times in one call"),
     ] {
         let (status, envelope) = server
             .post("/api/v1/security/credential/validate", validate(mode))
@@ -221,6 +274,28 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     assert_eq!(details[1]["reason"], "REFUSED");
     assert_eq!(details[1]["connection_result"], "CONNECT_FAILED");
     assert_eq!(details[1]["message"], "port 2 says no");
+    // Asks are answered with no more than the call itself may do: no login
+    // while checking input, and none to another endpoint than the call's
+    // target. Nothing reaches the listener either way.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for mode in ["login-in-normalize", "login-elsewhere"] {
+        let body = json!({ "target_type": "BREAKER",
+            "breaker_property": { "mode": mode, "port": port } });
+        let (_, envelope) = server
+            .post("/api/v1/security/credential/validate", body)
+            .await;
+        assert!(
+            envelope.to_string().contains("NotGranted"),
+            "{mode}: {envelope}"
+        );
+        assert_eq!(
+            listener.accept().map(drop).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "{mode}: a connection reached the listener"
+        );
+    }
     // A failed create is answered with the verifier's own code.
     let mut create = validate("fine");
     create["name"] = "b".into();

@@ -67,7 +67,7 @@ async fn drop_in_a_verifier_use_it_and_take_it_away() {
     assert_eq!(listed.len(), 3, "one verifier, two policies: {plugins}");
     let host = listed.iter().find(|p| p["target_type"] == "HOST").unwrap();
     assert_eq!(host["source"]["kind"], "embedded");
-    assert_eq!(host["wit"], "credhost:plugin@0.2.0");
+    assert_eq!(host["wit"], "credhost:plugin@0.3.0");
     assert_eq!(host["sha256"].as_str().unwrap().len(), 64);
     assert!(host["limits"]["deadline_ms"].as_u64().unwrap() > 0);
 

@@ -66,7 +66,7 @@ fn a_new_plugin_builds_and_passes_the_check() {
     assert_eq!(summary["kind"], "verifier");
     assert_eq!(summary["target_type"], "REDIS");
     assert_eq!(summary["property_field"], "redis_credential_property");
-    assert_eq!(summary["wit"], "credhost:plugin@0.2.0");
+    assert_eq!(summary["wit"], "credhost:plugin@0.3.0");
     assert_eq!(
         summary["validation_failed_code"],
         "Credential.REDIS.ValidationFailed"

@@ -1,6 +1,6 @@
 //! A credhost verifier for target type `OB`: OceanBase, OBProxy, and any
 //! MySQL-protocol server. Written against the plugin SDK
-//! (`plugins/sdk`) and the contract (`wit/0.2.0`) only: it speaks the MySQL
+//! (`plugins/sdk`) and the contract (`wit/0.3.0`) only: it speaks the MySQL
 //! client handshake itself over the TCP socket the host lends it, one
 //! target per call (the host runs a credential's targets at once).
 

@@ -227,7 +227,7 @@ fn host_pattern(ip: IpAddr, port: u16) -> String {
 
 // ---- The `host-keys` interface of each contract version ----
 
-use crate::plugins::bindings::{v0_1, v0_2};
+use crate::plugins::bindings::{v0_1, v0_2, v0_3};
 use crate::plugins::state::CallState;
 
 pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
@@ -238,6 +238,10 @@ pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
     )?;
     v0_2::verifier::credhost::plugin::host_keys::add_to_linker::<_, HasSelf<CallState>>(
         &mut linkers.verifier_v0_2,
+        |s| s,
+    )?;
+    v0_3::verifier::credhost::plugin::host_keys::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_3,
         |s| s,
     )?;
     Ok(())
@@ -266,36 +270,44 @@ impl v0_1::verifier::credhost::plugin::host_keys::Host for CallState {
     }
 }
 
-impl v0_2::verifier::credhost::plugin::host_keys::Host for CallState {
-    fn check(
-        &mut self,
-        target: v0_2::verifier::credhost::plugin::types::Target,
-        key_type: String,
-        key: Vec<u8>,
-    ) -> Result<(), String> {
-        let addr = self.granted(&target.ip, target.port)?;
-        self.grant.host_keys().check(addr, &key_type, &key)
-    }
+/// `host-keys` of 0.2 and 0.3, the same interface in two packages.
+macro_rules! host_keys_host {
+    ($version:ident) => {
+        impl $version::verifier::credhost::plugin::host_keys::Host for CallState {
+            fn check(
+                &mut self,
+                target: $version::verifier::credhost::plugin::types::Target,
+                key_type: String,
+                key: Vec<u8>,
+            ) -> Result<(), String> {
+                let addr = self.granted(&target.ip, target.port)?;
+                self.grant.host_keys().check(addr, &key_type, &key)
+            }
 
-    fn pinned(
-        &mut self,
-        target: v0_2::verifier::credhost::plugin::types::Target,
-    ) -> Vec<v0_2::verifier::credhost::plugin::types::HostKey> {
-        let Ok(addr) = self.granted(&target.ip, target.port) else {
-            return Vec::new();
-        };
-        self.grant
-            .host_keys()
-            .pinned(addr)
-            .into_iter()
-            .map(|k| v0_2::verifier::credhost::plugin::types::HostKey {
-                target: target.clone(),
-                key_type: k.key_type,
-                fingerprint: k.fingerprint,
-            })
-            .collect()
-    }
+            fn pinned(
+                &mut self,
+                target: $version::verifier::credhost::plugin::types::Target,
+            ) -> Vec<$version::verifier::credhost::plugin::types::HostKey> {
+                let Ok(addr) = self.granted(&target.ip, target.port) else {
+                    return Vec::new();
+                };
+                self.grant
+                    .host_keys()
+                    .pinned(addr)
+                    .into_iter()
+                    .map(|k| $version::verifier::credhost::plugin::types::HostKey {
+                        target: target.clone(),
+                        key_type: k.key_type,
+                        fingerprint: k.fingerprint,
+                    })
+                    .collect()
+            }
+        }
+    };
 }
+
+host_keys_host!(v0_2);
+host_keys_host!(v0_3);
 
 #[cfg(test)]
 mod tests {

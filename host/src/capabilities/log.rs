@@ -29,7 +29,7 @@ pub fn emit(plugin: &str, level: Level, message: &str) {
 
 // ---- The `log` interface of each contract version (both worlds share it) ----
 
-use crate::plugins::bindings::{v0_1, v0_2};
+use crate::plugins::bindings::{v0_1, v0_2, v0_3};
 use crate::plugins::state::CallState;
 
 pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
@@ -50,6 +50,16 @@ pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
             |s| s,
         )?;
         v0_2::verifier::credhost::plugin::types::add_to_linker::<_, HasSelf<CallState>>(
+            linker,
+            |s| s,
+        )?;
+    }
+    for linker in [&mut linkers.verifier_v0_3, &mut linkers.policy_v0_3] {
+        v0_3::verifier::credhost::plugin::log::add_to_linker::<_, HasSelf<CallState>>(
+            linker,
+            |s| s,
+        )?;
+        v0_3::verifier::credhost::plugin::types::add_to_linker::<_, HasSelf<CallState>>(
             linker,
             |s| s,
         )?;
@@ -83,3 +93,4 @@ macro_rules! log_host {
 
 log_host!(v0_1);
 log_host!(v0_2);
+log_host!(v0_3);

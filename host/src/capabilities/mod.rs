@@ -23,8 +23,10 @@ use crate::plugins::state::CallState;
 pub struct Linkers {
     pub verifier_v0_1: Linker<CallState>,
     pub verifier_v0_2: Linker<CallState>,
+    pub verifier_v0_3: Linker<CallState>,
     pub policy_v0_1: Linker<CallState>,
     pub policy_v0_2: Linker<CallState>,
+    pub policy_v0_3: Linker<CallState>,
 }
 
 impl Linkers {
@@ -32,8 +34,10 @@ impl Linkers {
         let mut linkers = Self {
             verifier_v0_1: Linker::new(engine),
             verifier_v0_2: Linker::new(engine),
+            verifier_v0_3: Linker::new(engine),
             policy_v0_1: Linker::new(engine),
             policy_v0_2: Linker::new(engine),
+            policy_v0_3: Linker::new(engine),
         };
         sockets::link(&mut linkers)?;
         log::link(&mut linkers)?;

@@ -10,8 +10,10 @@ pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
     for linker in [
         &mut linkers.verifier_v0_1,
         &mut linkers.verifier_v0_2,
+        &mut linkers.verifier_v0_3,
         &mut linkers.policy_v0_1,
         &mut linkers.policy_v0_2,
+        &mut linkers.policy_v0_3,
     ] {
         wasmtime_wasi::p2::add_to_linker_async(linker)?;
     }

@@ -14,6 +14,7 @@ use russh::keys::{PrivateKey, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use zeroize::Zeroizing;
 
 use super::key_signer::{KeySigner, SignError};
 use super::{Grant, HostKeys, private_key};
@@ -369,7 +370,7 @@ impl client::Handler for PinnedKey {
 
 // ---- The `ssh` interface of each contract version ----
 
-use crate::plugins::bindings::{v0_1, v0_2};
+use crate::plugins::bindings::{v0_1, v0_2, v0_3};
 use crate::plugins::state::CallState;
 
 fn address(ip: &str, port: u16) -> Option<SocketAddr> {
@@ -386,19 +387,93 @@ const NOWHERE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 ));
 
 /// What a login needs of the call, taken out of it: the call's state is not
-/// `Sync`, so it cannot be borrowed across the login's awaits.
-struct Lent {
+/// `Sync`, so it cannot be borrowed across the login's awaits. A 0.3
+/// plugin's asks are answered between its calls, by a `Lent` of the call.
+pub struct Lent {
     ssh: Option<SshClient>,
     grant: Grant,
     client: Client,
 }
 
+/// Work a plugin asks the host for (contract 0.3), in the host's terms.
+pub enum Ask {
+    Login {
+        ip: String,
+        port: u16,
+        username: String,
+        proof: AskedProof,
+    },
+    KeyFacts(AskedKey),
+}
+
+pub enum AskedProof {
+    Password(Zeroizing<String>),
+    Key(AskedKey),
+}
+
+/// A private key as a plugin passed it.
+pub struct AskedKey {
+    pub text: Zeroizing<String>,
+    pub passphrase: Option<Zeroizing<String>>,
+}
+
+pub enum Answer {
+    Login(LoginResult),
+    /// The key's type and fingerprint, or why it cannot be read.
+    KeyFacts(Result<(String, String), String>),
+}
+
 impl Lent {
     fn of(state: &CallState) -> Self {
-        Self {
-            ssh: state.ssh.clone(),
-            grant: state.grant.clone(),
-            client: state.client.clone(),
+        Self::new(state.ssh.clone(), state.grant.clone(), state.client.clone())
+    }
+
+    /// `ssh`: `None` where the call may reach nothing (logins then answer
+    /// `not-granted`).
+    pub fn new(ssh: Option<SshClient>, grant: Grant, client: Client) -> Self {
+        Self { ssh, grant, client }
+    }
+
+    pub async fn answer(&self, ask: Ask) -> Answer {
+        match ask {
+            Ask::Login {
+                ip,
+                port,
+                username,
+                proof,
+            } => Answer::Login(match proof {
+                AskedProof::Password(password) => {
+                    self.login(&ip, port, &username, Proof::Password(&password))
+                        .await
+                }
+                AskedProof::Key(key) => self.key_login(&ip, port, &username, key).await,
+            }),
+            Ask::KeyFacts(key) => Answer::KeyFacts(
+                self.read(key)
+                    .await
+                    .map(|key| private_key::fingerprint(&key)),
+            ),
+        }
+    }
+
+    async fn read(&self, key: AskedKey) -> Result<Arc<PrivateKey>, String> {
+        let AskedKey { text, passphrase } = key;
+        self.grant
+            .keys()
+            .read(
+                &self.client,
+                String::clone(&text),
+                passphrase.as_deref().cloned(),
+            )
+            .await
+    }
+
+    async fn key_login(&self, ip: &str, port: u16, username: &str, key: AskedKey) -> LoginResult {
+        match self.read(key).await {
+            Ok(key) => self.login(ip, port, username, Proof::Key(key)).await,
+            Err(why) => {
+                LoginResult::new(address(ip, port).unwrap_or(NOWHERE), Outcome::BadKey, why)
+            }
         }
     }
 
@@ -422,6 +497,11 @@ pub fn link(linkers: &mut super::Linkers) -> wasmtime::Result<()> {
     )?;
     v0_2::verifier::credhost::plugin::ssh::add_to_linker::<_, HasSelf<CallState>>(
         &mut linkers.verifier_v0_2,
+        |s| s,
+    )?;
+    // 0.3's `ssh` has types only: its asks come back in the exports' answers.
+    v0_3::verifier::credhost::plugin::ssh::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linkers.verifier_v0_3,
         |s| s,
     )?;
     Ok(())
@@ -471,24 +551,32 @@ mod wit_0_1 {
     }
 }
 
+/// `outcome(o)`: the host's outcome as a typed contract's (0.2 and later
+/// name every outcome).
+macro_rules! typed_outcome {
+    ($wit:ident) => {
+        fn outcome(o: Outcome) -> $wit {
+            match o {
+                Outcome::Success => $wit::Success,
+                Outcome::AuthFailed => $wit::AuthFailed,
+                Outcome::Refused => $wit::Refused,
+                Outcome::Unreachable => $wit::Unreachable,
+                Outcome::Timeout => $wit::Timeout,
+                Outcome::ProtocolError => $wit::ProtocolError,
+                Outcome::BadKey => $wit::BadKey,
+                Outcome::HostKeyMismatch => $wit::HostKeyMismatch,
+                Outcome::NotGranted => $wit::NotGranted,
+            }
+        }
+    };
+}
+
 mod wit_0_2 {
     use super::*;
     use v0_2::verifier::credhost::plugin::ssh::{Host, LoginResult as Wit, Outcome as O};
     use v0_2::verifier::credhost::plugin::types::Target;
 
-    fn outcome(o: Outcome) -> O {
-        match o {
-            Outcome::Success => O::Success,
-            Outcome::AuthFailed => O::AuthFailed,
-            Outcome::Refused => O::Refused,
-            Outcome::Unreachable => O::Unreachable,
-            Outcome::Timeout => O::Timeout,
-            Outcome::ProtocolError => O::ProtocolError,
-            Outcome::BadKey => O::BadKey,
-            Outcome::HostKeyMismatch => O::HostKeyMismatch,
-            Outcome::NotGranted => O::NotGranted,
-        }
-    }
+    typed_outcome!(O);
 
     fn answer(target: Target, r: LoginResult) -> Wit {
         Wit {
@@ -523,21 +611,9 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Wit {
-            let keys = self.grant.keys().clone();
-            let lent = Lent::of(self);
-            let key = match keys.read(&lent.client, private_key, passphrase).await {
-                Ok(key) => key,
-                Err(why) => {
-                    let r = LoginResult::new(
-                        address(&target.ip, target.port).unwrap_or(NOWHERE),
-                        Outcome::BadKey,
-                        why,
-                    );
-                    return answer(target, r);
-                }
-            };
-            let r = lent
-                .login(&target.ip, target.port, &username, Proof::Key(key))
+            let key = AskedKey::of(private_key, passphrase);
+            let r = Lent::of(self)
+                .key_login(&target.ip, target.port, &username, key)
                 .await;
             answer(target, r)
         }
@@ -547,10 +623,79 @@ mod wit_0_2 {
             private_key: String,
             passphrase: Option<String>,
         ) -> Result<(String, String), String> {
-            let (keys, client) = (self.grant.keys().clone(), self.client.clone());
-            keys.read(&client, private_key, passphrase)
+            let key = AskedKey::of(private_key, passphrase);
+            Lent::of(self)
+                .read(key)
                 .await
                 .map(|key| private_key::fingerprint(&key))
+        }
+    }
+}
+
+impl AskedKey {
+    fn of(text: String, passphrase: Option<String>) -> Self {
+        Self {
+            text: Zeroizing::new(text),
+            passphrase: passphrase.map(Zeroizing::new),
+        }
+    }
+}
+
+/// The asks and answers of 0.3, between the generated types and the host's.
+pub mod wit_0_3 {
+    use super::*;
+    use v0_3::verifier::credhost::plugin::ssh::{
+        KeyFacts, LoginResult as Wit, Outcome as O, PrivateKey as WitKey, Proof as WitProof,
+    };
+    use v0_3::verifier::credhost::plugin::types::Target;
+    use v0_3::verifier::exports::credhost::plugin::verification::{
+        Answer as WitAnswer, Ask as WitAsk,
+    };
+
+    impl v0_3::verifier::credhost::plugin::ssh::Host for CallState {}
+
+    typed_outcome!(O);
+
+    fn key(k: WitKey) -> AskedKey {
+        AskedKey::of(k.text, k.passphrase)
+    }
+
+    /// What the plugin asked, and the target its answer names.
+    pub fn ask(ask: WitAsk) -> (Ask, Option<Target>) {
+        match ask {
+            WitAsk::Login(login) => {
+                let proof = match login.proof {
+                    WitProof::Password(p) => AskedProof::Password(Zeroizing::new(p)),
+                    WitProof::Key(k) => AskedProof::Key(key(k)),
+                };
+                let ask = Ask::Login {
+                    ip: login.target.ip.clone(),
+                    port: login.target.port,
+                    username: login.username,
+                    proof,
+                };
+                (ask, Some(login.target))
+            }
+            WitAsk::KeyFacts(k) => (Ask::KeyFacts(key(k)), None),
+        }
+    }
+
+    pub fn answer(answer: Answer, target: Option<Target>) -> WitAnswer {
+        match answer {
+            Answer::Login(r) => WitAnswer::Login(Wit {
+                target: target.unwrap_or(Target {
+                    ip: r.target.ip().to_string(),
+                    port: r.target.port(),
+                }),
+                outcome: outcome(r.outcome),
+                message: r.message,
+            }),
+            Answer::KeyFacts(facts) => {
+                WitAnswer::KeyFacts(facts.map(|(key_type, fingerprint)| KeyFacts {
+                    key_type,
+                    fingerprint,
+                }))
+            }
         }
     }
 }

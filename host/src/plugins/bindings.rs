@@ -1,5 +1,5 @@
 //! Host bindings of every contract version the host speaks (`wit/0.1.0`,
-//! `wit/0.2.0`), each with its two worlds. A plugin is linked against the
+//! `wit/0.2.0`, `wit/0.3.0`), each with its two worlds. A plugin is linked against the
 //! version it exports; `contract` tells which.
 
 pub mod v0_1 {
@@ -46,6 +46,28 @@ pub mod v0_2 {
         wasmtime::component::bindgen!({
             world: "encryption-policy",
             path: "../wit/0.2.0",
+            with: {
+                "credhost:plugin/log": super::verifier::credhost::plugin::log,
+            },
+            exports: { default: async },
+        });
+    }
+}
+
+pub mod v0_3 {
+    pub mod verifier {
+        wasmtime::component::bindgen!({
+            world: "verifier",
+            path: "../wit/0.3.0",
+            imports: { default: tracing },
+            exports: { default: async },
+        });
+    }
+
+    pub mod policy {
+        wasmtime::component::bindgen!({
+            world: "encryption-policy",
+            path: "../wit/0.3.0",
             with: {
                 "credhost:plugin/log": super::verifier::credhost::plugin::log,
             },

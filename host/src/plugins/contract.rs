@@ -14,15 +14,17 @@ pub enum Kind {
 pub enum Version {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 impl Version {
-    pub const SPOKEN: &str = "credhost:plugin 0.1 and 0.2";
+    pub const SPOKEN: &str = "credhost:plugin 0.1, 0.2 and 0.3";
 
     pub fn package(self) -> &'static str {
         match self {
             Version::V0_1 => "credhost:plugin@0.1.0",
             Version::V0_2 => "credhost:plugin@0.2.0",
+            Version::V0_3 => "credhost:plugin@0.3.0",
         }
     }
 
@@ -30,6 +32,7 @@ impl Version {
         match (major, minor) {
             (0, 1) => Some(Version::V0_1),
             (0, 2) => Some(Version::V0_2),
+            (0, 3) => Some(Version::V0_3),
             _ => None,
         }
     }
@@ -86,7 +89,8 @@ mod tests {
             Some((1, 0))
         );
         assert_eq!(version_of("credhost:plugin/sealing"), None);
-        assert_eq!(Version::of(0, 3), None);
+        assert_eq!(Version::of(0, 4), None);
+        assert_eq!(Version::of(0, 3), Some(Version::V0_3));
         assert_eq!(Version::of(0, 2), Some(Version::V0_2));
     }
 }

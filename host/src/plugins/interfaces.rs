@@ -6,7 +6,7 @@
 use wasmtime::Result;
 use wasmtime::component::{Instance, InstancePre};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::export::{Export, Signature};
 use super::state::CallState;
 
@@ -125,7 +125,39 @@ mod verification_0_2 {
     );
 }
 
-/// `sealing` is the same interface in both versions, in two packages.
+mod verification_0_3 {
+    use super::*;
+    use v0_3::verifier::credhost::plugin::types::Target;
+    use v0_3::verifier::exports::credhost::plugin::verification::{
+        Answer, Descriptor, NormalizeStep, Purpose, VerifyStep,
+    };
+
+    signature!(Describe, <'a> () -> Descriptor);
+    signature!(
+        Normalize,
+        <'a> (&'a str, Purpose, Option<&'a str>, Option<&'a [Answer]>) -> NormalizeStep
+    );
+    signature!(
+        VerifyTarget,
+        <'a> (&'a str, &'a [u8], &'a Target, Option<&'a [Answer]>) -> VerifyStep
+    );
+
+    interface!(
+        /// `credhost:plugin/verification@0.3.0`.
+        Verification, Calls, "credhost:plugin/verification@0.3.0", {
+            describe: Describe = "describe",
+                fn call_describe(<'a>) -> Descriptor;
+            normalize: Normalize = "normalize",
+                fn call_normalize(<'a> property: &'a str, purpose: Purpose, stored: Option<&'a str>,
+                    answers: Option<&'a [Answer]>) -> NormalizeStep;
+            verify_target: VerifyTarget = "verify-target",
+                fn call_verify_target(<'a> public: &'a str, secret: &'a [u8], target: &'a Target,
+                    answers: Option<&'a [Answer]>) -> VerifyStep;
+        }
+    );
+}
+
+/// `sealing` is the same interface in every version, in its own package.
 macro_rules! sealing {
     ($module:ident, $bindings:ident, $name:literal) => {
         mod $module {
@@ -157,6 +189,7 @@ macro_rules! sealing {
 
 sealing!(sealing_0_1, v0_1, "credhost:plugin/sealing@0.1.0");
 sealing!(sealing_0_2, v0_2, "credhost:plugin/sealing@0.2.0");
+sealing!(sealing_0_3, v0_3, "credhost:plugin/sealing@0.3.0");
 
 /// A component's nullary top-level export `run`: the benchmarks' floor.
 mod empty {
@@ -192,5 +225,7 @@ mod empty {
 pub(super) use empty::Empty;
 pub(super) use sealing_0_1::Sealing as Sealing0_1;
 pub(super) use sealing_0_2::Sealing as Sealing0_2;
+pub(super) use sealing_0_3::Sealing as Sealing0_3;
 pub(super) use verification_0_1::{Calls as Calls0_1, Verification as Verification0_1};
 pub(super) use verification_0_2::{Calls as Calls0_2, Verification as Verification0_2};
+pub(super) use verification_0_3::{Calls as Calls0_3, Verification as Verification0_3};

@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 
 use super::contract::Version;
 use super::error::PluginError;
-use super::interfaces::{Sealing0_1, Sealing0_2};
+use super::interfaces::{Sealing0_1, Sealing0_2, Sealing0_3};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::types::{PluginMeta, PolicyInfo};
@@ -30,6 +30,7 @@ const POLICY_EXPORTS: [&str; 3] = ["describe", "seal", "open"];
 enum Pre {
     V0_1(Sealing0_1),
     V0_2(Sealing0_2),
+    V0_3(Sealing0_3),
 }
 
 pub struct PolicyPlugin {
@@ -40,13 +41,17 @@ pub struct PolicyPlugin {
     runtime: Arc<Runtime>,
 }
 
-/// One call of the `sealing` export, whichever the version: the two are
-/// the same interface in two packages, so the same body serves both.
+/// One call of the `sealing` export, whichever the version: the versions
+/// have the same interface in their own packages, so the same body serves
+/// each.
 macro_rules! sealing_call {
-    ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {{
+    ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {
+        sealing_call!(@each $plugin, $export, |$guest, $store| $body, $size, [V0_1, V0_2, V0_3])
+    };
+    (@each $plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr, [$($version:ident),*]) => {{
         let plugin = $plugin;
         match &plugin.pre {
-            Pre::V0_1(set) => {
+            $(Pre::$version(set) => {
                 plugin
                     .runtime
                     .call(
@@ -61,23 +66,7 @@ macro_rules! sealing_call {
                         $size,
                     )
                     .await
-            }
-            Pre::V0_2(set) => {
-                plugin
-                    .runtime
-                    .call(
-                        &plugin.label,
-                        $export,
-                        &plugin.meta.limits,
-                        Work::Quick($crate::budget::Client::server()),
-                        async |$store| {
-                            let $guest = set.instantiate(&mut *$store).await?;
-                            $body
-                        },
-                        $size,
-                    )
-                    .await
-            }
+            })*
         }
     }};
 }
@@ -106,6 +95,12 @@ impl PolicyPlugin {
                 .instantiate_pre(component)
                 .and_then(Sealing0_2::find)
                 .map(Pre::V0_2),
+            Version::V0_3 => runtime
+                .linkers
+                .policy_v0_3
+                .instantiate_pre(component)
+                .and_then(Sealing0_3::find)
+                .map(Pre::V0_3),
         }
         .map_err(|e| load_error(format!("{e:#}")))?;
         meta.wit = version.package();

@@ -13,6 +13,7 @@ use super::interfaces::Empty;
 use super::limits::Limits;
 use super::state::CallState;
 use crate::budget::{Budget, Client};
+use crate::capabilities::ssh::Lent;
 use crate::capabilities::{Grant, Linkers, SshClient, SshSettings};
 
 pub struct Runtime {
@@ -63,6 +64,7 @@ impl CallLabel {
 }
 
 /// Which budget a call draws on, and what it may reach.
+#[derive(Clone)]
 pub(super) enum Work {
     /// A short call with no network for `client` (describe, normalize,
     /// seal, open): a key it reads counts against that client's share.
@@ -76,6 +78,21 @@ pub(super) enum Work {
         client: Client,
         patient: bool,
     },
+}
+
+impl Work {
+    /// The same work, admitted already: a further round of one call (its
+    /// answer to an ask) waits for an instance within its deadline.
+    pub(super) fn patiently(self) -> Self {
+        match self {
+            Work::Verify { grant, client, .. } => Work::Verify {
+                grant,
+                client,
+                patient: true,
+            },
+            quick => quick,
+        }
+    }
 }
 
 impl Runtime {
@@ -113,6 +130,18 @@ impl Runtime {
 
     pub fn engine(&self) -> &wasmtime::Engine {
         self.engine.engine()
+    }
+
+    /// What a call of `work` may have done for it, outside its instance:
+    /// the host answers a plugin's asks (contract 0.3) with exactly what
+    /// the call itself would have been lent.
+    pub(super) fn lend(&self, work: &Work) -> Lent {
+        match work {
+            Work::Quick(client) => Lent::new(None, Grant::none(), client.clone()),
+            Work::Verify { grant, client, .. } => {
+                Lent::new(Some(self.ssh.clone()), grant.clone(), client.clone())
+            }
+        }
     }
 
     /// One sandboxed call, the same for every export of every world: a slot

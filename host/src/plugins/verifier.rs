@@ -10,10 +10,12 @@ use futures::future::join_all;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::contract::Version;
 use super::error::PluginError;
-use super::interfaces::{Calls0_1, Calls0_2, Verification0_1, Verification0_2};
+use super::interfaces::{
+    Calls0_1, Calls0_2, Calls0_3, Verification0_1, Verification0_2, Verification0_3,
+};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
@@ -23,11 +25,197 @@ use super::types::{
 };
 use crate::budget::Client;
 use crate::capabilities::private_key::KeyCache;
+use crate::capabilities::ssh::wit_0_3;
 use crate::capabilities::{Grant, HostKeys};
 use crate::secret::Secret;
 
 use v0_1::verifier::exports::credhost::plugin::verification as wit1;
 use v0_2::verifier::exports::credhost::plugin::verification as wit2;
+use v0_3::verifier::exports::credhost::plugin::verification as wit3;
+
+/// How many asks (contract 0.3) the host answers in one call.
+const MAX_ASKS: usize = 4;
+
+/// What one round of a 0.3 call came back with.
+enum Step<T> {
+    Done(T),
+    Ask(wit3::Ask),
+}
+
+/// A 0.3 call to its end: each round is `$round` (an expression that may
+/// use `$work` and `$answers`, the answers so far, `None` if none) in a
+/// fresh instance; an ask is answered with what the call's work is lent,
+/// and the export called again. A macro, not a method taking a closure:
+/// the futures of nested async closures over borrowed data are not
+/// provably `Send`.
+macro_rules! with_asks {
+    ($plugin:expr, $first:expr, |$work:ident, $answers:ident| $round:expr) => {{
+        let plugin = $plugin;
+        let mut answered: Vec<wit3::Answer> = Vec::new();
+        let mut $work: Work = $first;
+        loop {
+            let step: Step<_> = {
+                // `none` on a first round, which is most: an empty list
+                // would cost the plugin an allocation.
+                let $answers = (!answered.is_empty()).then_some(answered.as_slice());
+                $round
+            };
+            match step {
+                Step::Done(value) => break Ok(value),
+                Step::Ask(_) if answered.len() == MAX_ASKS => {
+                    break Err(
+                        plugin.broke(format!("asked more than {MAX_ASKS} times in one call"))
+                    );
+                }
+                Step::Ask(ask) => {
+                    let (ask, target) = wit_0_3::ask(ask);
+                    let answer = plugin.runtime.lend(&$work).answer(ask).await;
+                    answered.push(wit_0_3::answer(answer, target));
+                    $work = $work.patiently();
+                }
+            }
+        }
+    }};
+}
+
+/// The bytes of an ask, held to the same cap as any answer.
+fn ask_size(ask: &wit3::Ask) -> usize {
+    use v0_3::verifier::credhost::plugin::ssh::{PrivateKey, Proof};
+    let key = |k: &PrivateKey| k.text.len() + k.passphrase.as_ref().map_or(0, String::len);
+    match ask {
+        wit3::Ask::Login(login) => {
+            login.target.ip.len()
+                + login.username.len()
+                + match &login.proof {
+                    Proof::Password(p) => p.len(),
+                    Proof::Key(k) => key(k),
+                }
+        }
+        wit3::Ask::KeyFacts(k) => key(k),
+    }
+}
+
+/// A descriptor of 0.2 or later (the same record in each package), in
+/// one type, with its size as the output cap counts it.
+macro_rules! described {
+    ($d:expr) => {{
+        let d = $d;
+        Described {
+            target_type: d.target_type,
+            property_field: d.property_field,
+            public_field: d.public_field,
+            name: d.name,
+            version: d.version,
+            property_schema: d.property_schema,
+            public_schema: d.public_schema,
+            validation_failed_code: d.validation_failed_code,
+            validation_failed_message: d.validation_failed_message,
+        }
+    }};
+}
+
+/// `describe` of a typed contract, held to its promises.
+macro_rules! describe_typed {
+    ($plugin:ident, $set:ident, $call:ident) => {{
+        let d = $plugin
+            .$call(
+                $set,
+                "describe",
+                Work::Quick(Client::server()),
+                async |g, s| g.call_describe(s).await,
+                described_size!(),
+            )
+            .await?;
+        $plugin.typed_info(described!(d))?
+    }};
+}
+
+macro_rules! described_size {
+    () => {
+        |d| {
+            d.target_type.len()
+                + d.property_field.len()
+                + d.public_field.len()
+                + d.name.len()
+                + d.version.len()
+                + d.property_schema.len()
+                + d.public_schema.len()
+                + d.validation_failed_code.len()
+                + d.validation_failed_message.len()
+        }
+    };
+}
+
+/// The host's purpose as a typed contract's.
+macro_rules! typed_purpose {
+    ($wit:ident, $purpose:expr) => {
+        match $purpose {
+            Purpose::Create => $wit::Purpose::Create,
+            Purpose::Update => $wit::Purpose::Update,
+            Purpose::Validate => $wit::Purpose::Validate,
+        }
+    };
+}
+
+/// The bytes of a typed contract's `normalize` answer.
+macro_rules! normalize_size {
+    ($wit:ident, $answer:expr) => {
+        match $answer {
+            Err(r) => r.message.len(),
+            Ok(n) => normalized_size(
+                &n.public,
+                &n.search_terms,
+                n.targets.iter().map(|t| t.ip.len()),
+                match &n.secret {
+                    $wit::Secret::Keep => 0,
+                    $wit::Secret::Replace(b) => b.len(),
+                },
+            ),
+        }
+    };
+}
+
+/// A typed contract's `normalize` answer in the host's terms.
+macro_rules! typed_answer {
+    ($version:ident, $wit:ident, $answer:expr) => {
+        $answer
+            .map(|n| Answer {
+                public: n.public,
+                secret: match n.secret {
+                    $wit::Secret::Keep => SecretChange::Keep,
+                    $wit::Secret::Replace(b) => SecretChange::Replace(Secret::new(b)),
+                },
+                targets: n.targets.into_iter().map(|t| (t.ip, t.port)).collect(),
+                search_terms: n.search_terms,
+            })
+            .map_err(|r| {
+                use $version::verifier::credhost::plugin::types::RefusalCode as C;
+                Refusal {
+                    code: match r.code {
+                        C::BindJsonFailed => RefusalCode::BindJsonFailed,
+                        C::IllegalArgument => RefusalCode::IllegalArgument,
+                        C::InvalidIp => RefusalCode::InvalidIp,
+                        C::InvalidPort => RefusalCode::InvalidPort,
+                        C::AuthTypeNotSupported => RefusalCode::AuthTypeNotSupported,
+                        C::Other => RefusalCode::Other,
+                    },
+                    message: r.message,
+                }
+            })
+    };
+}
+
+struct Described {
+    target_type: String,
+    property_field: String,
+    public_field: String,
+    name: String,
+    version: String,
+    property_schema: String,
+    public_schema: String,
+    validation_failed_code: String,
+    validation_failed_message: String,
+}
 
 /// The same call for each version: instantiate, then `f` on the
 /// `verification` export.
@@ -64,6 +252,7 @@ const VERIFIER_EXPORTS: [&str; 4] = ["describe", "normalize", "verify", "verify-
 enum Pre {
     V0_1(Verification0_1),
     V0_2(Verification0_2),
+    V0_3(Verification0_3),
 }
 
 pub struct VerifierPlugin {
@@ -154,6 +343,12 @@ impl VerifierPlugin {
                 .instantiate_pre(component)
                 .and_then(Verification0_2::find)
                 .map(Pre::V0_2),
+            Version::V0_3 => runtime
+                .linkers
+                .verifier_v0_3
+                .instantiate_pre(component)
+                .and_then(Verification0_3::find)
+                .map(Pre::V0_3),
         }
         .map_err(|e| load_error(format!("{e:#}")))?;
         meta.wit = version.package();
@@ -205,6 +400,12 @@ impl VerifierPlugin {
         Verification0_2,
         Calls0_2
     );
+    calls_of!(
+        /// One call of a 0.3 plugin's `verification` export, in a fresh instance.
+        call_0_3,
+        Verification0_3,
+        Calls0_3
+    );
 
     async fn describe(&self) -> Result<(VerifierInfo, String, String), PluginError> {
         let (info, name, version) = match &self.pre {
@@ -235,47 +436,8 @@ impl VerifierPlugin {
                 };
                 (info, d.name, d.version)
             }
-            Pre::V0_2(set) => {
-                let d = self
-                    .call_0_2(
-                        set,
-                        "describe",
-                        Work::Quick(Client::server()),
-                        async |g, s| g.call_describe(s).await,
-                        |d| {
-                            d.target_type.len()
-                                + d.property_field.len()
-                                + d.public_field.len()
-                                + d.name.len()
-                                + d.version.len()
-                                + d.property_schema.len()
-                                + d.public_schema.len()
-                                + d.validation_failed_code.len()
-                                + d.validation_failed_message.len()
-                        },
-                    )
-                    .await?;
-                let property_schema = object(&d.property_schema, "describe()'s property-schema")
-                    .map_err(|e| self.broke(e))?;
-                let public_schema = object(&d.public_schema, "describe()'s public-schema")
-                    .map_err(|e| self.broke(e))?;
-                if !plausible_code(&d.validation_failed_code) {
-                    return Err(self.broke(format!(
-                        "describe()'s validation-failed-code {:?} is not an error code like Credential.SSH.ValidationFailed",
-                        d.validation_failed_code
-                    )));
-                }
-                let info = VerifierInfo {
-                    target_type: d.target_type,
-                    property_field: d.property_field,
-                    public_field: d.public_field,
-                    property_schema,
-                    public_schema,
-                    validation_failed_code: d.validation_failed_code,
-                    validation_failed_message: d.validation_failed_message,
-                };
-                (info, d.name, d.version)
-            }
+            Pre::V0_2(set) => describe_typed!(self, set, call_0_2),
+            Pre::V0_3(set) => describe_typed!(self, set, call_0_3),
         };
         if info.target_type.is_empty()
             || info.property_field.is_empty()
@@ -287,6 +449,31 @@ impl VerifierPlugin {
             });
         }
         Ok((info, name, version))
+    }
+
+    /// A 0.2-or-later descriptor held to the contract: schemas that are
+    /// JSON objects and an error code that looks like one.
+    fn typed_info(&self, d: Described) -> Result<(VerifierInfo, String, String), PluginError> {
+        let property_schema = object(&d.property_schema, "describe()'s property-schema")
+            .map_err(|e| self.broke(e))?;
+        let public_schema =
+            object(&d.public_schema, "describe()'s public-schema").map_err(|e| self.broke(e))?;
+        if !plausible_code(&d.validation_failed_code) {
+            return Err(self.broke(format!(
+                "describe()'s validation-failed-code {:?} is not an error code like Credential.SSH.ValidationFailed",
+                d.validation_failed_code
+            )));
+        }
+        let info = VerifierInfo {
+            target_type: d.target_type,
+            property_field: d.property_field,
+            public_field: d.public_field,
+            property_schema,
+            public_schema,
+            validation_failed_code: d.validation_failed_code,
+            validation_failed_message: d.validation_failed_message,
+        };
+        Ok((info, d.name, d.version))
     }
 
     /// [`Self::normalize_for`] the server itself.
@@ -353,55 +540,44 @@ impl VerifierPlugin {
                     })
             }
             Pre::V0_2(set) => {
-                let purpose = match purpose {
-                    Purpose::Create => wit2::Purpose::Create,
-                    Purpose::Update => wit2::Purpose::Update,
-                    Purpose::Validate => wit2::Purpose::Validate,
-                };
+                let purpose = typed_purpose!(wit2, purpose);
                 let answer = self
                     .call_0_2(
                         set,
                         "normalize",
                         Work::Quick(client.clone()),
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
-                        |a| match a {
-                            Err(r) => r.message.len(),
-                            Ok(n) => normalized_size(
-                                &n.public,
-                                &n.search_terms,
-                                n.targets.iter().map(|t| t.ip.len()),
-                                match &n.secret {
-                                    wit2::Secret::Keep => 0,
-                                    wit2::Secret::Replace(b) => b.len(),
-                                },
-                            ),
-                        },
+                        |a| normalize_size!(wit2, a),
                     )
                     .await?;
-                answer
-                    .map(|n| Answer {
-                        public: n.public,
-                        secret: match n.secret {
-                            wit2::Secret::Keep => SecretChange::Keep,
-                            wit2::Secret::Replace(b) => SecretChange::Replace(Secret::new(b)),
-                        },
-                        targets: n.targets.into_iter().map(|t| (t.ip, t.port)).collect(),
-                        search_terms: n.search_terms,
-                    })
-                    .map_err(|r| {
-                        use v0_2::verifier::credhost::plugin::types::RefusalCode as C;
-                        Refusal {
-                            code: match r.code {
-                                C::BindJsonFailed => RefusalCode::BindJsonFailed,
-                                C::IllegalArgument => RefusalCode::IllegalArgument,
-                                C::InvalidIp => RefusalCode::InvalidIp,
-                                C::InvalidPort => RefusalCode::InvalidPort,
-                                C::AuthTypeNotSupported => RefusalCode::AuthTypeNotSupported,
-                                C::Other => RefusalCode::Other,
-                            },
-                            message: r.message,
+                typed_answer!(v0_2, wit2, answer)
+            }
+            Pre::V0_3(set) => {
+                let purpose = typed_purpose!(wit3, purpose);
+                let answer: Result<_, PluginError> =
+                    with_asks!(self, Work::Quick(client.clone()), |work, answers| {
+                        let step = self
+                            .call_0_3(
+                                set,
+                                "normalize",
+                                work.clone(),
+                                async move |g, s| {
+                                    g.call_normalize(s, property, purpose, stored, answers)
+                                        .await
+                                },
+                                |step| match step {
+                                    wit3::NormalizeStep::Done(a) => normalize_size!(wit3, a),
+                                    wit3::NormalizeStep::Ask(ask) => ask_size(ask),
+                                },
+                            )
+                            .await?;
+                        match step {
+                            wit3::NormalizeStep::Done(answer) => Step::Done(answer),
+                            wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
                         }
-                    })
+                    });
+                let answer = answer?;
+                typed_answer!(v0_3, wit3, answer)
             }
         };
         match answer {
@@ -444,9 +620,9 @@ impl VerifierPlugin {
         })
     }
 
-    /// Proves a credential on its targets, for `client`. A 0.2 plugin is
-    /// called once per target, all at once, each call granted that target
-    /// only; a 0.1 plugin once, granted them all.
+    /// Proves a credential on its targets, for `client`. A 0.2 or 0.3
+    /// plugin is called once per target, all at once, each call granted
+    /// that target only; a 0.1 plugin once, granted them all.
     pub async fn verify(
         &self,
         public: &str,
@@ -483,50 +659,102 @@ impl VerifierPlugin {
                 self.adopt_0_1(details, targets)
             }
             Pre::V0_2(set) => {
-                // The first target's call is admitted as any request is (or
-                // refused 503); the others of the same credential wait for an
-                // instance within their deadline.
-                let keys = KeyCache::default();
-                let keys = &keys;
-                let calls = targets.iter().enumerate().map(|(i, target)| async move {
-                    let work = Work::Verify {
-                        grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
-                            .with_keys(keys.clone()),
-                        client: client.clone(),
-                        patient: i > 0,
-                    };
-                    let wit_target = v0_2::verifier::credhost::plugin::types::Target {
+                let secret = secret.expose();
+                self.fan_out(targets, host_keys, client, |target, work| async move {
+                    let target = v0_2::verifier::credhost::plugin::types::Target {
                         ip: target.ip.to_string(),
                         port: target.port,
                     };
-                    let verdict = self
+                    let v = self
                         .call_0_2(
                             set,
                             "verify-target",
                             work,
-                            async |g, s| {
-                                g.call_verify_target(s, public, secret.expose(), &wit_target)
-                                    .await
+                            async move |g, s| {
+                                g.call_verify_target(s, public, secret, &target).await
                             },
                             |v| v.message.len() + 8,
                         )
-                        .await;
-                    (target, verdict)
-                });
-                let mut details = Vec::with_capacity(targets.len());
-                for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {
-                    let (reason, message) = match verdict {
-                        Ok(v) => (reason_0_2(v.reason), v.message),
-                        // Only the first call can be refused for want of an
-                        // instance: then the request is (503), not a target.
-                        Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
-                        Err(e) => (Reason::Other, e.to_string()),
+                        .await?;
+                    Ok((reason_0_2(v.reason), v.message))
+                })
+                .await
+            }
+            Pre::V0_3(set) => {
+                let secret = secret.expose();
+                self.fan_out(targets, host_keys, client, |target, work| async move {
+                    let target = v0_3::verifier::credhost::plugin::types::Target {
+                        ip: target.ip.to_string(),
+                        port: target.port,
                     };
-                    details.push(Detail::new(Endpoint::from(*target), reason, message));
-                }
-                Ok(details)
+                    let v: Result<_, PluginError> = with_asks!(self, work, |work, answers| {
+                        let target = &target;
+                        let step = self
+                            .call_0_3(
+                                set,
+                                "verify-target",
+                                work.clone(),
+                                async move |g, s| {
+                                    g.call_verify_target(s, public, secret, target, answers)
+                                        .await
+                                },
+                                |step| match step {
+                                    wit3::VerifyStep::Done(v) => v.message.len() + 8,
+                                    wit3::VerifyStep::Ask(ask) => ask_size(ask),
+                                },
+                            )
+                            .await?;
+                        match step {
+                            wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
+                            wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
+                        }
+                    });
+                    let v = v?;
+                    Ok((reason_0_3(v.reason), v.message))
+                })
+                .await
             }
         }
+    }
+
+    /// A typed plugin's verification: `verify_target` for every target at
+    /// once, each call granted that target only. The first target's call
+    /// is admitted as any request is (or refused 503); the others of the
+    /// same credential wait for an instance within their deadline.
+    async fn fan_out<F>(
+        &self,
+        targets: &[Target],
+        host_keys: &HostKeys,
+        client: &Client,
+        verify_target: impl Fn(Target, Work) -> F,
+    ) -> Result<Vec<Detail>, PluginError>
+    where
+        F: std::future::Future<Output = Result<(Reason, String), PluginError>>,
+    {
+        let keys = KeyCache::default();
+        let keys = &keys;
+        let verify_target = &verify_target;
+        let calls = targets.iter().enumerate().map(|(i, target)| async move {
+            let work = Work::Verify {
+                grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
+                    .with_keys(keys.clone()),
+                client: client.clone(),
+                patient: i > 0,
+            };
+            (target, verify_target(*target, work).await)
+        });
+        let mut details = Vec::with_capacity(targets.len());
+        for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {
+            let (reason, message) = match verdict {
+                Ok(verdict) => verdict,
+                // Only the first call can be refused for want of an
+                // instance: then the request is (503), not a target.
+                Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
+                Err(e) => (Reason::Other, e.to_string()),
+            };
+            details.push(Detail::new(Endpoint::from(*target), reason, message));
+        }
+        Ok(details)
     }
 
     /// A 0.1 plugin's details: one per target, in target order, and a
@@ -594,16 +822,24 @@ fn reason_0_1(r: wit1::Reason) -> Reason {
     }
 }
 
-fn reason_0_2(r: wit2::Reason) -> Reason {
-    match r {
-        wit2::Reason::Ok => Reason::Ok,
-        wit2::Reason::AuthFailed => Reason::AuthFailed,
-        wit2::Reason::Refused => Reason::Refused,
-        wit2::Reason::Unreachable => Reason::Unreachable,
-        wit2::Reason::Timeout => Reason::Timeout,
-        wit2::Reason::HostKeyMismatch => Reason::HostKeyMismatch,
-        wit2::Reason::ProtocolError => Reason::ProtocolError,
-        wit2::Reason::NotGranted => Reason::NotGranted,
-        wit2::Reason::Other => Reason::Other,
-    }
+/// A typed contract's reason in the host's terms.
+macro_rules! typed_reason {
+    ($name:ident, $wit:ident) => {
+        fn $name(r: $wit::Reason) -> Reason {
+            match r {
+                $wit::Reason::Ok => Reason::Ok,
+                $wit::Reason::AuthFailed => Reason::AuthFailed,
+                $wit::Reason::Refused => Reason::Refused,
+                $wit::Reason::Unreachable => Reason::Unreachable,
+                $wit::Reason::Timeout => Reason::Timeout,
+                $wit::Reason::HostKeyMismatch => Reason::HostKeyMismatch,
+                $wit::Reason::ProtocolError => Reason::ProtocolError,
+                $wit::Reason::NotGranted => Reason::NotGranted,
+                $wit::Reason::Other => Reason::Other,
+            }
+        }
+    };
 }
+
+typed_reason!(reason_0_2, wit2);
+typed_reason!(reason_0_3, wit3);

@@ -1,7 +1,9 @@
 //! Writing a credhost verifier: implement [`Verifier`] and call
 //! [`export_verifier!`]. The crate brings the bindings of the current
-//! contract (`credhost:plugin@0.2.0`), obshell's way of reading a property
-//! ([`Property`]), canonical endpoints ([`endpoints`]), refusals and verdicts.
+//! contract (`credhost:plugin@0.3.0`), obshell's way of reading a property
+//! ([`Property`]), canonical endpoints ([`endpoints`]), refusals and verdicts,
+//! and the host's SSH ([`ssh`]): logins and key fingerprints, which the
+//! plugin asks the host for instead of importing them.
 //!
 //! ```ignore
 //! use credhost_plugin_sdk::*;
@@ -26,6 +28,7 @@
 extern crate alloc;
 extern crate self as credhost_plugin_sdk;
 
+mod asks;
 mod bump;
 mod endpoint;
 mod json;
@@ -36,11 +39,11 @@ mod verdict;
 use alloc::format;
 use alloc::string::String;
 
-/// The generated bindings of `wit/0.2.0`, for what the helpers do not cover.
+/// The generated bindings of `wit/0.3.0`, for what the helpers do not cover.
 pub mod bindings {
     wit_bindgen::generate!({
         world: "verifier",
-        path: "../../wit/0.2.0",
+        path: "../../wit/0.3.0",
         pub_export_macro: true,
         export_macro_name: "export_guest",
         default_bindings_module: "::credhost_plugin_sdk::bindings",
@@ -64,16 +67,29 @@ pub mod __private {
     pub use alloc::string::String;
     pub use alloc::vec::Vec;
 
+    pub use crate::asks::{begin, end};
     pub use crate::bump::Bump;
     pub use crate::runtime::cabi_realloc;
 }
 
+/// SSH as the host does it for a verifier: call these as plain functions.
+/// Each is an ask (see the contract): the first time `verify_target` or
+/// `normalize` reaches one, the call ends and the host does the work, then
+/// calls the export again with the answer, which the same function returns
+/// this time. Only `verify_target` may log in, and only to its own target.
+pub mod ssh {
+    pub use crate::asks::{key_fingerprint, key_login, password_login};
+    pub use crate::bindings::credhost::plugin::ssh::{
+        KeyFacts, Login, LoginResult, Outcome, PrivateKey, Proof,
+    };
+}
+
 pub use bindings::credhost::plugin::host_keys;
 pub use bindings::credhost::plugin::log;
-pub use bindings::credhost::plugin::ssh;
 pub use bindings::credhost::plugin::types::{HostKey, Refusal, RefusalCode, Target};
 pub use bindings::exports::credhost::plugin::verification::{
-    Descriptor, Normalized, Purpose, Reason, Secret, Verdict,
+    Answer, Ask, Descriptor, NormalizeStep, Normalized, Purpose, Reason, Secret, Verdict,
+    VerifyStep,
 };
 pub use endpoint::{endpoint, endpoints, show};
 pub use json::Json;
@@ -110,16 +126,33 @@ macro_rules! export_verifier {
                 property: $crate::__private::String,
                 purpose: $crate::Purpose,
                 stored: ::core::option::Option<$crate::__private::String>,
-            ) -> ::core::result::Result<$crate::Normalized, $crate::Refusal> {
-                <$verifier as $crate::Verifier>::normalize(&property, purpose, stored.as_deref())
+                answers: ::core::option::Option<$crate::__private::Vec<$crate::Answer>>,
+            ) -> $crate::NormalizeStep {
+                $crate::__private::begin(answers.unwrap_or_default());
+                let result = <$verifier as $crate::Verifier>::normalize(
+                    &property,
+                    purpose,
+                    stored.as_deref(),
+                );
+                match $crate::__private::end() {
+                    ::core::option::Option::Some(ask) => $crate::NormalizeStep::Ask(ask),
+                    ::core::option::Option::None => $crate::NormalizeStep::Done(result),
+                }
             }
 
             fn verify_target(
                 public: $crate::__private::String,
                 secret: $crate::__private::Vec<u8>,
                 target: $crate::Target,
-            ) -> $crate::Verdict {
-                <$verifier as $crate::Verifier>::verify_target(&public, &secret, &target)
+                answers: ::core::option::Option<$crate::__private::Vec<$crate::Answer>>,
+            ) -> $crate::VerifyStep {
+                $crate::__private::begin(answers.unwrap_or_default());
+                let verdict =
+                    <$verifier as $crate::Verifier>::verify_target(&public, &secret, &target);
+                match $crate::__private::end() {
+                    ::core::option::Option::Some(ask) => $crate::VerifyStep::Ask(ask),
+                    ::core::option::Option::None => $crate::VerifyStep::Done(verdict),
+                }
             }
         }
 
