@@ -58,8 +58,20 @@ fn host_body(name: &str, sshd: &Sshd, passphrase: &str) -> Value {
         "username": sshd::USER, "type": "PASSWORD", "passphrase": passphrase } })
 }
 
+/// Creates `web` on `sshd` with the right password: it must be proven.
+async fn create_web(server: &Server, sshd: &Sshd) -> Value {
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            host_body("web", sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created
+}
+
 #[tokio::test]
-async fn a_0_1_verifier_works_beside_0_2_plugins() {
+async fn a_0_1_verifier_works_beside_newer_plugins() {
     let sshd = Sshd::start();
     let dir = plugin_dir(&[fixture("ssh-verifier-0.1.wasm"), built("ob_verifier.wasm")]);
     let server = Server::start(with_plugins(dir.path()));
@@ -77,13 +89,7 @@ async fn a_0_1_verifier_works_beside_0_2_plugins() {
     );
 
     // HOST through the 0.1 plugin, against a real sshd.
-    let (status, created) = server
-        .post(
-            "/api/v1/security/credential",
-            host_body("web", &sshd, sshd::PASSWORD),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
+    let created = create_web(&server, &sshd).await;
     let id = created["data"]["credential_id"].as_u64().unwrap();
     let (_, validated) = server
         .post(
@@ -128,13 +134,7 @@ async fn a_0_1_policy_opens_what_the_0_2_one_sealed() {
     let sshd = Sshd::start();
     let dir = plugin_dir(&[]);
     let server = Server::start(with_plugins(dir.path()));
-    let (status, created) = server
-        .post(
-            "/api/v1/security/credential",
-            host_body("web", &sshd, sshd::PASSWORD),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
+    let created = create_web(&server, &sshd).await;
     let id = created["data"]["credential_id"].as_u64().unwrap();
     // The 0.1 build of the same policy replaces the embedded 0.2 one.
     std::fs::copy(
@@ -160,8 +160,9 @@ async fn a_0_1_policy_opens_what_the_0_2_one_sealed() {
     );
 }
 
-/// The 0.2 SSH verifier logs in through its imports (0.3 asks instead):
-/// passwords and keys, right and wrong, against a real sshd.
+/// The 0.2 SSH verifier logs in through its imports (0.3 asks instead),
+/// against a real sshd: a key read and proven, a key that cannot be read
+/// with the passphrase sent, a wrong and a right password.
 #[tokio::test]
 async fn a_0_2_verifier_logs_in_through_its_imports() {
     let key = ClientKey::generate("ed25519", "pass-0-2", false);
@@ -210,6 +211,7 @@ async fn a_0_2_verifier_logs_in_through_its_imports() {
     assert_eq!(status, 400, "{created}");
     assert_eq!(err_code(&created), "Credential.SSH.ValidationFailed");
     assert!(message(&created).contains("AUTH_FAILED"), "{created}");
+    create_web(&server, &sshd).await;
 }
 
 #[tokio::test]
@@ -242,7 +244,10 @@ async fn an_unknown_version_is_refused_by_name() {
 #[tokio::test]
 async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     let dir = plugin_dir(&[built("contract_breaker.wasm")]);
-    let server = Server::start(with_plugins(dir.path()));
+    let server = Server::start(Options {
+        config: Some("[plugins.contract-breaker]\ndeadline_ms = 400\n".into()),
+        ..with_plugins(dir.path())
+    });
     let validate =
         |mode: &str| json!({ "target_type": "BREAKER", "breaker_property": { "mode": mode } });
     for (mode, said) in [
@@ -262,6 +267,19 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             "{mode}: {envelope}"
         );
     }
+    // Each round of these is well within the deadline; together they are
+    // not, and the deadline is the call's.
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            validate("slow-asks"),
+        )
+        .await;
+    assert_eq!(status, 500, "{envelope}");
+    assert_eq!(
+        message(&envelope),
+        "plugin contract-breaker did not finish within its 400ms deadline"
+    );
     // Well behaved: one verdict per target, the connection result derived
     // by the host from the reason.
     let (status, envelope) = server
@@ -274,9 +292,27 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     assert_eq!(details[1]["reason"], "REFUSED");
     assert_eq!(details[1]["connection_result"], "CONNECT_FAILED");
     assert_eq!(details[1]["message"], "port 2 says no");
+    // Four asks are answered; five in one verify-target fail that target.
+    let (status, envelope) = server
+        .post("/api/v1/security/credential/validate", validate("ask-four"))
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            validate("verify-ask-forever"),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    for detail in envelope["data"]["details"].as_array().unwrap() {
+        assert_eq!(detail["reason"], "OTHER", "{envelope}");
+        let message = detail["message"].as_str().unwrap();
+        assert!(message.contains("asked more than 4 times"), "{envelope}");
+    }
     // Asks are answered with no more than the call itself may do: no login
-    // while checking input, and none to another endpoint than the call's
-    // target. Nothing reaches the listener either way.
+    // while checking input, and none from the call for one target to
+    // another target of the same credential. Nothing reaches the listener
+    // either way.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -290,6 +326,14 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             envelope.to_string().contains("NotGranted"),
             "{mode}: {envelope}"
         );
+        if mode == "login-elsewhere" {
+            // The first target's call asked; the listener's own call
+            // answered without a login.
+            let details = &envelope["data"]["details"];
+            assert_eq!(details[0]["message"], "Outcome::NotGranted", "{envelope}");
+            assert_eq!(details[1]["target"]["port"], port, "{envelope}");
+            assert_eq!(details[1]["message"], format!("port {port} says no"));
+        }
         assert_eq!(
             listener.accept().map(drop).unwrap_err().kind(),
             std::io::ErrorKind::WouldBlock,

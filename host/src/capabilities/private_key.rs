@@ -20,6 +20,7 @@ use russh::keys::ssh_key::{self, public::KeyData};
 use russh::keys::{HashAlg, PrivateKey};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
 
 use crate::budget::{Budget, Client};
 
@@ -119,11 +120,11 @@ fn read(text: &str, passphrase: Option<&str>) -> Result<PrivateKey, String> {
 /// [`read`] off the async threads.
 async fn read_off_thread(
     client: &Client,
-    text: String,
-    passphrase: Option<String>,
+    text: Zeroizing<String>,
+    passphrase: Option<Zeroizing<String>>,
 ) -> Result<PrivateKey, String> {
     off_thread(KeyWork::Read, client, move || {
-        read(&text, passphrase.as_deref())
+        read(&text, passphrase.as_ref().map(|p| p.as_str()))
     })
     .await
     .and_then(|read| read)
@@ -148,18 +149,21 @@ impl fmt::Debug for KeyCache {
 
 impl KeyCache {
     /// The key `text` opens to with `passphrase`, read at most once (for
-    /// `client`, whose share of the reading slots it takes).
+    /// `client`, whose share of the reading slots it takes). Both are wiped
+    /// once read.
     pub async fn read(
         &self,
         client: &Client,
-        text: String,
-        passphrase: Option<String>,
+        text: Zeroizing<String>,
+        passphrase: Option<Zeroizing<String>>,
     ) -> Result<Arc<PrivateKey>, String> {
+        // Before anything else: a text too long to be a key takes no slot.
+        too_long(&text)?;
         let reading = self
             .0
             .lock()
             .expect("key cache lock")
-            .entry(name(&text, passphrase.as_deref()))
+            .entry(name(&text, passphrase.as_ref().map(|p| p.as_str())))
             .or_default()
             .clone();
         reading
@@ -203,9 +207,7 @@ pub fn fingerprint(key: &PrivateKey) -> (String, String) {
 /// (the base64 lines of the first block), and its bytes are checked both as
 /// an OpenSSH key and as an encrypted PKCS#8 one, whatever the block says.
 fn check_cost(text: &str) -> Result<(), String> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(format!("the key is longer than {MAX_TEXT_BYTES} bytes"));
-    }
+    too_long(text)?;
     if text.trim().starts_with("PuTTY-User-Key-File-") {
         return Err("PuTTY keys are not read: convert it to OpenSSH's format \
              (puttygen KEY -O private-openssh)"
@@ -252,6 +254,13 @@ fn check_cost(text: &str) -> Result<(), String> {
             // One this code has not been taught to price.
             _ => return Err("the key's encryption is not read".into()),
         }
+    }
+    Ok(())
+}
+
+fn too_long(text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!("the key is longer than {MAX_TEXT_BYTES} bytes"));
     }
     Ok(())
 }
@@ -305,25 +314,43 @@ pub(super) mod tests {
         };
         // Eight targets ask at once, then two more; a wrong passphrase is
         // another key.
-        let asks = (0..8).map(|_| cache.read(&ops, text.clone(), Some("pass".into())));
+        let asks = (0..8).map(|_| {
+            cache.read(
+                &ops,
+                Zeroizing::new(text.clone()),
+                Some(Zeroizing::new("pass".into())),
+            )
+        });
         let keys = futures::future::join_all(asks).await;
         let first = keys[0].as_ref().unwrap();
         assert!(keys.iter().all(|k| Arc::ptr_eq(k.as_ref().unwrap(), first)));
         assert!(
             cache
-                .read(&ops, text.clone(), Some("pass".into()))
+                .read(
+                    &ops,
+                    Zeroizing::new(text.clone()),
+                    Some(Zeroizing::new("pass".into()))
+                )
                 .await
                 .is_ok()
         );
         assert!(
             cache
-                .read(&ops, text.clone(), Some("wrong".into()))
+                .read(
+                    &ops,
+                    Zeroizing::new(text.clone()),
+                    Some(Zeroizing::new("wrong".into()))
+                )
                 .await
                 .is_err()
         );
         assert!(
             cache
-                .read(&ops, text.clone(), Some("wrong".into()))
+                .read(
+                    &ops,
+                    Zeroizing::new(text.clone()),
+                    Some(Zeroizing::new("wrong".into()))
+                )
                 .await
                 .is_err()
         );
@@ -332,7 +359,11 @@ pub(super) mod tests {
         let another = KeyCache::default();
         assert!(
             another
-                .read(&ops, text.clone(), Some("pass".into()))
+                .read(
+                    &ops,
+                    Zeroizing::new(text.clone()),
+                    Some(Zeroizing::new("pass".into()))
+                )
                 .await
                 .is_ok()
         );
@@ -390,7 +421,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plain = keygen(dir.path(), "plain", "ed25519", "");
         let (cache, other) = (KeyCache::default(), Client::new("other"));
-        let read = cache.read(&other, plain, None);
+        let read = cache.read(&other, Zeroizing::new(plain), None);
         let served = tokio::time::timeout(Duration::from_secs(10), read).await;
         assert_eq!(running.load(SeqCst), share, "the greedy client took more");
         assert_eq!(served.is_ok(), cores > share, "cores: {cores}");

@@ -458,14 +458,7 @@ impl Lent {
 
     async fn read(&self, key: AskedKey) -> Result<Arc<PrivateKey>, String> {
         let AskedKey { text, passphrase } = key;
-        self.grant
-            .keys()
-            .read(
-                &self.client,
-                String::clone(&text),
-                passphrase.as_deref().cloned(),
-            )
-            .await
+        self.grant.keys().read(&self.client, text, passphrase).await
     }
 
     async fn key_login(&self, ip: &str, port: u16, username: &str, key: AskedKey) -> LoginResult {

@@ -12,7 +12,7 @@ use super::error::PluginError;
 use super::interfaces::Empty;
 use super::limits::Limits;
 use super::state::CallState;
-use crate::budget::{Budget, Client};
+use crate::budget::{Budget, Client, Slot};
 use crate::capabilities::ssh::Lent;
 use crate::capabilities::{Grant, Linkers, SshClient, SshSettings};
 
@@ -78,21 +78,16 @@ pub(super) enum Work {
         client: Client,
         patient: bool,
     },
+    /// A round of a call whose slot is held already (see
+    /// [`Runtime::admit`]): a 0.3 call holds one slot through all its
+    /// rounds and the work it asks for, as a 0.2 call holds it while it
+    /// waits on an import.
+    Admitted(Box<Work>),
 }
 
-impl Work {
-    /// The same work, admitted already: a further round of one call (its
-    /// answer to an ask) waits for an instance within its deadline.
-    pub(super) fn patiently(self) -> Self {
-        match self {
-            Work::Verify { grant, client, .. } => Work::Verify {
-                grant,
-                client,
-                patient: true,
-            },
-            quick => quick,
-        }
-    }
+/// A slot of a call's budget, held by a call of several rounds.
+pub(super) struct Admission {
+    _slot: Slot,
 }
 
 impl Runtime {
@@ -141,6 +136,46 @@ impl Runtime {
             Work::Verify { grant, client, .. } => {
                 Lent::new(Some(self.ssh.clone()), grant.clone(), client.clone())
             }
+            Work::Admitted(work) => self.lend(work),
+        }
+    }
+
+    /// The budget `work` draws on, its client, and whether it waits as long
+    /// as its deadline allows.
+    fn budget_of<'w>(&self, work: &'w Work) -> (&Budget, &'w Client, bool) {
+        match work {
+            Work::Quick(client) => (&self.quick_slots, client, false),
+            Work::Verify {
+                client, patient, ..
+            } => (&self.verify_slots, client, *patient),
+            Work::Admitted(work) => self.budget_of(work),
+        }
+    }
+
+    /// A slot for `work`, held until the admission is dropped; calls of
+    /// `Work::Admitted(work)` then take none of their own.
+    pub(super) async fn admit(
+        &self,
+        work: &Work,
+        limits: &Limits,
+    ) -> Result<Admission, PluginError> {
+        let (budget, client, patient) = self.budget_of(work);
+        let slot = if patient {
+            budget.acquire_within(client, limits.deadline()).await
+        } else {
+            budget.acquire(client).await
+        };
+        slot.map(|slot| Admission { _slot: slot })
+            .map_err(PluginError::Busy)
+    }
+
+    /// What the store of a call of `work` holds: its grant, its client,
+    /// and the SSH client if it may log in.
+    fn lent_to(&self, work: Work) -> (Grant, Client, Option<SshClient>) {
+        match work {
+            Work::Quick(client) => (Grant::none(), client, None),
+            Work::Verify { grant, client, .. } => (grant, client, Some(self.ssh.clone())),
+            Work::Admitted(work) => self.lent_to(*work),
         }
     }
 
@@ -157,26 +192,14 @@ impl Runtime {
         run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
         size: impl FnOnce(&T) -> usize,
     ) -> Result<T, PluginError> {
-        let (budget, grant, client, ssh, patient) = match work {
-            Work::Quick(client) => (&self.quick_slots, Grant::none(), client, None, false),
-            Work::Verify {
-                grant,
-                client,
-                patient,
-            } => (
-                &self.verify_slots,
-                grant,
-                client,
-                Some(self.ssh.clone()),
-                patient,
-            ),
+        let _admission = match &work {
+            Work::Admitted(_) => None,
+            work => Some(self.admit(work, limits).await?),
         };
-        let slot = if patient {
-            budget.acquire_within(&client, limits.deadline()).await
-        } else {
-            budget.acquire(&client).await
+        let (grant, client, ssh) = match work {
+            Work::Admitted(work) => self.lent_to(*work),
+            work => self.lent_to(work),
         };
-        let _slot = slot.map_err(PluginError::Busy)?;
         let started = std::time::Instant::now();
         let plugin = &label.plugin;
         let state = CallState::new(plugin.clone(), limits.memory_bytes, grant, client, ssh);

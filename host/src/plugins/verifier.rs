@@ -43,39 +43,69 @@ enum Step<T> {
 }
 
 /// A 0.3 call to its end: each round is `$round` (an expression that may
-/// use `$work` and `$answers`, the answers so far, `None` if none) in a
-/// fresh instance; an ask is answered with what the call's work is lent,
-/// and the export called again. A macro, not a method taking a closure:
-/// the futures of nested async closures over borrowed data are not
-/// provably `Send`.
+/// use `$work`, `$answers`, the answers so far or `None`, and `$limits`,
+/// the plugin's limits with what is left of the call's deadline) in a fresh
+/// instance; an ask is answered with what the call's work is lent, and the
+/// export called again. The call holds one slot of its budget throughout,
+/// as a 0.2 call holds it while an import works, and its deadline covers
+/// every round and every ask's work. A macro, not a method taking a
+/// closure: the futures of nested async closures over borrowed data are
+/// not provably `Send`.
 macro_rules! with_asks {
-    ($plugin:expr, $first:expr, |$work:ident, $answers:ident| $round:expr) => {{
-        let plugin = $plugin;
-        let mut answered: Vec<wit3::Answer> = Vec::new();
-        let mut $work: Work = $first;
-        loop {
-            let step: Step<_> = {
-                // `none` on a first round, which is most: an empty list
-                // would cost the plugin an allocation.
-                let $answers = (!answered.is_empty()).then_some(answered.as_slice());
-                $round
+    ($plugin:expr, $first:expr, |$work:ident, $answers:ident, $limits:ident| $round:expr) => {
+        async {
+            let plugin = $plugin;
+            let full = plugin.meta.limits;
+            let first: Work = $first;
+            let _admitted = plugin.runtime.admit(&first, &full).await?;
+            let until = tokio::time::Instant::now() + full.deadline();
+            let deadline = || PluginError::Deadline {
+                plugin: plugin.meta.name.clone(),
+                limit: full.deadline(),
             };
-            match step {
-                Step::Done(value) => break Ok(value),
-                Step::Ask(_) if answered.len() == MAX_ASKS => {
-                    break Err(
-                        plugin.broke(format!("asked more than {MAX_ASKS} times in one call"))
-                    );
+            let $work = Work::Admitted(Box::new(first));
+            let mut answered: Vec<wit3::Answer> = Vec::new();
+            loop {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(deadline());
                 }
-                Step::Ask(ask) => {
-                    let (ask, target) = wit_0_3::ask(ask);
-                    let answer = plugin.runtime.lend(&$work).answer(ask).await;
-                    answered.push(wit_0_3::answer(answer, target));
-                    $work = $work.patiently();
+                let $limits = Limits {
+                    deadline_ms: (left.as_millis() as u64).max(1),
+                    ..full
+                };
+                let step: Result<Step<_>, PluginError> = async {
+                    // `none` on a first round, which is most: an empty
+                    // list would cost the plugin an allocation.
+                    let $answers = (!answered.is_empty()).then_some(answered.as_slice());
+                    Ok($round)
+                }
+                .await;
+                match step {
+                    Ok(Step::Done(value)) => return Ok(value),
+                    // A later round's limit is what was left: the error
+                    // names the call's own.
+                    Err(PluginError::Deadline { .. }) => return Err(deadline()),
+                    Err(e) => return Err(e),
+                    Ok(Step::Ask(_)) if answered.len() == MAX_ASKS => {
+                        return Err(
+                            plugin.broke(format!("asked more than {MAX_ASKS} times in one call"))
+                        );
+                    }
+                    Ok(Step::Ask(ask)) => {
+                        let (ask, target) = wit_0_3::ask(ask);
+                        let lent = plugin.runtime.lend(&$work);
+                        let Ok(answer) = tokio::time::timeout_at(until, lent.answer(ask)).await
+                        else {
+                            return Err(deadline());
+                        };
+                        answered.push(wit_0_3::answer(answer, target));
+                    }
                 }
             }
         }
-    }};
+        .await
+    };
 }
 
 /// The bytes of an ask, held to the same cap as any answer.
@@ -121,6 +151,7 @@ macro_rules! describe_typed {
             .$call(
                 $set,
                 "describe",
+                &$plugin.meta.limits,
                 Work::Quick(Client::server()),
                 async |g, s| g.call_describe(s).await,
                 described_size!(),
@@ -226,6 +257,7 @@ macro_rules! calls_of {
             &self,
             set: &$set,
             export: &'static str,
+            limits: &Limits,
             work: Work,
             f: impl AsyncFnOnce(&$calls<'_>, &mut Store<CallState>) -> wasmtime::Result<T>,
             size: impl FnOnce(&T) -> usize,
@@ -234,7 +266,7 @@ macro_rules! calls_of {
                 .call(
                     &self.label,
                     export,
-                    &self.meta.limits,
+                    limits,
                     work,
                     async |store| {
                         let calls = set.instantiate(&mut *store).await?;
@@ -414,6 +446,7 @@ impl VerifierPlugin {
                     .call_0_1(
                         set,
                         "describe",
+                        &self.meta.limits,
                         Work::Quick(Client::server()),
                         async |g, s| g.call_describe(s).await,
                         |d| {
@@ -508,6 +541,7 @@ impl VerifierPlugin {
                     .call_0_1(
                         set,
                         "normalize",
+                        &self.meta.limits,
                         Work::Quick(client.clone()),
                         async |g, s| g.call_normalize(s, property, purpose).await,
                         |a| match a {
@@ -545,6 +579,7 @@ impl VerifierPlugin {
                     .call_0_2(
                         set,
                         "normalize",
+                        &self.meta.limits,
                         Work::Quick(client.clone()),
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
                         |a| normalize_size!(wit2, a),
@@ -554,12 +589,15 @@ impl VerifierPlugin {
             }
             Pre::V0_3(set) => {
                 let purpose = typed_purpose!(wit3, purpose);
-                let answer: Result<_, PluginError> =
-                    with_asks!(self, Work::Quick(client.clone()), |work, answers| {
+                let answer: Result<_, PluginError> = with_asks!(
+                    self,
+                    Work::Quick(client.clone()),
+                    |work, answers, limits| {
                         let step = self
                             .call_0_3(
                                 set,
                                 "normalize",
+                                &limits,
                                 work.clone(),
                                 async move |g, s| {
                                     g.call_normalize(s, property, purpose, stored, answers)
@@ -575,7 +613,8 @@ impl VerifierPlugin {
                             wit3::NormalizeStep::Done(answer) => Step::Done(answer),
                             wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
                         }
-                    });
+                    }
+                );
                 let answer = answer?;
                 typed_answer!(v0_3, wit3, answer)
             }
@@ -642,6 +681,7 @@ impl VerifierPlugin {
                     .call_0_1(
                         set,
                         "verify",
+                        &self.meta.limits,
                         work,
                         async |g, s| g.call_verify(s, public, secret.expose()).await,
                         |ds| {
@@ -669,6 +709,7 @@ impl VerifierPlugin {
                         .call_0_2(
                             set,
                             "verify-target",
+                            &self.meta.limits,
                             work,
                             async move |g, s| {
                                 g.call_verify_target(s, public, secret, &target).await
@@ -687,28 +728,30 @@ impl VerifierPlugin {
                         ip: target.ip.to_string(),
                         port: target.port,
                     };
-                    let v: Result<_, PluginError> = with_asks!(self, work, |work, answers| {
-                        let target = &target;
-                        let step = self
-                            .call_0_3(
-                                set,
-                                "verify-target",
-                                work.clone(),
-                                async move |g, s| {
-                                    g.call_verify_target(s, public, secret, target, answers)
-                                        .await
-                                },
-                                |step| match step {
-                                    wit3::VerifyStep::Done(v) => v.message.len() + 8,
-                                    wit3::VerifyStep::Ask(ask) => ask_size(ask),
-                                },
-                            )
-                            .await?;
-                        match step {
-                            wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
-                            wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
-                        }
-                    });
+                    let v: Result<_, PluginError> =
+                        with_asks!(self, work, |work, answers, limits| {
+                            let target = &target;
+                            let step = self
+                                .call_0_3(
+                                    set,
+                                    "verify-target",
+                                    &limits,
+                                    work.clone(),
+                                    async move |g, s| {
+                                        g.call_verify_target(s, public, secret, target, answers)
+                                            .await
+                                    },
+                                    |step| match step {
+                                        wit3::VerifyStep::Done(v) => v.message.len() + 8,
+                                        wit3::VerifyStep::Ask(ask) => ask_size(ask),
+                                    },
+                                )
+                                .await?;
+                            match step {
+                                wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
+                                wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
+                            }
+                        });
                     let v = v?;
                     Ok((reason_0_3(v.reason), v.message))
                 })

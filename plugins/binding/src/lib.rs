@@ -14,8 +14,15 @@ use alloc::string::String;
 /// Unicode simple case folding, which folds only two letters outside ASCII
 /// onto ASCII ones, the long s (`ſ`) onto `s` and the Kelvin sign onto `k`.
 pub fn names(key: &str, name: &str) -> bool {
-    if key.is_ascii() {
-        return key.eq_ignore_ascii_case(name);
+    // Each of those two letters is longer in UTF-8 than the ASCII letter it
+    // folds onto, and nothing else matches an ASCII byte: a key that
+    // matches is never shorter than the name, and as long only when it is
+    // ASCII. Most keys are told apart by their length alone.
+    match key.len().cmp(&name.len()) {
+        core::cmp::Ordering::Less => return false,
+        core::cmp::Ordering::Equal => return key.eq_ignore_ascii_case(name),
+        core::cmp::Ordering::Greater if key.is_ascii() => return false,
+        core::cmp::Ordering::Greater => {}
     }
     let mut expected = name.bytes();
     let matched = key.chars().all(|c| {
@@ -122,6 +129,9 @@ mod tests {
             assert!(!names(key, "username"), "{key}");
         }
         assert!(!names("ıd", "id"));
+        // As long as the name in bytes but not in letters: no match.
+        assert!(!names("ſ", "ss"));
+        assert!(names("ſ", "s"));
     }
 
     #[test]

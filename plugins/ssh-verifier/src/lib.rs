@@ -1,11 +1,11 @@
 //! credhost verifier for target type `HOST`: obshell's
-//! `ssh_credential_property`, proven by an SSH login through the host's
-//! `ssh` capability, with a password (obshell's `PASSWORD`) or a private key
+//! `ssh_credential_property`, proven by an SSH login the host makes when
+//! asked, with a password (obshell's `PASSWORD`) or a private key
 //! (`PUBLIC_KEY`, which obshell lacks).
 //!
-//! Without `std`, so the component imports only the host's `ssh`
-//! capability: every call instantiates it afresh, and each WASI interface
-//! `std` would bring costs the host time to link and set up, per call.
+//! Without `std`, and asking for its logins rather than importing them, so
+//! the component imports nothing: every call instantiates it afresh, and
+//! each import would cost the host time to link and set up, per call.
 
 #![cfg_attr(not(test), no_std)]
 
