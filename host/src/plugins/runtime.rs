@@ -82,7 +82,7 @@ pub(super) enum Work {
     /// [`Runtime::admit`]): a 0.3 call holds one slot through all its
     /// rounds and the work it asks for, as a 0.2 call holds it while it
     /// waits on an import.
-    Admitted(Box<Work>),
+    Admitted(Arc<Work>),
 }
 
 /// A slot of a call's budget, held by a call of several rounds.
@@ -175,7 +175,7 @@ impl Runtime {
         match work {
             Work::Quick(client) => (Grant::none(), client, None),
             Work::Verify { grant, client, .. } => (grant, client, Some(self.ssh.clone())),
-            Work::Admitted(work) => self.lent_to(*work),
+            Work::Admitted(work) => self.lent_to(Arc::unwrap_or_clone(work)),
         }
     }
 
@@ -197,7 +197,7 @@ impl Runtime {
             work => Some(self.admit(work, limits).await?),
         };
         let (grant, client, ssh) = match work {
-            Work::Admitted(work) => self.lent_to(*work),
+            Work::Admitted(work) => self.lent_to(Arc::unwrap_or_clone(work)),
             work => self.lent_to(work),
         };
         let started = std::time::Instant::now();

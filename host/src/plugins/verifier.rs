@@ -63,7 +63,7 @@ macro_rules! with_asks {
                 plugin: plugin.meta.name.clone(),
                 limit: full.deadline(),
             };
-            let $work = Work::Admitted(Box::new(first));
+            let $work = Work::Admitted(std::sync::Arc::new(first));
             let mut answered: Vec<wit3::Answer> = Vec::new();
             loop {
                 let left = until.saturating_duration_since(tokio::time::Instant::now());

@@ -9,6 +9,7 @@ use credhost_plugin_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -26,13 +27,17 @@ const PASSWORD: &str = "PASSWORD";
 const PUBLIC_KEY: &str = "PUBLIC_KEY";
 
 /// The public part, as shown under `ssh_secret` and handed back to
-/// `verify-target`. For a key, only its type and fingerprint.
+/// `verify-target`. For a key, only its type and fingerprint. It borrows
+/// what it can: `normalize` writes it from strings it holds anyway, and
+/// `verify-target` reads it from the text it was given.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Public {
-    pub targets: Vec<Endpoint>,
-    pub username: String,
-    #[serde(rename = "type")]
-    pub kind: String,
+pub struct Public<'a> {
+    #[serde(borrow)]
+    pub targets: Vec<Endpoint<'a>>,
+    #[serde(borrow)]
+    pub username: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,8 +45,9 @@ pub struct Public {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub ip: String,
+pub struct Endpoint<'a> {
+    #[serde(borrow)]
+    pub ip: Cow<'a, str>,
     pub port: u16,
 }
 
@@ -62,8 +68,8 @@ pub enum Login {
     },
 }
 
-impl Public {
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+impl<'a> Public<'a> {
+    pub fn from_json(text: &'a str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
 
@@ -122,18 +128,18 @@ pub fn normalize(
     let private_key = private_key.unwrap_or_default();
     max_bytes("private_key", private_key.as_bytes(), MAX_PRIVATE_KEY_BYTES)?;
     let stored = stored.and_then(|s| Public::from_json(s).ok());
-    let stored_kind = stored.as_ref().map(|s| s.kind.as_str());
+    let stored_kind = stored.as_ref().map(|s| s.kind.as_ref());
 
     let mut public = Public {
         targets: targets
             .iter()
             .map(|t| Endpoint {
-                ip: t.ip.clone(),
+                ip: Cow::Borrowed(&t.ip),
                 port: t.port,
             })
             .collect(),
-        username: username.clone(),
-        kind: kind.clone(),
+        username: Cow::Borrowed(&username),
+        kind: Cow::Borrowed(&kind),
         key_type: None,
         key_fingerprint: None,
     };
@@ -154,8 +160,11 @@ pub fn normalize(
         }
         kept
     };
+    let shown = serde_json::to_string(&public).expect("plain data serialises");
+    // It borrows the targets and the username, which go into the answer.
+    drop(public);
     Ok(Normalized {
-        public: serde_json::to_string(&public).expect("plain data serialises"),
+        public: shown,
         secret,
         targets: targets
             .into_iter()
