@@ -107,7 +107,7 @@ async fn a_0_1_verifier_works_beside_newer_plugins() {
     // A 0.1 plugin names no code of its own: the generic one.
     assert_eq!(err_code(&refused), "Credential.ValidationFailed");
 
-    // OB through the 0.2 plugin: two targets, fanned out by the host, each
+    // OB through the 0.3 plugin: two targets, fanned out by the host, each
     // with its own verdict in order.
     let closed = [support::closed_port(), support::closed_port()];
     let (status, ob) = server

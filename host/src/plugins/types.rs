@@ -204,7 +204,7 @@ pub struct PluginMeta {
     pub name: String,
     pub version: String,
     pub sha256: String,
-    /// The contract version it was built against, e.g. `credhost:plugin@0.2.0`.
+    /// The contract version it was built against, e.g. `credhost:plugin@0.3.0`.
     pub wit: &'static str,
     /// `{"kind": "embedded"}` or `{"kind": "directory", "path": …}`.
     #[schema(value_type = Object)]

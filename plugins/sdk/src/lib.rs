@@ -73,10 +73,12 @@ pub mod __private {
 }
 
 /// SSH as the host does it for a verifier: call these as plain functions.
-/// Each is an ask (see the contract): the first time `verify_target` or
-/// `normalize` reaches one, the call ends and the host does the work, then
-/// calls the export again with the answer, which the same function returns
-/// this time. Only `verify_target` may log in, and only to its own target.
+/// Each is an ask (see the contract): the first one that `verify_target` or
+/// `normalize` reaches unanswered returns a stand-in, the export returns
+/// the ask instead of the verifier's result, and the host does the work,
+/// then calls the export again with the answer, which the same function
+/// returns this time. Only `verify_target` may log in, and only to its own
+/// target.
 pub mod ssh {
     pub use crate::asks::{key_fingerprint, key_login, password_login};
     pub use crate::bindings::credhost::plugin::ssh::{
