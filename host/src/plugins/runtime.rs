@@ -131,13 +131,8 @@ impl Runtime {
     /// the host answers a plugin's asks (contract 0.3) with exactly what
     /// the call itself would have been lent.
     pub(super) fn lend(&self, work: &Work) -> Lent {
-        match work {
-            Work::Quick(client) => Lent::new(None, Grant::none(), client.clone()),
-            Work::Verify { grant, client, .. } => {
-                Lent::new(Some(self.ssh.clone()), grant.clone(), client.clone())
-            }
-            Work::Admitted(work) => self.lend(work),
-        }
+        let (grant, client, ssh) = self.lent_to(work.clone());
+        Lent::new(ssh, grant, client)
     }
 
     /// The budget `work` draws on, its client, and whether it waits as long
