@@ -64,8 +64,10 @@ export async function encryptionView(main) {
       const status = await get('/api/v1/security/encryption');
       const left = rowsLeft(status);
       if (status.rewrap.state === 'failed' || (status.rewrap.state !== 'running' && left === 0)) {
-        following = false;
+        // The operator who started it sees the bar end where it ended
+        // (full, or where it stopped), even when it ran too fast to watch.
         render(status);
+        following = false;
         announce(status.rewrap.state === 'failed' ? 'The re-encryption stopped.' : 'Every row is under the current key and policy.',
           status.rewrap.state === 'failed' ? 'error' : 'ok');
         return;

@@ -175,10 +175,13 @@ def walk(page, context):
     expect(page.get_by_role("heading", name="Encryption")).to_be_visible()
     accessible(page, "encryption")
     page.click("#rotate")
-    # The progress bar shows while it runs; the state says when it is over.
+    # The progress bar follows it (26 rows may be done before the first
+    # look); the state says when it is over, and the bar ends full.
     expect(page.locator("#rewrap-progress")).to_be_visible()
     expect(page.locator("#rewrap-state")).to_contain_text(
         "every row is under the current key", timeout=60000)
+    expect(page.locator("#rewrap-progress")).to_have_attribute("max", "26")
+    expect(page.locator("#rewrap-progress")).to_have_attribute("value", "26")
     expect(page.locator("#keys tbody tr", has_text="in use")).to_have_count(0)
     expect(page.locator("#current-key")).to_have_text("2")
     shot(page, "07-rotated")
