@@ -311,12 +311,13 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     }
     // Asks are answered with no more than the call itself may do: no login
     // while checking input, and none from the call for one target to
-    // another target of the same credential. Nothing reaches the listener
-    // either way.
+    // another target of the same credential, with a password or a key (a
+    // key that cannot be read is refused as not granted, not read). Nothing
+    // reaches the listener either way.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    for mode in ["login-in-normalize", "login-elsewhere"] {
+    for mode in ["login-in-normalize", "login-elsewhere", "key-elsewhere"] {
         let body = json!({ "target_type": "BREAKER",
             "breaker_property": { "mode": mode, "port": port } });
         let (_, envelope) = server
@@ -326,7 +327,7 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             envelope.to_string().contains("NotGranted"),
             "{mode}: {envelope}"
         );
-        if mode == "login-elsewhere" {
+        if mode != "login-in-normalize" {
             // The first target's call asked; the listener's own call
             // answered without a login.
             let details = &envelope["data"]["details"];

@@ -172,11 +172,7 @@ impl SshClient {
         proof: Proof<'_>,
     ) -> LoginResult {
         if !grant.permits(&target) {
-            return LoginResult::new(
-                target,
-                Outcome::NotGranted,
-                "target is not among this credential's targets",
-            );
+            return LoginResult::new(target, Outcome::NotGranted, NOT_GRANTED);
         }
         let _permit = match self.in_flight.acquire(client).await {
             Ok(permit) => permit,
@@ -379,6 +375,9 @@ fn address(ip: &str, port: u16) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, port))
 }
 
+const NOT_GRANTED: &str = "target is not among this credential's targets";
+const NO_SSH: &str = "ssh is not lent to this call";
+
 /// An unparseable ip can never be in the grant: an address refused
 /// without being dialled stands in for it.
 const NOWHERE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -461,12 +460,18 @@ impl Lent {
         self.grant.keys().read(&self.client, text, passphrase).await
     }
 
+    /// A key login. What the login would refuse unread (no SSH lent, a
+    /// target outside the grant) is refused before the key is read: a
+    /// plugin must not get keys parsed, and reading slots taken, for
+    /// logins it may not make.
     async fn key_login(&self, ip: &str, port: u16, username: &str, key: AskedKey) -> LoginResult {
+        let target = address(ip, port).unwrap_or(NOWHERE);
+        if let Some(refused) = self.refusal(target) {
+            return refused;
+        }
         match self.read(key).await {
             Ok(key) => self.login(ip, port, username, Proof::Key(key)).await,
-            Err(why) => {
-                LoginResult::new(address(ip, port).unwrap_or(NOWHERE), Outcome::BadKey, why)
-            }
+            Err(why) => LoginResult::new(target, Outcome::BadKey, why),
         }
     }
 
@@ -477,8 +482,20 @@ impl Lent {
                 ssh.login_one(&self.grant, &self.client, target, username, proof)
                     .await
             }
-            None => LoginResult::new(target, Outcome::NotGranted, "ssh is not lent to this call"),
+            None => LoginResult::new(target, Outcome::NotGranted, NO_SSH),
         }
+    }
+
+    /// The answer to a login this call may not make, if it may not.
+    fn refusal(&self, target: SocketAddr) -> Option<LoginResult> {
+        let why = if self.ssh.is_none() {
+            NO_SSH
+        } else if !self.grant.permits(&target) {
+            NOT_GRANTED
+        } else {
+            return None;
+        };
+        Some(LoginResult::new(target, Outcome::NotGranted, why))
     }
 }
 
