@@ -42,6 +42,24 @@ enum Step<T> {
     Ask(wit3::Ask),
 }
 
+impl From<wit3::NormalizeStep> for Step<Result<wit3::Normalized, wit3::Refusal>> {
+    fn from(step: wit3::NormalizeStep) -> Self {
+        match step {
+            wit3::NormalizeStep::Done(answer) => Step::Done(answer),
+            wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
+        }
+    }
+}
+
+impl From<wit3::VerifyStep> for Step<wit3::Verdict> {
+    fn from(step: wit3::VerifyStep) -> Self {
+        match step {
+            wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
+            wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
+        }
+    }
+}
+
 /// A 0.3 call to its end: each round is `$round` (an expression that may
 /// use `$work`, `$answers`, the answers so far or `None`, and `$limits`,
 /// the plugin's limits with what is left of the call's deadline) in a fresh
@@ -609,10 +627,7 @@ impl VerifierPlugin {
                                 },
                             )
                             .await?;
-                        match step {
-                            wit3::NormalizeStep::Done(answer) => Step::Done(answer),
-                            wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
-                        }
+                        Step::from(step)
                     }
                 );
                 let answer = answer?;
@@ -747,10 +762,7 @@ impl VerifierPlugin {
                                     },
                                 )
                                 .await?;
-                            match step {
-                                wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
-                                wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
-                            }
+                            Step::from(step)
                         });
                     let v = v?;
                     Ok((reason_0_3(v.reason), v.message))
