@@ -184,3 +184,48 @@ async fn ssh_to_a_target_outside_the_grant_is_refused_without_a_packet() {
         ErrorKind::WouldBlock
     );
 }
+
+/// Against the real binary: more spinning plugin calls than the server has
+/// threads, and it still answers. Wasm runs inside a task's poll; a call
+/// that never yielded would hold its thread until its deadline, and these
+/// would hold them all.
+#[tokio::test]
+async fn spinning_plugins_leave_the_server_answering() {
+    use support::server::{Options, Server};
+
+    let dir = support::plugin_dir(&["hostile_verifier"]);
+    let server = std::sync::Arc::new(Server::start(Options {
+        args: vec!["--plugin-dir".into(), dir.path().display().to_string()],
+        config: Some("[plugins.hostile-verifier]\ndeadline_ms = 4000\n".into()),
+        ..Default::default()
+    }));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spin =
+        serde_json::json!({ "target_type": "HOSTILE", "hostile_property": { "mode": "loop" } });
+    let spinning: Vec<_> = (0..threads * 2)
+        .map(|_| {
+            let (server, spin) = (server.clone(), spin.clone());
+            tokio::spawn(async move {
+                server
+                    .post("/api/v1/security/credential/validate", spin)
+                    .await
+            })
+        })
+        .collect();
+    // Long enough for every one of them to be spinning.
+    tokio::time::sleep(ms(500)).await;
+    let (status, envelope) = server.get("/api/v1/security/credentials").await;
+    assert_eq!(status, 200, "{envelope}");
+    assert!(
+        spinning.iter().all(|call| !call.is_finished()),
+        "the server answered only once the spinning calls had ended"
+    );
+    for call in spinning {
+        let (status, envelope) = call.await.unwrap();
+        assert_eq!(status, 500, "{envelope}");
+        assert_eq!(
+            envelope["error"]["message"],
+            "plugin hostile-verifier did not finish within its 4s deadline",
+        );
+    }
+}

@@ -121,11 +121,6 @@ impl PluginEngine {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
-
-    /// Epoch ticks that cover `deadline`, rounded up.
-    pub fn ticks(deadline: Duration) -> u64 {
-        (deadline.as_micros() / TICK.as_micros()) as u64 + 1
-    }
 }
 
 impl Drop for PluginEngine {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::cache::PrecompileCache;
 use super::engine::{EngineSettings, PluginEngine};
@@ -200,8 +200,19 @@ impl Runtime {
         let state = CallState::new(plugin.clone(), limits.memory_bytes, grant, client, ssh);
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(PluginEngine::ticks(limits.deadline()));
-        store.epoch_deadline_trap();
+        // Wasm runs inside the task's poll and gives the thread back only
+        // when it returns: a plugin that spins would hold a worker of the
+        // whole server until its deadline. So it yields at every epoch
+        // tick, and is stopped at the first tick past its deadline.
+        let until = started + limits.deadline();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() < until {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
         let outcome = bounded(limits, run(&mut store)).await;
         let result = conclude(&store, limits, outcome)
             .and_then(|value| check_output(plugin, limits, size(&value)).map(|()| value));
