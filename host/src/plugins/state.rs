@@ -57,6 +57,9 @@ impl WasiView for CallState {
 /// follows is reported as what it is.
 pub struct Limiter {
     memory_bytes: u64,
+    /// Of every memory of the instance together: a component may have
+    /// more than one, and the cap is the call's, not each memory's.
+    in_use: u64,
     pub memory_exceeded: bool,
 }
 
@@ -64,6 +67,7 @@ impl Limiter {
     fn new(memory_bytes: u64) -> Self {
         Self {
             memory_bytes,
+            in_use: 0,
             memory_exceeded: false,
         }
     }
@@ -72,13 +76,19 @@ impl Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        // Each memory's first size comes through here too (from 0).
+        let in_use = self.in_use - current as u64 + desired as u64;
+        if in_use > self.memory_bytes {
             self.memory_exceeded = true;
             wasmtime::bail!("memory limit of {} bytes exceeded", self.memory_bytes);
+        }
+        // Past its own maximum the memory does not grow, whatever is said.
+        if maximum.is_none_or(|maximum| desired <= maximum) {
+            self.in_use = in_use;
         }
         Ok(true)
     }
@@ -90,5 +100,30 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_the_instance_s_not_each_memory_s() {
+        let mut limiter = Limiter::new(4 << 16);
+        // Two memories of two pages each, created: the cap is reached.
+        assert!(limiter.memory_growing(0, 2 << 16, None).unwrap());
+        assert!(limiter.memory_growing(0, 2 << 16, None).unwrap());
+        // Either growing by a page is over it, though each alone is not.
+        assert!(limiter.memory_growing(2 << 16, 3 << 16, None).is_err());
+        assert!(limiter.memory_exceeded);
+        // Growth a memory's own maximum refuses takes nothing of the cap.
+        let mut limiter = Limiter::new(4 << 16);
+        assert!(limiter.memory_growing(0, 1 << 16, Some(1 << 16)).unwrap());
+        assert!(
+            limiter
+                .memory_growing(1 << 16, 3 << 16, Some(1 << 16))
+                .unwrap()
+        );
+        assert!(limiter.memory_growing(0, 3 << 16, None).unwrap());
     }
 }
