@@ -250,6 +250,11 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     });
     let validate =
         |mode: &str| json!({ "target_type": "BREAKER", "breaker_property": { "mode": mode } });
+    let validated = async |mode: &str| {
+        server
+            .post("/api/v1/security/credential/validate", validate(mode))
+            .await
+    };
     for (mode, said) in [
         ("array-public", "not a JSON object"),
         ("keep", "keep for the secret"),
@@ -257,9 +262,7 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
         ("bad-ip", "not an IP"),
         ("ask-forever", "asked more than 4 times in one call"),
     ] {
-        let (status, envelope) = server
-            .post("/api/v1/security/credential/validate", validate(mode))
-            .await;
+        let (status, envelope) = validated(mode).await;
         assert_eq!(status, 500, "{mode}: {envelope}");
         assert_eq!(err_code(&envelope), "Plugin.Failed");
         assert!(
@@ -267,14 +270,27 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             "{mode}: {envelope}"
         );
     }
+    // What a call returns counts its lists' elements, not only their bytes:
+    // 600,000 empty strings are 4.8 MB to lift, over the 4 MiB cap.
+    let (status, envelope) = validated("empty-terms").await;
+    assert_eq!(status, 500, "{envelope}");
+    assert!(
+        message(&envelope).contains("more than its limit of 4194304"),
+        "{envelope}"
+    );
+    // A verdict's message is kept to its first KiB, cut between letters.
+    let (status, envelope) = validated("long-message").await;
+    assert_eq!(status, 200, "{envelope}");
+    for detail in envelope["data"]["details"].as_array().unwrap() {
+        assert_eq!(
+            detail["message"],
+            format!("{}…", "é".repeat(512)),
+            "{envelope}"
+        );
+    }
     // Each round of these is well within the deadline; together they are
     // not, and the deadline is the call's.
-    let (status, envelope) = server
-        .post(
-            "/api/v1/security/credential/validate",
-            validate("slow-asks"),
-        )
-        .await;
+    let (status, envelope) = validated("slow-asks").await;
     assert_eq!(status, 500, "{envelope}");
     assert_eq!(
         message(&envelope),
@@ -282,9 +298,7 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     );
     // Well behaved: one verdict per target, the connection result derived
     // by the host from the reason.
-    let (status, envelope) = server
-        .post("/api/v1/security/credential/validate", validate("fine"))
-        .await;
+    let (status, envelope) = validated("fine").await;
     assert_eq!(status, 200, "{envelope}");
     let details = &envelope["data"]["details"];
     assert_eq!(details[0]["reason"], "OK");
@@ -293,16 +307,9 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     assert_eq!(details[1]["connection_result"], "CONNECT_FAILED");
     assert_eq!(details[1]["message"], "port 2 says no");
     // Four asks are answered; five in one verify-target fail that target.
-    let (status, envelope) = server
-        .post("/api/v1/security/credential/validate", validate("ask-four"))
-        .await;
+    let (status, envelope) = validated("ask-four").await;
     assert_eq!(status, 200, "{envelope}");
-    let (status, envelope) = server
-        .post(
-            "/api/v1/security/credential/validate",
-            validate("verify-ask-forever"),
-        )
-        .await;
+    let (status, envelope) = validated("verify-ask-forever").await;
     assert_eq!(status, 200, "{envelope}");
     for detail in envelope["data"]["details"].as_array().unwrap() {
         assert_eq!(detail["reason"], "OTHER", "{envelope}");

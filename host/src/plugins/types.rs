@@ -172,8 +172,22 @@ pub struct Detail {
     pub message: String,
 }
 
+/// Bytes of a detail's message kept (see [`Detail::new`]).
+pub const MAX_DETAIL_MESSAGE: usize = 1024;
+
 impl Detail {
-    pub fn new(target: Endpoint, reason: Reason, message: String) -> Self {
+    pub fn new(target: Endpoint, reason: Reason, mut message: String) -> Self {
+        // One detail per target, kept with the credential: a plugin's
+        // message is cut to its first KiB, so a thousand targets' verdicts
+        // stay small whatever each call may return.
+        if message.len() > MAX_DETAIL_MESSAGE {
+            let mut end = MAX_DETAIL_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
         Self {
             target,
             connection_result: if reason == Reason::Ok {

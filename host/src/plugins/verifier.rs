@@ -851,6 +851,11 @@ impl VerifierPlugin {
     }
 }
 
+/// What an element of a list takes besides its own bytes, as the
+/// canonical ABI lays it out (a string's pointer and length): a list of
+/// empty strings is not free, to the plugin or to the host that lifts it.
+const ELEMENT: usize = 8;
+
 fn normalized_size(
     public: &str,
     search_terms: &[String],
@@ -858,8 +863,11 @@ fn normalized_size(
     secret: usize,
 ) -> usize {
     public.len()
-        + search_terms.iter().map(String::len).sum::<usize>()
-        + target_ips.map(|n| n + 2).sum::<usize>()
+        + search_terms
+            .iter()
+            .map(|t| t.len() + ELEMENT)
+            .sum::<usize>()
+        + target_ips.map(|n| n + ELEMENT + 4).sum::<usize>()
         + secret
 }
 
