@@ -229,3 +229,54 @@ async fn spinning_plugins_leave_the_server_answering() {
         );
     }
 }
+
+/// Sealing and opening count against the requesting client's share of the
+/// quick instances, as its `normalize` does: a client that holds its whole
+/// share cannot seal on the server's, and another client still can.
+#[tokio::test]
+async fn a_seal_counts_against_its_client() {
+    use credhost::plugins::{EngineSettings, SealError};
+    use credhost::secret::Secret;
+
+    // 4 quick instances, 3 of them per client; a short wait for one.
+    let settings = EngineSettings {
+        quick_instances: 4,
+        queue_wait_ms: 300,
+        ..EngineSettings::default()
+    };
+    let dir = support::plugin_dir(&["hostile_verifier"]);
+    let runtime = support::runtime_with(settings, support::quick_ssh()).await;
+    let spin = LimitsOverride {
+        deadline_ms: Some(3_000),
+        ..LIMITS
+    };
+    let registry =
+        support::registry(&runtime, Some(dir.path()), &[("hostile-verifier", spin)]).await;
+    let hostile = registry.verifier("HOSTILE").unwrap();
+    let policy = registry.policy("aes-256-gcm").unwrap();
+    let (greedy, other) = (Client::new("greedy"), Client::new("other"));
+    let key = Secret::new(vec![7; 32]);
+    let secret = Secret::new(b"a secret".to_vec());
+
+    let spinning = async {
+        let calls = (0..3)
+            .map(|_| hostile.normalize_for(&greedy, r#"{"mode":"loop"}"#, Purpose::Validate, None));
+        futures::future::join_all(calls).await
+    };
+    let seals = async {
+        // Every one of its spinning calls holds a slot by now.
+        tokio::time::sleep(ms(300)).await;
+        let greedy = policy.seal(&greedy, &key, &secret, b"aad").await;
+        let other = policy.seal(&other, &key, &secret, b"aad").await;
+        (greedy, other)
+    };
+    let (spun, (greedy, other)) = tokio::join!(spinning, seals);
+    assert!(
+        matches!(greedy, Err(SealError::Plugin(PluginError::Busy(_)))),
+        "the greedy client sealed beyond its share: {greedy:?}"
+    );
+    assert!(other.is_ok(), "{other:?}");
+    for call in spun {
+        assert!(matches!(call, Err(PluginError::Deadline { .. })));
+    }
+}

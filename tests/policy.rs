@@ -3,6 +3,7 @@
 
 mod support;
 
+use credhost::budget::Client;
 use credhost::plugins::{PolicyPlugin, Registry, SealError};
 use credhost::secret::Secret;
 
@@ -44,17 +45,38 @@ async fn round_trips_with_a_fresh_nonce_each_time() {
     for name in POLICIES {
         let p = policy(&registry, name);
         let secret = Secret::new(b"P@ssw0rd".to_vec());
-        let a = p.seal(&key(1), &secret, b"credential:7").await.unwrap();
-        let b = p.seal(&key(1), &secret, b"credential:7").await.unwrap();
-        assert_ne!(a, b, "two seals of one secret must differ");
-        assert!(!a.windows(8).any(|w| w == b"P@ssw0rd"));
-        assert_eq!(p.open(&key(1), &a, b"credential:7").await.unwrap(), secret);
-        assert_eq!(p.open(&key(1), &b, b"credential:7").await.unwrap(), secret);
-        let empty = p
-            .seal(&key(1), &Secret::new(Vec::new()), b"")
+        let a = p
+            .seal(&Client::server(), &key(1), &secret, b"credential:7")
             .await
             .unwrap();
-        assert!(p.open(&key(1), &empty, b"").await.unwrap().is_empty());
+        let b = p
+            .seal(&Client::server(), &key(1), &secret, b"credential:7")
+            .await
+            .unwrap();
+        assert_ne!(a, b, "two seals of one secret must differ");
+        assert!(!a.windows(8).any(|w| w == b"P@ssw0rd"));
+        assert_eq!(
+            p.open(&Client::server(), &key(1), &a, b"credential:7")
+                .await
+                .unwrap(),
+            secret
+        );
+        assert_eq!(
+            p.open(&Client::server(), &key(1), &b, b"credential:7")
+                .await
+                .unwrap(),
+            secret
+        );
+        let empty = p
+            .seal(&Client::server(), &key(1), &Secret::new(Vec::new()), b"")
+            .await
+            .unwrap();
+        assert!(
+            p.open(&Client::server(), &key(1), &empty, b"")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -64,7 +86,12 @@ async fn tampering_a_wrong_key_or_wrong_aad_is_an_error() {
     for name in POLICIES {
         let p = policy(&registry, name);
         let sealed = p
-            .seal(&key(1), &Secret::new(b"P@ssw0rd".to_vec()), b"credential:7")
+            .seal(
+                &Client::server(),
+                &key(1),
+                &Secret::new(b"P@ssw0rd".to_vec()),
+                b"credential:7",
+            )
             .await
             .unwrap();
         for i in [0, 12, sealed.len() - 1] {
@@ -72,37 +99,45 @@ async fn tampering_a_wrong_key_or_wrong_aad_is_an_error() {
             tampered[i] ^= 1;
             assert!(
                 matches!(
-                    p.open(&key(1), &tampered, b"credential:7").await,
+                    p.open(&Client::server(), &key(1), &tampered, b"credential:7")
+                        .await,
                     Err(SealError::Refused(_))
                 ),
                 "byte {i}"
             );
         }
         assert!(matches!(
-            p.open(&key(2), &sealed, b"credential:7").await,
+            p.open(&Client::server(), &key(2), &sealed, b"credential:7")
+                .await,
             Err(SealError::Refused(_))
         ));
         assert!(matches!(
-            p.open(&key(1), &sealed, b"credential:8").await,
+            p.open(&Client::server(), &key(1), &sealed, b"credential:8")
+                .await,
             Err(SealError::Refused(_))
         ));
         assert!(matches!(
-            p.open(&key(1), &sealed[..20], b"credential:7").await,
+            p.open(&Client::server(), &key(1), &sealed[..20], b"credential:7")
+                .await,
             Err(SealError::Refused(_))
         ));
         // A key of another length is never handed over as it is: the host
         // derives one of the policy's own length from it (HKDF-SHA256).
         let short_key = Secret::new(vec![1; 16]);
         let sealed = p
-            .seal(&short_key, &Secret::new(vec![1]), b"")
+            .seal(&Client::server(), &short_key, &Secret::new(vec![1]), b"")
             .await
             .unwrap();
         assert_eq!(
-            p.open(&short_key, &sealed, b"").await.unwrap().expose(),
+            p.open(&Client::server(), &short_key, &sealed, b"")
+                .await
+                .unwrap()
+                .expose(),
             &[1]
         );
         assert!(matches!(
-            p.open(&Secret::new(vec![2; 16]), &sealed, b"").await,
+            p.open(&Client::server(), &Secret::new(vec![2; 16]), &sealed, b"")
+                .await,
             Err(SealError::Refused(_))
         ));
     }
@@ -113,12 +148,12 @@ async fn one_policy_cannot_open_the_other() {
     let registry = registry().await;
     let secret = Secret::new(b"P@ssw0rd".to_vec());
     let sealed = policy(&registry, "aes-256-gcm")
-        .seal(&key(1), &secret, b"a")
+        .seal(&Client::server(), &key(1), &secret, b"a")
         .await
         .unwrap();
     assert!(
         policy(&registry, "chacha20-poly1305")
-            .open(&key(1), &sealed, b"a")
+            .open(&Client::server(), &key(1), &sealed, b"a")
             .await
             .is_err()
     );

@@ -818,7 +818,10 @@ async fn sealed_records(
             (Secret::new(b"P@ssw0rd-bench".to_vec()), aad.into_bytes())
         })
         .collect();
-    let sealed = policy.seal_many(key, &items).await.unwrap();
+    let sealed = policy
+        .seal_many(&credhost::budget::Client::server(), key, &items)
+        .await
+        .unwrap();
     ids.iter()
         .zip(sealed)
         .map(|(id, ciphertext)| {

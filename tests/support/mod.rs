@@ -56,12 +56,16 @@ pub fn quick_ssh() -> SshSettings {
 }
 
 pub async fn runtime(ssh: SshSettings) -> Arc<Runtime> {
+    runtime_with(EngineSettings::default(), ssh).await
+}
+
+pub async fn runtime_with(settings: EngineSettings, ssh: SshSettings) -> Arc<Runtime> {
     // Shared by every test run, so each component compiles once.
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
     std::fs::create_dir_all(&dir).unwrap();
     let key = credhost::data_dir::secret_file(&dir.join("cache.key")).unwrap();
     let cache = PrecompileCache::new(dir, key);
-    Runtime::new(EngineSettings::default(), cache, ssh).unwrap()
+    Runtime::new(settings, cache, ssh).unwrap()
 }
 
 pub async fn registry(

@@ -13,6 +13,7 @@ use super::interfaces::{Sealing0_1, Sealing0_2, Sealing0_3};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::types::{PluginMeta, PolicyInfo};
+use crate::budget::Client;
 use crate::secret::Secret;
 
 /// Why `seal` or `open` did not produce bytes.
@@ -45,10 +46,10 @@ pub struct PolicyPlugin {
 /// have the same interface in their own packages, so the same body serves
 /// each.
 macro_rules! sealing_call {
-    ($plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {
-        sealing_call!(@each $plugin, $export, |$guest, $store| $body, $size, [V0_1, V0_2, V0_3])
+    ($plugin:expr, $client:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {
+        sealing_call!(@each $plugin, $client, $export, |$guest, $store| $body, $size, [V0_1, V0_2, V0_3])
     };
-    (@each $plugin:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr, [$($version:ident),*]) => {{
+    (@each $plugin:expr, $client:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr, [$($version:ident),*]) => {{
         let plugin = $plugin;
         match &plugin.pre {
             $(Pre::$version(set) => {
@@ -58,7 +59,7 @@ macro_rules! sealing_call {
                         &plugin.label,
                         $export,
                         &plugin.meta.limits,
-                        Work::Quick($crate::budget::Client::server()),
+                        Work::Quick($client.clone()),
                         async |$store| {
                             let $guest = set.instantiate(&mut *$store).await?;
                             $body
@@ -136,6 +137,7 @@ impl PolicyPlugin {
     async fn describe(&self) -> Result<(String, String, String, u32), PluginError> {
         sealing_call!(
             self,
+            Client::server(),
             "describe",
             |guest, store| {
                 let d = guest.call_describe(store).await?;
@@ -173,8 +175,10 @@ impl PolicyPlugin {
     /// Seals many secrets under one key, as many per instance as the
     /// output cap allows: a rewrap batch pays for instantiation once per
     /// run, not per row, and never asks for more than a call may return.
+    /// The calls count against `client`'s share of the instances.
     pub async fn seal_many(
         &self,
+        client: &Client,
         key: &Secret,
         items: &[(Secret, Vec<u8>)],
     ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
@@ -182,19 +186,21 @@ impl PolicyPlugin {
         for run in runs(items, self.meta.limits.output_bytes, |(p, _)| {
             p.expose().len()
         }) {
-            out.extend(self.seal_run(key, run).await?);
+            out.extend(self.seal_run(client, key, run).await?);
         }
         Ok(out)
     }
 
     async fn seal_run(
         &self,
+        client: &Client,
         key: &Secret,
         items: &[(Secret, Vec<u8>)],
     ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
         let key = self.key_for(key);
         sealing_call!(
             self,
+            client,
             "seal",
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
@@ -214,24 +220,27 @@ impl PolicyPlugin {
     /// Opens many ciphertexts under one key, in runs as `seal_many` does.
     pub async fn open_many(
         &self,
+        client: &Client,
         key: &Secret,
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Result<Secret, String>>, PluginError> {
         let mut out = Vec::with_capacity(items.len());
         for run in runs(items, self.meta.limits.output_bytes, |(c, _)| c.len()) {
-            out.extend(self.open_run(key, run).await?);
+            out.extend(self.open_run(client, key, run).await?);
         }
         Ok(out)
     }
 
     async fn open_run(
         &self,
+        client: &Client,
         key: &Secret,
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Result<Secret, String>>, PluginError> {
         let key = self.key_for(key);
         let opened = sealing_call!(
             self,
+            client,
             "open",
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
@@ -249,28 +258,32 @@ impl PolicyPlugin {
         Ok(opened.into_iter().map(|r| r.map(Secret::new)).collect())
     }
 
+    /// One secret sealed for `client`.
     pub async fn seal(
         &self,
+        client: &Client,
         key: &Secret,
         plaintext: &Secret,
         aad: &[u8],
     ) -> Result<Vec<u8>, SealError> {
         let item = [(plaintext.clone(), aad.to_vec())];
-        let mut sealed = self.seal_many(key, &item).await?;
+        let mut sealed = self.seal_many(client, key, &item).await?;
         sealed
             .pop()
             .expect("one result per item")
             .map_err(SealError::Refused)
     }
 
+    /// One secret opened for `client`.
     pub async fn open(
         &self,
+        client: &Client,
         key: &Secret,
         ciphertext: &[u8],
         aad: &[u8],
     ) -> Result<Secret, SealError> {
         let item = [(ciphertext.to_vec(), aad.to_vec())];
-        let mut opened = self.open_many(key, &item).await?;
+        let mut opened = self.open_many(client, key, &item).await?;
         opened
             .pop()
             .expect("one result per item")

@@ -67,7 +67,7 @@ impl Service {
         record.host_keys = host_keys.accepted();
         record.id = self.reserve_id().await?;
         let sealing = self.sealing.read().await;
-        record.secret = self.seal(record.id, &secret).await?;
+        record.secret = self.seal(client, record.id, &secret).await?;
         let stored = record.clone();
         // The proof is kept as the credential's last validation, in the
         // same write.
@@ -148,7 +148,7 @@ impl Service {
                 if !new.is_empty() {
                     return Err(Error::SecretRequired(new.join(", ")));
                 }
-                (self.open_current(&current).await?, false)
+                (self.open_current(client, &current).await?, false)
             }
         };
         // A new secret is proven like a new credential and pins what it
@@ -184,7 +184,7 @@ impl Service {
         }
         let sealing = self.sealing.read().await;
         let write = if replaced {
-            SecretWrite::Replace(self.seal(record.id, &secret).await?)
+            SecretWrite::Replace(self.seal(client, record.id, &secret).await?)
         } else {
             SecretWrite::Keep
         };

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::sealing::associated_data;
 use super::{Error, Service};
+use crate::budget::Client;
 use crate::clock;
 use crate::keys::KeyInfo;
 use crate::secret::Secret;
@@ -426,7 +427,7 @@ impl Service {
                     )
                 })
                 .collect();
-            let opened = plugin.open_many(&key, &items).await?;
+            let opened = plugin.open_many(&Client::server(), &key, &items).await?;
             for (record, result) in records.into_iter().zip(opened) {
                 plaintexts.push((record, result.map_err(|reason| fail(record.id, reason))?));
             }
@@ -471,7 +472,7 @@ impl Service {
             .iter()
             .map(|(r, secret)| (secret.clone(), associated_data(r.id, key_id, policy)))
             .collect();
-        let sealed = plugin.seal_many(&key, &items).await?;
+        let sealed = plugin.seal_many(&Client::server(), &key, &items).await?;
         plaintexts
             .into_iter()
             .zip(sealed)

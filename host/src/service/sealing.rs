@@ -3,6 +3,7 @@
 //! a row copied elsewhere does not open.
 
 use super::{Error, Service};
+use crate::budget::Client;
 use crate::plugins::SealError;
 use crate::secret::Secret;
 use crate::store::{Record, SealedSecret};
@@ -16,7 +17,14 @@ impl Service {
         self.policy.read().expect("policy lock").clone()
     }
 
-    pub(super) async fn seal(&self, id: u64, secret: &Secret) -> Result<SealedSecret, Error> {
+    /// Seals a secret of `client`'s request: the call counts against its
+    /// share of the instances, as the request's `normalize` does.
+    pub(super) async fn seal(
+        &self,
+        client: &Client,
+        id: u64,
+        secret: &Secret,
+    ) -> Result<SealedSecret, Error> {
         let registry = self.plugins();
         let name = self.active_policy();
         let policy = registry
@@ -24,10 +32,13 @@ impl Service {
             .ok_or_else(|| Error::Encrypt(format!("encryption policy '{name}' is not loaded")))?;
         let (key_id, key) = self.keys.current();
         let aad = associated_data(id, key_id, &policy.info.name);
-        let ciphertext = policy.seal(&key, secret, &aad).await.map_err(|e| match e {
-            SealError::Plugin(p) => Error::Plugin(p),
-            SealError::Refused(reason) => Error::Encrypt(reason),
-        })?;
+        let ciphertext = policy
+            .seal(client, &key, secret, &aad)
+            .await
+            .map_err(|e| match e {
+                SealError::Plugin(p) => Error::Plugin(p),
+                SealError::Refused(reason) => Error::Encrypt(reason),
+            })?;
         Ok(SealedSecret {
             policy: policy.info.name.clone(),
             policy_version: policy.meta.version.clone(),
@@ -38,20 +49,24 @@ impl Service {
 
     /// Opens a row read a moment ago. A rewrap may have re-sealed it and
     /// retired its old key since, so one failure is retried on a fresh read.
-    pub(super) async fn open_current(&self, record: &Record) -> Result<Secret, Error> {
-        match self.open(record).await {
+    pub(super) async fn open_current(
+        &self,
+        client: &Client,
+        record: &Record,
+    ) -> Result<Secret, Error> {
+        match self.open(client, record).await {
             Err(error @ Error::Decrypt { .. }) => {
                 let fresh = self.load(record.id as i64).await?;
                 if fresh.secret == record.secret {
                     return Err(error);
                 }
-                self.open(&fresh).await
+                self.open(client, &fresh).await
             }
             other => other,
         }
     }
 
-    pub(super) async fn open(&self, record: &Record) -> Result<Secret, Error> {
+    pub(super) async fn open(&self, client: &Client, record: &Record) -> Result<Secret, Error> {
         let sealed = &record.secret;
         let fail = |reason: String| Error::Decrypt {
             id: record.id,
@@ -70,7 +85,7 @@ impl Service {
             .map_err(|e| fail(e.to_string()))?;
         let aad = associated_data(record.id, sealed.key_id, &sealed.policy);
         policy
-            .open(&key, &sealed.ciphertext, &aad)
+            .open(client, &key, &sealed.ciphertext, &aad)
             .await
             .map_err(|e| match e {
                 SealError::Plugin(p) => Error::Plugin(p),

@@ -164,7 +164,7 @@ impl Service {
                 ),
             )
         })?;
-        let secret = self.open_current(record).await.map_err(|e| {
+        let secret = self.open_current(client, record).await.map_err(|e| {
             (
                 Reason::SecretUnreadable,
                 format!("failed to decrypt passphrase: {e}"),
