@@ -167,6 +167,45 @@ async fn a_socket_outside_the_grant_is_refused_without_a_packet() {
     assert_eq!(messages, vec!["connected".to_string()]);
 }
 
+/// One call holds a bounded number of WASI resources (each socket a file
+/// descriptor of the server's), however many connections its target takes:
+/// past them, the call traps.
+#[tokio::test]
+async fn a_call_holds_a_bounded_number_of_sockets() {
+    let (registry, _dir) = hostile().await;
+    let (listener, addr) = listener();
+    let granted = Target {
+        ip: addr.ip(),
+        port: addr.port(),
+    };
+    let public = serde_json::json!({ "connect-many": addr.to_string() });
+    let error = registry
+        .verifier("HOSTILE")
+        .unwrap()
+        .verify(
+            &public.to_string(),
+            &credhost::secret::Secret::new(Vec::new()),
+            &[granted],
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PluginError::Trap { reason, .. } if reason.contains("resource table has no free keys")),
+        "{error}"
+    );
+    // Fewer connections reached the listener than the table has entries.
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert!(
+        (1..credhost::plugins::MAX_RESOURCES).contains(&accepted),
+        "{accepted} connections"
+    );
+}
+
 #[tokio::test]
 async fn ssh_to_a_target_outside_the_grant_is_refused_without_a_packet() {
     let (registry, _dir) = hostile().await;
@@ -279,4 +318,39 @@ async fn a_seal_counts_against_its_client() {
     for call in spun {
         assert!(matches!(call, Err(PluginError::Deadline { .. })));
     }
+}
+
+/// Against the real binary: a plugin that logs without end gets its call's
+/// budget of lines in the server's log, then one line saying the rest are
+/// dropped.
+#[tokio::test]
+async fn a_plugin_cannot_flood_the_server_log() {
+    use support::server::{Options, Server};
+
+    let dir = support::plugin_dir(&["hostile_verifier"]);
+    let server = Server::start(Options {
+        args: vec!["--plugin-dir".into(), dir.path().display().to_string()],
+        ..Default::default()
+    });
+    let flood = serde_json::json!({ "target_type": "HOSTILE",
+        "hostile_property": { "mode": "log-flood" } });
+    for _ in 0..2 {
+        // Its verify answers for no target (a 0.1 contract error): only
+        // what normalize logged matters here.
+        server
+            .post("/api/v1/security/credential/validate", flood.clone())
+            .await;
+    }
+    let log = server.log_text();
+    let lines = log.lines().filter(|l| l.contains("flood line")).count();
+    let dropped = log
+        .lines()
+        .filter(|l| l.contains("lines are dropped"))
+        .count();
+    // Each call: its first 100 lines, and one notice.
+    assert_eq!(
+        (lines, dropped),
+        (200, 2),
+        "{lines} lines logged, {dropped} notices"
+    );
 }

@@ -73,6 +73,9 @@ impl Grant {
     + Sync
     + 'static {
         let grant = self.clone();
+        // One warning per call: a plugin repeating a refused use must not
+        // flood the host's log.
+        let warned = std::sync::atomic::AtomicBool::new(false);
         move |addr, usage| {
             let allowed = match usage {
                 SocketAddrUse::TcpConnect => grant.permits(&addr),
@@ -81,7 +84,11 @@ impl Grant {
                 _ => false,
             };
             if !allowed {
-                tracing::warn!(%addr, ?usage, "plugin socket use outside its grant refused");
+                if warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(%addr, ?usage, "plugin socket use outside its grant refused");
+                } else {
+                    tracing::warn!(%addr, ?usage, "plugin socket use outside its grant refused");
+                }
             }
             Box::pin(std::future::ready(allowed))
         }

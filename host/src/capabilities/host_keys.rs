@@ -23,6 +23,13 @@ pub fn fingerprint(blob: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
 }
 
+/// The longest SSH key type taken (`sk-ecdsa-sha2-nistp256@openssh.com`
+/// is 34 bytes).
+const MAX_KEY_TYPE: usize = 64;
+/// The largest host key blob taken (an RSA key of 16384 bits is about
+/// 2 KiB).
+const MAX_KEY_BLOB: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// A caller-supplied secret: record what is presented.
@@ -82,6 +89,22 @@ impl HostKeys {
     /// Whether `target` may be sent a secret after presenting this key;
     /// the error names what was expected and what was presented.
     pub fn check(&self, target: SocketAddr, key_type: &str, blob: &[u8]) -> Result<(), String> {
+        // What a plugin says a server presented may be pinned and shown
+        // back to operators: a key type is an SSH algorithm name, a blob
+        // the size of a key.
+        let named = !key_type.is_empty()
+            && key_type.len() <= MAX_KEY_TYPE
+            && key_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"@.-_".contains(&b));
+        if !named {
+            return Err("not an SSH key type; nothing was sent".into());
+        }
+        if blob.is_empty() || blob.len() > MAX_KEY_BLOB {
+            return Err(format!(
+                "a host key is 1 to {MAX_KEY_BLOB} bytes; nothing was sent"
+            ));
+        }
         let presented = HostKey {
             ip: target.ip(),
             port: target.port(),
@@ -101,7 +124,16 @@ impl HostKeys {
                 presented.key_type,
                 presented.fingerprint
             )),
-            (None, Mode::Learn) => Ok(()),
+            // The first key a call learns for an endpoint is the one
+            // pinned; another from it in the same call is not accepted.
+            (None, Mode::Learn) => match self.learned(target) {
+                Some(first) if first.fingerprint != presented.fingerprint => Err(format!(
+                    "host key changed during the call at {target}: first {} {}, now {} {}; \
+                     nothing was sent",
+                    first.key_type, first.fingerprint, presented.key_type, presented.fingerprint
+                )),
+                _ => Ok(()),
+            },
             (None, Mode::Enforce) => Err(format!(
                 "no host key is pinned for {target} (presented {} {}); nothing was sent: \
                  update the credential with its passphrase to pin the key",
@@ -109,13 +141,25 @@ impl HostKeys {
             )),
         };
         if verdict.is_ok() {
-            self.0
-                .presented
-                .lock()
-                .expect("host key lock")
-                .push(presented);
+            // One per endpoint: checking again adds nothing.
+            let mut accepted = self.0.presented.lock().expect("host key lock");
+            if !accepted
+                .iter()
+                .any(|k| (k.ip, k.port) == (target.ip(), target.port()))
+            {
+                accepted.push(presented);
+            }
         }
         verdict
+    }
+
+    /// The key this call learned for `target`, if any.
+    fn learned(&self, target: SocketAddr) -> Option<HostKey> {
+        let presented = self.0.presented.lock().expect("host key lock");
+        presented
+            .iter()
+            .find(|k| SocketAddr::new(k.ip, k.port) == target)
+            .cloned()
     }
 
     /// The keys a secret may go to at `target` in this call.
@@ -318,6 +362,37 @@ mod tests {
 
     fn target(port: u16) -> SocketAddr {
         SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+    }
+
+    #[test]
+    fn what_a_plugin_says_was_presented_is_held_to_the_shape_of_a_key() {
+        let a = STANDARD.decode(BLOB_A).unwrap();
+        let b = STANDARD.decode(BLOB_B).unwrap();
+        let learning = HostKeys::learn(Vec::new());
+        for key_type in ["", "ssh-ed25519\u{1b}[2J", "ssh ed25519", &"x".repeat(65)] {
+            assert!(
+                learning.check(target(22), key_type, &a).is_err(),
+                "{key_type:?}"
+            );
+        }
+        assert!(learning.check(target(22), "ssh-ed25519", &[]).is_err());
+        assert!(
+            learning
+                .check(target(22), "ssh-ed25519", &vec![1; 16 * 1024 + 1])
+                .is_err()
+        );
+        assert!(learning.accepted().is_empty());
+        // The first key learned for an endpoint stays; checking it again
+        // keeps one entry, and another key from it in the same call is
+        // refused.
+        let key_type = "sk-ecdsa-sha2-nistp256@openssh.com";
+        for _ in 0..1000 {
+            learning.check(target(22), key_type, &a).unwrap();
+        }
+        let changed = learning.check(target(22), key_type, &b).unwrap_err();
+        assert!(changed.contains("changed during the call"), "{changed}");
+        assert_eq!(learning.0.presented.lock().unwrap().len(), 1);
+        assert_eq!(learning.accepted()[0].fingerprint, fingerprint(&a));
     }
 
     #[test]

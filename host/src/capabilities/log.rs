@@ -3,6 +3,51 @@
 /// How much of one plugin log line is kept.
 const MAX_LINE: usize = 4096;
 
+/// What one call may log: its lines go to the host's own log, which a
+/// plugin must not be able to flood.
+const CALL_LINES: u32 = 100;
+const CALL_BYTES: usize = 64 * 1024;
+
+/// What is left of one call's log lines.
+#[derive(Debug)]
+pub struct LogBudget {
+    lines: u32,
+    bytes: usize,
+    /// Whether the call was told it ran out (once).
+    spent: bool,
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self {
+            lines: CALL_LINES,
+            bytes: CALL_BYTES,
+            spent: false,
+        }
+    }
+}
+
+impl LogBudget {
+    /// Logs `message` if the call may still log; the first line past its
+    /// budget is replaced by one saying the rest are dropped.
+    pub fn emit(&mut self, plugin: &str, level: Level, message: &str) {
+        let len = message.len().min(MAX_LINE);
+        if self.lines > 0 && len <= self.bytes {
+            self.lines -= 1;
+            self.bytes -= len;
+            emit(plugin, level, message);
+        } else if !self.spent {
+            self.spent = true;
+            tracing::warn!(
+                target: "plugin",
+                plugin,
+                "logged more than {CALL_LINES} lines or {CALL_BYTES} bytes in one call: \
+                 the rest of this call's lines are dropped"
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Level {
     Trace,
@@ -12,7 +57,7 @@ pub enum Level {
     Error,
 }
 
-pub fn emit(plugin: &str, level: Level, message: &str) {
+fn emit(plugin: &str, level: Level, message: &str) {
     let mut end = message.len().min(MAX_LINE);
     while !message.is_char_boundary(end) {
         end -= 1;
@@ -85,7 +130,7 @@ macro_rules! log_host {
                     L::Warn => Level::Warn,
                     L::Error => Level::Error,
                 };
-                emit(&self.plugin, level, &message);
+                self.log.emit(&self.plugin, level, &message);
             }
         }
     };
@@ -94,3 +139,30 @@ macro_rules! log_host {
 log_host!(v0_1);
 log_host!(v0_2);
 log_host!(v0_3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_logs_at_most_its_budget() {
+        let mut budget = LogBudget::default();
+        for _ in 0..CALL_LINES {
+            budget.emit("p", Level::Debug, "a line");
+        }
+        assert_eq!((budget.lines, budget.spent), (0, false));
+        budget.emit("p", Level::Error, "one too many");
+        budget.emit("p", Level::Error, "and another");
+        assert!(budget.spent);
+        // Long lines spend the bytes first; each counts as cut.
+        let mut budget = LogBudget::default();
+        let long = "é".repeat(10_000);
+        for _ in 0..16 {
+            budget.emit("p", Level::Info, &long);
+        }
+        assert_eq!(budget.bytes, 0);
+        assert!(!budget.spent);
+        budget.emit("p", Level::Info, "x");
+        assert!(budget.spent);
+    }
+}

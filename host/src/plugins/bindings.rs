@@ -9,7 +9,6 @@ pub mod v0_1 {
             path: "../wit/0.1.0",
             imports: {
                 "credhost:plugin/ssh.password-login": async,
-                default: tracing,
             },
             exports: { default: async },
         });
@@ -36,7 +35,6 @@ pub mod v0_2 {
                 "credhost:plugin/ssh.password-login": async,
                 "credhost:plugin/ssh.key-login": async,
                 "credhost:plugin/ssh.key-fingerprint": async,
-                default: tracing,
             },
             exports: { default: async },
         });
@@ -59,7 +57,6 @@ pub mod v0_3 {
         wasmtime::component::bindgen!({
             world: "verifier",
             path: "../wit/0.3.0",
-            imports: { default: tracing },
             exports: { default: async },
         });
     }

@@ -24,5 +24,6 @@ pub use limits::{Limits, LimitsOverride};
 pub use policy::{PolicyPlugin, SealError};
 pub use registry::{LoadFailure, PluginSummary, Registry};
 pub use runtime::{EmptyCall, Runtime};
+pub use state::MAX_RESOURCES;
 pub use types::*;
 pub use verifier::VerifierPlugin;

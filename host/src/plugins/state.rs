@@ -8,7 +8,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::budget::Client;
+use crate::capabilities::log::LogBudget;
 use crate::capabilities::{Grant, SshClient, sockets};
+
+/// WASI resources one call may hold at once.
+pub const MAX_RESOURCES: usize = 64;
 
 pub struct CallState {
     pub plugin: Arc<str>,
@@ -17,6 +21,8 @@ pub struct CallState {
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub limiter: Limiter,
+    /// What is left of the call's log lines.
+    pub(crate) log: LogBudget,
     pub(crate) grant: Grant,
     /// Whom the call is for: its SSH logins count against that client's share.
     pub(crate) client: Client,
@@ -34,8 +40,16 @@ impl CallState {
         Self {
             plugin,
             wasi: None,
-            table: ResourceTable::new(),
+            table: {
+                // Each socket, stream and pollable of WASI is an entry: a
+                // call holds a few at once; without a bound it could hold
+                // a million (and a file descriptor for each socket).
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             limiter: Limiter::new(memory_bytes),
+            log: LogBudget::default(),
             grant,
             client,
             ssh,
