@@ -312,9 +312,14 @@ impl SshClient {
                 format!("SSH session failed: {e}"),
             ),
         };
-        let _ = session
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        // A server that stops reading must not keep the login's slot: the
+        // goodbye gets the handshake's bound, and the session is dropped
+        // either way.
+        let _ = timeout(
+            Duration::from_millis(s.handshake_timeout_ms),
+            session.disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
         result
     }
 }
