@@ -111,9 +111,9 @@ impl HostKeys {
             key_type: key_type.to_string(),
             fingerprint: fingerprint(blob),
         };
-        let verdict = match (self.0.expected.get(&target), self.0.mode) {
+        match (self.0.expected.get(&target), self.0.mode) {
             (Some(pins), _) if pins.iter().any(|p| p.fingerprint == presented.fingerprint) => {
-                Ok(())
+                self.accept(presented, false)
             }
             (Some(pins), _) => Err(format!(
                 "host key mismatch at {target}: expected {}, presented {} {}; nothing was sent",
@@ -124,42 +124,40 @@ impl HostKeys {
                 presented.key_type,
                 presented.fingerprint
             )),
-            // The first key a call learns for an endpoint is the one
-            // pinned; another from it in the same call is not accepted.
-            (None, Mode::Learn) => match self.learned(target) {
-                Some(first) if first.fingerprint != presented.fingerprint => Err(format!(
-                    "host key changed during the call at {target}: first {} {}, now {} {}; \
-                     nothing was sent",
-                    first.key_type, first.fingerprint, presented.key_type, presented.fingerprint
-                )),
-                _ => Ok(()),
-            },
+            (None, Mode::Learn) => self.accept(presented, true),
             (None, Mode::Enforce) => Err(format!(
                 "no host key is pinned for {target} (presented {} {}); nothing was sent: \
                  update the credential with its passphrase to pin the key",
                 presented.key_type, presented.fingerprint
             )),
-        };
-        if verdict.is_ok() {
-            // One per endpoint: checking again adds nothing.
-            let mut accepted = self.0.presented.lock().expect("host key lock");
-            if !accepted
-                .iter()
-                .any(|k| (k.ip, k.port) == (target.ip(), target.port()))
-            {
-                accepted.push(presented);
-            }
         }
-        verdict
     }
 
-    /// The key this call learned for `target`, if any.
-    fn learned(&self, target: SocketAddr) -> Option<HostKey> {
-        let presented = self.0.presented.lock().expect("host key lock");
-        presented
+    /// Remembers a key the call accepted, one per endpoint (checking it
+    /// again adds nothing). A key `learning` is the one pinned: another
+    /// from the same endpoint in the same call is refused.
+    fn accept(&self, presented: HostKey, learning: bool) -> Result<(), String> {
+        let mut accepted = self.0.presented.lock().expect("host key lock");
+        let endpoint = |k: &HostKey| (k.ip, k.port);
+        match accepted
             .iter()
-            .find(|k| SocketAddr::new(k.ip, k.port) == target)
-            .cloned()
+            .find(|k| endpoint(k) == endpoint(&presented))
+        {
+            None => {
+                accepted.push(presented);
+                Ok(())
+            }
+            Some(first) if learning && first.fingerprint != presented.fingerprint => Err(format!(
+                "host key changed during the call at {}: first {} {}, now {} {}; \
+                 nothing was sent",
+                SocketAddr::new(presented.ip, presented.port),
+                first.key_type,
+                first.fingerprint,
+                presented.key_type,
+                presented.fingerprint
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The keys a secret may go to at `target` in this call.

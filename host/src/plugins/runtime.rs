@@ -191,10 +191,7 @@ impl Runtime {
             Work::Admitted(_) => None,
             work => Some(self.admit(work, limits).await?),
         };
-        let (grant, client, ssh) = match work {
-            Work::Admitted(work) => self.lent_to(Arc::unwrap_or_clone(work)),
-            work => self.lent_to(work),
-        };
+        let (grant, client, ssh) = self.lent_to(work);
         let started = std::time::Instant::now();
         let plugin = &label.plugin;
         let state = CallState::new(plugin.clone(), limits.memory_bytes, grant, client, ssh);

@@ -42,24 +42,6 @@ enum Step<T> {
     Ask(wit3::Ask),
 }
 
-impl From<wit3::NormalizeStep> for Step<Result<wit3::Normalized, wit3::Refusal>> {
-    fn from(step: wit3::NormalizeStep) -> Self {
-        match step {
-            wit3::NormalizeStep::Done(answer) => Step::Done(answer),
-            wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
-        }
-    }
-}
-
-impl From<wit3::VerifyStep> for Step<wit3::Verdict> {
-    fn from(step: wit3::VerifyStep) -> Self {
-        match step {
-            wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
-            wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
-        }
-    }
-}
-
 /// A 0.3 call to its end: each round is `$round` (an expression that may
 /// use `$work`, `$answers`, the answers so far or `None`, and `$limits`,
 /// the plugin's limits with what is left of the call's deadline) in a fresh
@@ -222,6 +204,50 @@ macro_rules! normalize_size {
             ),
         }
     };
+}
+
+/// A 0.3 export's answer, round by round: its own answer or an ask.
+trait Round {
+    type Answer;
+    /// Its bytes, as the output cap counts them.
+    fn size(&self) -> usize;
+    fn step(self) -> Step<Self::Answer>;
+}
+
+impl Round for wit3::NormalizeStep {
+    type Answer = Result<wit3::Normalized, wit3::Refusal>;
+
+    fn size(&self) -> usize {
+        match self {
+            wit3::NormalizeStep::Done(answer) => normalize_size!(wit3, answer),
+            wit3::NormalizeStep::Ask(ask) => ask_size(ask),
+        }
+    }
+
+    fn step(self) -> Step<Self::Answer> {
+        match self {
+            wit3::NormalizeStep::Done(answer) => Step::Done(answer),
+            wit3::NormalizeStep::Ask(ask) => Step::Ask(ask),
+        }
+    }
+}
+
+impl Round for wit3::VerifyStep {
+    type Answer = wit3::Verdict;
+
+    fn size(&self) -> usize {
+        match self {
+            wit3::VerifyStep::Done(verdict) => verdict.message.len() + 8,
+            wit3::VerifyStep::Ask(ask) => ask_size(ask),
+        }
+    }
+
+    fn step(self) -> Step<Self::Answer> {
+        match self {
+            wit3::VerifyStep::Done(verdict) => Step::Done(verdict),
+            wit3::VerifyStep::Ask(ask) => Step::Ask(ask),
+        }
+    }
 }
 
 /// A typed contract's `normalize` answer in the host's terms.
@@ -457,6 +483,21 @@ impl VerifierPlugin {
         Calls0_3
     );
 
+    /// One round of a 0.3 call: the export called, what it returned
+    /// counted against the output cap and taken as its answer or an ask.
+    async fn round_0_3<R: Round>(
+        &self,
+        set: &Verification0_3,
+        export: &'static str,
+        limits: &Limits,
+        work: Work,
+        f: impl AsyncFnOnce(&Calls0_3<'_>, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<Step<R::Answer>, PluginError> {
+        self.call_0_3(set, export, limits, work, f, R::size)
+            .await
+            .map(R::step)
+    }
+
     async fn describe(&self) -> Result<(VerifierInfo, String, String), PluginError> {
         let (info, name, version) = match &self.pre {
             Pre::V0_1(set) => {
@@ -611,23 +652,17 @@ impl VerifierPlugin {
                     self,
                     Work::Quick(client.clone()),
                     |work, answers, limits| {
-                        let step = self
-                            .call_0_3(
-                                set,
-                                "normalize",
-                                &limits,
-                                work.clone(),
-                                async move |g, s| {
-                                    g.call_normalize(s, property, purpose, stored, answers)
-                                        .await
-                                },
-                                |step| match step {
-                                    wit3::NormalizeStep::Done(a) => normalize_size!(wit3, a),
-                                    wit3::NormalizeStep::Ask(ask) => ask_size(ask),
-                                },
-                            )
-                            .await?;
-                        Step::from(step)
+                        self.round_0_3(
+                            set,
+                            "normalize",
+                            &limits,
+                            work.clone(),
+                            async move |g, s| {
+                                g.call_normalize(s, property, purpose, stored, answers)
+                                    .await
+                            },
+                        )
+                        .await?
                     }
                 );
                 let answer = answer?;
@@ -746,23 +781,17 @@ impl VerifierPlugin {
                     let v: Result<_, PluginError> =
                         with_asks!(self, work, |work, answers, limits| {
                             let target = &target;
-                            let step = self
-                                .call_0_3(
-                                    set,
-                                    "verify-target",
-                                    &limits,
-                                    work.clone(),
-                                    async move |g, s| {
-                                        g.call_verify_target(s, public, secret, target, answers)
-                                            .await
-                                    },
-                                    |step| match step {
-                                        wit3::VerifyStep::Done(v) => v.message.len() + 8,
-                                        wit3::VerifyStep::Ask(ask) => ask_size(ask),
-                                    },
-                                )
-                                .await?;
-                            Step::from(step)
+                            self.round_0_3(
+                                set,
+                                "verify-target",
+                                &limits,
+                                work.clone(),
+                                async move |g, s| {
+                                    g.call_verify_target(s, public, secret, target, answers)
+                                        .await
+                                },
+                            )
+                            .await?
                         });
                     let v = v?;
                     Ok((reason_0_3(v.reason), v.message))
