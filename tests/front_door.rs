@@ -492,6 +492,48 @@ async fn id_lists_are_capped_and_errors_stay_short() {
     );
 }
 
+/// 7. A decryption oracle: the header's blocks are decrypted one by one
+/// and joined, so a block of the attacker's own that opens `ts`, followed by
+/// the last block of a captured SDK header (the tail of its body key, then
+/// `"}`), makes the captured block's plaintext the timestamp. Quoting an
+/// unreadable timestamp back handed out most of the key that decrypts the
+/// captured request's body (its passphrase).
+#[tokio::test]
+async fn a_captured_block_is_not_decrypted_into_an_error() {
+    let server = with_password("");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let public = client.public_key().clone();
+
+    let keys = STANDARD.encode(*b"a body key the attacker wants!!!");
+    let header = sdk_header_json(PASSWORD, now() + 60, LIST, &keys);
+    // The SDK's 53-byte chunks: the last holds only the key's tail and `"}`.
+    let tail = &header[(header.len() - 1) / 53 * 53..];
+    assert!(
+        tail.len() > 10 && keys.ends_with(&tail[..tail.len() - 2]),
+        "{tail}"
+    );
+    let captured = blocks_of(&encrypt_header(&public, header.as_bytes(), 53));
+
+    let opener = format!(r#"{{"uri": "{LIST}", "ts": ""#);
+    let mut forged = blocks_of(&encrypt_header(&public, opener.as_bytes(), 245));
+    forged.push(captured.last().unwrap().clone());
+    let sealed = Sealed {
+        header: header_of(&forged),
+        body: None,
+    };
+    let (status, envelope) = client.send(Method::GET, LIST, &sealed).await.unwrap();
+    assert_eq!(status, 401, "{envelope}");
+    let secret = &tail[..tail.len() - 2];
+    let leaked = |text: &str| {
+        secret
+            .as_bytes()
+            .windows(8)
+            .any(|w| text.contains(std::str::from_utf8(w).unwrap()))
+    };
+    assert!(!leaked(&envelope.to_string()), "{envelope}");
+    assert!(!leaked(&server.log_text()), "the server log quotes it");
+}
+
 /// A password over plain HTTP beyond loopback is refused at start; on
 /// loopback it is allowed with a warning.
 #[test]
