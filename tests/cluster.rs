@@ -416,6 +416,38 @@ async fn a_key_made_on_one_server_opens_on_another_at_once() {
     );
 }
 
+/// Two servers update one credential at once: the update that commits
+/// second was decided on the row before the first, and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_racing_another_server_s_is_refused() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "racing", 2, &[]);
+    let [a, b] = [0, 1].map(|i| cluster.servers[i].clone());
+    let fake = FakeSsh::start_with_latency(
+        &fake_ssh::loopback_ips(65_000, 1),
+        Duration::from_millis(1_000),
+    )
+    .await;
+    let (status, created) = a.post(CREATE, host_body("first", fake.addrs[0])).await;
+    assert_eq!(status, 200, "{created}");
+    let path = format!("{CREATE}/{}", created["data"]["credential_id"]);
+    let first = {
+        let (a, path, body) = (a.clone(), path.clone(), host_body("from-a", fake.addrs[0]));
+        tokio::spawn(async move { a.patch(&path, body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, second) = b.patch(&path, host_body("from-b", fake.addrs[0])).await;
+    let (first_status, first) = first.await.unwrap();
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(
+        (status, err_code(&second)),
+        (409, "Credential.Changed"),
+        "{second}"
+    );
+    let (_, now) = b.get(&path).await;
+    assert_eq!(now["data"]["name"], "from-a", "{now}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_restarts_under_load() {
     let mut db = MariaDb::start();

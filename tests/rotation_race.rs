@@ -172,3 +172,56 @@ async fn rows_of_the_largest_size_do_not_wedge_the_rewrap() {
     settle_and_check(&server).await;
     server.every_row_opens(&ids).await;
 }
+
+/// Two updates of one credential at once: the one that commits second was
+/// decided on the row as it was before the first (here: keep the stored
+/// secret, proven on the targets it read), so it is refused, not written
+/// over the first. Before, it won silently: the first update was undone and
+/// its new secret was left to go wherever the second's targets said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_decided_on_a_row_changed_meanwhile_is_refused() {
+    // Each login waits a second, so both updates are proving at once.
+    let fake = FakeSsh::start_with_latency(
+        &fake_ssh::loopback_ips(41_000, 1),
+        Duration::from_millis(1_000),
+    )
+    .await;
+    let addr = fake.addrs[0];
+    let server = Arc::new(Server::start(Options::default()));
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            body("first", addr, fake_ssh::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let path = format!(
+        "/api/v1/security/credential/{}",
+        created["data"]["credential_id"]
+    );
+
+    let replace = {
+        let (server, path) = (server.clone(), path.clone());
+        tokio::spawn(async move {
+            server
+                .patch(&path, body("replaced", addr, &fake_ssh::long_password()))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let keep = server.patch(&path, body("kept", addr, "")).await;
+    let replace = replace.await.unwrap();
+    assert_eq!(replace.0, 200, "{}", replace.1);
+    assert_eq!(
+        (keep.0, support::server::err_code(&keep.1)),
+        (409, "Credential.Changed"),
+        "{}",
+        keep.1
+    );
+    let (status, now) = server.get(&path).await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["data"]["name"], "replaced", "{now}");
+    // A later update, decided on the row as it is, goes through.
+    let (status, envelope) = server.patch(&path, body("kept", addr, "")).await;
+    assert_eq!(status, 200, "{envelope}");
+}

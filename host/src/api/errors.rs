@@ -99,6 +99,7 @@ impl From<Error> for ApiError {
             Error::SecretRequired(_) => (S::BAD_REQUEST, "Credential.Targets.SecretRequired"),
             Error::ValidationFailed { code, .. } => (S::BAD_REQUEST, code.as_str()),
             Error::NotFound | Error::NotFoundIds { .. } => (S::NOT_FOUND, "Credential.NotFound"),
+            Error::Changed(_) => (S::CONFLICT, "Credential.Changed"),
             Error::TokenNotFound => (S::NOT_FOUND, "Token.NotFound"),
             Error::Plugin(crate::plugins::PluginError::Busy(_)) | Error::Unavailable(_) => {
                 (S::SERVICE_UNAVAILABLE, "Common.Unavailable")

@@ -73,6 +73,10 @@ pub enum Refusals {
     /// No such credential, token or route.
     #[response(status = 404)]
     NotFound(ErrorEnvelope),
+    /// `Credential.Changed`: another update of the credential was written
+    /// while this one ran (read it again and retry).
+    #[response(status = 409)]
+    Conflict(ErrorEnvelope),
     /// A body a browser form can send (`text/plain`, form encodings).
     #[response(status = 415)]
     UnsupportedMediaType(ErrorEnvelope),

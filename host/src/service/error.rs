@@ -42,6 +42,13 @@ pub enum Error {
     },
     #[error("Credential not found")]
     NotFound,
+    /// Another update of the credential was written while this one ran
+    /// (obshell has no such check: the later update won and undid the
+    /// earlier one).
+    #[error(
+        "Credential {0} was changed by another request while this update ran; read it again and retry"
+    )]
+    Changed(u64),
     #[error("Credential not found: {}", super::ids::name_some(ids))]
     NotFoundIds { ids: Vec<u64> },
     #[error(transparent)]
@@ -68,6 +75,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Conflict(c) => c.into(),
             StoreError::NotFound(_) => Error::NotFound,
+            StoreError::Changed(id) => Error::Changed(id),
             StoreError::Unavailable(reason) => Error::Unavailable(reason),
             // Named once: both say "storage failure".
             StoreError::Backend(reason) => Error::Store(reason),

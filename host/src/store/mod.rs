@@ -28,8 +28,9 @@ pub enum StoreError {
     Conflict(Conflict),
     #[error("credential {0} not found")]
     NotFound(u64),
-    #[error("the stored secret changed meanwhile")]
-    SecretChanged,
+    /// An update's row was written by another update since it was read.
+    #[error("credential {0} changed since it was read")]
+    Changed(u64),
     #[error("storage failure: {0}")]
     Backend(String),
     /// The database cannot be reached now; the same request may succeed later.
@@ -123,7 +124,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the row `record.id` and, in the same write, its last
     /// validation with `validation` (see `insert`); returns the row as
-    /// written.
+    /// written. `record.version` is the version the caller read: if the
+    /// row has another now, nothing is written ([`StoreError::Changed`]),
+    /// since what the caller proved and kept was decided on the row it read.
     fn update(
         &self,
         record: Record,

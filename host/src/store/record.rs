@@ -21,7 +21,9 @@ pub struct Record {
     /// Microseconds since the Unix epoch.
     pub created_us: i64,
     pub updated_us: i64,
-    /// Bumped by every write of the row.
+    /// Bumped by every create or update: what a client wrote. A rewrap
+    /// reseals the secret under another key and leaves it, so an update
+    /// that read a row is refused only when a client changed it meanwhile.
     pub version: u64,
     /// The server keys the secret was proven against, per endpoint.
     pub host_keys: Vec<HostKey>,

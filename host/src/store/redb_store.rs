@@ -358,6 +358,9 @@ impl Store for RedbStore {
         self.write(|txn| {
             let current = load(&txn.open_table(CREDENTIALS).map_err(backend)?, record.id)?
                 .ok_or(StoreError::NotFound(record.id))?;
+            if current.version != record.version {
+                return Err(StoreError::Changed(record.id));
+            }
             remove_indexes(txn, &current)?;
             {
                 let names = txn.open_table(NAMES).map_err(backend)?;
@@ -522,7 +525,6 @@ impl Store for RedbStore {
                 let mut sealed = txn.open_table(SEALED).map_err(backend)?;
                 sealed.remove(sealed_key(&record)).map_err(backend)?;
                 record.secret = change.new.clone();
-                record.version += 1;
                 sealed.insert(sealed_key(&record), ()).map_err(backend)?;
                 drop(sealed);
                 txn.open_table(CREDENTIALS)

@@ -573,6 +573,9 @@ impl Store for MysqlStore {
             let current = self
                 .load(tx, record.id, true)?
                 .ok_or(StoreError::NotFound(record.id))?;
+            if current.version != record.version {
+                return Err(StoreError::Changed(record.id).into());
+            }
             let mut record = record.clone();
             record.created_us = current.created_us;
             record.target_type = current.target_type.clone();
@@ -815,7 +818,6 @@ impl Store for MysqlStore {
                         continue;
                     }
                     record.secret = change.new.clone();
-                    record.version += 1;
                     replaced.push(record);
                 }
             }
