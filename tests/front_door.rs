@@ -534,6 +534,35 @@ async fn a_captured_block_is_not_decrypted_into_an_error() {
     assert!(!leaked(&server.log_text()), "the server log quotes it");
 }
 
+/// A settings file the server cannot read is reported by line, column and
+/// key, never by its text: toml's own messages show the offending line and
+/// quote values, and a typo next to a password put it on stderr (and from
+/// there in the service's journal).
+#[test]
+fn a_settings_file_with_a_mistake_is_reported_without_its_values() {
+    for (text, secret) in [
+        ("password = \"pa\\qSECRETss\"\n", "SECRET"),
+        ("[store]\nstore_password = 98765432\n", "98765432"),
+        ("store_password = 98765432\n", "98765432"),
+        ("password = SECRET-unquoted\n", "SECRET"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("credhost.toml");
+        std::fs::write(&config, text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains(secret), "{text}: {stderr}");
+        assert!(stderr.contains("line "), "{text}: {stderr}");
+    }
+}
+
 /// A password over plain HTTP beyond loopback is refused at start; on
 /// loopback it is allowed with a warning.
 #[test]

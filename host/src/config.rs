@@ -345,7 +345,7 @@ impl Config {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| fail(e.to_string()))
+        toml::from_str(&text).map_err(|e| fail(unquoted(&text, &e)))
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -392,6 +392,44 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("plugin-cache")
     }
+}
+
+/// Where a settings file is wrong, and how, without quoting it: toml's own
+/// message shows the offending line, and its reasons quote values
+/// (``invalid type: integer `12345678` ``), where a password may be.
+fn unquoted(text: &str, error: &toml::de::Error) -> String {
+    let reason = error.message();
+    // These name a key, never a value.
+    let reason = if ["unknown field", "missing field", "duplicate key"]
+        .iter()
+        .any(|start| reason.starts_with(start))
+    {
+        reason
+    } else {
+        "a value of the wrong type, or not TOML"
+    };
+    let Some(at) = error.span().map(|span| span.start.min(text.len())) else {
+        return format!("{reason} (the value is not shown: it may be a secret)");
+    };
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // The key the line sets, if it is a plain one.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| {
+            !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        })
+        .map_or(String::new(), |key| format!(" (`{key}`)"));
+    format!(
+        "line {line}, column {column}{key}: {reason} (the line is not shown: it may hold a secret)"
+    )
 }
 
 #[cfg(test)]
