@@ -454,6 +454,11 @@ async fn routes_ids_and_the_trace_header() {
         "/api/v1/security/credential/abc",
         "/api/v1/security/credential/validate",
         "/api/v1/security/credential/1.5",
+        // Escapes of bytes that are not UTF-8 (axum answered them in plain
+        // text, outside the envelope).
+        "/api/v1/security/credential/%FF",
+        "/api/v1/security/credential/%C0%AF",
+        "/api/v1/security/credential/%ED%A0%80",
     ] {
         let (status, envelope) = server.get(path).await;
         assert_eq!(
@@ -466,6 +471,14 @@ async fn routes_ids_and_the_trace_header() {
             "Illegal argument: invalid credential id"
         );
     }
+    let (status, envelope) = server
+        .call(reqwest::Method::DELETE, "/api/v1/tokens/%FF", None)
+        .await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (404, "Token.NotFound"),
+        "{envelope}"
+    );
     for id in ["0", "-3", "9223372036854775807"] {
         let (status, envelope) = server.get(&format!("{CREDENTIAL}/{id}")).await;
         assert_eq!(

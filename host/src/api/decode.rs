@@ -1,7 +1,9 @@
 //! Reading requests the way obshell's clients send them.
 
 use axum::body::Body;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::Method;
+use axum::http::request::Parts;
 
 use super::errors::ApiError;
 use crate::fields::{Fields, required};
@@ -23,10 +25,24 @@ pub async fn fields(body: Body, param: &'static str) -> Result<Fields, ApiError>
     parsed
 }
 
+/// A path's `{id}` as sent, `None` when it does not decode (escapes of
+/// bytes that are not UTF-8, `%FF`): axum's own answer to that is plain
+/// text, outside the envelope.
+pub struct PathId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let id = Path::<String>::from_request_parts(parts, state).await;
+        Ok(PathId(id.ok().map(|Path(id)| id)))
+    }
+}
+
 /// obshell parses `{id}` as a signed base-10 int64 (`+5` and `007` too).
-pub fn credential_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .map_err(|_| ApiError::illegal("invalid credential id"))
+pub fn credential_id(text: Option<&str>) -> Result<i64, ApiError> {
+    text.and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| ApiError::illegal("invalid credential id"))
 }
 
 /// Required string fields, reported together as obshell's validator does.

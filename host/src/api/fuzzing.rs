@@ -56,7 +56,7 @@ pub fn binding(data: &[u8]) {
     if let Ok(Some(ids)) = fields.ids("credential_id_list") {
         let _ = crate::service::distinct_ids(ids);
     }
-    let _ = super::decode::credential_id(&String::from_utf8_lossy(data));
+    let _ = super::decode::credential_id(Some(&String::from_utf8_lossy(data)));
 }
 
 /// The list endpoint's query string.

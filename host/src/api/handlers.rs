@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use base64::Engine as _;
 
 use super::caller::Caller;
@@ -54,8 +54,11 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/security/credential/{id}", tag = "credentials",
     params(("id" = i64, Path)),
     responses((status = 200, body = super::schema::Envelope<super::schema::Credential>), super::schema::Refusals))]
-pub async fn get_one(State(service): State<AppState>, Path(id): Path<String>) -> Answer {
-    let id = decode::credential_id(&id)?;
+pub async fn get_one(
+    State(service): State<AppState>,
+    decode::PathId(id): decode::PathId,
+) -> Answer {
+    let id = decode::credential_id(id.as_deref())?;
     Ok(Reply::of(service.get(id).await?))
 }
 
@@ -68,10 +71,10 @@ pub async fn update(
     State(service): State<AppState>,
     Caller(client): Caller,
     note: Note,
-    Path(id): Path<String>,
+    decode::PathId(id): decode::PathId,
     body: Body,
 ) -> Answer {
-    let id = decode::credential_id(&id)?;
+    let id = decode::credential_id(id.as_deref())?;
     note.add_ids(u64::try_from(id));
     let fields = decode::fields(body, "UpdateCredentialParam").await?;
     let mut required = Required::new(fields.param());
@@ -99,9 +102,9 @@ pub async fn update(
 pub async fn delete_one(
     State(service): State<AppState>,
     note: Note,
-    Path(id): Path<String>,
+    decode::PathId(id): decode::PathId,
 ) -> Answer {
-    let id = decode::credential_id(&id)?;
+    let id = decode::credential_id(id.as_deref())?;
     note.add_ids(u64::try_from(id));
     service.delete(id).await?;
     Ok(Reply::Empty)

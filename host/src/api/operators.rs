@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -122,8 +122,10 @@ pub async fn whoami(
 pub async fn revoke_token(
     State(service): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    super::decode::PathId(id): super::decode::PathId,
 ) -> Answer {
+    // An id that does not decode names no token.
+    let id = id.ok_or(crate::service::Error::TokenNotFound)?;
     Ok(Reply::of(service.revoke_token(&id, &principal).await?))
 }
 
