@@ -650,6 +650,16 @@ async fn batch_endpoints() {
         .await;
     assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
     assert_eq!(message(&envelope), "Credential not found: 777, 778");
+    // A negative id is named as sent, not as its magnitude (which may be a
+    // credential that exists).
+    let (status, envelope) = server
+        .post(
+            &format!("{CREDENTIALS}/validate"),
+            json!({ "credential_id_list": [-(a as i64)] }),
+        )
+        .await;
+    assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
+    assert_eq!(message(&envelope), format!("Credential not found: -{a}"));
     let (status, envelope) = server
         .post(
             &format!("{CREDENTIALS}/validate"),
@@ -662,12 +672,15 @@ async fn batch_endpoints() {
     );
 
     let (status, envelope) = server
-        .delete(CREDENTIALS, Some(json!({ "credential_id_list": [a, 999] })))
+        .delete(
+            CREDENTIALS,
+            Some(json!({ "credential_id_list": [a, 999, -(a as i64)] })),
+        )
         .await;
     assert_eq!(status, 200, "{envelope}");
     assert_eq!(
         envelope["data"],
-        json!({ "deleted": [a], "not_found": [999] })
+        json!({ "deleted": [a], "not_found": [-(a as i64), 999] })
     );
     let (status, _) = server.get(&format!("{CREDENTIAL}/{a}")).await;
     assert_eq!(status, 404);

@@ -215,18 +215,18 @@ impl Service {
         if ids.is_empty() {
             return Err(Error::IllegalArgument("credential id list is empty".into()));
         }
-        let mut wanted: Vec<u64> = Vec::with_capacity(ids.len());
-        let mut not_found = Vec::new();
-        for id in super::ids::distinct(ids)? {
-            match u64::try_from(id) {
-                Ok(id) => wanted.push(id),
-                Err(_) => not_found.push(id.unsigned_abs()),
-            }
-        }
-        let requested = wanted.clone();
+        // A negative id names no credential, and is reported as sent.
+        let (wanted, mut not_found): (Vec<i64>, Vec<i64>) = super::ids::distinct(ids)?
+            .into_iter()
+            .partition(|id| *id >= 0);
+        let requested: Vec<u64> = wanted.iter().map(|id| id.unsigned_abs()).collect();
         let deleted = self.store(move |s| s.delete_many(&requested)).await?;
         let gone: std::collections::HashSet<u64> = deleted.iter().copied().collect();
-        not_found.extend(wanted.into_iter().filter(|id| !gone.contains(id)));
+        not_found.extend(
+            wanted
+                .into_iter()
+                .filter(|id| !gone.contains(&id.unsigned_abs())),
+        );
         tracing::info!(deleted = deleted.len(), "credentials deleted");
         Ok(Deleted { deleted, not_found })
     }

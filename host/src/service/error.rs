@@ -50,7 +50,7 @@ pub enum Error {
     )]
     Changed(u64),
     #[error("Credential not found: {}", super::ids::name_some(ids))]
-    NotFoundIds { ids: Vec<u64> },
+    NotFoundIds { ids: Vec<i64> },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error("Encrypt credential passphrase failed: {0}")]

@@ -25,8 +25,8 @@ pub fn distinct(ids: Vec<i64>) -> Result<Vec<i64>, Error> {
 }
 
 /// "1, 2, 3" or "1, 2, …, 10 and 5 more".
-pub fn name_some(ids: &[u64]) -> String {
-    let named: Vec<String> = ids.iter().take(NAMED_IDS).map(u64::to_string).collect();
+pub fn name_some(ids: &[i64]) -> String {
+    let named: Vec<String> = ids.iter().take(NAMED_IDS).map(i64::to_string).collect();
     match ids.len().saturating_sub(NAMED_IDS) {
         0 => named.join(", "),
         more => format!("{} and {more} more", named.join(", ")),
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn names_a_few_then_counts() {
         assert_eq!(name_some(&[1, 2]), "1, 2");
-        let many: Vec<u64> = (1..=25).collect();
+        let many: Vec<i64> = (1..=25).collect();
         assert_eq!(
             name_some(&many),
             "1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 15 more"

@@ -109,7 +109,7 @@ impl Service {
         for id in wanted {
             match self.load(id).await {
                 Ok(record) => records.push(record),
-                Err(Error::NotFound) => missing.push(id.unsigned_abs()),
+                Err(Error::NotFound) => missing.push(id),
                 Err(e) => return Err(e),
             }
         }

@@ -115,5 +115,6 @@ pub struct Contents<T> {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub deleted: Vec<u64>,
-    pub not_found: Vec<u64>,
+    /// As sent (a negative id is named as it was, not as its magnitude).
+    pub not_found: Vec<i64>,
 }
