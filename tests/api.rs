@@ -784,3 +784,41 @@ async fn serves_an_openapi_document_of_every_endpoint() {
         );
     }
 }
+
+/// A keyring supplied through the environment cannot grow: adding a key is
+/// refused for good (not 503 with `Retry-After`, which a client retries
+/// forever), and a keyring that does not read is reported without its text,
+/// which holds the keys.
+#[tokio::test]
+async fn a_keyring_from_the_environment_is_read_only_and_never_quoted() {
+    const MATERIAL: &str = "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=";
+    let keyring =
+        json!({ "current": 1, "keys": [{ "id": 1, "created_us": 0, "material": MATERIAL }] });
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_KEYRING".into(), keyring.to_string())],
+        ..Default::default()
+    });
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.IllegalArgument"),
+        "{envelope}"
+    );
+    assert!(message(&envelope).contains("read-only"), "{envelope}");
+    assert!(!envelope.to_string().contains(MATERIAL));
+
+    // The material where the id goes: serde_json's message would quote it.
+    let mixed_up =
+        json!({ "current": 1, "keys": [{ "id": MATERIAL, "created_us": 0, "material": "" }] });
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CREDHOST_KEYRING", mixed_up.to_string())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unreadable at line 1"), "{stderr}");
+    assert!(!stderr.contains(&MATERIAL[..16]), "{stderr}");
+}

@@ -34,6 +34,12 @@ pub enum KeyError {
     Wrapped(String),
     #[error("keyring store: {0}")]
     Store(String),
+    /// The keyring came from the environment: nothing can be added to it
+    /// here, however often it is asked.
+    #[error(
+        "the keyring was supplied through CREDHOST_KEYRING and is read-only: add keys where it is kept"
+    )]
+    ReadOnly,
 }
 
 /// A key as a shared store keeps it: wrapped, or retired (no material).
@@ -109,7 +115,7 @@ impl Keyring {
             Ok(text) => {
                 let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
                     path: PathBuf::from(format!("${KEYRING_ENV}")),
-                    reason: format!("unreadable: {e}"),
+                    reason: unreadable(&e),
                 })?;
                 if !file.keys.iter().any(|k| k.id == file.current && !k.retired) {
                     return Err(KeyError::File {
@@ -227,7 +233,7 @@ impl Keyring {
         let file = match std::fs::read(path) {
             Ok(bytes) => {
                 let file: KeyFile =
-                    serde_json::from_slice(&bytes).map_err(|e| fail(format!("unreadable: {e}")))?;
+                    serde_json::from_slice(&bytes).map_err(|e| fail(unreadable(&e)))?;
                 if !file.keys.iter().any(|k| k.id == file.current) {
                     return Err(fail(format!("current key {} is missing", file.current)));
                 }
@@ -395,11 +401,23 @@ impl Keyring {
     }
 
     fn writable(&self) -> Result<&Path, KeyError> {
-        self.path.as_deref().ok_or_else(|| KeyError::File {
-            path: PathBuf::from(format!("${KEYRING_ENV}")),
-            reason: "a keyring supplied through the environment is read-only".into(),
-        })
+        self.path.as_deref().ok_or(KeyError::ReadOnly)
     }
+}
+
+/// Where a keyring's JSON is wrong, without serde_json's message, which
+/// quotes a value of the wrong type: there, key material.
+fn unreadable(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => "a field of the wrong type or missing",
+        serde_json::error::Category::Eof => "cut short",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Io => "not JSON",
+    };
+    format!(
+        "unreadable at line {}, column {}: {what} (not quoted: it holds keys)",
+        e.line(),
+        e.column()
+    )
 }
 
 fn encode(file: &KeyFile) -> Vec<u8> {

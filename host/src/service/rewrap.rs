@@ -20,7 +20,7 @@ use super::sealing::associated_data;
 use super::{Error, Service};
 use crate::budget::Client;
 use crate::clock;
-use crate::keys::KeyInfo;
+use crate::keys::{KeyError, KeyInfo};
 use crate::secret::Secret;
 use crate::store::{Record, SealedSecret, SecretChange};
 
@@ -550,7 +550,11 @@ impl Service {
         tokio::task::spawn_blocking(move || keys.add_current(key))
             .await
             .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
-            .map_err(|e| Error::Unavailable(e.to_string()))
+            .map_err(|e| match e {
+                // Refused for good: a retry would get the same answer.
+                KeyError::ReadOnly => Error::IllegalArgument(e.to_string()),
+                e => Error::Unavailable(e.to_string()),
+            })
     }
 
     /// Makes an installed policy current; old rows are rewrapped in the background.
