@@ -225,3 +225,69 @@ async fn an_update_decided_on_a_row_changed_meanwhile_is_refused() {
     let (status, envelope) = server.patch(&path, body("kept", addr, "")).await;
     assert_eq!(status, 200, "{envelope}");
 }
+
+/// A batch validation that read a credential before an update moved it
+/// keeps no verdict on it: the update's own proof, of the row as it is now,
+/// stays the last validation shown. Before, the batch's verdict on the old
+/// targets was written over it when the batch ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_validation_does_not_overwrite_a_newer_update_s_proof() {
+    let quick = FakeSsh::start_with_latency(
+        &fake_ssh::loopback_ips(41_100, 2),
+        Duration::from_millis(1_000),
+    )
+    .await;
+    // A credential slower than the update, so the batch ends after it.
+    let slow = FakeSsh::start_with_latency(
+        &fake_ssh::loopback_ips(41_200, 1),
+        Duration::from_millis(2_500),
+    )
+    .await;
+    let (old, new) = (quick.addrs[0], quick.addrs[1]);
+    let server = Arc::new(Server::start(Options::default()));
+    let mut ids = Vec::new();
+    for (name, addr) in [("moves", old), ("slow", slow.addrs[0])] {
+        let (status, created) = server
+            .post(
+                "/api/v1/security/credential",
+                body(name, addr, fake_ssh::PASSWORD),
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        ids.push(created["data"]["credential_id"].as_u64().unwrap());
+    }
+    let batch = {
+        let (server, ids) = (server.clone(), ids.clone());
+        tokio::spawn(async move {
+            server
+                .post(
+                    "/api/v1/security/credentials/validate",
+                    json!({ "credential_id_list": [ids[1], ids[0]] }),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, moved) = server
+        .patch(
+            &format!("/api/v1/security/credential/{}", ids[0]),
+            body("moves", new, fake_ssh::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    let (status, answered) = batch.await.unwrap();
+    assert_eq!(status, 200, "{answered}");
+    let (status, last) = server
+        .get(&format!(
+            "/api/v1/security/credentials/validations?credential_id_list={}",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(status, 200, "{last}");
+    let shown = &last["data"]["contents"][0];
+    assert_eq!(
+        shown["details"][0]["target"]["port"],
+        new.port(),
+        "the last validation shown is of the old targets: {last}"
+    );
+}

@@ -2,6 +2,7 @@
 //! embedded file and a shared database (rows stay sealed: they move as they
 //! are, with the keys that open them), and applying schema migrations.
 
+use crate::store::Validation;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -235,9 +236,17 @@ async fn copy(
         after = last.id;
         target.store.import(&batch)?;
         let ids: Vec<u64> = batch.iter().map(|r| r.id).collect();
-        target
+        let validations: Vec<Validation> = source
             .store
-            .put_validations(&source.store.validations(&ids)?)?;
+            .validations(&ids)?
+            .into_iter()
+            .map(|(id, doc)| Validation {
+                id,
+                made_on: None,
+                doc,
+            })
+            .collect();
+        target.store.put_validations(&validations)?;
         rows += batch.len() as u64;
     }
 

@@ -2,6 +2,7 @@
 //! console shows it after a reload: written by batch validations and by the
 //! proofs of creates and updates.
 
+use crate::store::Validation;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Service};
@@ -52,11 +53,17 @@ pub(super) fn validation_doc(checked_us: i64, details: &[Detail]) -> String {
 impl Service {
     /// Keeps these verdicts as the credentials' last; a failure to write
     /// them is logged, never the request's failure.
-    pub(super) async fn remember(&self, verdicts: Vec<(u64, &[Detail])>) {
+    /// Keeps each credential's verdicts, as (id, the `updated_us` of the
+    /// row verified, details), unless an update replaced the row meanwhile.
+    pub(super) async fn remember(&self, verdicts: Vec<(u64, i64, &[Detail])>) {
         let now = clock::now_us();
-        let docs: Vec<(u64, String)> = verdicts
+        let docs: Vec<Validation> = verdicts
             .into_iter()
-            .map(|(id, details)| (id, validation_doc(now, details)))
+            .map(|(id, made_on, details)| Validation {
+                id,
+                made_on: Some(made_on),
+                doc: validation_doc(now, details),
+            })
             .collect();
         if let Err(e) = self.store(move |s| s.put_validations(&docs)).await {
             tracing::warn!("cannot keep the last validations: {e}");

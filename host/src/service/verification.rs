@@ -116,6 +116,8 @@ impl Service {
         if !missing.is_empty() {
             return Err(Error::NotFoundIds { ids: missing });
         }
+        // The rows as verified: a verdict is kept only on the same row.
+        let made_on: Vec<i64> = records.iter().map(|r| r.updated_us).collect();
         let contents: Vec<ValidationResult> = futures::stream::iter(records)
             .map(|record| self.check_stored(record, client))
             .buffered(self.settings.verify_concurrency.max(1))
@@ -124,7 +126,11 @@ impl Service {
         self.remember(
             contents
                 .iter()
-                .filter_map(|r| r.credential_id.map(|id| (id, r.details.as_slice())))
+                .zip(made_on)
+                .filter_map(|(r, made_on)| {
+                    r.credential_id
+                        .map(|id| (id, made_on, r.details.as_slice()))
+                })
                 .collect(),
         )
         .await;

@@ -22,6 +22,15 @@ pub enum Conflict {
     DuplicateHost(String),
 }
 
+/// A credential's last validation, as `put_validations` writes it.
+pub struct Validation {
+    pub id: u64,
+    /// The `updated_us` of the row that was validated; `None`: whatever
+    /// the row is now (a copy between stores).
+    pub made_on: Option<i64>,
+    pub doc: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("conflict: {0:?}")]
@@ -163,8 +172,11 @@ pub trait Store: Send + Sync + 'static {
     fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Records each credential's last validation (JSON the service owns),
-    /// replacing the one before; ids no longer stored are skipped.
-    fn put_validations(&self, docs: &[(u64, String)]) -> Result<(), StoreError>;
+    /// replacing the one before; ids no longer stored are skipped, and so
+    /// are validations of a row that an update replaced meanwhile (when
+    /// `made_on`, the `updated_us` of the row validated, is given): the
+    /// update's own proof is newer.
+    fn put_validations(&self, docs: &[Validation]) -> Result<(), StoreError>;
 
     /// The last validations of those of `ids` that have one.
     fn validations(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, StoreError>;

@@ -13,7 +13,7 @@ use redb::{
 
 use super::{
     Conflict, ListQuery, Page, Record, SealingCount, SecretChange, SecretWrite, SortField, Store,
-    StoreError, fold_name,
+    StoreError, Validation, fold_name,
 };
 
 const CREDENTIALS: TableDefinition<u64, &[u8]> = TableDefinition::new("credentials");
@@ -569,14 +569,18 @@ impl Store for RedbStore {
             .collect()
     }
 
-    fn put_validations(&self, docs: &[(u64, String)]) -> Result<(), StoreError> {
+    fn put_validations(&self, docs: &[Validation]) -> Result<(), StoreError> {
         self.write(|txn| {
             let credentials = txn.open_table(CREDENTIALS).map_err(backend)?;
             let mut validations = txn.open_table(VALIDATIONS).map_err(backend)?;
-            for (id, doc) in docs {
-                // A credential deleted meanwhile keeps no result.
-                if credentials.get(*id).map_err(backend)?.is_some() {
-                    validations.insert(*id, doc.as_str()).map_err(backend)?;
+            for v in docs {
+                // A credential deleted meanwhile keeps no result, and one
+                // updated meanwhile keeps its update's.
+                let Some(row) = load(&credentials, v.id)? else {
+                    continue;
+                };
+                if v.made_on.is_none_or(|made_on| made_on == row.updated_us) {
+                    validations.insert(v.id, v.doc.as_str()).map_err(backend)?;
                 }
             }
             Ok(())

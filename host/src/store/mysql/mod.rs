@@ -34,7 +34,7 @@ pub use options::{StoreOptions, StoreTls, redacted};
 
 use super::{
     Conflict, ListQuery, Page, Record, SealingCount, SecretChange, SecretWrite, SortField, Store,
-    StoreError, fold_name,
+    StoreError, Validation, fold_name,
 };
 
 pub struct MysqlStore {
@@ -856,15 +856,17 @@ impl Store for MysqlStore {
             .map_err(backend)
     }
 
-    fn put_validations(&self, docs: &[(u64, String)]) -> Result<(), StoreError> {
+    fn put_validations(&self, docs: &[Validation]) -> Result<(), StoreError> {
         self.write(|tx| {
-            for (id, doc) in docs {
-                // A credential deleted meanwhile keeps no result.
+            for v in docs {
+                // A credential deleted meanwhile keeps no result, and one
+                // updated meanwhile keeps its update's.
                 tx.exec_drop(
                     "INSERT INTO credhost_validations (credential_id, doc) \
-                     SELECT id, ? FROM credhost_credentials WHERE id = ? \
+                     SELECT id, ? FROM credhost_credentials \
+                     WHERE id = ? AND (? IS NULL OR updated_us = ?) \
                      ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
-                    (doc.as_bytes(), *id),
+                    (v.doc.as_bytes(), v.id, v.made_on, v.made_on),
                 )?;
             }
             Ok(())
