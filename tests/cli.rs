@@ -175,6 +175,80 @@ async fn credentials_from_create_to_delete() {
         .failure();
 }
 
+/// A key credential from a key file, its passphrase from stdin; a secret
+/// in `--set` (which other local users read in the process list) is refused,
+/// however its key is spelled.
+#[tokio::test]
+async fn keys_come_from_files_and_secrets_never_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let key = sshd::ClientKey::generate("ed25519", "key-pass-4471", false);
+    let sshd = Sshd::start_with_keys(std::slice::from_ref(&key.public_line));
+    let server = Server::start(Options::default());
+    let token = server.token("cli", "write");
+    let target = format!("127.0.0.1:{}", sshd.addr.port());
+    let key_file = home.path().join("id_ed25519");
+    std::fs::write(&key_file, &key.private).unwrap();
+
+    let created = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "create", "--name", "by-key"])
+            .args(["--target", &target, "--username", sshd::USER])
+            .arg("--private-key-file")
+            .arg(&key_file)
+            .arg("--passphrase-stdin")
+            .write_stdin("key-pass-4471\n")
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(created["ssh_secret"]["type"], "PUBLIC_KEY", "{created}");
+    assert_eq!(
+        created["ssh_secret"]["key_fingerprint"], key.fingerprint,
+        "{created}"
+    );
+    // Renamed, the stored key kept; then the key given again, from its file.
+    let id = created["credential_id"].to_string();
+    cli(home.path(), &server, &token)
+        .args(["credential", "update", &id, "--name", "renamed"])
+        .assert()
+        .success();
+    let updated = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "update", &id])
+            .arg("--private-key-file")
+            .arg(&key_file)
+            .arg("--passphrase-stdin")
+            .write_stdin("key-pass-4471\n")
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(updated["name"], "renamed", "{updated}");
+    assert_eq!(
+        updated["ssh_secret"]["key_fingerprint"], key.fingerprint,
+        "{updated}"
+    );
+
+    for set in [
+        "private_key=-----BEGIN",
+        "PassPhrase=hunter2",
+        "passphrase=hunter2",
+    ] {
+        cli(home.path(), &server, &token)
+            .args(["credential", "create", "--name", "x", "--target", &target])
+            .args(["--username", "u", "--passphrase-stdin", "--set", set])
+            .write_stdin("p\n")
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains("never goes on the command line"));
+        cli(home.path(), &server, &token)
+            .args(["credential", "update", "1", "--set", set])
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains("never goes on the command line"));
+    }
+}
+
 #[tokio::test]
 async fn lists_page_through_everything() {
     let home = tempfile::tempdir().unwrap();

@@ -67,12 +67,64 @@ pub struct Property {
     targets: Vec<String>,
     #[arg(long)]
     username: String,
-    /// Another field of the property, KEY=VALUE (VALUE as JSON if it parses).
+    /// Another field of the property, KEY=VALUE (VALUE as JSON if it
+    /// parses); never a secret (`passphrase`, `private_key`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     extra: Vec<String>,
-    /// Read the passphrase from the first line of stdin instead of a prompt.
+    /// Read the passphrase from the first line of stdin instead of a prompt
+    /// (with --private-key-file: the key's passphrase).
     #[arg(long)]
     passphrase_stdin: bool,
+    #[command(flatten)]
+    key: KeyFile,
+}
+
+/// A key credential's private key, from a file: never from the command
+/// line, where other local users can read it.
+#[derive(Debug, Args)]
+pub struct KeyFile {
+    /// A private key file (OpenSSH or PEM) to log in with: for HOST, a
+    /// `PUBLIC_KEY` credential. Its passphrase, if it has one, comes from
+    /// --passphrase-stdin or --key-passphrase.
+    #[arg(long, value_name = "PATH")]
+    private_key_file: Option<std::path::PathBuf>,
+    /// Prompt for the private key's passphrase.
+    #[arg(
+        long,
+        requires = "private_key_file",
+        conflicts_with = "passphrase_stdin"
+    )]
+    key_passphrase: bool,
+}
+
+impl KeyFile {
+    /// Puts the key (and its passphrase, if asked for) in `property`;
+    /// false when there is no key file.
+    fn apply(
+        &self,
+        property: &mut Map<String, Value>,
+        target_type: &str,
+        passphrase_stdin: bool,
+    ) -> anyhow::Result<bool> {
+        let Some(path) = &self.private_key_file else {
+            return Ok(false);
+        };
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the private key {}", path.display()))?,
+        );
+        property.insert("private_key".into(), text.as_str().into());
+        if target_type.eq_ignore_ascii_case("HOST") {
+            property.insert("type".into(), "PUBLIC_KEY".into());
+        }
+        if passphrase_stdin || self.key_passphrase {
+            let secret = passphrase(passphrase_stdin)?;
+            property.insert("passphrase".into(), secret.as_str().into());
+        } else {
+            property.remove("passphrase");
+        }
+        Ok(true)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -89,11 +141,14 @@ pub struct Change {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     extra: Vec<String>,
     /// Prompt for a new passphrase.
-    #[arg(long, conflicts_with = "passphrase_stdin")]
+    #[arg(long, conflicts_with_all = ["passphrase_stdin", "private_key_file"])]
     passphrase: bool,
-    /// Read a new passphrase from the first line of stdin.
+    /// Read a new passphrase from the first line of stdin (with
+    /// --private-key-file: the new key's passphrase).
     #[arg(long)]
     passphrase_stdin: bool,
+    #[command(flatten)]
+    key: KeyFile,
 }
 
 /// A passphrase from stdin or from a prompt that does not echo; never argv.
@@ -147,6 +202,16 @@ fn set_extra(property: &mut Map<String, Value>, extra: &[String]) -> anyhow::Res
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| anyhow!("--set {pair}: expected KEY=VALUE"))?;
+        // Matched as the server matches keys: `PassPhrase` is the passphrase.
+        if ["passphrase", "private_key"]
+            .iter()
+            .any(|secret| credhost_binding::names(key, secret))
+        {
+            bail!(
+                "--set {key}: a secret never goes on the command line, where other users \
+                 can read it; use a prompt, --passphrase-stdin or --private-key-file"
+            );
+        }
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
         property.insert(key.to_string(), value);
     }
@@ -191,8 +256,13 @@ pub async fn run(api: &Api, format: Format, command: CredentialCommand) -> anyho
                 property.insert("type".into(), "PASSWORD".into());
             }
             set_extra(&mut property, &p.extra)?;
-            let secret = passphrase(p.passphrase_stdin)?;
-            property.insert("passphrase".into(), secret.as_str().into());
+            if !p
+                .key
+                .apply(&mut property, &p.target_type, p.passphrase_stdin)?
+            {
+                let secret = passphrase(p.passphrase_stdin)?;
+                property.insert("passphrase".into(), secret.as_str().into());
+            }
             let body = json!({ "target_type": p.target_type, "name": p.name,
                                "description": p.description, field: property });
             let data = api.post("/api/v1/security/credential", body).await?;
@@ -367,13 +437,18 @@ async fn update(api: &Api, format: Format, id: u64, change: Change) -> anyhow::R
         property.insert("username".into(), username.into());
     }
     set_extra(&mut property, &change.extra)?;
-    let secret = if change.passphrase || change.passphrase_stdin {
-        passphrase(change.passphrase_stdin)?
-    } else {
-        // obshell's "keep the stored passphrase".
-        Zeroizing::new(String::new())
-    };
-    property.insert("passphrase".into(), secret.as_str().into());
+    if !change
+        .key
+        .apply(&mut property, &target_type, change.passphrase_stdin)?
+    {
+        let secret = if change.passphrase || change.passphrase_stdin {
+            passphrase(change.passphrase_stdin)?
+        } else {
+            // obshell's "keep the stored passphrase".
+            Zeroizing::new(String::new())
+        };
+        property.insert("passphrase".into(), secret.as_str().into());
+    }
     let body = json!({
         "name": change.name.unwrap_or_else(|| cell(&current["name"])),
         "description": change.description.unwrap_or_else(|| cell(&current["description"])),
