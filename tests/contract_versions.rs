@@ -288,6 +288,35 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             "{envelope}"
         );
     }
+    // A plugin that quotes the secret it was given (here, in its verdicts)
+    // has it blanked, in the answer, the log and a stored validation; and a
+    // refusal, like a verdict, is kept to its first KiB.
+    const ECHOED: &str = "Echoed-secret-9931";
+    let echo = json!({ "mode": "echo-secret", "secret": ECHOED });
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            json!({ "target_type": "BREAKER", "breaker_property": echo }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(
+        envelope["data"]["details"][1]["message"], "****** was refused, ******!",
+        "{envelope}"
+    );
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            json!({ "target_type": "BREAKER", "name": "echo", "breaker_property": echo }),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(!envelope.to_string().contains(ECHOED), "{envelope}");
+    assert!(!server.log_text().contains(ECHOED), "the log quotes it");
+    let (status, envelope) = validated("long-refusal").await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(message(&envelope).len() < 1_100, "{envelope}");
+    assert!(message(&envelope).ends_with('…'), "{envelope}");
     // Each round of these is well within the deadline; together they are
     // not, and the deadline is the call's.
     let (status, envelope) = validated("slow-asks").await;

@@ -172,22 +172,54 @@ pub struct Detail {
     pub message: String,
 }
 
-/// Bytes of a detail's message kept (see [`Detail::new`]).
+/// Bytes of a plugin's message kept (a verdict's or a refusal's).
 pub const MAX_DETAIL_MESSAGE: usize = 1024;
 
-impl Detail {
-    pub fn new(target: Endpoint, reason: Reason, mut message: String) -> Self {
-        // One detail per target, kept with the credential: a plugin's
-        // message is cut to its first KiB, so a thousand targets' verdicts
-        // stay small whatever each call may return.
-        if message.len() > MAX_DETAIL_MESSAGE {
-            let mut end = MAX_DETAIL_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
+/// A plugin's message cut to its first KiB, at a character: one detail per
+/// target is kept with the credential, and a thousand targets' verdicts
+/// (or a refusal) stay small whatever each call may return.
+pub fn cut(mut message: String) -> String {
+    if message.len() > MAX_DETAIL_MESSAGE {
+        let mut end = MAX_DETAIL_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
         }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// A plugin's message with what it could quote of the secret it was given
+/// blanked: the secret's text and, for a secret that is a JSON object (a
+/// key and its passphrase), each of its string values. A plugin should
+/// never quote its secret; this keeps one that does out of the answer, the
+/// log and the stored validation. Pieces under 4 bytes are left: they
+/// would blank common words, and tell little.
+pub fn scrub(mut message: String, secret: &[u8]) -> String {
+    let Ok(text) = std::str::from_utf8(secret) else {
+        return message;
+    };
+    let values: Vec<String> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+            .map(|object| {
+                object
+                    .into_iter()
+                    .filter_map(|(_, value)| value.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+    for piece in std::iter::once(text).chain(values.iter().map(String::as_str)) {
+        if piece.len() >= 4 && message.contains(piece) {
+            message = message.replace(piece, "******");
+        }
+    }
+    message
+}
+
+impl Detail {
+    pub fn new(target: Endpoint, reason: Reason, message: String) -> Self {
+        let message = cut(message);
         Self {
             target,
             connection_result: if reason == Reason::Ok {
@@ -231,4 +263,26 @@ pub struct PolicyInfo {
     pub name: String,
     pub algorithm: String,
     pub key_length: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_secret_is_blanked_and_a_key_s_parts_too() {
+        assert_eq!(
+            scrub("no: hunter22 (hunter22)".into(), b"hunter22"),
+            "no: ****** (******)"
+        );
+        let key = br#"{"private_key":"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn","passphrase":"pass-4471"}"#;
+        assert_eq!(
+            scrub("wrong passphrase pass-4471".into(), key),
+            "wrong passphrase ******"
+        );
+        // Too short to blank without blanking words; bytes that are not text.
+        assert_eq!(scrub("root was refused".into(), b"oot"), "root was refused");
+        assert_eq!(scrub("fine".into(), &[0xff, 0xfe, 0x00, 0x01]), "fine");
+        assert_eq!(cut("é".repeat(600)), format!("{}…", "é".repeat(512)));
+    }
 }

@@ -21,7 +21,7 @@ use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
 use super::types::{
     Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, RefusalCode, SecretChange,
-    Target, VerifierInfo,
+    Target, VerifierInfo, cut, scrub,
 };
 use crate::budget::Client;
 use crate::capabilities::private_key::KeyCache;
@@ -670,7 +670,10 @@ impl VerifierPlugin {
             }
         };
         match answer {
-            Err(refusal) => Ok(Err(refusal)),
+            Err(refusal) => Ok(Err(Refusal {
+                message: cut(refusal.message),
+                ..refusal
+            })),
             Ok(answer) => self.adopt(answer, purpose).map(Ok),
         }
     }
@@ -746,56 +749,68 @@ impl VerifierPlugin {
                         },
                     )
                     .await?;
-                self.adopt_0_1(details, targets)
+                self.adopt_0_1(details, targets, secret.expose())
             }
             Pre::V0_2(set) => {
                 let secret = secret.expose();
-                self.fan_out(targets, host_keys, client, |target, work| async move {
-                    let target = v0_2::verifier::credhost::plugin::types::Target {
-                        ip: target.ip.to_string(),
-                        port: target.port,
-                    };
-                    let v = self
-                        .call_0_2(
-                            set,
-                            "verify-target",
-                            &self.meta.limits,
-                            work,
-                            async move |g, s| {
-                                g.call_verify_target(s, public, secret, &target).await
-                            },
-                            |v| v.message.len() + 8,
-                        )
-                        .await?;
-                    Ok((reason_0_2(v.reason), v.message))
-                })
+                self.fan_out(
+                    targets,
+                    host_keys,
+                    client,
+                    secret,
+                    |target, work| async move {
+                        let target = v0_2::verifier::credhost::plugin::types::Target {
+                            ip: target.ip.to_string(),
+                            port: target.port,
+                        };
+                        let v = self
+                            .call_0_2(
+                                set,
+                                "verify-target",
+                                &self.meta.limits,
+                                work,
+                                async move |g, s| {
+                                    g.call_verify_target(s, public, secret, &target).await
+                                },
+                                |v| v.message.len() + 8,
+                            )
+                            .await?;
+                        Ok((reason_0_2(v.reason), v.message))
+                    },
+                )
                 .await
             }
             Pre::V0_3(set) => {
                 let secret = secret.expose();
-                self.fan_out(targets, host_keys, client, |target, work| async move {
-                    let target = v0_3::verifier::credhost::plugin::types::Target {
-                        ip: target.ip.to_string(),
-                        port: target.port,
-                    };
-                    let v: Result<_, PluginError> =
-                        with_asks!(self, work, |work, answers, limits| {
-                            let target = &target;
-                            self.round_0_3(
-                                set,
-                                "verify-target",
-                                &limits,
-                                work.clone(),
-                                async move |g, s| {
-                                    g.call_verify_target(s, public, secret, target, answers)
-                                        .await
-                                },
-                            )
-                            .await?
-                        });
-                    let v = v?;
-                    Ok((reason_0_3(v.reason), v.message))
-                })
+                self.fan_out(
+                    targets,
+                    host_keys,
+                    client,
+                    secret,
+                    |target, work| async move {
+                        let target = v0_3::verifier::credhost::plugin::types::Target {
+                            ip: target.ip.to_string(),
+                            port: target.port,
+                        };
+                        let v: Result<_, PluginError> =
+                            with_asks!(self, work, |work, answers, limits| {
+                                let target = &target;
+                                self.round_0_3(
+                                    set,
+                                    "verify-target",
+                                    &limits,
+                                    work.clone(),
+                                    async move |g, s| {
+                                        g.call_verify_target(s, public, secret, target, answers)
+                                            .await
+                                    },
+                                )
+                                .await?
+                            });
+                        let v = v?;
+                        Ok((reason_0_3(v.reason), v.message))
+                    },
+                )
                 .await
             }
         }
@@ -810,6 +825,7 @@ impl VerifierPlugin {
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
+        secret: &[u8],
         verify_target: impl Fn(Target, Work) -> F,
     ) -> Result<Vec<Detail>, PluginError>
     where
@@ -836,6 +852,7 @@ impl VerifierPlugin {
                 Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
                 Err(e) => (Reason::Other, e.to_string()),
             };
+            let message = scrub(message, secret);
             details.push(Detail::new(Endpoint::from(*target), reason, message));
         }
         Ok(details)
@@ -847,6 +864,7 @@ impl VerifierPlugin {
         &self,
         details: Vec<wit1::Detail>,
         targets: &[Target],
+        secret: &[u8],
     ) -> Result<Vec<Detail>, PluginError> {
         if details.len() != targets.len() {
             return Err(self.broke(format!(
@@ -873,7 +891,7 @@ impl VerifierPlugin {
                         port: d.target.port,
                     },
                     reason,
-                    d.message,
+                    scrub(d.message, secret),
                 ))
             })
             .collect()
