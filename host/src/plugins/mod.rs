@@ -9,6 +9,7 @@ mod error;
 mod export;
 mod interfaces;
 mod limits;
+mod plugin_file;
 mod policy;
 mod registry;
 mod runtime;

@@ -13,6 +13,7 @@ use super::contract::{self, Kind};
 use super::embedded;
 use super::error::PluginError;
 use super::limits::{Limits, LimitsOverride};
+use super::plugin_file;
 use super::policy::PolicyPlugin;
 use super::runtime::Runtime;
 use super::types::{PluginMeta, Source};
@@ -83,6 +84,14 @@ impl Registry {
         let Some(dir) = dir else {
             return Ok(registry);
         };
+        if let Err(reason) = plugin_file::check_dir(dir)
+            && dir.exists()
+        {
+            return Err(PluginError::Load {
+                source_name: dir.display().to_string(),
+                reason,
+            });
+        }
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -98,7 +107,7 @@ impl Registry {
         };
         files.sort();
         for file in files {
-            let result = match std::fs::read(&file) {
+            let result = match plugin_file::read(&file) {
                 Ok(bytes) => {
                     let name = file
                         .file_name()
@@ -115,9 +124,9 @@ impl Registry {
                         )
                         .await
                 }
-                Err(e) => Err(PluginError::Load {
+                Err(reason) => Err(PluginError::Load {
                     source_name: file.display().to_string(),
-                    reason: e.to_string(),
+                    reason,
                 }),
             };
             if let Err(e) = result {
