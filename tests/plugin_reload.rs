@@ -106,6 +106,30 @@ async fn drop_in_a_verifier_use_it_and_take_it_away() {
         .unwrap();
     assert_eq!(ob["source"]["kind"], "directory");
     assert_eq!(ob["name"], "ob-verifier");
+    // The audit log says which code came, by its SHA-256, and from where.
+    // (Events are written beside the request, not before its answer.)
+    let mut audit = String::new();
+    for _ in 0..100 {
+        audit = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+        if audit.contains("plugins.reloaded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reloaded_line = audit
+        .lines()
+        .rev()
+        .find(|l| l.contains("plugins.reloaded"))
+        .unwrap_or_else(|| panic!("no reload in the audit log: {audit}"));
+    assert!(
+        reloaded_line.contains("verifier OB")
+            && reloaded_line.contains(ob["sha256"].as_str().unwrap()),
+        "{reloaded_line}"
+    );
+    assert!(
+        !reloaded_line.contains("verifier HOST"),
+        "HOST did not change: {reloaded_line}"
+    );
 
     // OB credentials live next to HOST ones; the same ip is fine across types.
     let (status, created) = server
