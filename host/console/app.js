@@ -94,8 +94,10 @@ async function start() {
     await whoami();
   } catch (err) {
     if (err instanceof ApiError && [400, 401, 403].includes(err.status)) {
-      if (token()) setToken(null);
-      signInView(main, token() ? err.message : '');
+      // A token this tab kept was refused (revoked, expired): say why.
+      const refused = token();
+      if (refused) setToken(null);
+      signInView(main, refused ? err.message : '');
       return;
     }
     clear(main, h('p', { class: 'error', role: 'alert' }, err.message || String(err)));

@@ -267,6 +267,16 @@ def walk(page, context):
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Credentials")).to_be_visible()
 
+    # A token the tab kept that the server refuses now (revoked, expired):
+    # the sign-in form says why, and the token is forgotten.
+    page.evaluate("""Object.keys(sessionStorage).forEach(k =>
+        sessionStorage.setItem(k, 'credhost_revoked_0000000000000000'))""")
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#sign-in-error")).not_to_be_empty()
+    if page.evaluate("sessionStorage.length") != 0:
+        problems.append("a refused token was kept")
+
 
 
 def main():
