@@ -152,10 +152,16 @@ impl Registry {
             source_name: file.to_string(),
             reason,
         };
-        let component = runtime
-            .cache
-            .component(runtime.engine(), bytes)
-            .map_err(|e| load_error(format!("{e:#}")))?;
+        // Compiling takes seconds of CPU: off the async threads, so a
+        // reload while serving leaves every request answered.
+        let component = {
+            let (cache, engine) = (runtime.cache.clone(), runtime.engine().clone());
+            let owned = bytes.to_vec();
+            tokio::task::spawn_blocking(move || cache.component(&engine, &owned))
+                .await
+                .map_err(|e| load_error(format!("the compile task failed: {e}")))?
+                .map_err(|e| load_error(format!("{e:#}")))?
+        };
         let (kind, version) = contract::detect(runtime.engine(), &component).map_err(load_error)?;
         let meta = |limits: Limits| PluginMeta {
             name: file.to_string(),

@@ -559,6 +559,9 @@ impl Service {
 
     /// Makes an installed policy current; old rows are rewrapped in the background.
     pub async fn set_policy(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+        // A reload must not swap in a set without the policy between this
+        // check and the switch.
+        let _no_reload = self.reloading.lock().await;
         let registry = self.plugins();
         if registry.policy(name).is_none() {
             let installed: Vec<String> = registry.policies().map(|p| p.info.name.clone()).collect();
