@@ -170,7 +170,7 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     let mut secrets = vec![
         sshd::PASSWORD.to_string(),
         PASSWORD.to_string(),
-        token.rsplit('_').next().unwrap().to_string(),
+        token.splitn(3, '_').nth(2).unwrap().to_string(),
         token_id.to_string(),
     ];
     for key in keyring["keys"].as_array().unwrap() {

@@ -384,7 +384,11 @@ async fn login_tokens_and_failures() {
         .clone();
     assert_eq!(ci_record["scope"], "validate");
     assert!(ci_record["expires_at"].is_string());
-    assert!(!listed.to_string().contains(ci.rsplit('_').next().unwrap()));
+    assert!(
+        !listed
+            .to_string()
+            .contains(ci.splitn(3, '_').nth(2).unwrap())
+    );
     cli(home.path(), &server, &admin)
         .args(["token", "revoke", ci_record["id"].as_str().unwrap()])
         .assert()
