@@ -196,25 +196,42 @@ pub fn cut(mut message: String) -> String {
 /// never quote its secret; this keeps one that does out of the answer, the
 /// log and the stored validation. Pieces under 4 bytes are left: they
 /// would blank common words, and tell little.
-pub fn scrub(mut message: String, secret: &[u8]) -> String {
-    let Ok(text) = std::str::from_utf8(secret) else {
-        return message;
-    };
-    let values: Vec<String> =
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+pub fn scrub(message: String, secret: &[u8]) -> String {
+    Scrubber::of(secret).apply(message)
+}
+
+/// The pieces [`scrub`] blanks, found once per credential and applied to
+/// each of its targets' verdicts.
+pub struct Scrubber(Vec<String>);
+
+impl Scrubber {
+    pub fn of(secret: &[u8]) -> Self {
+        let Ok(text) = std::str::from_utf8(secret) else {
+            return Self(Vec::new());
+        };
+        let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
             .map(|object| {
                 object
                     .into_iter()
                     .filter_map(|(_, value)| value.as_str().map(str::to_owned))
                     .collect()
             })
-            .unwrap_or_default();
-    for piece in std::iter::once(text).chain(values.iter().map(String::as_str)) {
-        if piece.len() >= 4 && message.contains(piece) {
-            message = message.replace(piece, "******");
-        }
+            .unwrap_or_else(|_| Vec::new());
+        let pieces = std::iter::once(text.to_owned())
+            .chain(values)
+            .filter(|piece| piece.len() >= 4)
+            .collect();
+        Self(pieces)
     }
-    message
+
+    pub fn apply(&self, mut message: String) -> String {
+        for piece in &self.0 {
+            if message.contains(piece.as_str()) {
+                message = message.replace(piece.as_str(), "******");
+            }
+        }
+        message
+    }
 }
 
 impl Detail {

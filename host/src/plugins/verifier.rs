@@ -20,8 +20,8 @@ use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
 use super::types::{
-    Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, RefusalCode, SecretChange,
-    Target, VerifierInfo, cut, scrub,
+    Detail, Endpoint, Normalized, PluginMeta, Purpose, Reason, Refusal, RefusalCode, Scrubber,
+    SecretChange, Target, VerifierInfo, cut,
 };
 use crate::budget::Client;
 use crate::capabilities::private_key::KeyCache;
@@ -843,6 +843,7 @@ impl VerifierPlugin {
             };
             (target, verify_target(*target, work).await)
         });
+        let scrubber = Scrubber::of(secret);
         let mut details = Vec::with_capacity(targets.len());
         for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {
             let (reason, message) = match verdict {
@@ -852,7 +853,7 @@ impl VerifierPlugin {
                 Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
                 Err(e) => (Reason::Other, e.to_string()),
             };
-            let message = scrub(message, secret);
+            let message = scrubber.apply(message);
             details.push(Detail::new(Endpoint::from(*target), reason, message));
         }
         Ok(details)
@@ -873,6 +874,7 @@ impl VerifierPlugin {
                 targets.len()
             )));
         }
+        let scrubber = Scrubber::of(secret);
         details
             .into_iter()
             .map(|d| {
@@ -891,7 +893,7 @@ impl VerifierPlugin {
                         port: d.target.port,
                     },
                     reason,
-                    scrub(d.message, secret),
+                    scrubber.apply(d.message),
                 ))
             })
             .collect()
