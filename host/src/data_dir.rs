@@ -28,7 +28,8 @@ pub enum DataDirError {
 /// Files whose disclosure or replacement gives away secrets or control.
 const KEY_FILES: [&str; 3] = ["keys.json", "rsa_key.der", "cache.key"];
 
-fn euid() -> u32 {
+/// The user the server runs as.
+pub(crate) fn euid() -> u32 {
     // SAFETY: a plain syscall with no arguments.
     unsafe { libc::geteuid() }
 }

@@ -16,8 +16,7 @@ pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 /// Why `meta` may not be trusted to hold plugins: another owner than this
 /// server's user or root, or writable by group or others.
 fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
-    // SAFETY: a plain syscall with no arguments.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::data_dir::euid();
     if meta.uid() != me && meta.uid() != 0 {
         return Some(format!(
             "owned by uid {}, not by this server's uid {me} or root",
