@@ -33,7 +33,7 @@ pub struct Sealed {
 }
 
 /// The fields of the auth header, before encryption.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Claims {
     pub auth: String,
     pub ts: String,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::capabilities::SshSettings;
 use crate::plugins::{EngineSettings, LimitsOverride};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the API listens.
@@ -191,7 +191,7 @@ impl Default for Config {
 }
 
 /// What flags and the environment may set (clap reads both).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct Overrides {
     /// A TOML configuration file.
     #[arg(long, env = "CREDHOST_CONFIG")]
@@ -466,7 +466,8 @@ mod tests {
             config: Some(path),
             ..Default::default()
         })
-        .unwrap_err();
+        .err()
+        .expect("an unknown key is refused");
         assert!(error.to_string().contains("listen_typo"));
     }
 }

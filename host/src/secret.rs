@@ -50,4 +50,19 @@ mod tests {
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("7 bytes"));
     }
+
+    /// What holds a secret in a plain `String` (the API and store
+    /// passwords, an obshell header's password and body key, a token just
+    /// issued) has no `Debug` at all: `{:?}` of it, or of anything that
+    /// holds it, does not compile, so no log line can show it by accident.
+    /// (A request's notes, which hold a header's body key, are checked in
+    /// `api::observe`.)
+    #[test]
+    fn plain_holders_of_secrets_cannot_be_debug_printed() {
+        use static_assertions::assert_not_impl_any;
+        assert_not_impl_any!(crate::config::Config: fmt::Debug);
+        assert_not_impl_any!(crate::config::Overrides: fmt::Debug);
+        assert_not_impl_any!(crate::client::Claims: fmt::Debug);
+        assert_not_impl_any!(crate::service::tokens::IssuedToken: fmt::Debug);
+    }
 }

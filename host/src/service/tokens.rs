@@ -86,7 +86,7 @@ impl TokenView {
 }
 
 /// A token just made: the only time its secret is seen.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub token: String,
     #[serde(flatten)]
