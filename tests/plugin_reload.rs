@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::mariadb::{self, MariaDb};
-use support::server::{Options, Server, err_code};
+use support::server::{Options, Server, err_code, message, rewrap_settled};
 use support::sshd::{self, Sshd};
 
 fn ob_body(name: &str, db: &MariaDb) -> Value {
@@ -268,4 +268,52 @@ async fn no_request_fails_because_of_a_reload() {
             assert_eq!(contents[0]["succeeded_count"], 1, "{envelope}");
         }
     }
+}
+
+/// Rows a rewrap could not move stay sealed by their policy, and only it
+/// opens them: a reload without that policy is refused, and nothing
+/// changes, until the rows are moved or the policy is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
+    let sshd = Sshd::start();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let forgetful = plugin_dir.path().join("forgetful_policy.wasm");
+    let built = credhost::plugins::embedded::build_dir().join("forgetful_policy.wasm");
+    std::fs::copy(&built, &forgetful).unwrap();
+    let server = Server::start(Options {
+        args: vec![
+            "--plugin-dir".into(),
+            plugin_dir.path().display().to_string(),
+        ],
+        ..Default::default()
+    });
+    let policy = "/api/v1/security/encryption/policy";
+    let (status, envelope) = server.put(policy, json!({ "policy": "forgetful" })).await;
+    assert_eq!(status, 200, "{envelope}");
+    let (status, created) = server
+        .post("/api/v1/security/credential", host_body("kept", &sshd))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    // The rewrap back cannot open that row (this policy opens nothing), so
+    // it stops and the row stays as it was sealed.
+    let (status, envelope) = server.put(policy, json!({ "policy": "aes-256-gcm" })).await;
+    assert_eq!(status, 200, "{envelope}");
+    let settled = rewrap_settled(&server).await;
+    assert_eq!(settled["rewrap"]["state"], "failed", "{settled}");
+
+    std::fs::remove_file(&forgetful).unwrap();
+    let (status, envelope) = server.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Common.IllegalArgument");
+    let said = message(&envelope);
+    assert!(
+        said.contains("'forgetful'") && said.contains("1 stored credential"),
+        "{said}"
+    );
+    let (_, plugins) = server.get("/api/v1/plugins").await;
+    assert!(plugins.to_string().contains("forgetful"), "{plugins}");
+
+    std::fs::copy(&built, &forgetful).unwrap();
+    let (status, envelope) = server.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
 }

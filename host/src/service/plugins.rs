@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Error, Service};
 use crate::plugins::{LimitsOverride, LoadFailure, PluginSummary, Registry, Runtime, Source};
+use crate::store::SealingCount;
 
 /// Where plugins come from, to load them again.
 pub struct PluginSource {
@@ -56,6 +57,19 @@ impl Service {
         if registry.policy(&active).is_none() {
             return Err(Error::IllegalArgument(format!(
                 "the reload would unload the active encryption policy '{active}'; nothing was changed"
+            )));
+        }
+        // Rows a rewrap has not moved yet (it runs, or it stopped on a row
+        // it could not open) can only be opened by the policy that sealed
+        // them: without it they would be unreadable until it came back.
+        let counts = self.store(|s| s.sealing_counts()).await?;
+        if let Some((policy, rows)) = still_sealing(&counts, |name| registry.policy(name).is_some())
+        {
+            return Err(Error::IllegalArgument(format!(
+                "the reload would unload the encryption policy '{policy}', which {rows} stored \
+                 credential(s) are still sealed by; nothing was changed. Move them first: \
+                 the rewrap to '{active}' does (GET /api/v1/security/encryption shows it, \
+                 POST /api/v1/security/encryption/rewrap resumes it)"
             )));
         }
         let loaded: Vec<String> = registry
@@ -121,4 +135,45 @@ fn changes(before: &Registry, after: &Registry) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// The first policy rows are sealed by that `loaded` lacks, with its rows.
+fn still_sealing(counts: &[SealingCount], loaded: impl Fn(&str) -> bool) -> Option<(&str, u64)> {
+    let mut missing = counts.iter().filter(|c| c.rows > 0 && !loaded(&c.policy));
+    let first = missing.next()?;
+    let rows = first.rows
+        + missing
+            .filter(|c| c.policy == first.policy)
+            .map(|c| c.rows)
+            .sum::<u64>();
+    Some((&first.policy, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(policy: &str, key_id: u32, rows: u64) -> SealingCount {
+        SealingCount {
+            policy: policy.into(),
+            key_id,
+            rows,
+        }
+    }
+
+    #[test]
+    fn names_the_first_missing_policy_with_all_its_rows() {
+        let counts = [
+            count("aes-256-gcm", 1, 5),
+            count("gone", 1, 2),
+            count("gone", 2, 3),
+            count("later", 1, 7),
+        ];
+        let loaded = |name: &str| name == "aes-256-gcm";
+        assert_eq!(still_sealing(&counts, loaded), Some(("gone", 5)));
+        let loaded = |name: &str| name != "later";
+        assert_eq!(still_sealing(&counts, loaded), Some(("later", 7)));
+        assert_eq!(still_sealing(&counts, |_| true), None);
+        assert_eq!(still_sealing(&[count("gone", 1, 0)], |_| false), None);
+    }
 }
