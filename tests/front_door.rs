@@ -563,6 +563,49 @@ fn a_settings_file_with_a_mistake_is_reported_without_its_values() {
     }
 }
 
+/// A settings file that names a certificate but no key (or a key but no
+/// certificate) is refused at start: the server would otherwise take it as
+/// TLS when judging its exposure, and then serve plain HTTP.
+#[test]
+fn half_a_tls_setting_is_refused_at_start() {
+    for line in [
+        "tls_cert = \"/nonexistent/cert.pem\"",
+        "tls_key = \"/nonexistent/key.pem\"",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("credhost.toml");
+        std::fs::write(&config, format!("{line}\n")).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("CREDHOST_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{line}: the server started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{line}");
+        assert!(
+            stderr.contains("tls_cert and tls_key go together"),
+            "{line}: {stderr}"
+        );
+    }
+}
+
 /// A password over plain HTTP beyond loopback is refused at start; on
 /// loopback it is allowed with a warning.
 #[test]

@@ -336,6 +336,16 @@ impl Config {
         if config.store.as_deref() == Some("redb") {
             config.store = None;
         }
+        // One without the other would serve plain HTTP where TLS was meant.
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err(ConfigError {
+                path: overrides
+                    .config
+                    .as_ref()
+                    .map_or_else(|| "flags".into(), |p| p.display().to_string()),
+                reason: "tls_cert and tls_key go together: give both, or neither".into(),
+            });
+        }
         Ok(config)
     }
 

@@ -186,7 +186,7 @@ fn announce(scheme: &str, addr: std::net::SocketAddr, config: &Config) {
 /// protecting it, and warns about the weaker ones it allows.
 fn check_exposure(config: &Config) -> anyhow::Result<()> {
     let loopback = config.listen.ip().is_loopback();
-    let tls = config.tls_cert.is_some();
+    let tls = config.tls_cert.is_some() && config.tls_key.is_some();
     if config.password.is_none() && !loopback && !config.allow_remote_without_password {
         anyhow::bail!(
             "refusing to listen on {} without a password: set one (config file or CREDHOST_PASSWORD) \
