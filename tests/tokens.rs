@@ -216,6 +216,55 @@ async fn revocation_and_expiry_hold_at_once() {
     assert_eq!(a["error"], b["error"]);
 }
 
+/// An admin token that expires cannot outlive itself by making another
+/// admin token without an end: what it makes expires when it does, at the
+/// latest.
+#[tokio::test]
+async fn a_token_that_expires_makes_none_that_outlives_it() {
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    let make = |by: String, body: Value| {
+        let server = &server;
+        async move {
+            let (status, made) = server
+                .call_as(&by, Method::POST, "/api/v1/tokens", Some(body))
+                .await;
+            assert_eq!(status, 200, "{made}");
+            made["data"].clone()
+        }
+    };
+    let contractor = make(
+        admin.clone(),
+        json!({ "name": "contractor", "scope": "admin", "ttl_secs": 2 }),
+    )
+    .await;
+    let contractor = contractor["token"].as_str().unwrap().to_string();
+    let forever = make(
+        contractor.clone(),
+        json!({ "name": "forever", "scope": "admin" }),
+    )
+    .await;
+    let longer = make(
+        contractor,
+        json!({ "name": "longer", "scope": "admin", "ttl_secs": 86_400 }),
+    )
+    .await;
+    for made in [&forever, &longer] {
+        assert!(made["expires_at"].is_string(), "{made}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    for made in [forever, longer] {
+        let token = made["token"].as_str().unwrap().to_string();
+        let (status, envelope) = server
+            .call_as(&token, Method::GET, "/api/v1/tokens", None)
+            .await;
+        assert_eq!(status, 401, "{envelope}");
+    }
+    // A token without an end still makes one without an end.
+    let unbounded = make(admin, json!({ "name": "ops", "scope": "admin" })).await;
+    assert!(unbounded["expires_at"].is_null(), "{unbounded}");
+}
+
 #[tokio::test]
 async fn guessing_tokens_is_slowed_down() {
     let server = Server::start(Options::default());

@@ -68,6 +68,8 @@ pub enum Principal {
         id: String,
         name: String,
         scope: Scope,
+        /// When it stops working: a token it makes stops then too.
+        expires_us: Option<i64>,
     },
     /// The server's own Unix socket in the data directory, which only its
     /// owner can open.
@@ -75,6 +77,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// When the caller's own right ends (only tokens have an end).
+    pub fn expires_us(&self) -> Option<i64> {
+        match self {
+            Principal::Token { expires_us, .. } => *expires_us,
+            _ => None,
+        }
+    }
+
     pub fn scope(&self) -> Scope {
         match self {
             Principal::Token { scope, .. } => *scope,
@@ -120,6 +130,7 @@ mod tests {
             id: "x".into(),
             name: "r".into(),
             scope: Scope::Read,
+            expires_us: None,
         };
         assert!(reader.may(Scope::Read) && !reader.may(Scope::Validate));
         assert!(Principal::V2Password.may(Scope::Admin));

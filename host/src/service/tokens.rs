@@ -166,7 +166,7 @@ pub fn mint(new: &NewToken, by: &Principal, now: i64) -> Result<(TokenRecord, Se
             new.scope.as_str()
         )));
     }
-    let expires_us = match new.ttl_secs {
+    let asked_us = match new.ttl_secs {
         None => None,
         Some(0) => {
             return Err(Error::IllegalArgument("ttl_secs must be positive".into()));
@@ -178,6 +178,11 @@ pub fn mint(new: &NewToken, by: &Principal, now: i64) -> Result<(TokenRecord, Se
                     .saturating_mul(1_000_000),
             ),
         ),
+    };
+    // A token that expires must not outlive itself through one it makes.
+    let expires_us = match (asked_us, by.expires_us()) {
+        (Some(asked), Some(own)) => Some(asked.min(own)),
+        (asked, own) => asked.or(own),
     };
     let id = hex::encode(rand::random::<[u8; ID_BYTES]>());
     let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; SECRET_BYTES]>());
@@ -344,6 +349,7 @@ impl Service {
                     id: record.id.clone(),
                     name: record.name.clone(),
                     scope: record.scope,
+                    expires_us: record.expires_us,
                 },
                 stale,
             )
@@ -455,11 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn a_token_makes_none_that_outlives_it() {
+        let by = |expires_us| Principal::Token {
+            id: "a".into(),
+            name: "a".into(),
+            scope: Scope::Admin,
+            expires_us,
+        };
+        let asking = |ttl_secs| NewToken {
+            name: "x".into(),
+            scope: Scope::Read,
+            ttl_secs,
+        };
+        let expiry = |new: NewToken, by: Principal| mint(&new, &by, 0).unwrap().0.expires_us;
+        assert_eq!(expiry(asking(None), by(Some(5_000_000))), Some(5_000_000));
+        assert_eq!(
+            expiry(asking(Some(60)), by(Some(5_000_000))),
+            Some(5_000_000)
+        );
+        assert_eq!(
+            expiry(asking(Some(2)), by(Some(5_000_000))),
+            Some(2_000_000)
+        );
+        assert_eq!(expiry(asking(Some(2)), by(None)), Some(2_000_000));
+        assert_eq!(expiry(asking(None), by(None)), None);
+        assert_eq!(expiry(asking(None), Principal::Local), None);
+    }
+
+    #[test]
     fn a_token_cannot_make_a_stronger_one() {
         let reader = Principal::Token {
             id: "a".into(),
             name: "r".into(),
             scope: Scope::Write,
+            expires_us: None,
         };
         let new = NewToken {
             name: "x".into(),
