@@ -601,10 +601,20 @@ impl Store for RedbStore {
 
     fn put_token(&self, id: &str, doc: &str) -> Result<(), StoreError> {
         self.write(|txn| {
-            txn.open_table(TOKENS)
+            let mut tokens = txn.open_table(TOKENS).map_err(backend)?;
+            // A revocation is final: a copy taken before it (noting a last
+            // use, written a moment later) must not bring the token back.
+            let revoked = |doc: &str| {
+                serde_json::from_str::<serde_json::Value>(doc)
+                    .is_ok_and(|d| !d["revoked_us"].is_null())
+            };
+            let keep = tokens
+                .get(id)
                 .map_err(backend)?
-                .insert(id, doc)
-                .map_err(backend)?;
+                .is_some_and(|old| revoked(old.value()) && !revoked(doc));
+            if !keep {
+                tokens.insert(id, doc).map_err(backend)?;
+            }
             Ok(())
         })
     }
@@ -682,4 +692,27 @@ fn put_validation(txn: &WriteTransaction, id: u64, doc: &str) -> Result<(), Stor
         .insert(id, doc)
         .map_err(backend)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoked_token_is_not_written_back_unrevoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let doc = |revoked: Option<i64>, used: i64| {
+            serde_json::json!({ "id": "t", "last_used_us": used, "revoked_us": revoked })
+                .to_string()
+        };
+        let stored = || store.tokens().unwrap()[0].1.clone();
+        store.put_token("t", &doc(None, 1)).unwrap();
+        store.put_token("t", &doc(Some(5), 1)).unwrap();
+        // The last use noted from a copy read before the revocation.
+        store.put_token("t", &doc(None, 2)).unwrap();
+        assert_eq!(stored(), doc(Some(5), 1));
+        store.put_token("t", &doc(Some(5), 3)).unwrap();
+        assert_eq!(stored(), doc(Some(5), 3));
+    }
 }
