@@ -25,8 +25,16 @@ pub enum DataDirError {
     FileMode { path: String, mode: u32 },
 }
 
-/// Files whose disclosure or replacement gives away secrets or control.
-const KEY_FILES: [&str; 3] = ["keys.json", "rsa_key.der", "cache.key"];
+/// Files whose disclosure or replacement gives away secrets or control:
+/// the keyring, the RSA key, the keys that authenticate the plugin cache
+/// and the audit log, and the shared store's key-encryption key.
+const KEY_FILES: [&str; 5] = [
+    "keys.json",
+    "rsa_key.der",
+    "cache.key",
+    "audit.key",
+    "kek.key",
+];
 
 /// The user the server runs as.
 pub(crate) fn euid() -> u32 {
@@ -96,6 +104,30 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
+/// Checks a key file kept outside the data directory (a `kek_file`), as
+/// those inside are checked: owned by the server's user or root, and
+/// neither readable nor writable by anyone else. A symbolic link is
+/// followed (secrets mounted by an orchestrator often are links); what it
+/// leads to is what is checked.
+pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
+    let me = euid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(DataDirError::Owner {
+            path: path.display().to_string(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(DataDirError::FileMode {
+            path: path.display().to_string(),
+            mode: meta.permissions().mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// A random secret of 32 bytes kept in `path` (0600), created on first use.
 pub fn secret_file(path: &Path) -> std::io::Result<crate::secret::Secret> {
     match std::fs::read(path) {
@@ -110,5 +142,37 @@ pub fn secret_file(path: &Path) -> std::io::Result<crate::secret::Secret> {
             Ok(crate::secret::Secret::new(bytes))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_elsewhere_is_private_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("kek.key");
+        std::fs::write(&key, "k").unwrap();
+        let set = |mode| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode));
+        set(0o600).unwrap();
+        assert!(check_key_file(&key).is_ok());
+        set(0o400).unwrap();
+        assert!(check_key_file(&key).is_ok());
+        // A link is followed, and what it leads to is judged.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(check_key_file(&link).is_ok());
+        for open in [0o644, 0o640, 0o604, 0o620] {
+            set(open).unwrap();
+            assert!(
+                matches!(check_key_file(&link), Err(DataDirError::FileMode { .. })),
+                "{open:o}"
+            );
+        }
+        assert!(matches!(
+            check_key_file(&dir.path().join("missing")),
+            Err(DataDirError::Inspect(..))
+        ));
     }
 }

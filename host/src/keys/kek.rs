@@ -39,6 +39,12 @@ impl Kek {
             return Self::decode(text.trim())
                 .map_err(|reason| fail(&PathBuf::from(format!("${KEK_ENV}")), reason));
         }
+        match crate::data_dir::check_key_file(path) {
+            Err(crate::data_dir::DataDirError::Inspect(_, e))
+                if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(path, e.to_string())),
+            Ok(()) => {}
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => Self::decode(text.trim()).map_err(|reason| fail(path, reason)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
