@@ -244,3 +244,52 @@ async fn each_series_moves_when_its_event_happens() {
             .contains("credhost_http_requests_total")
     );
 }
+
+/// A method is any token a client likes: a thousand made-up ones, sent
+/// without credentials, add no series of their own (they are counted as
+/// `OTHER`), and none is copied into the log or the audit log.
+#[tokio::test]
+async fn made_up_methods_add_no_series() {
+    let server = Server::start(Options::default());
+    let client = reqwest::Client::new();
+    let marker = "ZQXMETHOD";
+    for i in 0..1_000 {
+        let method = reqwest::Method::from_bytes(format!("{marker}{i:04}").as_bytes()).unwrap();
+        let response = client
+            .request(
+                method,
+                format!("{}/api/v1/security/credentials", server.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    let text = scrape(&server.base).await;
+    assert!(!text.contains(marker), "a made-up method became a label");
+    assert!(
+        value(
+            &text,
+            "credhost_http_requests_total",
+            &[("method", "OTHER")]
+        ) >= 1_000.0,
+        "{text}"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("credhost_http_requests_total{"))
+        .count();
+    assert!(series < 50, "{series} series");
+    assert!(!server.log_text().contains(marker));
+    // The audit log has them all, by the name they are counted under.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let audit = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
+        if audit.matches("\"OTHER\"").count() >= 1_000 || std::time::Instant::now() > deadline {
+            break audit;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(audit.matches("\"OTHER\"").count() >= 1_000);
+    assert!(!audit.contains(marker));
+}

@@ -101,7 +101,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = trace_id(&request);
     request.extensions_mut().insert(TraceId(trace.clone()));
-    let method = request.method().clone();
+    let method = super::observe::method_name(request.method());
     // The URI's parts are shared, not copied: it is kept only for the log.
     let uri = request.uri().clone();
     let path = uri.path();

@@ -95,7 +95,7 @@ impl Note {
                 request_id: &parts.trace,
                 principal,
                 client: parts.client.as_deref(),
-                method: parts.method.as_str(),
+                method: method_name(&parts.method),
                 route: route_name(n.route.as_ref()),
                 header_keys: n.header_keys.as_ref().map(|keys| audit.hash(keys)),
                 credential_ids: (!n.credential_ids.is_empty()).then_some(&n.credential_ids),
@@ -162,26 +162,49 @@ fn route_name(route: Option<&MatchedPath>) -> &str {
 /// A request's metrics: its count and its duration.
 type RequestHandles = (metrics::Counter, metrics::Histogram);
 
+/// A worker's request metrics of one method and status, by route.
+type ByRoute = HashMap<String, RequestHandles>;
+
 thread_local! {
     /// Each worker's handles on the request metrics, by method and status,
     /// then route: looking a labelled metric up builds its key anew (three
     /// strings, a hash, a lock), which costs more than a small request's
     /// own work; these few dozen handles are found with one hash.
-    static REQUEST_METRICS: RefCell<HashMap<(Method, u16), HashMap<String, RequestHandles>>> =
-        RefCell::default();
+    static REQUEST_METRICS: RefCell<HashMap<(&'static str, u16), ByRoute>> = RefCell::default();
+}
+
+/// A request's method as metrics, logs and the audit log name it: HTTP's
+/// own methods by name, any other as `OTHER`. A method is any token the
+/// client likes, up to the header limit: named as sent, each new one would
+/// add a metric series for good, and a long one would be copied into every
+/// line about its request.
+pub(crate) fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Counts a request and records its duration.
 fn count_request(route: &str, method: &Method, status: StatusCode, elapsed: f64) {
     REQUEST_METRICS.with_borrow_mut(|cache| {
-        let by_route = cache.entry((method.clone(), status.as_u16())).or_default();
+        let method = method_name(method);
+        let by_route = cache.entry((method, status.as_u16())).or_default();
         if !by_route.contains_key(route) {
             let handles = (
                 metrics::counter!("credhost_http_requests_total",
-                    "route" => route.to_string(), "method" => method.to_string(),
+                    "route" => route.to_string(), "method" => method,
                     "status" => status.as_str().to_string()),
                 metrics::histogram!("credhost_http_request_duration_seconds",
-                    "route" => route.to_string(), "method" => method.to_string()),
+                    "route" => route.to_string(), "method" => method),
             );
             by_route.insert(route.to_string(), handles);
         }
