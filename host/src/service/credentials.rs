@@ -66,15 +66,14 @@ impl Service {
             .await?;
         record.host_keys = host_keys.accepted();
         record.id = self.reserve_id().await?;
-        let sealing = self.sealing.read().await;
+        let sealing = self.sealing.clone().read_owned().await;
         record.secret = self.seal(client, record.id, &secret).await?;
         let stored = record.clone();
         // The proof is kept as the credential's last validation, in the
         // same write.
         let proven = super::validations::validation_doc(clock::now_us(), &proof);
-        self.store(move |s| s.insert(&stored, Some(&proven)))
+        self.store_holding(sealing, move |s| s.insert(&stored, Some(&proven)))
             .await?;
-        drop(sealing);
         tracing::info!(id = record.id, target_type = %record.target_type, "credential created");
         Ok(CredentialView::of(&record))
     }
@@ -182,7 +181,7 @@ impl Service {
         if replaced {
             record.host_keys = host_keys.accepted();
         }
-        let sealing = self.sealing.read().await;
+        let sealing = self.sealing.clone().read_owned().await;
         let write = if replaced {
             SecretWrite::Replace(self.seal(client, record.id, &secret).await?)
         } else {
@@ -192,9 +191,8 @@ impl Service {
         // acknowledged update always shows the validation that allowed it.
         let proven = super::validations::validation_doc(clock::now_us(), &proof);
         let stored = self
-            .store(move |s| s.update(record, write, Some(&proven)))
+            .store_holding(sealing, move |s| s.update(record, write, Some(&proven)))
             .await?;
-        drop(sealing);
         tracing::info!(id = stored.id, "credential updated");
         Ok(CredentialView::of(&stored))
     }

@@ -68,8 +68,10 @@ pub struct Service {
     reloading: tokio::sync::Mutex<()>,
     /// Held shared from sealing a secret until its row commits, and
     /// exclusively while keys are retired: a key cannot be retired between
-    /// a writer taking it and its row showing that it uses it.
-    sealing: tokio::sync::RwLock<()>,
+    /// a writer taking it and its row showing that it uses it. Shared
+    /// guards are owned, so the write can take its guard along (see
+    /// `store_holding`).
+    sealing: Arc<tokio::sync::RwLock<()>>,
     tokens: RwLock<tokens::Tokens>,
     audit: Arc<crate::audit::Audit>,
     /// Set when the store is shared with other servers.
@@ -122,7 +124,7 @@ impl Service {
             rewrap: rewrap::Rewrap::new(),
             source: None,
             reloading: tokio::sync::Mutex::new(()),
-            sealing: tokio::sync::RwLock::new(()),
+            sealing: Arc::new(tokio::sync::RwLock::new(())),
             tokens: RwLock::new(tokens),
             audit: Arc::new(crate::audit::Audit::disabled()),
             cluster: None,
@@ -226,12 +228,36 @@ impl Service {
         &self,
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Error> {
+        self.store_holding((), f).await
+    }
+
+    /// As `store`, holding `guard` until the write is over. A write on the
+    /// blocking pool goes on when the request that started it is dropped
+    /// (its client gone, its time up): a guard left with the request would
+    /// be released before the row commits.
+    async fn store_holding<T: Send + 'static, G: Send + 'static>(
+        &self,
+        guard: G,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
+        holding(guard, move || f(store.as_ref()))
             .await
             .map_err(|e| Error::Store(format!("storage task failed: {e}")))?
             .map_err(Error::from)
     }
+}
+
+/// Runs `f` on the blocking pool and drops `guard` once it returns.
+fn holding<G: Send + 'static, T: Send + 'static>(
+    guard: G,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(move || {
+        let out = f();
+        drop(guard);
+        out
+    })
 }
 
 /// The policy chosen through the API wins over the configured one, until
@@ -264,4 +290,27 @@ fn check_description(description: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request that started a write is dropped while the write runs:
+    /// the guard stays held until the write is over, so a key cannot be
+    /// retired under a row that is still to commit.
+    #[tokio::test]
+    async fn a_write_keeps_its_guard_when_its_request_is_dropped() {
+        let lock = Arc::new(tokio::sync::RwLock::new(()));
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let guard = lock.clone().read_owned().await;
+        let request = tokio::spawn(holding(guard, move || finished.recv().unwrap()));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        request.abort();
+        let _ = request.await;
+        assert!(lock.try_write().is_err(), "released before the write ended");
+        finish.send(()).unwrap();
+        let retired = tokio::time::timeout(std::time::Duration::from_secs(5), lock.write()).await;
+        assert!(retired.is_ok(), "never released");
+    }
 }
