@@ -158,11 +158,30 @@ impl Service {
             .name("rewrap".into())
             .spawn(move || {
                 crate::priority::lower_current_thread(REWRAP_NICE);
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the rewrap");
-                runtime.block_on(service.rewrap_run(before));
+                let run = service.clone();
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the rewrap");
+                    runtime.block_on(run.rewrap_run(before));
+                }));
+                // A bug that panics must not leave the rewrap marked as
+                // running, or none would start again and whoever waits for
+                // this one would wait for ever.
+                if ran.is_err() {
+                    service.rewrap.update(|s| {
+                        s.state = RewrapState::Failed;
+                        s.error = Some(
+                            "the rewrap stopped on an internal error (see the log); \
+                                        POST /api/v1/security/encryption/rewrap retries it"
+                                .into(),
+                        );
+                        s.finished = Some(clock::format_us(clock::now_us()));
+                    });
+                    service.rewrap.running.store(false, Ordering::SeqCst);
+                    service.rewrap.ended.send_modify(|n| *n += 1);
+                }
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the rewrap thread: {e}");
@@ -512,6 +531,15 @@ impl Service {
             tracing::info!(?retired, "keys retired: no row references them");
             self.audit_event("keys.retired", serde_json::json!({ "key_ids": retired }));
         }
+        // On a shared store, another server whose keyring was a moment
+        // behind may have committed a row under a key while it was up for
+        // retirement (which then kept it): the counts read before do not
+        // show that row, and the run would end with it left behind.
+        let counts = if self.cluster.is_some() {
+            self.store.sealing_counts()?
+        } else {
+            counts
+        };
         let (policy, key_id) = self.target();
         Ok(counts
             .iter()
