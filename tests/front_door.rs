@@ -563,6 +563,36 @@ fn a_settings_file_with_a_mistake_is_reported_without_its_values() {
     }
 }
 
+/// What the server printed when it refused to start; a server that
+/// starts instead is stopped and the test fails.
+fn refused_at_start(command: &mut std::process::Command, what: &str) -> String {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{what}: the server started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{what}");
+    stderr
+}
+
 /// A settings file that names a certificate but no key (or a key but no
 /// certificate) is refused at start: the server would otherwise take it as
 /// TLS when judging its exposure, and then serve plain HTTP.
@@ -575,35 +605,50 @@ fn half_a_tls_setting_is_refused_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("credhost.toml");
         std::fs::write(&config, format!("{line}\n")).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
-            .args(["serve", "--listen", "0.0.0.0:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("CREDHOST_PASSWORD", PASSWORD)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("{line}: the server started");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(!status.success(), "{line}");
+        let said = refused_at_start(
+            std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+                .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("CREDHOST_PASSWORD", PASSWORD),
+            line,
+        );
         assert!(
-            stderr.contains("tls_cert and tls_key go together"),
-            "{line}: {stderr}"
+            said.contains("tls_cert and tls_key go together"),
+            "{line}: {said}"
         );
     }
+}
+
+/// `localhost` is two addresses, and clients try ::1 first: a server on
+/// 127.0.0.1 answers on ::1 too, so no other local user can sit there and
+/// collect what clients of `localhost` send.
+#[tokio::test]
+async fn localhost_is_this_server_on_both_loopback_addresses() {
+    let server = Server::start(Options::default());
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    for base in [server.base.clone(), format!("http://[::1]:{port}")] {
+        let response = reqwest::get(format!("{base}/api/v1/info")).await.unwrap();
+        assert_eq!(response.status(), 200, "{base}");
+    }
+    // Taken by someone else first, ::1 stops the start instead.
+    let squatter = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let said = refused_at_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", taken.port()))
+            .arg("--data-dir")
+            .arg(dir.path()),
+        "::1 taken",
+    );
+    assert!(
+        said.contains(&format!("{taken} is taken by another process")),
+        "{said}"
+    );
 }
 
 /// A password over plain HTTP beyond loopback is refused at start; on

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod data_dir;
 pub mod fields;
 pub mod keys;
+pub mod listeners;
 pub mod local_socket;
 pub mod metrics;
 pub mod plugins;

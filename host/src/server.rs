@@ -224,9 +224,7 @@ pub async fn serve(
     crate::data_dir::prepare(&config.data_dir)?;
     let local = LocalListener::bind(&config.socket_path())
         .with_context(|| format!("cannot listen on {}", config.socket_path().display()))?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let (listener, twin) = crate::listeners::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (service, shared) = build(config, addr.to_string()).await?;
     // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
@@ -290,6 +288,23 @@ pub async fn serve(
             limits,
             until_stopped(),
         )));
+    }
+    if let Some(twin) = twin {
+        tracing::info!(addr = %twin.local_addr()?, "also listening on the other loopback address");
+        side.push(match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => tokio::spawn(crate::connections::serve(
+                crate::tls::TlsListener::new(twin, cert, key)?,
+                router.clone(),
+                limits,
+                until_stopped(),
+            )),
+            _ => tokio::spawn(crate::connections::serve(
+                twin,
+                router.clone(),
+                limits,
+                until_stopped(),
+            )),
+        });
     }
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
