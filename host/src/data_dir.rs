@@ -91,6 +91,7 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
             });
         }
     }
+    remove_leftovers(dir);
     // Older versions created the database with the default umask: it holds
     // names, usernames and addresses, so it is tightened rather than refused.
     let database = dir.join("credhost.redb");
@@ -102,6 +103,34 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
             .map_err(|e| DataDirError::Inspect(database.clone(), e))?;
     }
     Ok(())
+}
+
+/// Removes what a write of a key file left when the process died before
+/// its rename (see `keys::write_private`): a whole copy of the keyring, say,
+/// still holding keys retired since.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let left = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .is_some_and(|(file, tag)| {
+                KEY_FILES.contains(&file)
+                    && tag.len() == 16
+                    && tag.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+        if left {
+            tracing::warn!(file = name, "removing a key file's unfinished copy");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Checks a key file kept outside the data directory (a `kek_file`), as
@@ -148,6 +177,20 @@ pub fn secret_file(path: &Path) -> std::io::Result<crate::secret::Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unfinished_copies_of_key_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = dir.path().join(".keys.json.0123456789abcdef.tmp");
+        let other = dir.path().join(".notes.txt.0123456789abcdef.tmp");
+        let odd = dir.path().join(".keys.json.tmp");
+        for file in [&left, &other, &odd] {
+            std::fs::write(file, "x").unwrap();
+        }
+        prepare(dir.path()).unwrap();
+        assert!(!left.exists());
+        assert!(other.exists() && odd.exists());
+    }
 
     #[test]
     fn a_key_file_elsewhere_is_private_or_refused() {

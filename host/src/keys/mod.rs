@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 pub use kek::{KEK_ENV, Kek};
 pub use private_file::write_private;
@@ -77,12 +78,39 @@ struct KeyFile {
     keys: Vec<KeyEntry>,
 }
 
+impl KeyFile {
+    /// A keyring a server can seal with: its current key there and live,
+    /// each live key 32 bytes of Base64, each id once. Checked on load, so
+    /// a damaged file stops the start with a reason instead of failing
+    /// every write later. Nothing of a key is quoted.
+    fn check(&self) -> Result<(), String> {
+        if !self.keys.iter().any(|k| k.id == self.current && !k.retired) {
+            return Err(format!(
+                "current key {} is missing or retired",
+                self.current
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for key in &self.keys {
+            if !ids.insert(key.id) {
+                return Err(format!("key {} is listed twice", key.id));
+            }
+            let length = STANDARD.decode(key.material.as_bytes()).map(|m| m.len());
+            if !key.retired && length.as_ref().ok() != Some(&KEY_LEN) {
+                return Err(format!("key {} is not Base64 of {KEY_LEN} bytes", key.id));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct KeyEntry {
     id: u32,
     created_us: i64,
     /// Empty once retired: the id stays, so it is never handed out again.
-    material: String,
+    /// Wiped from memory when dropped or retired.
+    material: Zeroizing<String>,
     #[serde(default)]
     retired: bool,
 }
@@ -117,12 +145,10 @@ impl Keyring {
                     path: PathBuf::from(format!("${KEYRING_ENV}")),
                     reason: unreadable(&e),
                 })?;
-                if !file.keys.iter().any(|k| k.id == file.current && !k.retired) {
-                    return Err(KeyError::File {
-                        path: PathBuf::from(format!("${KEYRING_ENV}")),
-                        reason: format!("current key {} is missing", file.current),
-                    });
-                }
+                file.check().map_err(|reason| KeyError::File {
+                    path: PathBuf::from(format!("${KEYRING_ENV}")),
+                    reason,
+                })?;
                 Ok(Self {
                     path: None,
                     shared: None,
@@ -168,10 +194,10 @@ impl Keyring {
         let mut keys = Vec::with_capacity(stored.keys.len());
         for key in stored.keys {
             let material = match &key.wrapped {
-                Some(wrapped) => {
-                    STANDARD.encode(kek.unwrap(&wrap_context(key.id), wrapped)?.expose())
-                }
-                None => String::new(),
+                Some(wrapped) => Zeroizing::new(
+                    STANDARD.encode(kek.unwrap(&wrap_context(key.id), wrapped)?.expose()),
+                ),
+                None => Zeroizing::default(),
             };
             keys.push(KeyEntry {
                 id: key.id,
@@ -216,7 +242,12 @@ impl Keyring {
                     id: k.id,
                     created_us: k.created_us,
                     wrapped: (!k.retired)
-                        .then(|| STANDARD.decode(&k.material).ok())
+                        .then(|| {
+                            STANDARD
+                                .decode(k.material.as_bytes())
+                                .ok()
+                                .map(Zeroizing::new)
+                        })
                         .flatten()
                         .map(|m| kek.wrap(&wrap_context(k.id), &m)),
                 })
@@ -232,11 +263,10 @@ impl Keyring {
         };
         let file = match std::fs::read(path) {
             Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
                 let file: KeyFile =
                     serde_json::from_slice(&bytes).map_err(|e| fail(unreadable(&e)))?;
-                if !file.keys.iter().any(|k| k.id == file.current) {
-                    return Err(fail(format!("current key {} is missing", file.current)));
-                }
+                file.check().map_err(fail)?;
                 file
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -245,7 +275,7 @@ impl Keyring {
                     keys: vec![KeyEntry {
                         id: 1,
                         created_us: crate::clock::now_us(),
-                        material: STANDARD.encode(rand::random::<[u8; KEY_LEN]>()),
+                        material: Zeroizing::new(STANDARD.encode(rand::random::<[u8; KEY_LEN]>())),
                         retired: false,
                     }],
                 };
@@ -326,7 +356,7 @@ impl Keyring {
         file.keys
             .iter()
             .find(|k| k.id == id && !k.retired)
-            .and_then(|k| STANDARD.decode(&k.material).ok())
+            .and_then(|k| STANDARD.decode(k.material.as_bytes()).ok())
             .map(Secret::new)
     }
 
@@ -344,7 +374,7 @@ impl Keyring {
         file.keys.push(KeyEntry {
             id,
             created_us: crate::clock::now_us(),
-            material: STANDARD.encode(material.expose()),
+            material: Zeroizing::new(STANDARD.encode(material.expose())),
             retired: false,
         });
         let previous = file.current;
@@ -387,7 +417,7 @@ impl Keyring {
         for key in file.keys.iter_mut() {
             if !key.retired && key.id != current && unused.contains(&key.id) {
                 key.retired = true;
-                key.material.clear();
+                key.material.zeroize();
                 retired.push(key.id);
             }
         }
@@ -420,8 +450,8 @@ fn unreadable(e: &serde_json::Error) -> String {
     )
 }
 
-fn encode(file: &KeyFile) -> Vec<u8> {
-    serde_json::to_vec_pretty(file).expect("a key file always serialises")
+fn encode(file: &KeyFile) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec_pretty(file).expect("a key file always serialises"))
 }
 
 #[cfg(test)]
@@ -454,6 +484,54 @@ mod tests {
         assert_eq!(ring.ids(), vec![1, 2]);
         assert!(ring.get(1).is_ok());
         assert!(matches!(ring.get(3), Err(KeyError::Unknown(3))));
+    }
+
+    /// A damaged key file stops the start with its reason (and no key in
+    /// it), rather than every later write failing.
+    #[test]
+    fn a_damaged_key_file_is_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let good = STANDARD.encode([9u8; KEY_LEN]);
+        let short = STANDARD.encode([9u8; 16]);
+        for (text, reason) in [
+            (
+                r#"{"current":1,"keys":[{"id":1,"created_us":0,"material":"","retired":true}]}"#
+                    .to_string(),
+                "current key 1 is missing or retired",
+            ),
+            (
+                format!(
+                    r#"{{"current":1,"keys":[{{"id":1,"created_us":0,"material":"{short}"}}]}}"#
+                ),
+                "key 1 is not Base64 of 32 bytes",
+            ),
+            (
+                format!(
+                    r#"{{"current":2,"keys":[{{"id":1,"created_us":0,"material":"@@"}},{{"id":2,"created_us":0,"material":"{good}"}}]}}"#
+                ),
+                "key 1 is not Base64 of 32 bytes",
+            ),
+            (
+                format!(
+                    r#"{{"current":1,"keys":[{{"id":1,"created_us":0,"material":"{good}"}},{{"id":1,"created_us":0,"material":"{good}"}}]}}"#
+                ),
+                "key 1 is listed twice",
+            ),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let Err(error) = Keyring::open(&path) else {
+                panic!("{text} was taken");
+            };
+            let said = error.to_string();
+            assert!(said.contains(reason), "{said}");
+            assert!(!said.contains(&good) && !said.contains(&short), "{said}");
+        }
+        let fine = format!(
+            r#"{{"current":2,"keys":[{{"id":1,"created_us":0,"material":"","retired":true}},{{"id":2,"created_us":0,"material":"{good}"}}]}}"#
+        );
+        std::fs::write(&path, fine).unwrap();
+        assert_eq!(Keyring::open(&path).unwrap().current().0, 2);
     }
 
     /// A shared store in memory that counts how often it is read.
