@@ -6,10 +6,9 @@ use std::process::Command;
 
 use support::server::{Options, Server};
 
-#[test]
-fn serves_https_with_the_configured_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
         .args([
             "req",
@@ -30,7 +29,11 @@ fn serves_https_with_the_configured_certificate() {
         .status()
         .expect("openssl is installed by tests/run");
     assert!(status.success());
-    let server = Server::start(Options {
+    (cert, key)
+}
+
+fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> Server {
+    Server::start(Options {
         args: vec![
             "--tls-cert".into(),
             cert.display().to_string(),
@@ -38,7 +41,14 @@ fn serves_https_with_the_configured_certificate() {
             key.display().to_string(),
         ],
         ..Default::default()
-    });
+    })
+}
+
+#[test]
+fn serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = tls_server(&cert, &key);
     assert!(server.base.starts_with("https://"), "{}", server.base);
 
     let out = Command::new("curl")
@@ -58,4 +68,38 @@ fn serves_https_with_the_configured_certificate() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("CLUSTER AGENT"));
+}
+
+/// One client that opens hundreds of connections and never starts its
+/// handshake holds a few handshake places, not all of them: another
+/// client's request still gets through while they wait.
+#[tokio::test]
+async fn one_client_cannot_take_every_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = tls_server(&cert, &key);
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(stream) = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+        {
+            idle.push(stream);
+        }
+    }
+    assert!(idle.len() >= 256, "{} connections", idle.len());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{}/api/v1/info", server.base))
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no answer while one client held its handshakes open"));
+    assert_eq!(body["data"]["identity"], "CLUSTER AGENT", "{body}");
+    drop(idle);
 }

@@ -27,17 +27,36 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
 }
 
-/// Open connections by client address.
-#[derive(Default)]
-struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+/// The client an address belongs to: an IPv4 address, or an IPv6 /64 (the
+/// least a host is given, so one host cannot pass for many).
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+    }
+}
 
-struct Slot {
+/// Open connections (or handshakes) by client.
+#[derive(Default)]
+pub struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+/// One client's place, given back when dropped.
+pub struct Slot {
     table: Arc<PerClient>,
     ip: IpAddr,
 }
 
 impl PerClient {
-    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Slot> {
+    /// A place for the client of `peer`, if it holds fewer than `cap`.
+    pub fn take(self: &Arc<Self>, peer: IpAddr, cap: usize) -> Option<Slot> {
+        let ip = client_of(peer);
         let mut open = self.0.lock().expect("connection table lock");
         let count = open.entry(ip).or_default();
         if *count >= cap {

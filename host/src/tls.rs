@@ -1,6 +1,8 @@
 //! HTTPS: TLS (rustls) in front of the same router. Handshakes run in their
 //! own tasks, so a slow client cannot hold up the accept loop, and at most
-//! `MAX_HANDSHAKES` at once, so slow clients cannot pile them up either.
+//! `MAX_HANDSHAKES` at once, so slow clients cannot pile them up either;
+//! one client (an IPv4 address, an IPv6 /64) holds at most
+//! `MAX_HANDSHAKES_PER_CLIENT` of them, so it cannot take them all.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +16,7 @@ use tokio_rustls::server::TlsStream;
 
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 256;
+const MAX_HANDSHAKES_PER_CLIENT: usize = 16;
 
 pub struct TlsListener {
     addr: SocketAddr,
@@ -41,10 +44,15 @@ impl TlsListener {
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let per_client = Arc::new(crate::connections::PerClient::default());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
+                let Some(slot) = per_client.take(peer.ip(), MAX_HANDSHAKES_PER_CLIENT) else {
+                    tracing::debug!(%peer, "connection refused: too many TLS handshakes from it");
                     continue;
                 };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
@@ -54,7 +62,7 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;

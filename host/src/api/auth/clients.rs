@@ -89,17 +89,7 @@ impl Drop for Ticket {
 }
 
 fn key_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-        },
-    }
+    crate::connections::client_of(ip)
 }
 
 /// Where the table puts addresses it has no room for.
