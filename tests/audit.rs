@@ -338,3 +338,51 @@ async fn a_full_disk_refuses_changes_and_keeps_reads() {
         server.log_text()
     );
 }
+
+/// Requests nobody authenticated are recorded within an allowance per
+/// client: a flood of them adds a burst of records, then one a second, and
+/// the next record says how many went unrecorded. The log cannot be
+/// rotated away by anyone who reaches the port, and the chain still
+/// verifies.
+#[tokio::test]
+async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        ..Default::default()
+    });
+    let client = reqwest::Client::new();
+    let flood = 500;
+    for _ in 0..flood {
+        let status = client
+            .get(format!("{}/api/v1/security/credentials", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_client_error(), "{status}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    client
+        .get(format!("{}/api/v1/security/credentials", server.base))
+        .send()
+        .await
+        .unwrap();
+    settle().await;
+    let log = server.data_dir().join("audit.log");
+    let unauthenticated: Vec<Value> = records(&log)
+        .into_iter()
+        .filter(|r| r["principal"]["kind"] == "unauthenticated")
+        .collect();
+    assert!(
+        (60..=64).contains(&unauthenticated.len()),
+        "{} records",
+        unauthenticated.len()
+    );
+    let unrecorded: u64 = unauthenticated
+        .iter()
+        .filter_map(|r| r["unrecorded_before"].as_u64())
+        .sum();
+    assert_eq!(unauthenticated.len() as u64 + unrecorded, flood + 1);
+    let (ok, said) = verify(&[log], server.data_dir());
+    assert!(ok, "{said}");
+}

@@ -58,6 +58,10 @@ impl Note {
         self.with(|n| n.credential_ids.extend(ids));
     }
 
+    fn authenticated(&self) -> bool {
+        self.with(|n| n.principal.is_some())
+    }
+
     fn route(&self) -> Option<MatchedPath> {
         self.with(|n| n.route.clone())
     }
@@ -102,6 +106,10 @@ impl Note {
                 status: answer.as_ref().map(|a| a.status),
                 error_code: answer.as_ref().map(|a| a.error_code.as_deref()),
                 duration_ms: answer.as_ref().map(|a| a.duration_ms),
+                unrecorded_before: answer
+                    .as_ref()
+                    .and_then(|a| a.unrecorded_before)
+                    .filter(|n| *n > 0),
             };
             serde_json::to_string(&record).expect("an audit record serialises")
         })
@@ -113,6 +121,7 @@ struct Answered {
     status: u16,
     error_code: Option<String>,
     duration_ms: f64,
+    unrecorded_before: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -145,6 +154,10 @@ struct Record<'a> {
     error_code: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<f64>,
+    /// Requests of this client nobody authenticated that got no record
+    /// since its last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unrecorded_before: Option<u64>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Note {
@@ -217,6 +230,7 @@ fn count_request(route: &str, method: &Method, status: StatusCode, elapsed: f64)
 struct RequestParts {
     trace: String,
     client: Option<String>,
+    peer: Option<std::net::IpAddr>,
     method: Method,
 }
 
@@ -231,6 +245,7 @@ fn parts_of(request: &Request) -> RequestParts {
             .extensions()
             .get::<ClientAddr>()
             .map(|c| c.0.ip().to_string()),
+        peer: request.extensions().get::<ClientAddr>().map(|c| c.0.ip()),
         method: request.method().clone(),
     }
 }
@@ -256,10 +271,20 @@ pub async fn observe(
         elapsed.as_secs_f64(),
     );
     if audit.enabled() {
+        // A request nobody answers for is recorded within its client's
+        // allowance, so a flood of them cannot rotate the log away.
+        let unrecorded_before = match parts.peer {
+            Some(peer) if !note.authenticated() => match audit.admit_unauthenticated(peer) {
+                Some(skipped) => Some(skipped),
+                None => return response,
+            },
+            _ => None,
+        };
         let answered = Answered {
             status: status.as_u16(),
             error_code: error_code(&response),
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            unrecorded_before,
         };
         audit.record_json(note.record(&audit, "request", &parts, Some(answered)));
     }

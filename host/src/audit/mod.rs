@@ -12,6 +12,7 @@
 
 mod chain;
 mod queue;
+mod unauthenticated;
 mod verify;
 mod writer;
 
@@ -82,6 +83,7 @@ impl Drop for Sink {
 pub struct Audit {
     keys: Keys,
     sink: Option<Sink>,
+    unauthenticated: unauthenticated::Unauthenticated,
 }
 
 impl Audit {
@@ -110,6 +112,7 @@ impl Audit {
                 recent,
                 healthy,
             }),
+            unauthenticated: Default::default(),
         })
     }
 
@@ -118,7 +121,15 @@ impl Audit {
         Self {
             keys: Keys::from_master(&Secret::new(rand::random::<[u8; 32]>().to_vec())),
             sink: None,
+            unauthenticated: Default::default(),
         }
+    }
+
+    /// Whether a request from `peer` that nobody authenticated gets a
+    /// record, and if so how many of that client's went without one since
+    /// (see `unauthenticated`).
+    pub fn admit_unauthenticated(&self, peer: std::net::IpAddr) -> Option<u64> {
+        self.unauthenticated.admit(peer, std::time::Instant::now())
     }
 
     pub fn enabled(&self) -> bool {
