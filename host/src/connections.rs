@@ -43,6 +43,29 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Where `peer`'s client goes in a table of at most `max` clients: its own
+/// entry, or when the table is full and sweeping the entries `keep` lets go
+/// makes no room, the one entry all further clients share (so a flood of
+/// addresses cannot grow the table). Sweeping is rare and amortised: a
+/// full table is swept once, then fills again only after many new clients.
+pub fn table_key<E>(
+    table: &mut HashMap<IpAddr, E>,
+    peer: IpAddr,
+    max: usize,
+    keep: impl FnMut(&IpAddr, &mut E) -> bool,
+) -> IpAddr {
+    let client = client_of(peer);
+    if table.contains_key(&client) || table.len() < max {
+        return client;
+    }
+    table.retain(keep);
+    if table.len() < max {
+        client
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    }
+}
+
 /// Open connections (or handshakes) by client.
 #[derive(Default)]
 pub struct PerClient(Mutex<HashMap<IpAddr, usize>>);

@@ -15,7 +15,6 @@ const BURST: f64 = 60.0;
 const PER_SECOND: f64 = 1.0;
 /// Clients tracked at once; past that, new ones share one allowance.
 const MAX_CLIENTS: usize = 10_000;
-const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 
 struct Allowance {
     records: f64,
@@ -31,14 +30,10 @@ impl Unauthenticated {
     /// its requests since its last record got none.
     pub fn admit(&self, peer: IpAddr, now: Instant) -> Option<u64> {
         let mut table = self.0.lock().expect("audit allowance lock");
-        let mut client = crate::connections::client_of(peer);
-        if !table.contains_key(&client) && table.len() >= MAX_CLIENTS {
-            // A client whose allowance is whole again is as if unknown.
-            table.retain(|_, a| a.unrecorded > 0 || regained(a, now) < BURST);
-            if table.len() >= MAX_CLIENTS {
-                client = OVERFLOW;
-            }
-        }
+        // A client whose allowance is whole again is as if unknown.
+        let client = crate::connections::table_key(&mut table, peer, MAX_CLIENTS, |_, a| {
+            a.unrecorded > 0 || regained(a, now) < BURST
+        });
         let allowance = table.entry(client).or_insert(Allowance {
             records: BURST,
             updated: now,

@@ -88,13 +88,6 @@ impl Drop for Ticket {
     }
 }
 
-fn key_of(ip: IpAddr) -> IpAddr {
-    crate::connections::client_of(ip)
-}
-
-/// Where the table puts addresses it has no room for.
-const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
-
 impl Clients {
     pub fn new(limits: ClientLimits) -> Arc<Self> {
         Arc::new(Self {
@@ -109,19 +102,10 @@ impl Clients {
         let burst = f64::from(self.limits.failure_burst.max(1));
         let per_second = f64::from(self.limits.failures_per_minute) / 60.0;
         let mut entries = self.entries.lock().expect("client table lock");
-        let mut key = key_of(ip);
-        if !entries.contains_key(&key) && entries.len() >= MAX_ENTRIES {
-            // Rare and amortised: a full table is swept once, then fills
-            // again only after another MAX_ENTRIES new addresses.
-            entries.retain(|_, e| {
-                e.in_flight > 0
-                    || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second
-                        < burst
-            });
-            if entries.len() >= MAX_ENTRIES {
-                key = OVERFLOW;
-            }
-        }
+        let key = crate::connections::table_key(&mut entries, ip, MAX_ENTRIES, |_, e| {
+            e.in_flight > 0
+                || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second < burst
+        });
         let entry = entries.entry(key).or_insert(Entry {
             allowance: burst,
             updated: now,
