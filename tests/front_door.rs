@@ -176,6 +176,32 @@ async fn bad_padding_and_bad_content_get_one_answer_and_failures_are_limited() {
     assert_eq!(status, 200);
 }
 
+/// A header used before the server was killed is still refused after it
+/// starts again, while the header lives: the headers seen are kept in the
+/// data directory.
+#[tokio::test]
+async fn a_replay_after_a_crash_is_refused() {
+    let mut server = with_password("");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let target = "/api/v1/security/credential/1";
+    let sealed = client.seal(&client.claims(target), None);
+    let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
+    assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
+    // Appends are not waited for: give the writer a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.crash_and_restart();
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (401, "Security.Authentication.Replayed")
+    );
+    // A fresh header still works.
+    let fresh = client.seal(&client.claims(target), None);
+    let (status, _) = client.send(Method::GET, target, &fresh).await.unwrap();
+    assert_eq!(status, 404);
+}
+
 /// 3. Replays: re-encrypting or padding the header with a block that
 /// decrypts to a space makes new bytes, not a new header; and a header
 /// used for GET cannot be used again for DELETE.

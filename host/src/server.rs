@@ -243,8 +243,16 @@ pub async fn serve(
         config.http.client_limits(),
     )
     .with_tokens(service.clone(), tls, config.allow_tokens_over_plain_http);
-    if let Some(shared) = &shared {
-        auth = auth.with_shared_replay(shared.store.clone());
+    match &shared {
+        Some(shared) => auth = auth.with_shared_replay(shared.store.clone()),
+        // Without a password no header needs guarding against replay.
+        None if config.password.is_some() => {
+            let journal = config.data_dir.join("replay.journal");
+            auth = auth
+                .with_replay_journal(&journal)
+                .with_context(|| format!("cannot open {}", journal.display()))?;
+        }
+        None => {}
     }
     let auth = Arc::new(auth);
     let door = FrontDoor {

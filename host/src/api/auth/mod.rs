@@ -20,6 +20,7 @@ mod clients;
 mod header;
 mod pool;
 mod replay;
+mod replay_journal;
 mod scopes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -70,6 +71,7 @@ pub struct Authenticator {
     replay: replay::ReplayCache,
     /// Servers sharing a database refuse a header any of them accepted.
     shared_replay: Option<Arc<dyn crate::store::Coordination>>,
+    journal: Option<replay_journal::ReplayJournal>,
     clients: Arc<clients::Clients>,
 }
 
@@ -90,12 +92,24 @@ impl Authenticator {
             horizon,
             replay: replay::ReplayCache::new(REPLAY_CAPACITY),
             shared_replay: None,
+            journal: None,
             clients: clients::Clients::new(limits),
         }
     }
 
     /// Records accepted headers in the shared database too, so that no
     /// other server of the cluster accepts one again.
+    /// Keeps the headers accepted in `path` too, so they stay refused
+    /// after a restart (for a server without a shared store).
+    pub fn with_replay_journal(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        self.journal = Some(replay_journal::ReplayJournal::open(
+            path,
+            &self.replay,
+            now(),
+        )?);
+        Ok(self)
+    }
+
     pub fn with_shared_replay(mut self, coordination: Arc<dyn crate::store::Coordination>) -> Self {
         self.shared_replay = Some(coordination);
         self
@@ -254,6 +268,11 @@ impl Authenticator {
                     ApiError::unavailable("too many authenticated requests are still valid", 1)
                 }
             })?;
+        if let Some(journal) = &self.journal {
+            for id in &ids {
+                journal.note(*id, expiry);
+            }
+        }
         Ok(ids)
     }
 

@@ -1,0 +1,152 @@
+//! The replay cache outlives the process. Each header identity accepted is
+//! appended, with its expiry, to a file in the data directory, and a server
+//! that starts loads the ones still live: a header captured before a
+//! restart or a crash is refused after it, as it was before. (A shared
+//! store keeps its own record, across servers.)
+//!
+//! Appends go through a thread of their own, without `fsync`: a request
+//! never waits on the disk, and what was written survives the process, if
+//! not the machine. The file is rewritten with only live entries when it
+//! starts and whenever it has grown by `COMPACT_EVERY` entries.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use super::replay::ReplayCache;
+
+/// An entry: the identity, then its expiry (Unix seconds, big-endian).
+const ENTRY: usize = 40;
+/// Entries waiting for the writer; past that they are dropped and counted.
+const QUEUE: usize = 65_536;
+const COMPACT_EVERY: usize = 200_000;
+
+pub struct ReplayJournal {
+    queue: SyncSender<[u8; ENTRY]>,
+}
+
+impl ReplayJournal {
+    /// Loads the live entries of `path` into `cache`, rewrites the file
+    /// with only those, and starts the writer.
+    pub fn open(path: &Path, cache: &ReplayCache, now: u64) -> std::io::Result<Self> {
+        let live = live_entries(path, now)?;
+        for entry in live.chunks_exact(ENTRY) {
+            let (id, expiry) = split(entry);
+            // Full or seen twice: nothing more to learn from it.
+            let _ = cache.first_use(id, expiry, now);
+        }
+        crate::keys::write_private(path, &live)?;
+        let file = append_to(path)?;
+        let (queue, entries) = sync_channel(QUEUE);
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("replay-journal".into())
+            .spawn(move || write_entries(&path, file, &entries))?;
+        Ok(Self { queue })
+    }
+
+    /// Records that `id` is used until `expiry`.
+    pub fn note(&self, id: [u8; 32], expiry: u64) {
+        let mut entry = [0u8; ENTRY];
+        entry[..32].copy_from_slice(&id);
+        entry[32..].copy_from_slice(&expiry.to_be_bytes());
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(entry) {
+            metrics::counter!("credhost_replay_journal_dropped_total").increment(1);
+        }
+    }
+}
+
+fn split(entry: &[u8]) -> ([u8; 32], u64) {
+    let id = entry[..32].try_into().expect("an entry holds an id");
+    let expiry = u64::from_be_bytes(entry[32..].try_into().expect("and an expiry"));
+    (id, expiry)
+}
+
+/// The entries of `path` not yet expired (none if there is no file; a
+/// torn last entry is left out).
+fn live_entries(path: &Path, now: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(bytes
+        .chunks_exact(ENTRY)
+        .filter(|entry| split(entry).1 >= now)
+        .flatten()
+        .copied()
+        .collect())
+}
+
+fn append_to(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+fn write_entries(path: &Path, mut file: File, entries: &Receiver<[u8; ENTRY]>) {
+    let mut since_compaction = 0;
+    while let Ok(entry) = entries.recv() {
+        if let Err(e) = file.write_all(&entry) {
+            tracing::warn!(path = %path.display(), "cannot record a header against replay: {e}");
+            continue;
+        }
+        since_compaction += 1;
+        if since_compaction < COMPACT_EVERY {
+            continue;
+        }
+        since_compaction = 0;
+        let compacted = live_entries(path, crate::clock::now_us() as u64 / 1_000_000)
+            .and_then(|live| crate::keys::write_private(path, &live))
+            .and_then(|()| append_to(path));
+        match compacted {
+            Ok(fresh) => file = fresh,
+            Err(e) => tracing::warn!(path = %path.display(), "cannot compact: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_entries_come_back_and_expired_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let cache = ReplayCache::new(1_000);
+        let journal = ReplayJournal::open(&path, &cache, 100).unwrap();
+        journal.note([1; 32], 150);
+        journal.note([2; 32], 120);
+        drop(journal);
+        // The writer ends once its queue is dropped and drained.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::metadata(&path).unwrap().len() < 2 * ENTRY as u64 {
+            assert!(std::time::Instant::now() < deadline, "not written");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // A torn entry at the end (a crash mid-write) is left out.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[9; 17])
+            .unwrap();
+        let after = ReplayCache::new(1_000);
+        let _journal = ReplayJournal::open(&path, &after, 130).unwrap();
+        assert_eq!(
+            after.first_use([1; 32], 150, 130),
+            Err(super::super::replay::Refused::Replayed)
+        );
+        assert_eq!(after.first_use([2; 32], 120, 130), Ok(()));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), ENTRY as u64);
+    }
+}
