@@ -178,7 +178,20 @@ impl Service {
         let chosen = super::policy_from_setting(policy.as_deref(), &self.settings.policy);
         let policy_changed = {
             let mut current = self.policy.write().expect("policy lock");
-            let changed = *current != chosen && self.plugins().policy(&chosen).is_some();
+            let loaded = self.plugins().policy(&chosen).is_some();
+            let changed = *current != chosen && loaded;
+            let missing = *current != chosen && !loaded;
+            if !self
+                .policy_missing
+                .swap(missing, std::sync::atomic::Ordering::SeqCst)
+                && missing
+            {
+                tracing::warn!(
+                    chosen = %chosen, sealing_with = %*current,
+                    "the cluster's encryption policy is not loaded here: this server seals with \
+                     its own and leaves rewrapping to the others"
+                );
+            }
             if changed {
                 *current = chosen;
             }

@@ -78,6 +78,10 @@ pub struct Service {
     cluster: Option<Cluster>,
     /// When tokens were last reloaded for an unknown one (µs).
     token_reload_us: std::sync::atomic::AtomicI64,
+    /// Set while the policy the cluster chose is not loaded here: this
+    /// server then seals with the one it has and leaves rewrapping to the
+    /// servers that can reach the cluster's target.
+    policy_missing: std::sync::atomic::AtomicBool,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -129,6 +133,7 @@ impl Service {
             audit: Arc::new(crate::audit::Audit::disabled()),
             cluster: None,
             token_reload_us: std::sync::atomic::AtomicI64::new(0),
+            policy_missing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

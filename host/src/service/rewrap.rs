@@ -197,13 +197,20 @@ impl Service {
     /// another server holds the lease and this one does not run.
     async fn rewrap_run(self: Arc<Self>, before: RewrapStatus) {
         let service = self;
-        // In a cluster one server rewraps: the holder of the lease.
+        // In a cluster one server rewraps: the holder of the lease. One
+        // without the cluster's policy does not take it: its target is not
+        // the cluster's, and it would move rows back.
         if let Some(cluster) = &service.cluster {
-            let held = cluster.coordination.hold_lease(
-                LEASE,
-                &cluster.server_id,
-                cluster.lease.as_millis() as u64,
-            );
+            let missing = service.policy_missing.load(Ordering::SeqCst);
+            let held = if missing {
+                Ok(false)
+            } else {
+                cluster.coordination.hold_lease(
+                    LEASE,
+                    &cluster.server_id,
+                    cluster.lease.as_millis() as u64,
+                )
+            };
             if !matches!(held, Ok(true)) {
                 if let Err(e) = held {
                     tracing::warn!("cannot take the rewrap lease: {e}");
