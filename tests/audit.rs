@@ -383,6 +383,29 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
         .filter_map(|r| r["unrecorded_before"].as_u64())
         .sum();
     assert_eq!(unauthenticated.len() as u64 + unrecorded, flood + 1);
+    // A public route, which anyone may call, is held to the same allowance
+    // (this client spent it above): its flood adds no record, and the next
+    // record counts it.
+    let before = records(&log).len();
+    for _ in 0..300 {
+        client
+            .get(format!("{}/api/v1/info", server.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    client
+        .get(format!("{}/api/v1/info", server.base))
+        .send()
+        .await
+        .unwrap();
+    settle().await;
+    let added = records(&log).split_off(before);
+    assert!(added.len() <= 2, "{} records added", added.len());
+    let last = added.last().unwrap();
+    assert_eq!(last["route"], "/api/v1/info", "{last}");
+    assert!(last["unrecorded_before"].as_u64() >= Some(299), "{last}");
     let (ok, said) = verify(&[log], server.data_dir());
     assert!(ok, "{said}");
 }

@@ -43,26 +43,70 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Where `peer`'s client goes in a table of at most `max` clients: its own
-/// entry, or when the table is full and sweeping the entries `keep` lets go
-/// makes no room, the one entry all further clients share (so a flood of
-/// addresses cannot grow the table). Sweeping is rare and amortised: a
-/// full table is swept once, then fills again only after many new clients.
-pub fn table_key<E>(
-    table: &mut HashMap<IpAddr, E>,
-    peer: IpAddr,
-    max: usize,
-    keep: impl FnMut(&IpAddr, &mut E) -> bool,
-) -> IpAddr {
-    let client = client_of(peer);
-    if table.contains_key(&client) || table.len() < max {
-        return client;
+/// Entries by client that cannot grow past a bound: when the table is full,
+/// a new client first makes the table sweep out the entries `keep` lets go
+/// (at most once a second, so a table kept full costs no sweep per
+/// request), and if that makes no room it shares one entry with all others
+/// that find it full.
+pub struct ClientTable<E> {
+    entries: HashMap<IpAddr, E>,
+    swept: Option<std::time::Instant>,
+}
+
+/// Where clients go that find a table full: an address of the discard-only
+/// prefix 100::/64, which no client has (`::`, the /64 of `::1`, would
+/// lump local clients in with them).
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0));
+
+impl<E> Default for ClientTable<E> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            swept: None,
+        }
     }
-    table.retain(keep);
-    if table.len() < max {
-        client
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+}
+
+impl<E> ClientTable<E> {
+    /// The key and entry of `peer`'s client (made by `new` if absent).
+    pub fn entry(
+        &mut self,
+        peer: IpAddr,
+        max: usize,
+        now: std::time::Instant,
+        keep: impl FnMut(&IpAddr, &mut E) -> bool,
+        new: impl FnOnce() -> E,
+    ) -> (IpAddr, &mut E) {
+        let mut key = client_of(peer);
+        if !self.entries.contains_key(&key) && self.entries.len() >= max {
+            let due = self
+                .swept
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+            if due {
+                self.entries.retain(keep);
+                self.swept = Some(now);
+            }
+            if self.entries.len() >= max {
+                key = OVERFLOW;
+            }
+        }
+        (key, self.entries.entry(key).or_insert_with(new))
+    }
+
+    pub fn get(&self, key: &IpAddr) -> Option<&E> {
+        self.entries.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &IpAddr) -> Option<&mut E> {
+        self.entries.get_mut(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 

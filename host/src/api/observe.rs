@@ -231,6 +231,8 @@ struct RequestParts {
     trace: String,
     client: Option<String>,
     peer: Option<std::net::IpAddr>,
+    /// A route anyone may call: its callers count as unauthenticated.
+    public: bool,
     method: Method,
 }
 
@@ -246,6 +248,7 @@ fn parts_of(request: &Request) -> RequestParts {
             .get::<ClientAddr>()
             .map(|c| c.0.ip().to_string()),
         peer: request.extensions().get::<ClientAddr>().map(|c| c.0.ip()),
+        public: super::auth::is_public(request.uri().path()),
         method: request.method().clone(),
     }
 }
@@ -274,10 +277,15 @@ pub async fn observe(
         // A request nobody answers for is recorded within its client's
         // allowance, so a flood of them cannot rotate the log away.
         let unrecorded_before = match parts.peer {
-            Some(peer) if !note.authenticated() => match audit.admit_unauthenticated(peer) {
-                Some(skipped) => Some(skipped),
-                None => return response,
-            },
+            Some(peer) if !note.authenticated() || parts.public => {
+                // Refusals by authentication have an allowance of their own,
+                // which junk requests cannot spend.
+                let refused = matches!(status.as_u16(), 401 | 403);
+                match audit.admit_unauthenticated(peer, refused) {
+                    Some(skipped) => Some(skipped),
+                    None => return response,
+                }
+            }
             _ => None,
         };
         let answered = Answered {

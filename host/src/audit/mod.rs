@@ -126,10 +126,12 @@ impl Audit {
     }
 
     /// Whether a request from `peer` that nobody authenticated gets a
-    /// record, and if so how many of that client's went without one since
-    /// (see `unauthenticated`).
-    pub fn admit_unauthenticated(&self, peer: std::net::IpAddr) -> Option<u64> {
-        self.unauthenticated.admit(peer, std::time::Instant::now())
+    /// record, and if so how many of that client's of the same kind (refused
+    /// by authentication, or not) went without one since (see
+    /// `unauthenticated`).
+    pub fn admit_unauthenticated(&self, peer: std::net::IpAddr, refused: bool) -> Option<u64> {
+        self.unauthenticated
+            .admit(peer, refused, std::time::Instant::now())
     }
 
     pub fn enabled(&self) -> bool {

@@ -5,41 +5,69 @@
 //! IPv4 address, an IPv6 /64) gets a burst, then one record a second; the
 //! next record it gets says how many of its requests went unrecorded.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::connections::ClientTable;
 
 /// Records a client may add at once, and how many it regains a second.
 const BURST: f64 = 60.0;
 const PER_SECOND: f64 = 1.0;
 /// Clients tracked at once; past that, new ones share one allowance.
 const MAX_CLIENTS: usize = 10_000;
+/// A client not heard from for this long is forgotten, with the count of
+/// its unrecorded requests: that it went quiet is recorded nowhere else.
+const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 
+#[derive(Clone, Copy)]
 struct Allowance {
     records: f64,
     updated: Instant,
     unrecorded: u64,
 }
 
+impl Allowance {
+    fn regained(&self, now: Instant) -> f64 {
+        let seconds = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.records + seconds * PER_SECOND).min(BURST)
+    }
+
+    /// Whether it may go: whole again, or long quiet.
+    fn spent(&self, now: Instant) -> bool {
+        (self.unrecorded == 0 && self.regained(now) >= BURST)
+            || now.saturating_duration_since(self.updated) >= FORGOTTEN_AFTER
+    }
+}
+
+/// A client's allowances: one for requests refused by authentication, one
+/// for the rest, so junk requests cannot spend the one that records
+/// attempts to get in.
+type Allowances = [Allowance; 2];
+
 #[derive(Default)]
-pub struct Unauthenticated(Mutex<HashMap<IpAddr, Allowance>>);
+pub struct Unauthenticated(Mutex<ClientTable<Allowances>>);
 
 impl Unauthenticated {
-    /// Whether a request of `peer`'s gets a record, and if so how many of
-    /// its requests since its last record got none.
-    pub fn admit(&self, peer: IpAddr, now: Instant) -> Option<u64> {
+    /// Whether a request of `peer`'s (refused by authentication, or not)
+    /// gets a record, and if so how many of its kind since its last record
+    /// got none.
+    pub fn admit(&self, peer: IpAddr, refused: bool, now: Instant) -> Option<u64> {
         let mut table = self.0.lock().expect("audit allowance lock");
-        // A client whose allowance is whole again is as if unknown.
-        let client = crate::connections::table_key(&mut table, peer, MAX_CLIENTS, |_, a| {
-            a.unrecorded > 0 || regained(a, now) < BURST
-        });
-        let allowance = table.entry(client).or_insert(Allowance {
+        let fresh = Allowance {
             records: BURST,
             updated: now,
             unrecorded: 0,
-        });
-        allowance.records = regained(allowance, now);
+        };
+        let (_, allowances) = table.entry(
+            peer,
+            MAX_CLIENTS,
+            now,
+            |_, a| !a.iter().all(|a| a.spent(now)),
+            || [fresh; 2],
+        );
+        let allowance = &mut allowances[usize::from(refused)];
+        allowance.records = allowance.regained(now);
         allowance.updated = now;
         if allowance.records < 1.0 {
             allowance.unrecorded += 1;
@@ -48,13 +76,6 @@ impl Unauthenticated {
         allowance.records -= 1.0;
         Some(std::mem::take(&mut allowance.unrecorded))
     }
-}
-
-fn regained(allowance: &Allowance, now: Instant) -> f64 {
-    let seconds = now
-        .saturating_duration_since(allowance.updated)
-        .as_secs_f64();
-    (allowance.records + seconds * PER_SECOND).min(BURST)
 }
 
 #[cfg(test)]
@@ -69,17 +90,22 @@ mod tests {
         let flooder: IpAddr = "2001:db8::1".parse().unwrap();
         let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
         for _ in 0..60 {
-            assert_eq!(table.admit(flooder, start), Some(0));
+            assert_eq!(table.admit(flooder, false, start), Some(0));
         }
         for _ in 0..100 {
-            assert_eq!(table.admit(flooder, start), None);
+            assert_eq!(table.admit(flooder, false, start), None);
         }
         // The same /64 is the same client; another address is not.
-        assert_eq!(table.admit(neighbour, start), None);
-        assert_eq!(table.admit("192.0.2.7".parse().unwrap(), start), Some(0));
+        assert_eq!(table.admit(neighbour, false, start), None);
+        assert_eq!(
+            table.admit("192.0.2.7".parse().unwrap(), false, start),
+            Some(0)
+        );
+        // Junk did not spend what records refusals by authentication.
+        assert_eq!(table.admit(flooder, true, start), Some(0));
         let later = start + Duration::from_millis(1_500);
-        assert_eq!(table.admit(flooder, later), Some(101));
-        assert_eq!(table.admit(flooder, later), None);
+        assert_eq!(table.admit(flooder, false, later), Some(101));
+        assert_eq!(table.admit(flooder, false, later), None);
     }
 
     #[test]
@@ -89,9 +115,14 @@ mod tests {
         for i in 0..(MAX_CLIENTS as u32 + 50) {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             for _ in 0..61 {
-                table.admit(ip, now);
+                table.admit(ip, false, now);
             }
         }
         assert!(table.0.lock().unwrap().len() <= MAX_CLIENTS + 1);
+        // Ten quiet minutes later, a new client finds room again.
+        let later = now + FORGOTTEN_AFTER;
+        let newcomer: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(table.admit(newcomer, false, later), Some(0));
+        assert!(table.0.lock().unwrap().len() < 10);
     }
 }

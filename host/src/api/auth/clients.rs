@@ -4,7 +4,7 @@
 //! controls. The table is bounded: when full, idle entries are dropped, and
 //! if none is idle the newcomers share one entry.
 
-use std::collections::HashMap;
+use crate::connections::ClientTable;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -50,7 +50,7 @@ struct Entry {
 
 pub struct Clients {
     limits: ClientLimits,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: Mutex<ClientTable<Entry>>,
 }
 
 /// An address's header being decrypted; dropping it ends that.
@@ -92,7 +92,7 @@ impl Clients {
     pub fn new(limits: ClientLimits) -> Arc<Self> {
         Arc::new(Self {
             limits,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::default(),
         })
     }
 
@@ -102,15 +102,21 @@ impl Clients {
         let burst = f64::from(self.limits.failure_burst.max(1));
         let per_second = f64::from(self.limits.failures_per_minute) / 60.0;
         let mut entries = self.entries.lock().expect("client table lock");
-        let key = crate::connections::table_key(&mut entries, ip, MAX_ENTRIES, |_, e| {
-            e.in_flight > 0
-                || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second < burst
-        });
-        let entry = entries.entry(key).or_insert(Entry {
-            allowance: burst,
-            updated: now,
-            in_flight: 0,
-        });
+        let (key, entry) = entries.entry(
+            ip,
+            MAX_ENTRIES,
+            now,
+            |_, e| {
+                e.in_flight > 0
+                    || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second
+                        < burst
+            },
+            || Entry {
+                allowance: burst,
+                updated: now,
+                in_flight: 0,
+            },
+        );
         let regained = now.duration_since(entry.updated).as_secs_f64() * per_second;
         entry.allowance = (entry.allowance + regained).min(burst);
         entry.updated = now;

@@ -320,7 +320,7 @@ impl Authenticator {
 }
 
 /// Routes anyone may call: how a client learns to authenticate.
-fn is_public(path: &str) -> bool {
+pub(crate) fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/api/v1/info" | "/api/v1/secret" | "/api/v1/openapi.json"
