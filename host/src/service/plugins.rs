@@ -61,10 +61,14 @@ impl Service {
         }
         // Rows a rewrap has not moved yet (it runs, or it stopped on a row
         // it could not open) can only be opened by the policy that sealed
-        // them: without it they would be unreadable until it came back.
+        // them: without it they would be unreadable until it came back. No
+        // writer is between sealing and committing while this is held, so
+        // every row counts, and none is sealed by a policy about to go.
+        let _sealing = self.sealing.write().await;
         let counts = self.store(|s| s.sealing_counts()).await?;
-        if let Some((policy, rows)) = still_sealing(&counts, |name| registry.policy(name).is_some())
-        {
+        let before = self.plugins();
+        let kept = |name: &str| registry.policy(name).is_some() || before.policy(name).is_none();
+        if let Some((policy, rows)) = still_sealing(&counts, kept) {
             return Err(Error::IllegalArgument(format!(
                 "the reload would unload the encryption policy '{policy}', which {rows} stored \
                  credential(s) are still sealed by; nothing was changed. Move them first: \
