@@ -91,7 +91,6 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
             });
         }
     }
-    remove_leftovers(dir);
     // Older versions created the database with the default umask: it holds
     // names, usernames and addresses, so it is tightened rather than refused.
     let database = dir.join("credhost.redb");
@@ -105,10 +104,12 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
-/// Removes what a write of a key file left when the process died before
-/// its rename (see `keys::write_private`): a whole copy of the keyring, say,
-/// still holding keys retired since.
-fn remove_leftovers(dir: &Path) {
+/// Removes what a write of a key file (or of the replay journal) left when
+/// the process died before its rename (see `keys::write_private`): a whole
+/// copy of the keyring, say, still holding keys retired since. Only the
+/// server calls it, once it holds the database: a command run beside a
+/// server must not take away a copy that server is about to rename.
+pub fn remove_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -122,7 +123,7 @@ fn remove_leftovers(dir: &Path) {
             .and_then(|n| n.strip_suffix(".tmp"))
             .and_then(|n| n.rsplit_once('.'))
             .is_some_and(|(file, tag)| {
-                KEY_FILES.contains(&file)
+                (KEY_FILES.contains(&file) || file == "replay.journal")
                     && tag.len() == 16
                     && tag.bytes().all(|b| b.is_ascii_hexdigit())
             });
@@ -184,11 +185,17 @@ mod tests {
         let left = dir.path().join(".keys.json.0123456789abcdef.tmp");
         let other = dir.path().join(".notes.txt.0123456789abcdef.tmp");
         let odd = dir.path().join(".keys.json.tmp");
-        for file in [&left, &other, &odd] {
+        let journal = dir.path().join(".replay.journal.00000000000000ff.tmp");
+        for file in [&left, &other, &odd, &journal] {
             std::fs::write(file, "x").unwrap();
         }
         prepare(dir.path()).unwrap();
-        assert!(!left.exists());
+        assert!(
+            left.exists(),
+            "prepare leaves them: a server may be running"
+        );
+        remove_leftovers(dir.path());
+        assert!(!left.exists() && !journal.exists());
         assert!(other.exists() && odd.exists());
     }
 

@@ -227,6 +227,8 @@ pub async fn serve(
     let (listener, twin) = crate::listeners::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (service, shared) = build(config, addr.to_string()).await?;
+    // The database is this server's now: no other writes key files here.
+    crate::data_dir::remove_leftovers(&config.data_dir);
     // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
     service.start_rewrap();
     service.start_cluster();

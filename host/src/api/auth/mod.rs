@@ -106,6 +106,7 @@ impl Authenticator {
             path,
             &self.replay,
             now(),
+            self.horizon.as_secs(),
         )?);
         Ok(self)
     }

@@ -28,9 +28,10 @@ pub struct ReplayJournal {
 
 impl ReplayJournal {
     /// Loads the live entries of `path` into `cache`, rewrites the file
-    /// with only those, and starts the writer.
-    pub fn open(path: &Path, cache: &ReplayCache, now: u64) -> std::io::Result<Self> {
-        let live = live_entries(path, now)?;
+    /// with only those, and starts the writer. No header lives longer than
+    /// `horizon` seconds: an entry said to (a damaged file) is dropped.
+    pub fn open(path: &Path, cache: &ReplayCache, now: u64, horizon: u64) -> std::io::Result<Self> {
+        let live = live_entries(path, now, horizon)?;
         for entry in live.chunks_exact(ENTRY) {
             let (id, expiry) = split(entry);
             // Full or seen twice: nothing more to learn from it.
@@ -42,7 +43,7 @@ impl ReplayJournal {
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("replay-journal".into())
-            .spawn(move || write_entries(&path, file, &entries))?;
+            .spawn(move || write_entries(&path, file, &entries, horizon))?;
         Ok(Self { queue })
     }
 
@@ -63,9 +64,9 @@ fn split(entry: &[u8]) -> ([u8; 32], u64) {
     (id, expiry)
 }
 
-/// The entries of `path` not yet expired (none if there is no file; a
-/// torn last entry is left out).
-fn live_entries(path: &Path, now: u64) -> std::io::Result<Vec<u8>> {
+/// The entries of `path` not yet expired and not said to live past the
+/// horizon (none if there is no file; a torn last entry is left out).
+fn live_entries(path: &Path, now: u64, horizon: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut file) => {
@@ -76,7 +77,7 @@ fn live_entries(path: &Path, now: u64) -> std::io::Result<Vec<u8>> {
     }
     Ok(bytes
         .chunks_exact(ENTRY)
-        .filter(|entry| split(entry).1 >= now)
+        .filter(|entry| (now..=now.saturating_add(horizon)).contains(&split(entry).1))
         .flatten()
         .copied()
         .collect())
@@ -92,11 +93,16 @@ fn append_to(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn write_entries(path: &Path, mut file: File, entries: &Receiver<[u8; ENTRY]>) {
+fn write_entries(path: &Path, mut file: File, entries: &Receiver<[u8; ENTRY]>, horizon: u64) {
     let mut since_compaction = 0;
     while let Ok(entry) = entries.recv() {
         if let Err(e) = file.write_all(&entry) {
             tracing::warn!(path = %path.display(), "cannot record a header against replay: {e}");
+            // Part of it may be there: cut back to whole entries, or every
+            // later one would be read askew.
+            if let Ok(length) = file.metadata().map(|m| m.len()) {
+                let _ = file.set_len(length - length % ENTRY as u64);
+            }
             continue;
         }
         since_compaction += 1;
@@ -104,7 +110,7 @@ fn write_entries(path: &Path, mut file: File, entries: &Receiver<[u8; ENTRY]>) {
             continue;
         }
         since_compaction = 0;
-        let compacted = live_entries(path, crate::clock::now_us() as u64 / 1_000_000)
+        let compacted = live_entries(path, crate::clock::now_us() as u64 / 1_000_000, horizon)
             .and_then(|live| crate::keys::write_private(path, &live))
             .and_then(|()| append_to(path));
         match compacted {
@@ -123,13 +129,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replay.journal");
         let cache = ReplayCache::new(1_000);
-        let journal = ReplayJournal::open(&path, &cache, 100).unwrap();
+        let journal = ReplayJournal::open(&path, &cache, 100, 3_600).unwrap();
         journal.note([1; 32], 150);
         journal.note([2; 32], 120);
+        // Said to live far longer than any header may (a damaged entry).
+        journal.note([3; 32], 1_000_000);
         drop(journal);
         // The writer ends once its queue is dropped and drained.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::fs::metadata(&path).unwrap().len() < 2 * ENTRY as u64 {
+        while std::fs::metadata(&path).unwrap().len() < 3 * ENTRY as u64 {
             assert!(std::time::Instant::now() < deadline, "not written");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -141,12 +149,13 @@ mod tests {
             .write_all(&[9; 17])
             .unwrap();
         let after = ReplayCache::new(1_000);
-        let _journal = ReplayJournal::open(&path, &after, 130).unwrap();
+        let _journal = ReplayJournal::open(&path, &after, 130, 3_600).unwrap();
         assert_eq!(
             after.first_use([1; 32], 150, 130),
             Err(super::super::replay::Refused::Replayed)
         );
         assert_eq!(after.first_use([2; 32], 120, 130), Ok(()));
+        assert_eq!(after.first_use([3; 32], 1_000_000, 130), Ok(()));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), ENTRY as u64);
     }
 }
