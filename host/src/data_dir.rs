@@ -134,11 +134,13 @@ pub fn remove_leftovers(dir: &Path) {
     }
 }
 
-/// Checks a key file kept outside the data directory (a `kek_file`), as
-/// those inside are checked: owned by the server's user or root, and
-/// neither readable nor writable by anyone else. A symbolic link is
-/// followed (secrets mounted by an orchestrator often are links); what it
-/// leads to is what is checked.
+/// Checks a key file kept outside the data directory (a `kek_file`): owned
+/// by the server's user or root, and writable by no one else. One of the
+/// server's user must not be readable by others either (a copy made with
+/// the usual umask); one of root's may be, with a warning: that is how
+/// orchestrators mount secrets (Docker's 0444, Kubernetes' 0644), and
+/// inside a container there is no one else. A symbolic link is followed
+/// (such mounts are links); what it leads to is what is checked.
 pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
     let meta = std::fs::metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
     let me = euid();
@@ -149,11 +151,20 @@ pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
             me,
         });
     }
-    if meta.permissions().mode() & 0o077 != 0 {
+    let mode = meta.permissions().mode() & 0o7777;
+    let readable = mode & 0o044 != 0;
+    if mode & 0o022 != 0 || (readable && meta.uid() != 0) {
         return Err(DataDirError::FileMode {
             path: path.display().to_string(),
-            mode: meta.permissions().mode() & 0o7777,
+            mode,
         });
+    }
+    if readable {
+        tracing::warn!(
+            path = %path.display(), mode = format!("{mode:o}"),
+            "the key file is root's and readable by others: fine for a secret an orchestrator \
+             mounts into a container, not on a machine others use"
+        );
     }
     Ok(())
 }
@@ -213,12 +224,18 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&key, &link).unwrap();
         assert!(check_key_file(&link).is_ok());
-        for open in [0o644, 0o640, 0o604, 0o620] {
+        // Writable by others: refused whoever owns it.
+        for open in [0o620, 0o602, 0o666] {
             set(open).unwrap();
             assert!(
                 matches!(check_key_file(&link), Err(DataDirError::FileMode { .. })),
                 "{open:o}"
             );
+        }
+        // Readable by others: refused unless it is root's (a mounted secret).
+        for open in [0o644, 0o640, 0o604] {
+            set(open).unwrap();
+            assert_eq!(check_key_file(&link).is_err(), euid() != 0, "{open:o}");
         }
         assert!(matches!(
             check_key_file(&dir.path().join("missing")),
