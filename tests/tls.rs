@@ -101,5 +101,21 @@ async fn one_client_cannot_take_every_handshake() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("no answer while one client held its handshakes open"));
     assert_eq!(body["data"]["identity"], "CLUSTER AGENT", "{body}");
+    // Each connection turned away is counted by the cap that did it.
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{}/metrics", server.base))
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("credhost_connections_refused_total{cap=\"handshakes_per_client\"}")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(refused >= 200.0, "{metrics}");
     drop(idle);
 }

@@ -43,6 +43,12 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Counts a connection closed at once for `cap`: the only trace of a cap
+/// that bites (the client sees a closed socket).
+pub fn refused(cap: &'static str) {
+    metrics::counter!("credhost_connections_refused_total", "cap" => cap).increment(1);
+}
+
 /// Entries by client that cannot grow past a bound: when the table is full,
 /// a new client first makes the table sweep out the entries `keep` lets go
 /// (at most once a second, so a table kept full costs no sweep per
@@ -176,10 +182,12 @@ pub async fn serve<L>(
         // keeping it waiting, and the client learns to back off.
         let Ok(permit) = total.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "connection refused: too many connections");
+            refused("connections");
             continue;
         };
         let Some(slot) = per_client.take(peer.ip(), limits.per_client.max(1)) else {
             tracing::debug!(%peer, "connection refused: too many from this address");
+            refused("connections_per_client");
             continue;
         };
         let router = router.clone();

@@ -53,10 +53,12 @@ impl TlsListener {
                 };
                 let Some(slot) = per_client.take(peer.ip(), MAX_HANDSHAKES_PER_CLIENT) else {
                     tracing::debug!(%peer, "connection refused: too many TLS handshakes from it");
+                    crate::connections::refused("handshakes_per_client");
                     continue;
                 };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     tracing::debug!(%peer, "connection refused: too many TLS handshakes");
+                    crate::connections::refused("handshakes");
                     continue;
                 };
                 let acceptor = acceptor.clone();
