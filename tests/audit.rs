@@ -352,6 +352,7 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     });
     let client = reqwest::Client::new();
     let flood = 500;
+    let started = std::time::Instant::now();
     for _ in 0..flood {
         let status = client
             .get(format!("{}/api/v1/security/credentials", server.base))
@@ -361,6 +362,8 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
             .status();
         assert!(status.is_client_error(), "{status}");
     }
+    // A slow machine regains a record for each second the flood took.
+    let regained = started.elapsed().as_secs() as usize;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     client
         .get(format!("{}/api/v1/security/credentials", server.base))
@@ -374,7 +377,7 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
         .filter(|r| r["principal"]["kind"] == "unauthenticated")
         .collect();
     assert!(
-        (60..=64).contains(&unauthenticated.len()),
+        (60..=63 + regained).contains(&unauthenticated.len()),
         "{} records",
         unauthenticated.len()
     );
@@ -387,6 +390,7 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     // (this client spent it above): its flood adds no record, and the next
     // record counts it.
     let before = records(&log).len();
+    let started = std::time::Instant::now();
     for _ in 0..300 {
         client
             .get(format!("{}/api/v1/info", server.base))
@@ -394,6 +398,7 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
             .await
             .unwrap();
     }
+    let regained = started.elapsed().as_secs() as usize;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     client
         .get(format!("{}/api/v1/info", server.base))
@@ -402,10 +407,28 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
         .unwrap();
     settle().await;
     let added = records(&log).split_off(before);
-    assert!(added.len() <= 2, "{} records added", added.len());
-    let last = added.last().unwrap();
-    assert_eq!(last["route"], "/api/v1/info", "{last}");
-    assert!(last["unrecorded_before"].as_u64() >= Some(299), "{last}");
+    assert!(added.len() <= 2 + regained, "{} records added", added.len());
+    assert!(added.iter().all(|r| r["route"] == "/api/v1/info"));
+    let unrecorded: u64 = added
+        .iter()
+        .filter_map(|r| r["unrecorded_before"].as_u64())
+        .sum();
+    assert_eq!(added.len() as u64 + unrecorded, 301);
+    // A password guess still gets its record: refusals by authentication
+    // have an allowance the junk above did not spend.
+    let (status, _) = Client::connect(&server.base, "not-the-password")
+        .await
+        .unwrap()
+        .call(Method::GET, "/api/v1/security/credentials", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    settle().await;
+    let last = records(&log).pop().unwrap();
+    assert_eq!(
+        last["error_code"], "Security.Authentication.IncorrectOceanbasePassword",
+        "{last}"
+    );
     let (ok, said) = verify(&[log], server.data_dir());
     assert!(ok, "{said}");
 }

@@ -30,6 +30,8 @@ struct Noted {
     credential_ids: Vec<u64>,
     /// The v2 header's `keys`, only ever written as an HMAC.
     header_keys: Option<zeroize::Zeroizing<String>>,
+    /// Credentials were sent and refused.
+    credentials_refused: bool,
 }
 
 /// What is learnt about one request on its way through.
@@ -58,8 +60,19 @@ impl Note {
         self.with(|n| n.credential_ids.extend(ids));
     }
 
-    fn authenticated(&self) -> bool {
-        self.with(|n| n.principal.is_some())
+    pub fn set_credentials_refused(&self) {
+        self.with(|n| n.credentials_refused = true);
+    }
+
+    /// Whether someone answers for the request: not when nobody was
+    /// authenticated, nor when a caller without credentials was let in
+    /// (a public route, or every route without a password).
+    fn accountable(&self) -> bool {
+        self.with(|n| !matches!(n.principal, None | Some(Principal::Anonymous)))
+    }
+
+    fn credentials_refused(&self) -> bool {
+        self.with(|n| n.credentials_refused)
     }
 
     fn route(&self) -> Option<MatchedPath> {
@@ -231,8 +244,6 @@ struct RequestParts {
     trace: String,
     client: Option<String>,
     peer: Option<std::net::IpAddr>,
-    /// A route anyone may call: its callers count as unauthenticated.
-    public: bool,
     method: Method,
 }
 
@@ -248,7 +259,6 @@ fn parts_of(request: &Request) -> RequestParts {
             .get::<ClientAddr>()
             .map(|c| c.0.ip().to_string()),
         peer: request.extensions().get::<ClientAddr>().map(|c| c.0.ip()),
-        public: super::auth::is_public(request.uri().path()),
         method: request.method().clone(),
     }
 }
@@ -277,11 +287,10 @@ pub async fn observe(
         // A request nobody answers for is recorded within its client's
         // allowance, so a flood of them cannot rotate the log away.
         let unrecorded_before = match parts.peer {
-            Some(peer) if !note.authenticated() || parts.public => {
+            Some(peer) if !note.accountable() => {
                 // Refusals by authentication have an allowance of their own,
                 // which junk requests cannot spend.
-                let refused = matches!(status.as_u16(), 401 | 403);
-                match audit.admit_unauthenticated(peer, refused) {
+                match audit.admit_unauthenticated(peer, note.credentials_refused()) {
                     Some(skipped) => Some(skipped),
                     None => return response,
                 }

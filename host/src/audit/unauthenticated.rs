@@ -14,6 +14,10 @@ use crate::connections::ClientTable;
 /// Records a client may add at once, and how many it regains a second.
 const BURST: f64 = 60.0;
 const PER_SECOND: f64 = 1.0;
+/// The same for all clients together: many addresses (an IPv6 /48 holds
+/// 65,536 /64s) must not add up to a flood either.
+const ALL_BURST: f64 = 600.0;
+const ALL_PER_SECOND: f64 = 20.0;
 /// Clients tracked at once; past that, new ones share one allowance.
 const MAX_CLIENTS: usize = 10_000;
 /// A client not heard from for this long is forgotten, with the count of
@@ -29,8 +33,12 @@ struct Allowance {
 
 impl Allowance {
     fn regained(&self, now: Instant) -> f64 {
+        self.regained_at(now, PER_SECOND, BURST)
+    }
+
+    fn regained_at(&self, now: Instant, per_second: f64, burst: f64) -> f64 {
         let seconds = now.saturating_duration_since(self.updated).as_secs_f64();
-        (self.records + seconds * PER_SECOND).min(BURST)
+        (self.records + seconds * per_second).min(burst)
     }
 
     /// Whether it may go: whole again, or long quiet.
@@ -45,15 +53,26 @@ impl Allowance {
 /// attempts to get in.
 type Allowances = [Allowance; 2];
 
-#[derive(Default)]
-pub struct Unauthenticated(Mutex<ClientTable<Allowances>>);
+pub struct Unauthenticated(Mutex<(ClientTable<Allowances>, Allowance)>);
+
+impl Default for Unauthenticated {
+    fn default() -> Self {
+        let all = Allowance {
+            records: ALL_BURST,
+            updated: Instant::now(),
+            unrecorded: 0,
+        };
+        Self(Mutex::new((ClientTable::default(), all)))
+    }
+}
 
 impl Unauthenticated {
     /// Whether a request of `peer`'s (refused by authentication, or not)
     /// gets a record, and if so how many of its kind since its last record
     /// got none.
     pub fn admit(&self, peer: IpAddr, refused: bool, now: Instant) -> Option<u64> {
-        let mut table = self.0.lock().expect("audit allowance lock");
+        let mut guard = self.0.lock().expect("audit allowance lock");
+        let (table, all) = &mut *guard;
         let fresh = Allowance {
             records: BURST,
             updated: now,
@@ -69,11 +88,17 @@ impl Unauthenticated {
         let allowance = &mut allowances[usize::from(refused)];
         allowance.records = allowance.regained(now);
         allowance.updated = now;
-        if allowance.records < 1.0 {
+        all.records = all.regained_at(now, ALL_PER_SECOND, ALL_BURST);
+        all.updated = now;
+        if allowance.records < 1.0 || all.records < 1.0 {
             allowance.unrecorded += 1;
+            // Counted here too: a count a client never comes back for (or
+            // one shared by the clients of a full table) is seen this way.
+            metrics::counter!("credhost_audit_unrecorded_total").increment(1);
             return None;
         }
         allowance.records -= 1.0;
+        all.records -= 1.0;
         Some(std::mem::take(&mut allowance.unrecorded))
     }
 }
@@ -118,11 +143,24 @@ mod tests {
                 table.admit(ip, false, now);
             }
         }
-        assert!(table.0.lock().unwrap().len() <= MAX_CLIENTS + 1);
+        assert!(table.0.lock().unwrap().0.len() <= MAX_CLIENTS + 1);
         // Ten quiet minutes later, a new client finds room again.
         let later = now + FORGOTTEN_AFTER;
         let newcomer: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(table.admit(newcomer, false, later), Some(0));
-        assert!(table.0.lock().unwrap().len() < 10);
+        assert!(table.0.lock().unwrap().0.len() < 10);
+    }
+
+    #[test]
+    fn many_clients_together_get_the_allowance_of_all() {
+        let table = Unauthenticated::default();
+        let now = Instant::now();
+        let recorded = (0..100u32)
+            .flat_map(|i| {
+                std::iter::repeat_n(IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)), 60)
+            })
+            .filter(|ip| table.admit(*ip, false, now).is_some())
+            .count();
+        assert_eq!(recorded, ALL_BURST as usize);
     }
 }

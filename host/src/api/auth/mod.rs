@@ -321,7 +321,7 @@ impl Authenticator {
 }
 
 /// Routes anyone may call: how a client learns to authenticate.
-pub(crate) fn is_public(path: &str) -> bool {
+fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/api/v1/info" | "/api/v1/secret" | "/api/v1/openapi.json"
@@ -348,6 +348,14 @@ pub async fn authenticate(
         Ok(admitted) => admitted,
         Err((error, kind)) => {
             metrics::counter!("credhost_auth_failures_total", "kind" => kind).increment(1);
+            // Credentials looked at and refused (not absent, throttled or
+            // unreadable as a request): what the audit log must not lose
+            // among junk (see `audit::unauthenticated`).
+            if let Some(note) = &note
+                && !matches!(kind, "header_missing" | "body" | "busy" | "rate_limited")
+            {
+                note.set_credentials_refused();
+            }
             return error.into_response();
         }
     };
