@@ -82,11 +82,24 @@ impl Service {
             .map(|s| s.to_string())
             .collect();
         let changed = changes(&self.plugins(), &registry);
+        {
+            // Checked again and swapped under the policy's lock: on a shared
+            // store the heartbeat may have made another policy active since
+            // (it holds the lock while it checks that one is loaded).
+            let active = self.policy.read().expect("policy lock");
+            if registry.policy(&active).is_none() {
+                return Err(Error::IllegalArgument(format!(
+                    "the reload would unload the active encryption policy '{}'; nothing was \
+                     changed",
+                    *active
+                )));
+            }
+            self.plugins.store(Arc::new(registry));
+        }
         for change in &changed {
             // New code for a target type or a policy sees its secrets.
             tracing::warn!(%change, "plugin changed by the reload");
         }
-        self.plugins.store(Arc::new(registry));
         tracing::info!(target_types = ?loaded, "plugins reloaded");
         self.audit_event(
             "plugins.reloaded",

@@ -380,11 +380,16 @@ impl Service {
                 break;
             }
             let read = step.elapsed();
+            // Held from sealing to committing, as a writer holds it: a
+            // reload counting rows by policy, or a retirement counting them
+            // by key, sees this batch either before or after.
+            let sealing = self.sealing.clone().read_owned().await;
             let changes = self.reseal(&batch, &policy, key_id).await?;
             let resealed = step.elapsed();
             self.keep_lease()?;
             let leased = step.elapsed();
             let replaced = self.store.replace_secrets(&changes)? as u64;
+            drop(sealing);
             // Where a batch's time goes, for whoever tunes the store.
             tracing::debug!(
                 rows = batch.len(),
