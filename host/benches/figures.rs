@@ -913,12 +913,17 @@ async fn auth() {
     .await;
     let guarded = serve(credhost::api::router(
         service,
-        Arc::new(Authenticator::new(
-            TransportKey::open_or_create(&key_path, 2048).unwrap(),
-            Some(Secret::new(password.as_bytes().to_vec())),
-            Duration::from_secs(3600),
-            Default::default(),
-        )),
+        // As a server with a password keeps them: in a journal too.
+        Arc::new(
+            Authenticator::new(
+                TransportKey::open_or_create(&key_path, 2048).unwrap(),
+                Some(Secret::new(password.as_bytes().to_vec())),
+                Duration::from_secs(3600),
+                Default::default(),
+            )
+            .with_replay_journal(&dir.path().join("replay.journal"))
+            .unwrap(),
+        ),
         front_door(),
         "127.0.0.1:0".parse().unwrap(),
     ))
