@@ -339,6 +339,32 @@ async fn a_full_disk_refuses_changes_and_keeps_reads() {
     );
 }
 
+/// Sends `n` GETs of `url`, then, after the second an allowance takes to
+/// give back a record, one more. Returns each status, and the whole seconds
+/// the `n` took (a slow machine regains a record for each).
+async fn flood_then_one(client: &reqwest::Client, url: &str, n: usize) -> (Vec<u16>, usize) {
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::with_capacity(n + 1);
+    for _ in 0..n {
+        statuses.push(client.get(url).send().await.unwrap().status().as_u16());
+    }
+    let regained = started.elapsed().as_secs() as usize;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    statuses.push(client.get(url).send().await.unwrap().status().as_u16());
+    settle().await;
+    (statuses, regained)
+}
+
+/// How many of `records` there are, and how many requests they say went
+/// without one.
+fn recorded_and_unrecorded(records: &[Value]) -> (u64, u64) {
+    let unrecorded = records
+        .iter()
+        .filter_map(|r| r["unrecorded_before"].as_u64())
+        .sum();
+    (records.len() as u64, unrecorded)
+}
+
 /// Requests nobody authenticated are recorded within an allowance per
 /// client: a flood of them adds a burst of records, then one a second, and
 /// the next record says how many went unrecorded. The log cannot be
@@ -352,25 +378,12 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     });
     let client = reqwest::Client::new();
     let flood = 500;
-    let started = std::time::Instant::now();
-    for _ in 0..flood {
-        let status = client
-            .get(format!("{}/api/v1/security/credentials", server.base))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_client_error(), "{status}");
-    }
-    // A slow machine regains a record for each second the flood took.
-    let regained = started.elapsed().as_secs() as usize;
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    client
-        .get(format!("{}/api/v1/security/credentials", server.base))
-        .send()
-        .await
-        .unwrap();
-    settle().await;
+    let url = format!("{}/api/v1/security/credentials", server.base);
+    let (statuses, regained) = flood_then_one(&client, &url, flood).await;
+    assert!(
+        statuses.iter().all(|s| (400..500).contains(s)),
+        "{statuses:?}"
+    );
     let log = server.data_dir().join("audit.log");
     let unauthenticated: Vec<Value> = records(&log)
         .into_iter()
@@ -381,39 +394,19 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
         "{} records",
         unauthenticated.len()
     );
-    let unrecorded: u64 = unauthenticated
-        .iter()
-        .filter_map(|r| r["unrecorded_before"].as_u64())
-        .sum();
-    assert_eq!(unauthenticated.len() as u64 + unrecorded, flood + 1);
+    let (recorded, unrecorded) = recorded_and_unrecorded(&unauthenticated);
+    assert_eq!(recorded + unrecorded, flood as u64 + 1);
     // A public route, which anyone may call, is held to the same allowance
     // (this client spent it above): its flood adds no record, and the next
     // record counts it.
     let before = records(&log).len();
-    let started = std::time::Instant::now();
-    for _ in 0..300 {
-        client
-            .get(format!("{}/api/v1/info", server.base))
-            .send()
-            .await
-            .unwrap();
-    }
-    let regained = started.elapsed().as_secs() as usize;
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    client
-        .get(format!("{}/api/v1/info", server.base))
-        .send()
-        .await
-        .unwrap();
-    settle().await;
+    let url = format!("{}/api/v1/info", server.base);
+    let (_, regained) = flood_then_one(&client, &url, 300).await;
     let added = records(&log).split_off(before);
     assert!(added.len() <= 2 + regained, "{} records added", added.len());
     assert!(added.iter().all(|r| r["route"] == "/api/v1/info"));
-    let unrecorded: u64 = added
-        .iter()
-        .filter_map(|r| r["unrecorded_before"].as_u64())
-        .sum();
-    assert_eq!(added.len() as u64 + unrecorded, 301);
+    let (recorded, unrecorded) = recorded_and_unrecorded(&added);
+    assert_eq!(recorded + unrecorded, 301);
     // A password guess still gets its record: refusals by authentication
     // have an allowance the junk above did not spend.
     let (status, _) = Client::connect(&server.base, "not-the-password")

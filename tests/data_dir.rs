@@ -67,32 +67,21 @@ async fn created_private_refused_when_open_and_the_cache_is_authenticated() {
     let said = refusal(&dir);
     assert!(said.contains("chmod 700"), "{said}");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let keys = dir.join("keys.json");
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let said = refusal(&dir);
-    assert!(
-        said.contains("chmod 600") && said.contains("keys.json"),
-        "{said}"
-    );
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    // The audit log's key, and a key-encryption key copied in with the
-    // usual umask, are held to the same rule.
-    let audit = dir.join("audit.key");
-    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let said = refusal(&dir);
-    assert!(
-        said.contains("chmod 600") && said.contains("audit.key"),
-        "{said}"
-    );
-    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Each key file others may read: the keyring, the audit log's key, and
+    // a key-encryption key copied in with the usual umask.
     let kek = dir.join("kek.key");
     std::fs::write(&kek, "not used by a server without a shared store").unwrap();
-    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let said = refusal(&dir);
-    assert!(
-        said.contains("chmod 600") && said.contains("kek.key"),
-        "{said}"
-    );
+    for (name, open) in [
+        ("keys.json", 0o644),
+        ("audit.key", 0o640),
+        ("kek.key", 0o644),
+    ] {
+        let file = dir.join(name);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(open)).unwrap();
+        let said = refusal(&dir);
+        assert!(said.contains("chmod 600") && said.contains(name), "{said}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     std::fs::remove_file(&kek).unwrap();
 
     // A cache entry altered by someone else is not loaded: it is compiled

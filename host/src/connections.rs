@@ -49,6 +49,59 @@ pub fn refused(cap: &'static str) {
     metrics::counter!("credhost_connections_refused_total", "cap" => cap).increment(1);
 }
 
+/// A token bucket: up to `burst` tokens, refilled continuously at
+/// `per_second`. The per-client limits are made of these.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    updated: std::time::Instant,
+    per_second: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    pub fn full(burst: f64, per_second: f64, now: std::time::Instant) -> Self {
+        Self {
+            tokens: burst,
+            updated: now,
+            per_second,
+            burst,
+        }
+    }
+
+    /// The tokens as last brought up to date.
+    pub fn tokens(&self) -> f64 {
+        self.tokens
+    }
+
+    fn at(&self, now: std::time::Instant) -> f64 {
+        let seconds = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + seconds * self.per_second).min(self.burst)
+    }
+
+    /// Brings the bucket up to `now`; returns its tokens.
+    pub fn refill(&mut self, now: std::time::Instant) -> f64 {
+        self.tokens = self.at(now);
+        self.updated = now;
+        self.tokens
+    }
+
+    /// Takes a token, if there is one.
+    pub fn spend(&mut self) {
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+
+    /// Whether it would be full at `now`: as good as a new one.
+    pub fn is_full_at(&self, now: std::time::Instant) -> bool {
+        self.at(now) >= self.burst
+    }
+
+    /// How long since it was last brought up to date.
+    pub fn idle_for(&self, now: std::time::Instant) -> Duration {
+        now.saturating_duration_since(self.updated)
+    }
+}
+
 /// Entries by client that cannot grow past a bound: when the table is full,
 /// a new client first makes the table sweep out the entries `keep` lets go
 /// (at most once a second, so a table kept full costs no sweep per
@@ -107,12 +160,10 @@ impl<E> ClientTable<E> {
         self.entries.get_mut(key)
     }
 
-    pub fn len(&self) -> usize {
+    /// Clients tracked (for tests of the bound).
+    #[cfg(test)]
+    pub fn clients(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

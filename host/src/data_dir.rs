@@ -118,15 +118,8 @@ pub fn remove_leftovers(dir: &Path) {
         let Some(name) = name.to_str() else {
             continue;
         };
-        let left = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .and_then(|n| n.rsplit_once('.'))
-            .is_some_and(|(file, tag)| {
-                (KEY_FILES.contains(&file) || file == "replay.journal")
-                    && tag.len() == 16
-                    && tag.bytes().all(|b| b.is_ascii_hexdigit())
-            });
+        let left = crate::keys::unfinished_copy_of(name)
+            .is_some_and(|file| KEY_FILES.contains(&file) || file == "replay.journal");
         if left {
             tracing::warn!(file = name, "removing a key file's unfinished copy");
             let _ = std::fs::remove_file(entry.path());

@@ -46,11 +46,8 @@ pub async fn bind(listen: SocketAddr) -> Result<(TcpListener, Option<TcpListener
                 if matches!(
                     e.kind(),
                     ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
-                ) =>
+                ) || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
             {
-                return Ok((listener, None));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 return Ok((listener, None));
             }
             Err(e) if e.kind() == ErrorKind::AddrInUse && attempt < attempts => continue,

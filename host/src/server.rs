@@ -176,6 +176,24 @@ fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the API on `listener`, behind TLS when it is configured.
+fn serve_api(
+    listener: TcpListener,
+    config: &Config,
+    router: axum::Router,
+    limits: crate::connections::ConnectionLimits,
+    until: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<futures::future::BoxFuture<'static, ()>> {
+    use futures::FutureExt as _;
+    Ok(match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener = crate::tls::TlsListener::new(listener, cert, key)?;
+            crate::connections::serve(listener, router, limits, until).boxed()
+        }
+        _ => crate::connections::serve(listener, router, limits, until).boxed(),
+    })
+}
+
 fn announce(scheme: &str, addr: std::net::SocketAddr, config: &Config) {
     tracing::info!(%addr, scheme, password = config.password.is_some(), "credhost ready");
     // Tests and scripts that asked for port 0 read the real one here.
@@ -301,32 +319,17 @@ pub async fn serve(
     }
     if let Some(twin) = twin {
         tracing::info!(addr = %twin.local_addr()?, "also listening on the other loopback address");
-        side.push(match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => tokio::spawn(crate::connections::serve(
-                crate::tls::TlsListener::new(twin, cert, key)?,
-                router.clone(),
-                limits,
-                until_stopped(),
-            )),
-            _ => tokio::spawn(crate::connections::serve(
-                twin,
-                router.clone(),
-                limits,
-                until_stopped(),
-            )),
-        });
+        side.push(tokio::spawn(serve_api(
+            twin,
+            config,
+            router.clone(),
+            limits,
+            until_stopped(),
+        )?));
     }
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let listener = crate::tls::TlsListener::new(listener, cert, key)?;
-            announce("https", addr, config);
-            crate::connections::serve(listener, router, limits, until_stopped()).await;
-        }
-        _ => {
-            announce("http", addr, config);
-            crate::connections::serve(listener, router, limits, until_stopped()).await;
-        }
-    }
+    let api = serve_api(listener, config, router, limits, until_stopped())?;
+    announce(if tls { "https" } else { "http" }, addr, config);
+    api.await;
     for task in side {
         let _ = task.await;
     }

@@ -111,7 +111,7 @@ impl Note {
                 kind,
                 request_id: &parts.trace,
                 principal,
-                client: parts.client.as_deref(),
+                client: parts.peer,
                 method: method_name(&parts.method),
                 route: route_name(n.route.as_ref()),
                 header_keys: n.header_keys.as_ref().map(|keys| audit.hash(keys)),
@@ -154,7 +154,7 @@ struct Record<'a> {
     kind: &'a str,
     request_id: &'a str,
     principal: Who<'a>,
-    client: Option<&'a str>,
+    client: Option<std::net::IpAddr>,
     method: &'a str,
     route: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +242,6 @@ fn count_request(route: &str, method: &Method, status: StatusCode, elapsed: f64)
 
 struct RequestParts {
     trace: String,
-    client: Option<String>,
     peer: Option<std::net::IpAddr>,
     method: Method,
 }
@@ -254,10 +253,6 @@ fn parts_of(request: &Request) -> RequestParts {
             .get::<TraceId>()
             .map(|t| t.0.clone())
             .unwrap_or_default(),
-        client: request
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|c| c.0.ip().to_string()),
         peer: request.extensions().get::<ClientAddr>().map(|c| c.0.ip()),
         method: request.method().clone(),
     }

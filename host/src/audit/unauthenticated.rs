@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::connections::ClientTable;
+use crate::connections::{Bucket, ClientTable};
 
 /// Records a client may add at once, and how many it regains a second.
 const BURST: f64 = 60.0;
@@ -26,25 +26,15 @@ const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Copy)]
 struct Allowance {
-    records: f64,
-    updated: Instant,
+    records: Bucket,
     unrecorded: u64,
 }
 
 impl Allowance {
-    fn regained(&self, now: Instant) -> f64 {
-        self.regained_at(now, PER_SECOND, BURST)
-    }
-
-    fn regained_at(&self, now: Instant, per_second: f64, burst: f64) -> f64 {
-        let seconds = now.saturating_duration_since(self.updated).as_secs_f64();
-        (self.records + seconds * per_second).min(burst)
-    }
-
     /// Whether it may go: whole again, or long quiet.
     fn spent(&self, now: Instant) -> bool {
-        (self.unrecorded == 0 && self.regained(now) >= BURST)
-            || now.saturating_duration_since(self.updated) >= FORGOTTEN_AFTER
+        (self.unrecorded == 0 && self.records.is_full_at(now))
+            || self.records.idle_for(now) >= FORGOTTEN_AFTER
     }
 }
 
@@ -53,15 +43,12 @@ impl Allowance {
 /// attempts to get in.
 type Allowances = [Allowance; 2];
 
-pub struct Unauthenticated(Mutex<(ClientTable<Allowances>, Allowance)>);
+/// The clients' allowances, and the one of all of them together.
+pub struct Unauthenticated(Mutex<(ClientTable<Allowances>, Bucket)>);
 
 impl Default for Unauthenticated {
     fn default() -> Self {
-        let all = Allowance {
-            records: ALL_BURST,
-            updated: Instant::now(),
-            unrecorded: 0,
-        };
+        let all = Bucket::full(ALL_BURST, ALL_PER_SECOND, Instant::now());
         Self(Mutex::new((ClientTable::default(), all)))
     }
 }
@@ -74,8 +61,7 @@ impl Unauthenticated {
         let mut guard = self.0.lock().expect("audit allowance lock");
         let (table, all) = &mut *guard;
         let fresh = Allowance {
-            records: BURST,
-            updated: now,
+            records: Bucket::full(BURST, PER_SECOND, now),
             unrecorded: 0,
         };
         let (_, allowances) = table.entry(
@@ -86,19 +72,16 @@ impl Unauthenticated {
             || [fresh; 2],
         );
         let allowance = &mut allowances[usize::from(refused)];
-        allowance.records = allowance.regained(now);
-        allowance.updated = now;
-        all.records = all.regained_at(now, ALL_PER_SECOND, ALL_BURST);
-        all.updated = now;
-        if allowance.records < 1.0 || all.records < 1.0 {
+        let (own, shared) = (allowance.records.refill(now), all.refill(now));
+        if own < 1.0 || shared < 1.0 {
             allowance.unrecorded += 1;
             // Counted here too: a count a client never comes back for (or
             // one shared by the clients of a full table) is seen this way.
             metrics::counter!("credhost_audit_unrecorded_total").increment(1);
             return None;
         }
-        allowance.records -= 1.0;
-        all.records -= 1.0;
+        allowance.records.spend();
+        all.spend();
         Some(std::mem::take(&mut allowance.unrecorded))
     }
 }
@@ -143,12 +126,12 @@ mod tests {
                 table.admit(ip, false, now);
             }
         }
-        assert!(table.0.lock().unwrap().0.len() <= MAX_CLIENTS + 1);
+        assert!(table.0.lock().unwrap().0.clients() <= MAX_CLIENTS + 1);
         // Ten quiet minutes later, a new client finds room again.
         let later = now + FORGOTTEN_AFTER;
         let newcomer: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(table.admit(newcomer, false, later), Some(0));
-        assert!(table.0.lock().unwrap().0.len() < 10);
+        assert!(table.0.lock().unwrap().0.clients() < 10);
     }
 
     #[test]

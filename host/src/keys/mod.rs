@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 pub use kek::{KEK_ENV, Kek};
-pub use private_file::write_private;
+pub use private_file::{unfinished_copy_of, write_private};
 pub use transport::{TransportKey, TransportKeyError};
 
 use crate::secret::Secret;

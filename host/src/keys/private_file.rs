@@ -15,6 +15,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    // (`unfinished_copy_of` reads these names back.)
     let result = (|| {
         let mut out = std::fs::OpenOptions::new()
             .write(true)
@@ -31,6 +32,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The file whose unfinished copy `name` is, if it is one: what
+/// `write_private` leaves behind when the process dies before its rename.
+pub fn unfinished_copy_of(name: &str) -> Option<&str> {
+    let (file, tag) = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once('.')?;
+    (tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(file)
 }
 
 #[cfg(test)]

@@ -53,12 +53,6 @@ impl Service {
         let _one_at_a_time = self.reloading.lock().await;
         let registry =
             Registry::load(&source.runtime, source.dir.as_deref(), &source.overrides).await?;
-        let active = self.active_policy();
-        if registry.policy(&active).is_none() {
-            return Err(Error::IllegalArgument(format!(
-                "the reload would unload the active encryption policy '{active}'; nothing was changed"
-            )));
-        }
         // Rows a rewrap has not moved yet (it runs, or it stopped on a row
         // it could not open) can only be opened by the policy that sealed
         // them: without it they would be unreadable until it came back. No
@@ -72,8 +66,9 @@ impl Service {
             return Err(Error::IllegalArgument(format!(
                 "the reload would unload the encryption policy '{policy}', which {rows} stored \
                  credential(s) are still sealed by; nothing was changed. Move them first: \
-                 the rewrap to '{active}' does (GET /api/v1/security/encryption shows it, \
-                 POST /api/v1/security/encryption/rewrap resumes it)"
+                 the rewrap to '{}' does (GET /api/v1/security/encryption shows it, \
+                 POST /api/v1/security/encryption/rewrap resumes it)",
+                self.active_policy()
             )));
         }
         let loaded: Vec<String> = registry
@@ -83,9 +78,9 @@ impl Service {
             .collect();
         let changed = changes(&self.plugins(), &registry);
         {
-            // Checked again and swapped under the policy's lock: on a shared
-            // store the heartbeat may have made another policy active since
-            // (it holds the lock while it checks that one is loaded).
+            // Checked and swapped under the policy's lock: on a shared store
+            // the heartbeat may make another policy active at any time (it
+            // holds the lock while it checks that one is loaded).
             let active = self.policy.read().expect("policy lock");
             if registry.policy(&active).is_none() {
                 return Err(Error::IllegalArgument(format!(

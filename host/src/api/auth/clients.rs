@@ -4,7 +4,7 @@
 //! controls. The table is bounded: when full, idle entries are dropped, and
 //! if none is idle the newcomers share one entry.
 
-use crate::connections::ClientTable;
+use crate::connections::{Bucket, ClientTable};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -42,9 +42,8 @@ pub enum Refusal {
 
 #[derive(Debug)]
 struct Entry {
-    /// Failures still allowed (fractional: the bucket refills continuously).
-    allowance: f64,
-    updated: Instant,
+    /// Failures still allowed.
+    failures: Bucket,
     in_flight: u32,
 }
 
@@ -72,7 +71,7 @@ impl Ticket {
         let entries = self.clients.entries.lock().expect("client table lock");
         entries
             .get(&self.key)
-            .is_some_and(|e| e.allowance < f64::from(self.clients.limits.failure_burst))
+            .is_some_and(|e| e.failures.tokens() < f64::from(self.clients.limits.failure_burst))
     }
 }
 
@@ -82,7 +81,7 @@ impl Drop for Ticket {
         if let Some(entry) = entries.get_mut(&self.key) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
             if self.failed {
-                entry.allowance = (entry.allowance - 1.0).max(0.0);
+                entry.failures.spend();
             }
         }
     }
@@ -106,23 +105,16 @@ impl Clients {
             ip,
             MAX_ENTRIES,
             now,
-            |_, e| {
-                e.in_flight > 0
-                    || e.allowance + now.duration_since(e.updated).as_secs_f64() * per_second
-                        < burst
-            },
+            |_, e| e.in_flight > 0 || !e.failures.is_full_at(now),
             || Entry {
-                allowance: burst,
-                updated: now,
+                failures: Bucket::full(burst, per_second, now),
                 in_flight: 0,
             },
         );
-        let regained = now.duration_since(entry.updated).as_secs_f64() * per_second;
-        entry.allowance = (entry.allowance + regained).min(burst);
-        entry.updated = now;
-        if entry.allowance < 1.0 {
+        let allowed = entry.failures.refill(now);
+        if allowed < 1.0 {
             let wait = if per_second > 0.0 {
-                ((1.0 - entry.allowance) / per_second).ceil() as u64
+                ((1.0 - allowed) / per_second).ceil() as u64
             } else {
                 60
             };
@@ -143,7 +135,7 @@ impl Clients {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        self.entries.lock().unwrap().clients()
     }
 }
 

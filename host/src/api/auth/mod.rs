@@ -97,8 +97,6 @@ impl Authenticator {
         }
     }
 
-    /// Records accepted headers in the shared database too, so that no
-    /// other server of the cluster accepts one again.
     /// Keeps the headers accepted in `path` too, so they stay refused
     /// after a restart (for a server without a shared store).
     pub fn with_replay_journal(mut self, path: &std::path::Path) -> std::io::Result<Self> {
@@ -111,6 +109,8 @@ impl Authenticator {
         Ok(self)
     }
 
+    /// Records accepted headers in the shared database too, so that no
+    /// other server of the cluster accepts one again.
     pub fn with_shared_replay(mut self, coordination: Arc<dyn crate::store::Coordination>) -> Self {
         self.shared_replay = Some(coordination);
         self
