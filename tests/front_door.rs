@@ -181,22 +181,37 @@ async fn bad_padding_and_bad_content_get_one_answer_and_failures_are_limited() {
 /// data directory.
 #[tokio::test]
 async fn a_replay_after_a_crash_is_refused() {
+    replayed_after(|server| {
+        // Appends are not waited for: give the writer a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        server.crash_and_restart();
+    })
+    .await;
+}
+
+/// A header accepted just before the server is stopped is refused after
+/// the restart: a server that stops writes out its journal first.
+#[tokio::test]
+async fn a_replay_after_a_stop_is_refused() {
+    replayed_after(|server| server.terminate_and_restart()).await;
+}
+
+/// Uses a header, restarts the server with `restart`, and expects the same
+/// header refused and a fresh one accepted.
+async fn replayed_after(restart: impl FnOnce(&mut Server)) {
     let mut server = with_password("");
     let client = Client::connect(&server.base, PASSWORD).await.unwrap();
     let target = "/api/v1/security/credential/1";
     let sealed = client.seal(&client.claims(target), None);
     let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
     assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
-    // Appends are not waited for: give the writer a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    server.crash_and_restart();
+    restart(&mut server);
     let client = Client::connect(&server.base, PASSWORD).await.unwrap();
     let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
     assert_eq!(
         (status, err_code(&envelope)),
         (401, "Security.Authentication.Replayed")
     );
-    // A fresh header still works.
     let fresh = client.seal(&client.claims(target), None);
     let (status, _) = client.send(Method::GET, target, &fresh).await.unwrap();
     assert_eq!(status, 404);

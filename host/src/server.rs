@@ -275,6 +275,7 @@ pub async fn serve(
         None => {}
     }
     let auth = Arc::new(auth);
+    let journal = auth.clone();
     let door = FrontDoor {
         guard: Guard {
             names: config.http.server_names.clone(),
@@ -332,6 +333,13 @@ pub async fn serve(
     api.await;
     for task in side {
         let _ = task.await;
+    }
+    // Requests have finished: what they accepted must outlive the process.
+    let flushed =
+        tokio::task::spawn_blocking(move || journal.flush_replay_journal(Duration::from_secs(5)))
+            .await;
+    if !matches!(flushed, Ok(true)) {
+        tracing::warn!("the replay journal was not written out before stopping");
     }
     let _ = std::fs::remove_file(config.socket_path());
     tracing::info!("credhost stopped");

@@ -118,6 +118,19 @@ impl Server {
         self.spawn();
     }
 
+    /// Stops it as an operator does (SIGTERM, waiting for it to exit),
+    /// then starts it on the same data directory.
+    pub fn terminate_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: a plain syscall on a child this server started.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "stopped with {status}");
+        self.spawn();
+    }
+
     /// Sends SIGHUP (reload the plugin directory).
     pub fn hangup(&self) {
         let pid = self.child.as_ref().unwrap().id();

@@ -109,6 +109,12 @@ impl Authenticator {
         Ok(self)
     }
 
+    /// Writes out and syncs the headers accepted so far (a server that
+    /// stops); false if that did not happen within `within`.
+    pub fn flush_replay_journal(&self, within: Duration) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.flush(within))
+    }
+
     /// Records accepted headers in the shared database too, so that no
     /// other server of the cluster accepts one again.
     pub fn with_shared_replay(mut self, coordination: Arc<dyn crate::store::Coordination>) -> Self {

@@ -6,13 +6,16 @@
 //!
 //! Appends go through a thread of their own, without `fsync`: a request
 //! never waits on the disk, and what was written survives the process, if
-//! not the machine. The file is rewritten with only live entries when it
-//! starts and whenever it has grown by `COMPACT_EVERY` entries.
+//! not the machine. A server that stops writes out what is queued and
+//! syncs the file before it exits. The file is rewritten with only live
+//! entries when it starts and whenever it has grown by `COMPACT_EVERY`
+//! entries.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel};
+use std::time::Duration;
 
 use super::replay::ReplayCache;
 
@@ -23,7 +26,13 @@ const QUEUE: usize = 65_536;
 const COMPACT_EVERY: usize = 200_000;
 
 pub struct ReplayJournal {
-    queue: SyncSender<[u8; ENTRY]>,
+    queue: SyncSender<Message>,
+}
+
+enum Message {
+    Entry([u8; ENTRY]),
+    /// Answered once every entry sent before it is written and synced.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 impl ReplayJournal {
@@ -52,9 +61,17 @@ impl ReplayJournal {
         let mut entry = [0u8; ENTRY];
         entry[..32].copy_from_slice(&id);
         entry[32..].copy_from_slice(&expiry.to_be_bytes());
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(entry) {
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Entry(entry)) {
             metrics::counter!("credhost_replay_journal_dropped_total").increment(1);
         }
+    }
+
+    /// Waits (up to `within`) until every header noted so far is written
+    /// and synced: a server that stops calls it last, so a header accepted
+    /// just before is still refused after the restart.
+    pub fn flush(&self, within: Duration) -> bool {
+        let (done, written) = channel();
+        self.queue.send(Message::Flush(done)).is_ok() && written.recv_timeout(within).is_ok()
     }
 }
 
@@ -100,9 +117,19 @@ fn append_to(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn write_entries(path: &Path, mut file: File, entries: &Receiver<[u8; ENTRY]>, horizon: u64) {
+fn write_entries(path: &Path, mut file: File, entries: &Receiver<Message>, horizon: u64) {
     let mut since_compaction = 0;
-    while let Ok(entry) = entries.recv() {
+    while let Ok(message) = entries.recv() {
+        let entry = match message {
+            Message::Entry(entry) => entry,
+            Message::Flush(done) => {
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(path = %path.display(), "cannot sync: {e}");
+                }
+                let _ = done.send(());
+                continue;
+            }
+        };
         if let Err(e) = file.write_all(&entry) {
             tracing::warn!(path = %path.display(), "cannot record a header against replay: {e}");
             // Part of it may be there: cut back to whole entries, or every
@@ -164,5 +191,24 @@ mod tests {
         assert_eq!(after.first_use([2; 32], 120, 130), Ok(()));
         assert_eq!(after.first_use([3; 32], 100_000_000, 130), Ok(()));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), ENTRY as u64);
+    }
+
+    #[test]
+    fn a_flush_returns_once_every_noted_header_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let cache = ReplayCache::new(1_000);
+        let journal = ReplayJournal::open(&path, &cache, 100, 3_600).unwrap();
+        let noted = 20_000u64;
+        for i in 0..noted {
+            let mut id = [0; 32];
+            id[..8].copy_from_slice(&i.to_be_bytes());
+            journal.note(id, 200);
+        }
+        assert!(journal.flush(Duration::from_secs(10)));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            noted * ENTRY as u64
+        );
     }
 }
