@@ -835,6 +835,15 @@ async fn the_database_is_reached_over_tls_with_a_trusted_certificate_only() {
             "Access denied",
         ),
         (trusting("rogue.pem"), "certificate"),
+        (
+            {
+                let mut unchecked = trusting("ca.pem");
+                let config = unchecked.config.take().unwrap();
+                unchecked.config = Some(config + "skip_domain_validation = true\n");
+                unchecked
+            },
+            "skip_domain_validation",
+        ),
     ] {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"));
         command
@@ -854,6 +863,27 @@ async fn the_database_is_reached_over_tls_with_a_trusted_certificate_only() {
         assert!(said.contains(why), "{said}");
         assert!(!said.contains(DB_PASSWORD), "{said}");
     }
+
+    // The offline commands reach it the same way: over TLS to a CA they
+    // are given, and not to one they are not.
+    let migrate = |link: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["store", "migrate", &url])
+            .args(link)
+            .env("CREDHOST_STORE_PASSWORD", DB_PASSWORD)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!said.contains(DB_PASSWORD), "{said}");
+        (out.status.success(), said)
+    };
+    let (ok, said) = migrate(&["--store-tls-ca", &at("ca.pem")]);
+    assert!(ok && said.contains("schema version"), "{said}");
+    let (ok, said) = migrate(&["--store-tls-ca", &at("rogue.pem")]);
+    assert!(!ok && said.contains("certificate"), "{said}");
+    let (ok, said) = migrate(&[]);
+    assert!(!ok && said.contains("Access denied"), "{said}");
 }
 
 /// The rewrap's sweep over the shared store reads on from where it got to

@@ -36,14 +36,7 @@ impl Shared {
         let url = crate::store::mysql::redacted(options.url);
         // Rows are authenticated, but their contents (names, targets) and
         // the database password cross this link: in clear only on loopback.
-        let opts = options.opts()?;
-        if !config.store_tls.enabled && !opts.addr_is_loopback() && !config.store_allow_plaintext {
-            anyhow::bail!(
-                "refusing to reach the store {url} without TLS: set store_tls.enabled (and \
-                 store_tls.ca), or store_allow_plaintext = true to accept that anyone on the \
-                 path reads the database traffic"
-            );
-        }
+        options.check_transport(config.store_allow_plaintext)?;
         let store = Arc::new(
             MysqlStore::open(options).with_context(|| format!("cannot open the store {url}"))?,
         );

@@ -31,6 +31,8 @@ pub enum StoreCommand {
         /// Plugins beyond the embedded ones, to open rows sealed by them.
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        link: DatabaseLink,
     },
     /// Apply the shared database's schema migrations (servers do this at
     /// start); `--to` stops at a version, for a staged upgrade.
@@ -39,7 +41,53 @@ pub enum StoreCommand {
         store: String,
         #[arg(long)]
         to: Option<u32>,
+        #[command(flatten)]
+        link: DatabaseLink,
     },
+}
+
+/// How a command reaches a shared database: as a server does, over TLS
+/// beyond loopback unless plaintext is allowed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseLink {
+    /// Connect to the database over TLS (never downgraded).
+    #[arg(long)]
+    store_tls: bool,
+    /// CA certificate (PEM) the database's certificate chains to; implies
+    /// --store-tls.
+    #[arg(long)]
+    store_tls_ca: Option<PathBuf>,
+    /// Accept a plaintext link beyond loopback (anyone on the path reads
+    /// the password and the rows).
+    #[arg(long)]
+    store_allow_plaintext: bool,
+}
+
+impl DatabaseLink {
+    fn tls(&self) -> StoreTls {
+        StoreTls {
+            enabled: self.store_tls || self.store_tls_ca.is_some(),
+            ca: self.store_tls_ca.clone(),
+            skip_domain_validation: false,
+        }
+    }
+
+    fn options<'a>(
+        &self,
+        url: &'a str,
+        password: Option<&'a str>,
+        tls: &'a StoreTls,
+        max_connections: usize,
+    ) -> anyhow::Result<StoreOptions<'a>> {
+        let options = StoreOptions {
+            url,
+            password,
+            tls,
+            max_connections,
+        };
+        options.check_transport(self.store_allow_plaintext)?;
+        Ok(options)
+    }
 }
 
 enum Location {
@@ -73,15 +121,10 @@ fn password() -> Option<String> {
     std::env::var("CREDHOST_STORE_PASSWORD").ok()
 }
 
-fn open_mysql(url: &str) -> anyhow::Result<Arc<MysqlStore>> {
+fn open_mysql(url: &str, link: &DatabaseLink) -> anyhow::Result<Arc<MysqlStore>> {
     let password = password();
-    let tls = StoreTls::default();
-    let options = StoreOptions {
-        url,
-        password: password.as_deref(),
-        tls: &tls,
-        max_connections: 4,
-    };
+    let tls = link.tls();
+    let options = link.options(url, password.as_deref(), &tls, 4)?;
     Ok(Arc::new(MysqlStore::open(&options).with_context(|| {
         format!("cannot open {}", redacted(url))
     })?))
@@ -98,7 +141,11 @@ struct Opened {
 const TRANSPORT_KEY: &str = "transport_rsa";
 const KEK_CHECK: &str = "kek_check";
 
-fn open(location: &Location, kek: &dyn Fn(bool) -> anyhow::Result<Kek>) -> anyhow::Result<Opened> {
+fn open(
+    location: &Location,
+    link: &DatabaseLink,
+    kek: &dyn Fn(bool) -> anyhow::Result<Kek>,
+) -> anyhow::Result<Opened> {
     match location {
         Location::Redb(dir) => {
             crate::data_dir::prepare(dir)?;
@@ -121,7 +168,7 @@ fn open(location: &Location, kek: &dyn Fn(bool) -> anyhow::Result<Kek>) -> anyho
             })
         }
         Location::Mysql(url) => {
-            let store = open_mysql(url)?;
+            let store = open_mysql(url, link)?;
             let has_keys = store.load_keys()?.current.is_some();
             let kek_now = kek(!has_keys)?;
             store.set_integrity_key(RowMac::new(kek_now.derive(crate::server::ROW_MAC)));
@@ -151,15 +198,10 @@ const BATCH: usize = 1000;
 
 pub async fn run(command: StoreCommand) -> anyhow::Result<()> {
     match command {
-        StoreCommand::Migrate { store, to } => {
+        StoreCommand::Migrate { store, to, link } => {
             let password = password();
-            let tls = StoreTls::default();
-            let options = StoreOptions {
-                url: &store,
-                password: password.as_deref(),
-                tls: &tls,
-                max_connections: 1,
-            };
+            let tls = link.tls();
+            let options = link.options(&store, password.as_deref(), &tls, 1)?;
             let db = MysqlStore::connect(&options)?;
             let target = to.unwrap_or(crate::store::mysql::schema::LATEST);
             let at = db.migrate_to(target)?;
@@ -171,7 +213,8 @@ pub async fn run(command: StoreCommand) -> anyhow::Result<()> {
             to,
             kek_file,
             plugin_dir,
-        } => copy(&from, &to, kek_file, plugin_dir.as_deref()).await,
+            link,
+        } => copy(&from, &to, kek_file, plugin_dir.as_deref(), &link).await,
     }
 }
 
@@ -180,6 +223,7 @@ async fn copy(
     to: &str,
     kek_file: Option<PathBuf>,
     plugin_dir: Option<&Path>,
+    link: &DatabaseLink,
 ) -> anyhow::Result<()> {
     let (from, to) = (Location::parse(from)?, Location::parse(to)?);
     let kek_path = kek_file.unwrap_or_else(|| match (&from, &to) {
@@ -187,11 +231,11 @@ async fn copy(
         _ => PathBuf::from("kek.key"),
     });
     let kek = |may_create: bool| -> anyhow::Result<Kek> { Ok(Kek::load(&kek_path, may_create)?) };
-    let source = open(&from, &kek)?;
+    let source = open(&from, link, &kek)?;
     let Some(source_keys) = &source.keys else {
         bail!("{} has no keyring: nothing to copy", from.name());
     };
-    let target = open(&to, &kek)?;
+    let target = open(&to, link, &kek)?;
     if !target.store.scan(0, 1)?.is_empty() || target.keys.is_some() {
         bail!("{} is not empty: copy into an empty store only", to.name());
     }
@@ -264,7 +308,7 @@ async fn copy(
         bail!("copied {rows} rows but {} holds {counted}", to.name());
     }
     drop(target);
-    let reopened = open(&to, &kek)?;
+    let reopened = open(&to, link, &kek)?;
     let opened = verify_open(reopened, plugin_dir).await?;
     if opened != rows {
         bail!("{opened} of {rows} rows opened in {}", to.name());

@@ -14,11 +14,13 @@ use crate::store::StoreError;
 pub struct StoreTls {
     /// Connect over TLS (required, never downgraded).
     pub enabled: bool,
-    /// CA certificate (PEM) the database's certificate must chain to;
-    /// without it, the system's roots.
+    /// CA certificate (PEM) the database's certificate may chain to, on
+    /// top of the public roots (the driver that writes always trusts
+    /// those; the one that reads trusts only this CA when it is set).
     pub ca: Option<PathBuf>,
-    /// Accept a certificate whose name is not the host's (a database
-    /// reached by IP address with a certificate for its name).
+    /// Refused: with the public roots trusted, accepting any name would
+    /// accept any publicly issued certificate. Kept to say so rather than
+    /// to call the setting unknown.
     pub skip_domain_validation: bool,
 }
 
@@ -37,6 +39,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
 
 impl StoreOptions<'_> {
+    /// Whether the link to the database may carry its password and rows:
+    /// over TLS that checks the database's name, or in clear on loopback
+    /// (or anywhere with `allow_plaintext`). Checked before any connection.
+    pub fn check_transport(&self, allow_plaintext: bool) -> Result<(), StoreError> {
+        let url = redacted(self.url);
+        if self.tls.skip_domain_validation {
+            return Err(StoreError::Backend(format!(
+                "refusing store_tls.skip_domain_validation for {url}: the database's certificate \
+                 must name the host or address in the URL (an IP address needs it as a subject \
+                 alternative name)"
+            )));
+        }
+        if !self.tls.enabled && !allow_plaintext && !self.opts()?.addr_is_loopback() {
+            return Err(StoreError::Backend(format!(
+                "refusing to reach the store {url} without TLS: enable TLS (with its CA), or allow \
+                 plaintext to accept that anyone on the path reads the database traffic"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn opts(&self) -> Result<Opts, StoreError> {
         let parsed =
             Opts::from_url(self.url).map_err(|e| StoreError::Backend(format!("store URL: {e}")))?;
@@ -65,8 +88,7 @@ impl StoreOptions<'_> {
             builder = builder.pass(Some(password));
         }
         if self.tls.enabled {
-            let mut ssl = SslOpts::default()
-                .with_danger_skip_domain_validation(self.tls.skip_domain_validation);
+            let mut ssl = SslOpts::default();
             if let Some(ca) = &self.tls.ca {
                 ssl = ssl.with_root_cert_path(Some(ca.clone()));
             }
@@ -102,16 +124,18 @@ impl StoreOptions<'_> {
             let ca = self.tls.ca.iter().map(|ca| ca.clone().into()).collect();
             builder = builder.ssl_opts(
                 SslOpts::default()
-                    .with_danger_skip_domain_validation(self.tls.skip_domain_validation)
-                    .with_root_certs(ca),
+                    .with_root_certs(ca)
+                    .with_disable_built_in_roots(self.tls.ca.is_some()),
             );
         }
         Ok(builder.into())
     }
 }
 
-/// The URL as logs may show it: without a password, should it hold one.
+/// The URL as logs may show it: without a password, should it hold one,
+/// and without its query, where a driver takes one too.
 pub fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -136,6 +160,41 @@ mod tests {
             redacted("mysql://app@db:3306/credhost"),
             "mysql://app@db:3306/credhost"
         );
+        assert_eq!(
+            redacted("mysql://app@db:3306/credhost?password=s3cret&x=@y"),
+            "mysql://app@db:3306/credhost"
+        );
+    }
+
+    /// Only parsed, never dialled: the refusals come before a connection.
+    #[test]
+    fn plaintext_beyond_loopback_and_unchecked_names_are_refused() {
+        let check = |url: &str, tls: StoreTls, allow_plaintext: bool| {
+            StoreOptions {
+                url,
+                password: None,
+                tls: &tls,
+                max_connections: 1,
+            }
+            .check_transport(allow_plaintext)
+            .map_err(|e| e.to_string())
+        };
+        let remote = "mysql://app@10.0.0.5:3306/credhost";
+        let refused = check(remote, StoreTls::default(), false).unwrap_err();
+        assert!(refused.contains("without TLS"), "{refused}");
+        assert!(check(remote, StoreTls::default(), true).is_ok());
+        assert!(check("mysql://app@127.0.0.1/credhost", StoreTls::default(), false).is_ok());
+        let tls = StoreTls {
+            enabled: true,
+            ..StoreTls::default()
+        };
+        assert!(check(remote, tls.clone(), false).is_ok());
+        let unchecked = StoreTls {
+            skip_domain_validation: true,
+            ..tls
+        };
+        let refused = check(remote, unchecked, true).unwrap_err();
+        assert!(refused.contains("skip_domain_validation"), "{refused}");
     }
 
     #[test]
@@ -175,6 +234,8 @@ mod tests {
         let ssl = opts.ssl_opts().expect("TLS asked for");
         assert!(!ssl.skip_domain_validation());
         assert_eq!(ssl.root_certs().len(), 1);
+        // With a CA of its own, the public roots are no longer trusted.
+        assert!(ssl.disable_built_in_roots());
 
         // A password in the URL stays when no other is given.
         let plain = StoreTls::default();
