@@ -440,3 +440,42 @@ async fn login_tokens_and_failures() {
             .stdout(predicates::str::contains("Usage"));
     }
 }
+
+/// A server that answers with a redirect does not get the token sent on:
+/// the CLI follows no redirect.
+#[test]
+fn a_redirect_is_not_followed_with_the_token() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let redirector = TcpListener::bind("127.0.0.1:0").unwrap();
+    let location = format!("http://{}/api/v1/tokens", elsewhere.local_addr().unwrap());
+    let redirector_addr = redirector.local_addr().unwrap();
+    let answering = std::thread::spawn(move || {
+        let (mut stream, _) = redirector.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(answer.as_bytes()).unwrap();
+    });
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("CREDHOST_TOKEN", "credhost_secret_token_value")
+        .env("CREDHOST_URL", format!("http://{redirector_addr}"))
+        .args(["token", "list"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    answering.join().unwrap();
+    assert!(
+        elsewhere.accept().is_err(),
+        "the request went on to the redirect's target"
+    );
+}

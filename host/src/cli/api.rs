@@ -33,11 +33,47 @@ pub struct Refused {
     pub message: String,
 }
 
+/// Tokens and secrets cross this link: HTTPS, or HTTP only to this machine.
+fn check_url(base: &str) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(base).with_context(|| format!("{base} is not a URL"))?;
+    let host = url.host_str().unwrap_or("");
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bail!(
+            "refusing {base}: over http:// the token and any secret sent would cross the \
+             network in clear; use https:// (with --ca-file for a private CA)"
+        ),
+        other => bail!("{base}: the scheme is {other}, not https"),
+    }
+}
+
 impl Api {
-    pub fn http(base: &str, token: Option<Secret>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// `ca_file`: a PEM bundle the server's certificate may chain to, on
+    /// top of the system's roots.
+    pub fn http(base: &str, token: Option<Secret>, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        check_url(base)?;
+        let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(600))
-            .build()?;
+            // A redirect would send the token and the body on to wherever
+            // the answer points.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = ca_file {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
         Ok(Self {
             transport: Transport::Http {
                 base: base.trim_end_matches('/').to_string(),
@@ -151,6 +187,9 @@ pub fn login_file() -> anyhow::Result<PathBuf> {
 pub struct Login {
     pub url: String,
     pub token: String,
+    /// The CA the login was made with, for a server with a private one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 pub fn read_login() -> anyhow::Result<Option<Login>> {
@@ -176,20 +215,57 @@ pub fn write_login(login: &Login) -> anyhow::Result<PathBuf> {
 
 /// The API a client command talks to: `--url`/`CREDHOST_URL` and
 /// `CREDHOST_TOKEN`, or else what `credhost login` saved.
-pub fn connect(url: Option<&str>) -> anyhow::Result<Api> {
+pub fn connect(url: Option<&str>, ca_file: Option<&Path>) -> anyhow::Result<Api> {
     let saved = read_login()?;
     let env_token = std::env::var("CREDHOST_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
-    let (url, token) = match (url, saved) {
-        (Some(url), saved) => (
-            url.to_string(),
-            env_token.or_else(|| saved.filter(|s| s.url == url).map(|s| s.token)),
-        ),
-        (None, Some(saved)) => (saved.url, env_token.or(Some(saved.token))),
+    let (url, token, saved_ca) = match (url, saved) {
+        (Some(url), saved) => {
+            let saved = saved.filter(|s| s.url == url);
+            let saved_ca = saved.as_ref().and_then(|s| s.ca_file.clone());
+            (
+                url.to_string(),
+                env_token.or_else(|| saved.map(|s| s.token)),
+                saved_ca,
+            )
+        }
+        (None, Some(saved)) => (saved.url, env_token.or(Some(saved.token)), saved.ca_file),
         (None, None) => {
             bail!("no server: pass --url (or set CREDHOST_URL), or run `credhost login URL` first")
         }
     };
-    Api::http(&url, token.map(|t| Secret::new(t.into_bytes())))
+    Api::http(
+        &url,
+        token.map(|t| Secret::new(t.into_bytes())),
+        ca_file.or(saved_ca.as_deref()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only parsed: nothing here is dialled.
+    #[test]
+    fn plain_http_goes_to_this_machine_only() {
+        for fine in [
+            "https://credhost.example:2886",
+            "https://10.0.0.5:2886",
+            "http://127.0.0.1:2886",
+            "http://[::1]:2886",
+            "http://localhost:2886",
+        ] {
+            assert!(check_url(fine).is_ok(), "{fine}");
+        }
+        for refused in [
+            "http://10.0.0.5:2886",
+            "http://credhost.example",
+            "http://127.0.0.1.example",
+            "ftp://127.0.0.1",
+            "127.0.0.1:2886",
+        ] {
+            assert!(check_url(refused).is_err(), "{refused}");
+        }
+    }
 }

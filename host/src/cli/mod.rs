@@ -26,6 +26,10 @@ pub struct Target {
     /// `credhost login` saved). The token comes from CREDHOST_TOKEN or the login.
     #[arg(long, env = "CREDHOST_URL", global = true)]
     pub url: Option<String>,
+    /// A CA certificate (PEM) the server's certificate chains to, beyond
+    /// the system's roots (`credhost login` saves it with the URL).
+    #[arg(long, env = "CREDHOST_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// table for people, json for scripts.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     pub output: Format,
@@ -95,7 +99,11 @@ pub enum PluginsCommand {
     Reload,
 }
 
-async fn login(url: &str, from_stdin: bool) -> anyhow::Result<()> {
+async fn login(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    from_stdin: bool,
+) -> anyhow::Result<()> {
     let token = if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -111,7 +119,7 @@ async fn login(url: &str, from_stdin: bool) -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("no token given");
     }
-    let api = api::Api::http(url, Some(Secret::new(token.clone().into_bytes())))?;
+    let api = api::Api::http(url, Some(Secret::new(token.clone().into_bytes())), ca_file)?;
     let me = api.get("/api/v1/tokens/self").await?;
     if me["kind"] != "token" {
         bail!("{url} did not take this as an API token");
@@ -119,6 +127,7 @@ async fn login(url: &str, from_stdin: bool) -> anyhow::Result<()> {
     let path = api::write_login(&api::Login {
         url: url.trim_end_matches('/').to_string(),
         token,
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
     })?;
     println!(
         "logged in to {url} as {} (scope {}); saved in {}",
@@ -131,31 +140,38 @@ async fn login(url: &str, from_stdin: bool) -> anyhow::Result<()> {
 
 /// Runs a client command.
 pub async fn run(target: Target, command: ClientCommand) -> anyhow::Result<()> {
-    let Target { url, output } = target;
+    let Target {
+        url,
+        ca_file,
+        output,
+    } = target;
     let url = url.as_deref();
+    let ca_file = ca_file.as_deref();
     match command {
-        ClientCommand::Login { url, token_stdin } => login(&url, token_stdin).await,
-        ClientCommand::Credential(c) => credentials::run(&api::connect(url)?, output, c).await,
+        ClientCommand::Login { url, token_stdin } => login(&url, ca_file, token_stdin).await,
+        ClientCommand::Credential(c) => {
+            credentials::run(&api::connect(url, ca_file)?, output, c).await
+        }
         ClientCommand::Keys(KeysCommand::Rotate { wait }) => {
-            encryption::rotate(&api::connect(url)?, output, wait).await
+            encryption::rotate(&api::connect(url, ca_file)?, output, wait).await
         }
         ClientCommand::Policy(PolicyCommand::Set { name, wait }) => {
-            encryption::set_policy(&api::connect(url)?, output, &name, wait).await
+            encryption::set_policy(&api::connect(url, ca_file)?, output, &name, wait).await
         }
         ClientCommand::Encryption(EncryptionCommand::Status) => {
-            let status = api::connect(url)?
+            let status = api::connect(url, ca_file)?
                 .get("/api/v1/security/encryption")
                 .await?;
             encryption::show_status(output, &status);
             Ok(())
         }
         ClientCommand::Plugins(PluginsCommand::List) => {
-            encryption::plugins(&api::connect(url)?, output, false).await
+            encryption::plugins(&api::connect(url, ca_file)?, output, false).await
         }
         ClientCommand::Plugins(PluginsCommand::Reload) => {
-            encryption::plugins(&api::connect(url)?, output, true).await
+            encryption::plugins(&api::connect(url, ca_file)?, output, true).await
         }
-        ClientCommand::Token(t) => tokens::run(url, output, t).await,
+        ClientCommand::Token(t) => tokens::run(url, ca_file, output, t).await,
         ClientCommand::Audit(a) => tokens::audit(a),
     }
 }

@@ -122,7 +122,12 @@ fn show_issued(format: Format, issued: &Value) {
     }
 }
 
-pub async fn run(url: Option<&str>, format: Format, command: TokenCommand) -> anyhow::Result<()> {
+pub async fn run(
+    url: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+    format: Format,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
             name,
@@ -136,7 +141,7 @@ pub async fn run(url: Option<&str>, format: Format, command: TokenCommand) -> an
         TokenCommand::Create {
             name, scope, ttl, ..
         } => {
-            let api = api::connect(url)?;
+            let api = api::connect(url, ca_file)?;
             let issued = api
                 .post(
                     "/api/v1/tokens",
@@ -146,11 +151,11 @@ pub async fn run(url: Option<&str>, format: Format, command: TokenCommand) -> an
             show_issued(format, &issued);
         }
         TokenCommand::List => {
-            let data = api::connect(url)?.get("/api/v1/tokens").await?;
+            let data = api::connect(url, ca_file)?.get("/api/v1/tokens").await?;
             show_tokens(format, &data);
         }
         TokenCommand::Revoke { id } => {
-            let data = api::connect(url)?
+            let data = api::connect(url, ca_file)?
                 .call("DELETE", &format!("/api/v1/tokens/{id}"), None)
                 .await?;
             output::show(format, &data, |d| {
