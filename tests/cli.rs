@@ -479,3 +479,51 @@ fn a_redirect_is_not_followed_with_the_token() {
         "the request went on to the redirect's target"
     );
 }
+
+/// A name, description or username is anyone's with write access: printed
+/// in a table, its escape sequences (clear a line, set the clipboard) or
+/// direction overrides reach the terminal as text, never as commands.
+#[tokio::test]
+async fn what_others_wrote_cannot_command_the_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(66_000, 1)).await;
+    let server = Server::start(Options::default());
+    let addr = fake.addrs[0];
+    let hostile = "web\u{1b}[1A\u{1b}[2K\u{1b}]52;c;aGk=\u{7}\u{202e}";
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            serde_json::json!({ "target_type": "HOST", "name": hostile, "description": hostile,
+                "ssh_credential_property": {
+                    "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
+                    "username": fake_ssh::USER, "type": "PASSWORD",
+                    "passphrase": fake_ssh::PASSWORD } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let id = envelope["data"]["credential_id"].to_string();
+    let token = server.token("reader", "read");
+    for args in [vec!["credential", "list"], vec!["credential", "get", &id]] {
+        let out = cli(home.path(), &server, &token)
+            .args(&args)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let shown = stdout(&out);
+        assert!(shown.contains("web\\u{1b}[1A"), "{shown}");
+        assert!(
+            !shown.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+            "{shown:?}"
+        );
+    }
+    // JSON for scripts keeps the text as it is, escaped by JSON itself.
+    let out = cli(home.path(), &server, &token)
+        .args(["-o", "json", "credential", "get", &id])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(!stdout(&out).contains('\u{1b}'));
+    assert_eq!(json_of(&out)["name"], hostile);
+}

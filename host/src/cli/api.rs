@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::Value;
 
+use super::output::printable;
 use crate::secret::Secret;
 
 pub enum Transport {
@@ -26,7 +27,7 @@ pub struct Api {
 
 /// What an answer said, when it was not a success.
 #[derive(Debug, thiserror::Error)]
-#[error("{status} {code}: {message}")]
+#[error("{status} {}: {}", printable(code), printable(message))]
 pub struct Refused {
     pub status: u16,
     pub code: String,

@@ -95,7 +95,7 @@ pub fn show_status(format: Format, status: &Value) {
             cell(&rewrap["remaining"]),
             rewrap["error"]
                 .as_str()
-                .map(|e| format!(", error: {e}"))
+                .map(|e| format!(", error: {}", crate::cli::output::printable(e)))
                 .unwrap_or_default()
         );
         t

@@ -30,15 +30,39 @@ pub fn json(value: &Value) {
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
 }
 
+/// Text from the server as a terminal may show it: a name or a message is
+/// anyone's with write access, and control characters (escape sequences
+/// that move the cursor, rewrite lines or set the clipboard) or
+/// direction overrides would let it hide or fake what is printed around
+/// it. Each is shown as its escape, `\u{1b}`.
+pub fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(hidden) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `ip:port` of an endpoint object (`[ip]:port` for IPv6).
 pub fn endpoint(target: &Value) -> String {
-    let ip = target["ip"].as_str().unwrap_or("");
+    let ip = printable(target["ip"].as_str().unwrap_or(""));
     let port = &target["port"];
     if ip.contains(':') {
         format!("[{ip}]:{port}")
@@ -64,4 +88,19 @@ pub fn fields(data: &Value, names: &[&str]) -> Table {
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_direction_overrides_are_shown_escaped() {
+        assert_eq!(printable("web-01 ü"), "web-01 ü");
+        assert_eq!(
+            printable("a\u{1b}[2Kb\nc\u{9b}d\u{202e}e"),
+            "a\\u{1b}[2Kb\\u{a}c\\u{9b}d\\u{202e}e"
+        );
+        assert_eq!(cell(&Value::from("\u{7}")), "\\u{7}");
+    }
 }
