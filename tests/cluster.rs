@@ -641,6 +641,27 @@ async fn rows_changed_in_the_database_are_refused() {
     assert_eq!(status, 401, "{envelope}");
 }
 
+/// Any account of the database server may hold the migration lock (its
+/// name is global): a server whose schema is current starts anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_migration_lock_does_not_stop_a_current_server() {
+    use mysql::prelude::Queryable;
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "locked", 1, &[]);
+    let squatter_url = db.database("elsewhere", "squatter", DB_PASSWORD);
+    let opts = mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&squatter_url).unwrap())
+        .pass(Some(DB_PASSWORD));
+    let mut squatter = mysql::Conn::new(opts).unwrap();
+    let held: Option<i64> = squatter
+        .query_first("SELECT GET_LOCK('credhost_migrations', 0)")
+        .unwrap();
+    assert_eq!(held, Some(1));
+    let second = Server::start(options(&cluster.url, &cluster.kek, &[]));
+    let (status, envelope) = second.get("/api/v1/info").await;
+    assert_eq!(status, 200, "{envelope}");
+    drop(squatter);
+}
+
 /// One server has the OB verifier, the other has not: the cluster view says
 /// so, and the other answers UNSUPPORTED for an OB credential, never an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,13 @@ pub fn version(conn: &mut impl Queryable) -> Result<u32, StoreError> {
 /// under the migration lock. Refuses a database newer than this server.
 pub fn migrate(conn: &mut impl Queryable, target: u32) -> Result<u32, StoreError> {
     let target = target.min(LATEST);
+    // The lock's name is global to the database server, and any of its
+    // accounts may hold it: a schema already current takes no lock, so
+    // that cannot stop a server from starting.
+    let at = version(conn)?;
+    if (target..=LATEST).contains(&at) {
+        return Ok(at);
+    }
     let locked: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, ?)", (LOCK, LOCK_WAIT_SECS))
         .map_err(backend)?;
