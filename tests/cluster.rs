@@ -1004,3 +1004,38 @@ fn the_rewrap_sweep_hands_out_every_row_and_one_written_behind_it() {
     assert_eq!(counts.len(), 1, "{counts:?}");
     assert_eq!((counts[0].policy.as_str(), counts[0].rows), ("new", 9));
 }
+
+/// The sweep of used headers goes by the database's clock, and keeps each
+/// record a margin past its expiry: a sweeping server whose clock runs
+/// ahead no longer forgets headers the other servers still accept.
+#[test]
+fn used_headers_are_swept_by_the_database_s_clock() {
+    use credhost::store::mysql::{StoreOptions, StoreTls};
+    use credhost::store::{Coordination, MysqlStore};
+
+    let db = MariaDb::start();
+    let url = db.database("replays", "replays", DB_PASSWORD);
+    let tls = StoreTls::default();
+    let store = MysqlStore::open(&StoreOptions {
+        url: &url,
+        password: Some(DB_PASSWORD),
+        tls: &tls,
+        max_connections: 2,
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let live = [1u8; 32];
+    let expired = [2u8; 32];
+    assert!(store.first_use(&live, now + 120, now).unwrap());
+    assert!(store.first_use(&expired, now - 60, now - 120).unwrap());
+    // Within the margin, nothing goes; without one, only what expired.
+    assert_eq!(store.forget_used(3600).unwrap(), 0);
+    assert_eq!(store.forget_used(0).unwrap(), 1);
+    assert!(
+        !store.first_use(&live, now + 120, now).unwrap(),
+        "still used"
+    );
+}

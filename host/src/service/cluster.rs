@@ -50,6 +50,9 @@ const SILENT_BEATS: u32 = 3;
 const FORGET_SERVERS_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Heartbeats between sweeps of expired replay entries.
 const SWEEP_EVERY: u64 = 30;
+/// How long after its expiry (by the database's clock) a used header's
+/// record is kept: the clock skew between servers this tolerates.
+const REPLAY_SWEEP_MARGIN: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
@@ -158,7 +161,9 @@ impl Service {
                 coordination.heartbeat(&row)?;
                 if beat.is_multiple_of(SWEEP_EVERY) {
                     let now = clock::now_us();
-                    coordination.forget_used((now / 1_000_000) as u64)?;
+                    // Another server's clock may be behind the database's:
+                    // what it still counts as live is kept a while longer.
+                    coordination.forget_used(REPLAY_SWEEP_MARGIN.as_secs())?;
                     coordination.forget_servers(now - FORGET_SERVERS_AFTER.as_micros() as i64)?;
                 }
                 Ok((

@@ -195,8 +195,10 @@ pub trait Coordination: Send + Sync + 'static {
     /// some server recorded it before and it has not expired.
     fn first_use(&self, digest: &[u8; 32], expiry: u64, now: u64) -> Result<bool, StoreError>;
 
-    /// Forgets identities expired before `now`; returns how many.
-    fn forget_used(&self, now: u64) -> Result<u64, StoreError>;
+    /// Forgets identities expired more than `margin_secs` ago by the
+    /// database's clock (a server's own may be ahead of the others');
+    /// returns how many.
+    fn forget_used(&self, margin_secs: u64) -> Result<u64, StoreError>;
 
     /// Takes the named lease, or renews it if `holder` has it, for `ttl_ms`;
     /// false if another holder's lease has not expired.

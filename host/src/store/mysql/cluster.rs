@@ -23,14 +23,14 @@ impl Coordination for MysqlStore {
         Ok(conn.affected_rows() > 0)
     }
 
-    fn forget_used(&self, now: u64) -> Result<u64, StoreError> {
+    fn forget_used(&self, margin_secs: u64) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
         let mut forgotten = 0;
         // In bounded steps, so no statement holds many locks for long.
         loop {
             conn.exec_drop(
-                "DELETE FROM credhost_replay WHERE expires < ? LIMIT 10000",
-                (now,),
+                "DELETE FROM credhost_replay WHERE expires < UNIX_TIMESTAMP() - ? LIMIT 10000",
+                (margin_secs,),
             )
             .map_err(backend)?;
             let step = conn.affected_rows();
