@@ -16,6 +16,10 @@ pub struct Report {
     pub records: u64,
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Whether the set starts where the log began. If not, the files
+    /// before it are not among those given (rotated away, or removed):
+    /// what they held cannot be checked.
+    pub from_the_start: bool,
 }
 
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
@@ -67,6 +71,7 @@ pub fn verify(paths: &[PathBuf], keys: &Keys) -> Result<Report, Failure> {
     let mut prev: Option<String> = None;
     let mut next_seq: Option<u64> = None;
     let mut records = 0;
+    let mut from_the_start = false;
     for file in &files {
         for (i, line) in file.text.lines().enumerate() {
             let at = i + 1;
@@ -96,7 +101,9 @@ pub fn verify(paths: &[PathBuf], keys: &Keys) -> Result<Report, Failure> {
             let after = match &prev {
                 Some(mac) => mac.clone(),
                 None if record["type"] == "file" => {
-                    record["prev_mac"].as_str().unwrap_or_default().to_string()
+                    let after = record["prev_mac"].as_str().unwrap_or_default();
+                    from_the_start = after.is_empty();
+                    after.to_string()
                 }
                 None => {
                     return Err(fail(
@@ -129,5 +136,6 @@ pub fn verify(paths: &[PathBuf], keys: &Keys) -> Result<Report, Failure> {
         records,
         first_seq: files.first().map_or(0, |f| f.first_seq),
         last_seq: next_seq.map_or(0, |n| n - 1),
+        from_the_start,
     })
 }

@@ -88,6 +88,11 @@ fn resume_from(path: &Path) -> std::io::Result<Option<(u64, String)>> {
     Ok(Some((seq, mac)))
 }
 
+/// Enough of a MAC to compare the chain's head with a copy of it.
+fn head(mac: &str) -> &str {
+    &mac[..mac.len().min(16)]
+}
+
 fn rotated(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(format!(".{n}"));
@@ -109,6 +114,9 @@ impl Writer {
             Some(found) => found,
             None => resume_from(&rotated(&path, 1))?.unwrap_or((0, String::new())),
         };
+        // Written to the server's own log as well: a copy of the chain's
+        // head outside the file, against which a log cut short shows.
+        tracing::info!(seq, head = %head(&prev), "audit chain carries on");
         let mut writer = Self {
             path,
             max_bytes,
@@ -157,6 +165,7 @@ impl Writer {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
+        tracing::info!(seq = self.seq, head = %head(&self.prev), "audit log rotated");
         let _ = std::fs::remove_file(rotated(&self.path, self.keep));
         for n in (1..self.keep).rev() {
             let from = rotated(&self.path, n);

@@ -238,6 +238,14 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
                         "ok: {} records in {} file(s), seq {} to {}, chain intact",
                         report.records, report.files, report.first_seq, report.last_seq
                     );
+                    if !report.from_the_start {
+                        println!(
+                            "note: the log began before seq {}: the files before these are not \
+                             among those given (rotated away or removed), so what they held \
+                             cannot be checked",
+                            report.first_seq
+                        );
+                    }
                     Ok(())
                 }
                 Err(failure) => bail!("tampered: {failure}"),
