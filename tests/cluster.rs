@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use support::fake_ssh::{self, FakeSsh};
 use support::mariadb::MariaDb;
-use support::server::{Options, Server, err_code, populate};
+use support::server::{Options, Server, err_code, populate, refused_at_start};
 
 const DB_PASSWORD: &str = "Cluster-db-pw-5521";
 const CREATE: &str = "/api/v1/security/credential";
@@ -641,6 +641,48 @@ async fn rows_changed_in_the_database_are_refused() {
     assert_eq!(status, 401, "{envelope}");
 }
 
+/// Key retirement counts on the foreign key from rows to keys. A database
+/// that would not enforce it (tables of an engine without foreign keys
+/// and transactions) is refused at start, saying why; one whose accounts
+/// start with the checks off gets them turned on and is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_ignores_foreign_keys_is_refused() {
+    let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let aria = MariaDb::start_with(&["--default-storage-engine=Aria".into()]);
+    let url = aria.database("aria", "aria", DB_PASSWORD);
+    let (mut command, _config) = serve_command(&options(&url, &kek, &[]));
+    // Refused, and again on the next try (the probe's row did not stay
+    // behind to make it pass or fail for another reason).
+    for _ in 0..2 {
+        let said = refused_at_start(&mut command, "an Aria database");
+        assert!(said.contains("foreign key"), "{said}");
+    }
+
+    let unchecked = MariaDb::start_with(&["--init-connect=SET foreign_key_checks = 0".into()]);
+    let url = unchecked.database("unchecked", "unchecked", DB_PASSWORD);
+    let server = Server::start(options(&url, &kek, &[]));
+    let (status, envelope) = server.get("/api/v1/info").await;
+    assert_eq!(status, 200, "{envelope}");
+}
+
+/// `credhost serve` as `options` start it, for a start that should fail;
+/// the settings file lives as long as the second value.
+fn serve_command(options: &Options) -> (std::process::Command, tempfile::NamedTempFile) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path());
+    for (key, value) in &options.envs {
+        command.env(key, value);
+    }
+    let config = tempfile::NamedTempFile::new().unwrap();
+    if let Some(text) = &options.config {
+        std::fs::write(config.path(), text).unwrap();
+        command.arg("--config").arg(config.path());
+    }
+    (command, config)
+}
+
 /// Any account of the database server may hold the migration lock (its
 /// name is global): a server whose schema is current starts anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -866,21 +908,8 @@ async fn the_database_is_reached_over_tls_with_a_trusted_certificate_only() {
             "skip_domain_validation",
         ),
     ] {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(tempfile::tempdir().unwrap().path());
-        for (key, value) in &refused.envs {
-            command.env(key, value);
-        }
-        let config = tempfile::NamedTempFile::new().unwrap();
-        if let Some(text) = &refused.config {
-            std::fs::write(config.path(), text).unwrap();
-            command.arg("--config").arg(config.path());
-        }
-        let out = command.output().unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{said}");
+        let (mut command, _config) = serve_command(&refused);
+        let said = refused_at_start(&mut command, why);
         assert!(said.contains(why), "{said}");
         assert!(!said.contains(DB_PASSWORD), "{said}");
     }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use credhost::client::{Client, Sealed, encrypt_header};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::server::{Options, Server, err_code, message};
+use support::server::{Options, Server, err_code, message, refused_at_start};
 
 const PASSWORD: &str = "Front-door-pw-5512";
 
@@ -602,36 +602,6 @@ fn a_settings_file_with_a_mistake_is_reported_without_its_values() {
         assert!(!stderr.contains(secret), "{text}: {stderr}");
         assert!(stderr.contains("line "), "{text}: {stderr}");
     }
-}
-
-/// What the server printed when it refused to start; a server that
-/// starts instead is stopped and the test fails.
-fn refused_at_start(command: &mut std::process::Command, what: &str) -> String {
-    let mut child = command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("{what}: the server started");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(!status.success(), "{what}");
-    stderr
 }
 
 /// A settings file that names a certificate but no key (or a key but no

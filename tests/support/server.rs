@@ -348,3 +348,29 @@ pub async fn rewrap_settled(server: &Server) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// What the server printed when it refused to start; a server that
+/// starts instead is stopped and the test fails.
+pub fn refused_at_start(command: &mut Command, what: &str) -> String {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough for a start that first reaches a database.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{what}: the server started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{what}");
+    stderr
+}

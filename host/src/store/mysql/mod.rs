@@ -84,6 +84,44 @@ const UNAVAILABLE: [u16; 10] = [1040, 1047, 1053, 1290, 1792, 1927, 4031, 8022, 
 /// Connection-level failures make the store unavailable (a 503 the client
 /// may retry); anything else is a failure of the statement. The driver's
 /// words (addresses, statements) go to the log, not to the client.
+/// The id and name of the row `foreign_keys_hold` tries to write.
+const PROBE_ID: u64 = u64::MAX;
+const PROBE_NAME: &[u8] = b"\0credhost: a row sealed by no key";
+
+/// Refuses a database that would keep a row sealed by a key it does not
+/// have: key retirement counts on the foreign key from rows to keys, which
+/// a database may ignore (TiDB before 6.6, a table made by an engine
+/// without foreign keys or transactions, such as MyISAM or Aria).
+fn foreign_keys_hold(conn: &mut PooledConn) -> Result<(), StoreError> {
+    let mut tx = conn.start_transaction(TxOpts::default()).map_err(backend)?;
+    let written = tx.exec_drop(
+        "INSERT INTO credhost_credentials \
+         (id, name_key, type_key, created_us, updated_us, policy, key_id, haystack, body) \
+         VALUES (?, ?, '', 0, 0, '', ?, '', '')",
+        (PROBE_ID, PROBE_NAME, u32::MAX),
+    );
+    let _ = tx.rollback();
+    match written {
+        // ER_NO_REFERENCED_ROW(_2): the key does not exist, as it must not.
+        Err(mysql::Error::MySqlError(e)) if e.code == 1452 || e.code == 1216 => Ok(()),
+        // Written, or there from an earlier try that a table without
+        // transactions did not roll back.
+        Ok(()) | Err(mysql::Error::MySqlError(mysql::MySqlError { code: 1062, .. })) => {
+            let _ = conn.exec_drop(
+                "DELETE FROM credhost_credentials WHERE id = ? AND name_key = ?",
+                (PROBE_ID, PROBE_NAME),
+            );
+            Err(StoreError::Backend(
+                "the database does not enforce the foreign key from credentials to keys (an \
+                 engine without foreign keys or transactions, such as MyISAM or Aria, or TiDB \
+                 before 6.6): a retired key could leave rows no server can open; use InnoDB"
+                    .into(),
+            ))
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
 fn backend(e: mysql::Error) -> StoreError {
     let connection = matches!(
         &e,
@@ -285,6 +323,7 @@ impl MysqlStore {
         let store = Self::connect(options)?;
         let mut conn = store.conn()?;
         schema::migrate(&mut conn, schema::LATEST)?;
+        foreign_keys_hold(&mut conn)?;
         Ok(store)
     }
 

@@ -35,6 +35,9 @@ pub struct StoreOptions<'a> {
 /// as unreachable.
 pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Run on every connection: the server's default may have turned the
+/// checks off, and key retirement counts on the foreign key.
+const ENFORCE_FOREIGN_KEYS: &str = "SET foreign_key_checks = 1";
 /// How long the async pool keeps a connection nobody uses.
 const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
 
@@ -74,6 +77,7 @@ impl StoreOptions<'_> {
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
             .tcp_nodelay(true)
             .prefer_socket(false)
+            .init(vec![ENFORCE_FOREIGN_KEYS])
             .pool_opts(
                 PoolOpts::default()
                     // Nothing depends on session state, and not every
@@ -106,6 +110,7 @@ impl StoreOptions<'_> {
         let mut builder = OptsBuilder::from_opts(parsed)
             .tcp_nodelay(true)
             .prefer_socket(false)
+            .init(vec![ENFORCE_FOREIGN_KEYS])
             .pool_opts(
                 PoolOpts::default()
                     .with_reset_connection(false)
