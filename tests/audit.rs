@@ -441,3 +441,39 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     let (ok, said) = verify(&[log], server.data_dir());
     assert!(ok, "{said}");
 }
+
+/// A token made while the server is stopped is recorded in the server's
+/// own audit log, wherever its settings put it, carrying its chain on; not
+/// in a stray log of its own in the data directory.
+#[tokio::test]
+async fn a_token_made_offline_is_recorded_where_the_server_records() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let log = elsewhere.path().join("audit.log");
+    let mut server = Server::start(Options {
+        config: Some(format!("[audit]\npath = \"{}\"\n", log.display())),
+        ..Default::default()
+    });
+    assert_eq!(server.get("/api/v1/security/credentials").await.0, 200);
+    settle().await;
+    server.stop();
+    let data = server.data_dir().to_path_buf();
+    let config = data.parent().unwrap().join("credhost.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["token", "create", "--name", "offline", "--scope", "read"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data.join("audit.log").exists());
+    let last = records(&log).pop().unwrap();
+    assert_eq!(last["event"], "token.created", "{last}");
+    let (ok, said) = verify(&[log], &data);
+    assert!(ok, "{said}");
+}

@@ -349,7 +349,7 @@ impl Config {
         Ok(config)
     }
 
-    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let fail = |reason: String| ConfigError {
             path: path.display().to_string(),
             reason,

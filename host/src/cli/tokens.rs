@@ -26,6 +26,10 @@ pub enum TokenCommand {
         /// server's socket in DIR if it runs, in DIR's database if not.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// The server's configuration file, for where its audit log is
+        /// (a token made without the server is recorded there).
+        #[arg(long, env = "CREDHOST_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// The tokens the server knows (never their secrets).
     List,
@@ -134,8 +138,9 @@ pub async fn run(
             scope,
             ttl,
             data_dir: Some(dir),
+            config,
         } => {
-            let issued = create_locally(&dir, name, scope, ttl).await?;
+            let issued = create_locally(&dir, config.as_deref(), name, scope, ttl).await?;
             show_issued(format, &issued);
         }
         TokenCommand::Create {
@@ -170,6 +175,7 @@ pub async fn run(
 /// server's database.
 async fn create_locally(
     dir: &Path,
+    config: Option<&Path>,
     name: String,
     scope: Scope,
     ttl: Option<u64>,
@@ -206,10 +212,13 @@ async fn create_locally(
             socket.display()
         )
     })?;
-    let config = crate::config::Config {
-        data_dir: dir.to_path_buf(),
-        ..Default::default()
+    // The server's own audit settings: the record of this token goes into
+    // the chain the server keeps, wherever that is.
+    let mut config = match config {
+        Some(path) => crate::config::Config::from_file(path)?,
+        None => crate::config::Config::default(),
     };
+    config.data_dir = dir.to_path_buf();
     let audit = crate::audit::Audit::open(
         &config.audit,
         config.audit_path(),
