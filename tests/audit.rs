@@ -476,4 +476,20 @@ async fn a_token_made_offline_is_recorded_where_the_server_records() {
     assert_eq!(last["event"], "token.created", "{last}");
     let (ok, said) = verify(&[log], &data);
     assert!(ok, "{said}");
+    // Another server's settings are refused, not written to.
+    let other = elsewhere.path().join("other.toml");
+    std::fs::write(&other, "data_dir = \"/nonexistent/other-server\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["token", "create", "--name", "stray", "--scope", "read"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("data directory"),
+        "{said}"
+    );
 }

@@ -524,6 +524,35 @@ async fn what_others_wrote_cannot_command_the_terminal() {
         .success()
         .get_output()
         .clone();
-    assert!(!stdout(&out).contains('\u{1b}'));
+    assert!(
+        !stdout(&out).contains(['\u{1b}', '\u{7}', '\u{202e}']),
+        "{:?}",
+        stdout(&out)
+    );
     assert_eq!(json_of(&out)["name"], hostile);
+}
+
+/// A proxy named in the environment gets nothing: plain HTTP goes to this
+/// machine only, and a proxy would carry it, token and all, elsewhere.
+#[tokio::test]
+async fn a_proxy_in_the_environment_is_not_used() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let server = Server::start(Options::default());
+    let token = server.token("reader", "read");
+    let home = tempfile::tempdir().unwrap();
+    cli(home.path(), &server, &token)
+        .env("HTTP_PROXY", &proxy_url)
+        .env("http_proxy", &proxy_url)
+        .env("ALL_PROXY", &proxy_url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["credential", "list"])
+        .assert()
+        .success();
+    assert!(
+        proxy.accept().is_err(),
+        "the request went through the proxy"
+    );
 }

@@ -148,12 +148,14 @@ fn the_cli_trusts_the_ca_it_is_given_and_no_other() {
     let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
         .env("HOME", home.path())
         .env("XDG_CONFIG_HOME", home.path().join("config"))
+        // Relative to where it runs: the login keeps the full path.
+        .current_dir(dir.path())
         .args([
             "login",
             &server.base,
             "--token-stdin",
             "--ca-file",
-            &trusted,
+            "ca.pem",
         ])
         .stdin(std::process::Stdio::piped())
         .spawn()

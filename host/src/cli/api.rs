@@ -62,15 +62,20 @@ impl Api {
         check_url(base)?;
         let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(600))
+            // A proxy from the environment would carry plain HTTP to this
+            // machine, token and all, across the network.
+            .no_proxy()
             // A redirect would send the token and the body on to wherever
             // the answer points.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = ca_file {
             let pem =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{} holds no PEM certificate", path.display()))?
-            {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -223,7 +228,7 @@ pub fn connect(url: Option<&str>, ca_file: Option<&Path>) -> anyhow::Result<Api>
         .filter(|t| !t.is_empty());
     let (url, token, saved_ca) = match (url, saved) {
         (Some(url), saved) => {
-            let saved = saved.filter(|s| s.url == url);
+            let saved = saved.filter(|s| s.url == url.trim_end_matches('/'));
             let saved_ca = saved.as_ref().and_then(|s| s.ca_file.clone());
             (
                 url.to_string(),

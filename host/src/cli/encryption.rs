@@ -149,11 +149,12 @@ pub async fn plugins(api: &Api, format: Format, reload: bool) -> anyhow::Result<
                 cell(&p["kind"]),
                 serves,
                 sha.chars().take(16).collect(),
-                p["source"]["path"]
-                    .as_str()
-                    .or(p["source"]["kind"].as_str())
-                    .unwrap_or_default()
-                    .to_string(),
+                crate::cli::output::printable(
+                    p["source"]["path"]
+                        .as_str()
+                        .or(p["source"]["kind"].as_str())
+                        .unwrap_or_default(),
+                ),
             ]);
         }
         for f in d["failures"].as_array().into_iter().flatten() {

@@ -127,7 +127,13 @@ async fn login(
     let path = api::write_login(&api::Login {
         url: url.trim_end_matches('/').to_string(),
         token,
-        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        // Later commands run from anywhere.
+        ca_file: ca_file
+            .map(|path| {
+                std::fs::canonicalize(path)
+                    .with_context(|| format!("cannot find {}", path.display()))
+            })
+            .transpose()?,
     })?;
     println!(
         "logged in to {url} as {} (scope {}); saved in {}",

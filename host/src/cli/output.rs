@@ -20,10 +20,22 @@ pub fn table(header: &[&str]) -> Table {
 }
 
 pub fn json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON always prints")
-    );
+    let text = serde_json::to_string_pretty(value).expect("JSON always prints");
+    // serde_json escapes C0 controls in strings (the ones left are the
+    // layout's own whitespace) but leaves DEL, C1 controls and direction
+    // marks; JSON has none of those outside strings, so each becomes a
+    // `\uXXXX` escape, which means the same to any JSON reader.
+    let shown: String = text
+        .chars()
+        .map(|c| {
+            if c >= '\u{7f}' && hidden(c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    println!("{shown}");
 }
 
 /// A JSON value as a cell: strings without quotes, nothing for null.
@@ -36,16 +48,18 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A control character, or a direction mark or override.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Text from the server as a terminal may show it: a name or a message is
 /// anyone's with write access, and control characters (escape sequences
 /// that move the cursor, rewrite lines or set the clipboard) or
 /// direction overrides would let it hide or fake what is printed around
 /// it. Each is shown as its escape, `\u{1b}`.
 pub fn printable(text: &str) -> String {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     if !text.contains(hidden) {
         return text.to_string();
     }

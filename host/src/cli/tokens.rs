@@ -28,7 +28,7 @@ pub enum TokenCommand {
         data_dir: Option<PathBuf>,
         /// The server's configuration file, for where its audit log is
         /// (a token made without the server is recorded there).
-        #[arg(long, env = "CREDHOST_CONFIG")]
+        #[arg(long)]
         config: Option<PathBuf>,
     },
     /// The tokens the server knows (never their secrets).
@@ -218,12 +218,26 @@ async fn create_locally(
         Some(path) => crate::config::Config::from_file(path)?,
         None => crate::config::Config::default(),
     };
+    let named = &config.data_dir;
+    if *named != crate::config::Config::default().data_dir
+        && std::fs::canonicalize(named).ok() != std::fs::canonicalize(dir).ok()
+    {
+        bail!(
+            "the settings file is for the data directory {}, not {}",
+            named.display(),
+            dir.display()
+        );
+    }
     config.data_dir = dir.to_path_buf();
-    let audit = crate::audit::Audit::open(
-        &config.audit,
-        config.audit_path(),
-        &crate::data_dir::secret_file(&dir.join("audit.key"))?,
-    )?;
+    let audit = if config.audit.enabled {
+        crate::audit::Audit::open(
+            &config.audit,
+            config.audit_path(),
+            &crate::data_dir::secret_file(&dir.join("audit.key"))?,
+        )?
+    } else {
+        crate::audit::Audit::disabled()
+    };
     let issued = crate::service::tokens::create_offline(
         &store,
         &audit,

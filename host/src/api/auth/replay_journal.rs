@@ -70,8 +70,23 @@ impl ReplayJournal {
     /// and synced: a server that stops calls it last, so a header accepted
     /// just before is still refused after the restart.
     pub fn flush(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
         let (done, written) = channel();
-        self.queue.send(Message::Flush(done)).is_ok() && written.recv_timeout(within).is_ok()
+        let mut flush = Message::Flush(done);
+        // Never blocked on a full queue: a writer stuck on the disk must
+        // not keep the server from stopping.
+        loop {
+            match self.queue.try_send(flush) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    flush = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        written.recv_timeout(left).is_ok()
     }
 }
 

@@ -81,9 +81,6 @@ const NO_PARENT_ROW: u16 = 1452;
 /// only after a failover, not yet part of its cluster.
 const UNAVAILABLE: [u16; 10] = [1040, 1047, 1053, 1290, 1792, 1927, 4031, 8022, 9001, 9002];
 
-/// Connection-level failures make the store unavailable (a 503 the client
-/// may retry); anything else is a failure of the statement. The driver's
-/// words (addresses, statements) go to the log, not to the client.
 /// The id and name of the row `foreign_keys_hold` tries to write.
 const PROBE_ID: u64 = u64::MAX;
 const PROBE_NAME: &[u8] = b"\0credhost: a row sealed by no key";
@@ -122,6 +119,9 @@ fn foreign_keys_hold(conn: &mut PooledConn) -> Result<(), StoreError> {
     }
 }
 
+/// Connection-level failures make the store unavailable (a 503 the client
+/// may retry); anything else is a failure of the statement. The driver's
+/// words (addresses, statements) go to the log, not to the client.
 fn backend(e: mysql::Error) -> StoreError {
     let connection = matches!(
         &e,

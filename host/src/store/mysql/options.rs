@@ -137,17 +137,22 @@ impl StoreOptions<'_> {
     }
 }
 
-/// The URL as logs may show it: without a password, should it hold one,
-/// and without its query, where a driver takes one too.
+/// The URL as logs may show it: scheme, user, host, port and database;
+/// never a password, in the userinfo or the query. A URL that does not
+/// parse shows only its scheme, since where its password ends is unclear.
 pub fn redacted(url: &str) -> String {
-    let url = url.split_once('?').map_or(url, |(before, _)| before);
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.has_host() => {
+            let user = match parsed.username() {
+                "" => String::new(),
+                user => format!("{user}@"),
+            };
+            let host = parsed.host_str().unwrap_or_default();
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{scheme}://{user}{host}{port}{}", parsed.path())
         }
-        _ => url.to_string(),
+        _ => format!("{scheme}://…"),
     }
 }
 
@@ -169,6 +174,15 @@ mod tests {
             redacted("mysql://app@db:3306/credhost?password=s3cret&x=@y"),
             "mysql://app@db:3306/credhost"
         );
+        // A `?` or `#` in an unescaped password ends the URL's authority
+        // early: nothing of it may show.
+        for url in [
+            "mysql://app:pa?ss@db/credhost",
+            "mysql://app:pa#ss@db/credhost",
+        ] {
+            let shown = redacted(url);
+            assert!(!shown.contains("pa"), "{shown}");
+        }
     }
 
     /// Only parsed, never dialled: the refusals come before a connection.
