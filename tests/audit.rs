@@ -120,6 +120,27 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     assert_eq!(create["client"], "127.0.0.1");
     assert!(create["duration_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(of(&created["traceId"], "request.begin").len(), 1);
+    // A change that names its credential in the path names it before it
+    // is made, and once after.
+    let (status, deleted) = server
+        .call_as(
+            &token,
+            Method::DELETE,
+            &format!("/api/v1/security/credential/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    settle().await;
+    let all = records(&log);
+    let of_delete = |kind: &str| -> Vec<Value> {
+        all.iter()
+            .filter(|r| r["request_id"] == deleted["traceId"] && r["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of_delete("request.begin")[0]["credential_ids"], json!([id]));
+    assert_eq!(of_delete("request")[0]["credential_ids"], json!([id]));
     // The token id is written as its HMAC, which `audit hash` reproduces.
     let token_id = token.split('_').nth(1).unwrap();
     let out = credhost(&[

@@ -75,7 +75,9 @@ pub async fn update(
     body: Body,
 ) -> Answer {
     let id = decode::credential_id(id.as_deref())?;
-    note.add_ids(u64::try_from(id));
+    if let Ok(id) = u64::try_from(id) {
+        note.add_id_once(id);
+    }
     let fields = decode::fields(body, "UpdateCredentialParam").await?;
     let mut required = Required::new(fields.param());
     let name = required.string(&fields, "name", "Name")?;
@@ -105,7 +107,9 @@ pub async fn delete_one(
     decode::PathId(id): decode::PathId,
 ) -> Answer {
     let id = decode::credential_id(id.as_deref())?;
-    note.add_ids(u64::try_from(id));
+    if let Ok(id) = u64::try_from(id) {
+        note.add_id_once(id);
+    }
     service.delete(id).await?;
     Ok(Reply::Empty)
 }

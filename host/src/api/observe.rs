@@ -60,6 +60,16 @@ impl Note {
         self.with(|n| n.credential_ids.extend(ids));
     }
 
+    /// The one credential a request names, unless it is noted already (by
+    /// the audit gate, from the path, before the change).
+    pub fn add_id_once(&self, id: u64) {
+        self.with(|n| {
+            if !n.credential_ids.contains(&id) {
+                n.credential_ids.push(id);
+            }
+        });
+    }
+
     pub fn set_credentials_refused(&self) {
         self.with(|n| n.credentials_refused = true);
     }
@@ -318,6 +328,11 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         .get::<Note>()
         .cloned()
         .unwrap_or_default();
+    // The credential a change names in its path is in the record written
+    // before it, which alone is sure to be on disk should the server die.
+    if let Some(id) = path_credential_id(&note, &request) {
+        note.add_id_once(id);
+    }
     let record = note.record(&audit, "request.begin", &parts_of(&request), None);
     if let Err(e) = audit.record_json_durably(record).await {
         tracing::error!(
@@ -333,6 +348,16 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         return error.into_response();
     }
     next.run(request).await
+}
+
+/// The id in `/api/v1/security/credential/{id}`, as sent (the handler
+/// refuses what is not an id; this only notes one).
+fn path_credential_id(note: &Note, request: &Request) -> Option<u64> {
+    let route = note.route()?;
+    if route.as_str() != "/api/v1/security/credential/{id}" {
+        return None;
+    }
+    request.uri().path().rsplit('/').next()?.parse().ok()
 }
 
 #[cfg(test)]
