@@ -479,14 +479,17 @@ async fn a_token_made_offline_is_recorded_where_the_server_records() {
     server.stop();
     let data = server.data_dir().to_path_buf();
     let config = data.parent().unwrap().join("credhost.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
-        .args(["token", "create", "--name", "offline", "--scope", "read"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let create = |name: &str, config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["token", "create", "--name", name, "--scope", "read"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = create("offline", &config);
     assert!(
         out.status.success(),
         "{}",
@@ -500,14 +503,7 @@ async fn a_token_made_offline_is_recorded_where_the_server_records() {
     // Another server's settings are refused, not written to.
     let other = elsewhere.path().join("other.toml");
     std::fs::write(&other, "data_dir = \"/nonexistent/other-server\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
-        .args(["token", "create", "--name", "stray", "--scope", "read"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = create("stray", &other);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && said.contains("data directory"),

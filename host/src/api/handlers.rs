@@ -70,14 +70,10 @@ pub async fn get_one(
 pub async fn update(
     State(service): State<AppState>,
     Caller(client): Caller,
-    note: Note,
     decode::PathId(id): decode::PathId,
     body: Body,
 ) -> Answer {
     let id = decode::credential_id(id.as_deref())?;
-    if let Ok(id) = u64::try_from(id) {
-        note.add_id_once(id);
-    }
     let fields = decode::fields(body, "UpdateCredentialParam").await?;
     let mut required = Required::new(fields.param());
     let name = required.string(&fields, "name", "Name")?;
@@ -103,13 +99,9 @@ pub async fn update(
     responses((status = 200, body = super::schema::Done), super::schema::Refusals))]
 pub async fn delete_one(
     State(service): State<AppState>,
-    note: Note,
     decode::PathId(id): decode::PathId,
 ) -> Answer {
     let id = decode::credential_id(id.as_deref())?;
-    if let Ok(id) = u64::try_from(id) {
-        note.add_id_once(id);
-    }
     service.delete(id).await?;
     Ok(Reply::Empty)
 }

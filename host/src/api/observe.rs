@@ -17,6 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::decode::{self, PathId};
+
 use super::auth::ClientAddr;
 use super::envelope::{TraceId, error_code};
 use super::errors::ApiError;
@@ -58,16 +60,6 @@ impl Note {
     /// The credentials the request touched.
     pub fn add_ids(&self, ids: impl IntoIterator<Item = u64>) {
         self.with(|n| n.credential_ids.extend(ids));
-    }
-
-    /// The one credential a request names, unless it is noted already (by
-    /// the audit gate, from the path, before the change).
-    pub fn add_id_once(&self, id: u64) {
-        self.with(|n| {
-            if !n.credential_ids.contains(&id) {
-                n.credential_ids.push(id);
-            }
-        });
     }
 
     pub fn set_credentials_refused(&self) {
@@ -329,10 +321,15 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         .cloned()
         .unwrap_or_default();
     // The credential a change names in its path is in the record written
-    // before it, which alone is sure to be on disk should the server die.
-    if let Some(id) = path_credential_id(&note, &request) {
-        note.add_id_once(id);
+    // before it, which alone is sure to be on disk should the server die
+    // (and, being noted, in the record of its outcome too).
+    let (mut parts, body) = request.into_parts();
+    if note.route().is_some_and(|r| r.as_str() == CREDENTIAL_BY_ID) {
+        let Ok(PathId(id)) = PathId::from_request_parts(&mut parts, &()).await;
+        let id = decode::credential_id(id.as_deref()).ok();
+        note.add_ids(id.and_then(|id| u64::try_from(id).ok()));
     }
+    let request = Request::from_parts(parts, body);
     let record = note.record(&audit, "request.begin", &parts_of(&request), None);
     if let Err(e) = audit.record_json_durably(record).await {
         tracing::error!(
@@ -350,15 +347,8 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
     next.run(request).await
 }
 
-/// The id in `/api/v1/security/credential/{id}`, as sent (the handler
-/// refuses what is not an id; this only notes one).
-fn path_credential_id(note: &Note, request: &Request) -> Option<u64> {
-    let route = note.route()?;
-    if route.as_str() != "/api/v1/security/credential/{id}" {
-        return None;
-    }
-    request.uri().path().rsplit('/').next()?.parse().ok()
-}
+/// The one route that names a credential in its path.
+const CREDENTIAL_BY_ID: &str = "/api/v1/security/credential/{id}";
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,8 @@
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,16 +27,13 @@ pub fn json(value: &Value) {
     // layout's own whitespace) but leaves DEL, C1 controls and direction
     // marks; JSON has none of those outside strings, so each becomes a
     // `\uXXXX` escape, which means the same to any JSON reader.
-    let shown: String = text
-        .chars()
-        .map(|c| {
-            if c >= '\u{7f}' && hidden(c) {
-                format!("\\u{:04x}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
+    let shown = escaped(
+        &text,
+        |c| c >= '\u{7f}' && hidden(c),
+        |out, c| {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        },
+    );
     println!("{shown}");
 }
 
@@ -60,18 +59,23 @@ fn hidden(c: char) -> bool {
 /// direction overrides would let it hide or fake what is printed around
 /// it. Each is shown as its escape, `\u{1b}`.
 pub fn printable(text: &str) -> String {
-    if !text.contains(hidden) {
+    escaped(text, hidden, |out, c| out.extend(c.escape_unicode()))
+}
+
+/// `text` with each character `which` picks written by `escape`.
+fn escaped(text: &str, which: impl Fn(char) -> bool, escape: impl Fn(&mut String, char)) -> String {
+    if !text.contains(&which) {
         return text.to_string();
     }
-    text.chars()
-        .map(|c| {
-            if hidden(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if which(c) {
+            escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `ip:port` of an endpoint object (`[ip]:port` for IPv6).
