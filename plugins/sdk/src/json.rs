@@ -14,6 +14,8 @@ use core::fmt;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+mod plain;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json<'a> {
     Null,
@@ -25,6 +27,15 @@ pub enum Json<'a> {
 }
 
 impl<'a> Json<'a> {
+    /// Reads JSON text: what `serde_json::from_str` reads, the same value
+    /// or the same error, only faster for plain text (see `plain.rs`).
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        match plain::parse(text) {
+            Some(value) => Ok(value),
+            None => serde_json::from_str(text),
+        }
+    }
+
     /// The values sent under `name` in an object, the last first, keys
     /// matched as Go matches them.
     fn sent<'p>(

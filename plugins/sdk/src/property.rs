@@ -71,8 +71,8 @@ fn mismatch(value: &Json, go_struct: &str, field: &str, go_type: &str) -> Refusa
 impl<'a> Property<'a> {
     /// Parses the property's JSON (`null` is an empty property).
     pub fn parse(text: &'a str, names: Names, purpose: Purpose) -> Result<Self, Refusal> {
-        let value: Json = serde_json::from_str(text)
-            .map_err(|e| Refusal::bind(format!("invalid property JSON: {e}")))?;
+        let value =
+            Json::parse(text).map_err(|e| Refusal::bind(format!("invalid property JSON: {e}")))?;
         let object = match value {
             Json::Null => Vec::new(),
             Json::Object(object) => object,
