@@ -103,7 +103,7 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     let all = records(&log);
     let of = |trace: &Value, kind: &str| -> Vec<Value> {
         all.iter()
-            .filter(|r| r["request_id"] == *trace && r["type"] == kind)
+            .filter(|r| r["trace_id"] == *trace && r["type"] == kind)
             .cloned()
             .collect()
     };
@@ -119,7 +119,10 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     assert_eq!(create["principal"]["name"], "ops");
     assert_eq!(create["client"], "127.0.0.1");
     assert!(create["duration_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(of(&created["traceId"], "request.begin").len(), 1);
+    let begun = of(&created["traceId"], "request.begin");
+    assert_eq!(begun.len(), 1);
+    // The two records of one request share the server's id for it.
+    assert_eq!(begun[0]["request_id"], create["request_id"]);
     // A change that names its credential in the path names it before it
     // is made, and once after.
     let (status, deleted) = server
@@ -135,7 +138,7 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     let all = records(&log);
     let of_delete = |kind: &str| -> Vec<Value> {
         all.iter()
-            .filter(|r| r["request_id"] == deleted["traceId"] && r["type"] == kind)
+            .filter(|r| r["trace_id"] == deleted["traceId"] && r["type"] == kind)
             .cloned()
             .collect()
     };
@@ -210,6 +213,66 @@ async fn each_request_and_operation_is_one_record_without_secrets() {
     assert!(!text.contains(&hex::encode(&raw)));
     let (ok, said) = verify(&[log], server.data_dir());
     assert!(ok, "{said}");
+}
+
+/// A client chooses its trace id (`X-OBSHELL-Trace-ID`, as obshell
+/// allows) and may reuse another request's: its records keep the trace id
+/// it sent, and still each request has an id of its own.
+#[tokio::test]
+async fn a_reused_trace_id_does_not_merge_requests_in_the_log() {
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        ..Default::default()
+    });
+    let (reader, writer) = (
+        server.token("reader", "read"),
+        server.token("writer", "write"),
+    );
+    let url = |path: &str| format!("{}{path}", server.base);
+    let shared = "trace-of-someone-else";
+    for (token, method, path) in [
+        (&reader, Method::GET, "/api/v1/security/credentials"),
+        (
+            &writer,
+            Method::DELETE,
+            "/api/v1/security/credential/424242",
+        ),
+    ] {
+        let response = server
+            .client()
+            .request(method, url(path))
+            .bearer_auth(token)
+            .header("X-OBSHELL-Trace-ID", shared)
+            .send()
+            .await
+            .unwrap();
+        let envelope: Value = response.json().await.unwrap();
+        assert_eq!(envelope["traceId"], shared, "{envelope}");
+    }
+    settle().await;
+    let all = records(&server.data_dir().join("audit.log"));
+    let with = |kind: &str, route: &str| -> Vec<&Value> {
+        all.iter()
+            .filter(|r| r["trace_id"] == shared && r["type"] == kind && r["route"] == route)
+            .collect()
+    };
+    let read = with("request", "/api/v1/security/credentials");
+    let begun = with("request.begin", "/api/v1/security/credential/{id}");
+    let deleted = with("request", "/api/v1/security/credential/{id}");
+    assert_eq!(
+        (read.len(), begun.len(), deleted.len()),
+        (1, 1, 1),
+        "{all:?}"
+    );
+    let id = |r: &Value| r["request_id"].as_str().unwrap().to_string();
+    assert_eq!(id(begun[0]), id(deleted[0]));
+    assert_ne!(id(read[0]), id(deleted[0]));
+    for r in [read[0], deleted[0]] {
+        assert!(
+            id(r).len() == 32 && id(r).bytes().all(|b| b.is_ascii_hexdigit()),
+            "{r}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -40,6 +40,11 @@ struct Outcome(Result<Reply, ApiError>);
 #[derive(Debug, Clone)]
 pub struct TraceId(pub String);
 
+/// The id the server gives each request, for the audit log: unlike the
+/// trace id, which a client may choose and reuse, no two requests share it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// The `errCode` a response will carry, before it is enveloped.
 pub fn error_code(response: &Response) -> Option<String> {
     match response.extensions().get::<Outcome>() {
@@ -101,6 +106,9 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = trace_id(&request);
     request.extensions_mut().insert(TraceId(trace.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(hex::encode(rand::random::<[u8; 16]>())));
     let method = super::observe::method_name(request.method());
     // The URI's parts are shared, not copied: it is kept only for the log.
     let uri = request.uri().clone();

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::decode::{self, PathId};
 
 use super::auth::ClientAddr;
-use super::envelope::{TraceId, error_code};
+use super::envelope::{RequestId, TraceId, error_code};
 use super::errors::ApiError;
 use crate::audit::Audit;
 use crate::service::Principal;
@@ -111,7 +111,8 @@ impl Note {
             let record = Record {
                 time: crate::audit::now(),
                 kind,
-                request_id: &parts.trace,
+                request_id: &parts.request_id,
+                trace_id: &parts.trace,
                 principal,
                 client: parts.peer,
                 method: method_name(&parts.method),
@@ -155,6 +156,8 @@ struct Record<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     request_id: &'a str,
+    /// The envelope's `traceId`, which the client may have chosen.
+    trace_id: &'a str,
     principal: Who<'a>,
     client: Option<std::net::IpAddr>,
     method: &'a str,
@@ -243,6 +246,7 @@ fn count_request(route: &str, method: &Method, status: StatusCode, elapsed: f64)
 }
 
 struct RequestParts {
+    request_id: String,
     trace: String,
     peer: Option<std::net::IpAddr>,
     method: Method,
@@ -250,6 +254,11 @@ struct RequestParts {
 
 fn parts_of(request: &Request) -> RequestParts {
     RequestParts {
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
         trace: request
             .extensions()
             .get::<TraceId>()
