@@ -529,6 +529,79 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
 /// A token made while the server is stopped is recorded in the server's
 /// own audit log, wherever its settings put it, carrying its chain on; not
 /// in a stray log of its own in the data directory.
+/// A caller with a token (or the password) is held to a rate: past it, a
+/// 429 with `Retry-After` and nothing done, and its refused requests are
+/// recorded within the allowance of requests nobody answers for, so a
+/// stolen read token cannot fill the audit log at the server's full speed
+/// and rotate the older records away. Other callers are not slowed.
+#[tokio::test]
+async fn a_token_past_its_rate_is_refused_and_cannot_flood_the_log() {
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        config: Some("[http]\nrequests_per_second = 2\nrequest_burst = 20\n".into()),
+        ..Default::default()
+    });
+    let bearer = |token: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {token}").parse().unwrap();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let flooder = bearer(&server.token("flooder", "read"));
+    let other = bearer(&server.token("other", "read"));
+    let url = format!("{}/api/v1/security/credentials", server.base);
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..300 {
+        statuses.push(flooder.get(&url).send().await.unwrap().status().as_u16());
+    }
+    let took = started.elapsed().as_secs() as usize;
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((20..=22 + 2 * took).contains(&served), "{statuses:?}");
+    assert!(statuses.iter().all(|s| [200, 429].contains(s)));
+    let refused = flooder.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    let envelope: Value = refused.json().await.unwrap();
+    assert_eq!(err_code(&envelope), "Common.TooManyRequests");
+    assert_eq!(other.get(&url).send().await.unwrap().status(), 200);
+    // After the second the allowance takes to give back a record, a refused
+    // request says how many went without one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let mut more = 0;
+    while flooder.get(&url).send().await.unwrap().status() == 200 {
+        more += 1;
+        assert!(more < 10, "the rate does not hold");
+    }
+    settle().await;
+    let flooder_records: Vec<Value> = records(&server.data_dir().join("audit.log"))
+        .into_iter()
+        .filter(|r| r["principal"]["name"] == "flooder")
+        .collect();
+    let of = |status: u16| -> Vec<Value> {
+        flooder_records
+            .iter()
+            .filter(|r| r["status"] == status)
+            .cloned()
+            .collect()
+    };
+    // Every request that was served is recorded…
+    assert_eq!(of(200).len(), served + more);
+    // …and the refused ones within the allowance, with the rest counted.
+    let throttled = statuses.len() - served + 2;
+    let (recorded, unrecorded) = recorded_and_unrecorded(&of(429));
+    assert!(recorded <= 63 + took as u64, "{recorded} refusals recorded");
+    assert_eq!(recorded + unrecorded, throttled as u64);
+}
+
 #[tokio::test]
 async fn a_token_made_offline_is_recorded_where_the_server_records() {
     let elsewhere = tempfile::tempdir().unwrap();

@@ -116,6 +116,11 @@ pub struct HttpConfig {
     pub auth_failures_per_minute: u32,
     /// Headers of one address decrypted at once.
     pub auth_in_flight_per_client: u32,
+    /// Requests each API token, and each client using the password, may
+    /// make per second on average (0: no limit)…
+    pub requests_per_second: u32,
+    /// …and at once after a quiet spell.
+    pub request_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -132,6 +137,8 @@ impl Default for HttpConfig {
             auth_failure_burst: auth.failure_burst,
             auth_failures_per_minute: auth.failures_per_minute,
             auth_in_flight_per_client: auth.in_flight,
+            requests_per_second: 100,
+            request_burst: 500,
         }
     }
 }
@@ -142,6 +149,13 @@ impl HttpConfig {
             failure_burst: self.auth_failure_burst,
             failures_per_minute: self.auth_failures_per_minute,
             in_flight: self.auth_in_flight_per_client,
+        }
+    }
+
+    pub fn pace_limits(&self) -> crate::api::auth::PaceLimits {
+        crate::api::auth::PaceLimits {
+            per_second: self.requests_per_second,
+            burst: self.request_burst,
         }
     }
 

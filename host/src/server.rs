@@ -255,7 +255,8 @@ pub async fn serve(
         Duration::from_secs(config.auth_horizon_secs),
         config.http.client_limits(),
     )
-    .with_tokens(service.clone(), tls, config.allow_tokens_over_plain_http);
+    .with_tokens(service.clone(), tls, config.allow_tokens_over_plain_http)
+    .with_pace(config.http.pace_limits());
     match &shared {
         Some(shared) => auth = auth.with_shared_replay(shared.store.clone()),
         // Without a password no header needs guarding against replay.

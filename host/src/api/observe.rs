@@ -34,6 +34,8 @@ struct Noted {
     header_keys: Option<zeroize::Zeroizing<String>>,
     /// Credentials were sent and refused.
     credentials_refused: bool,
+    /// Its caller was past its rate (see `auth::pace`).
+    throttled: bool,
 }
 
 /// What is learnt about one request on its way through.
@@ -66,11 +68,16 @@ impl Note {
         self.with(|n| n.credentials_refused = true);
     }
 
-    /// Whether someone answers for the request: not when nobody was
-    /// authenticated, nor when a caller without credentials was let in
-    /// (a public route, or every route without a password).
+    pub fn set_throttled(&self) {
+        self.with(|n| n.throttled = true);
+    }
+
+    /// Whether the request is recorded whatever the rate: not when nobody
+    /// was authenticated, nor when a caller without credentials was let in
+    /// (a public route, or every route without a password), nor when its
+    /// caller was refused for going too fast.
     fn accountable(&self) -> bool {
-        self.with(|n| !matches!(n.principal, None | Some(Principal::Anonymous)))
+        self.with(|n| !n.throttled && !matches!(n.principal, None | Some(Principal::Anonymous)))
     }
 
     fn credentials_refused(&self) -> bool {

@@ -80,7 +80,8 @@ pub enum Refusals {
     /// A body a browser form can send (`text/plain`, form encodings).
     #[response(status = 415)]
     UnsupportedMediaType(ErrorEnvelope),
-    /// Too many failed authentications, or in flight, from this address.
+    /// Too many failed authentications, or in flight, from this address;
+    /// or the caller past its rate (`Common.TooManyRequests`).
     #[response(status = 429)]
     TooMany(ErrorEnvelope),
     #[response(status = 500)]

@@ -18,6 +18,7 @@
 mod body;
 mod clients;
 mod header;
+mod pace;
 mod pool;
 mod replay;
 mod replay_journal;
@@ -44,6 +45,7 @@ use crate::service::{Principal, Service};
 pub use body::open as open_body;
 pub use clients::ClientLimits;
 pub use header::{Claims, MAX_BLOCKS, blocks as header_blocks, claims as header_claims};
+pub use pace::PaceLimits;
 
 pub const HEADER: &str = "x-ocs-header";
 pub const AGENT_HEADER: &str = "x-ocs-agent-header";
@@ -73,6 +75,7 @@ pub struct Authenticator {
     shared_replay: Option<Arc<dyn crate::store::Coordination>>,
     journal: Option<replay_journal::ReplayJournal>,
     clients: Arc<clients::Clients>,
+    pace: pace::Pace,
 }
 
 impl Authenticator {
@@ -94,7 +97,14 @@ impl Authenticator {
             shared_replay: None,
             journal: None,
             clients: clients::Clients::new(limits),
+            pace: pace::Pace::new(PaceLimits::UNLIMITED),
         }
+    }
+
+    /// Holds each token, and each client using the password, to `limits`.
+    pub fn with_pace(mut self, limits: PaceLimits) -> Self {
+        self.pace = pace::Pace::new(limits);
+        self
     }
 
     /// Keeps the headers accepted in `path` too, so they stay refused
@@ -367,6 +377,23 @@ pub async fn authenticate(
     };
     if let Some(note) = &note {
         note.set_principal(&principal);
+    }
+    let peer = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    if let Err(retry_after) = auth.pace.admit(&principal, peer, std::time::Instant::now()) {
+        metrics::counter!("credhost_requests_throttled_total", "principal" => principal.kind())
+            .increment(1);
+        if let Some(note) = &note {
+            note.set_throttled();
+        }
+        return ApiError::too_many(
+            "Common.TooManyRequests",
+            "too many requests from this caller; slow down and retry after the time given",
+            retry_after,
+        )
+        .into_response();
     }
     let route = route.as_ref().map(MatchedPath::as_str);
     let needed = scopes::needed(request.method(), route.unwrap_or(""));
