@@ -230,6 +230,7 @@ async fn a_reused_trace_id_does_not_merge_requests_in_the_log() {
     );
     let url = |path: &str| format!("{}{path}", server.base);
     let shared = "trace-of-someone-else";
+    let mut answered_ids = Vec::new();
     for (token, method, path) in [
         (&reader, Method::GET, "/api/v1/security/credentials"),
         (
@@ -246,6 +247,12 @@ async fn a_reused_trace_id_does_not_merge_requests_in_the_log() {
             .send()
             .await
             .unwrap();
+        answered_ids.push(
+            response.headers()["x-credhost-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
         let envelope: Value = response.json().await.unwrap();
         assert_eq!(envelope["traceId"], shared, "{envelope}");
     }
@@ -267,6 +274,8 @@ async fn a_reused_trace_id_does_not_merge_requests_in_the_log() {
     let id = |r: &Value| r["request_id"].as_str().unwrap().to_string();
     assert_eq!(id(begun[0]), id(deleted[0]));
     assert_ne!(id(read[0]), id(deleted[0]));
+    // Each answer named its own request's id.
+    assert_eq!(answered_ids, [id(read[0]), id(deleted[0])]);
     for r in [read[0], deleted[0]] {
         assert!(
             id(r).len() == 32 && id(r).bytes().all(|b| b.is_ascii_hexdigit()),
@@ -526,9 +535,6 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     assert!(ok, "{said}");
 }
 
-/// A token made while the server is stopped is recorded in the server's
-/// own audit log, wherever its settings put it, carrying its chain on; not
-/// in a stray log of its own in the data directory.
 /// A caller with a token (or the password) is held to a rate: past it, a
 /// 429 with `Retry-After` and nothing done, and its refused requests are
 /// recorded within the allowance of requests nobody answers for, so a
@@ -602,6 +608,9 @@ async fn a_token_past_its_rate_is_refused_and_cannot_flood_the_log() {
     assert_eq!(recorded + unrecorded, throttled as u64);
 }
 
+/// A token made while the server is stopped is recorded in the server's
+/// own audit log, wherever its settings put it, carrying its chain on; not
+/// in a stray log of its own in the data directory.
 #[tokio::test]
 async fn a_token_made_offline_is_recorded_where_the_server_records() {
     let elsewhere = tempfile::tempdir().unwrap();

@@ -217,6 +217,31 @@ async fn replayed_after(restart: impl FnOnce(&mut Server)) {
     assert_eq!(status, 404);
 }
 
+/// A client using the password past its rate is refused before its header
+/// costs any RSA work or is remembered as used: the same header, sent
+/// again once the client may, is taken.
+#[tokio::test]
+async fn a_password_request_past_the_rate_is_refused_before_its_header_is_used() {
+    let server = with_password("[http]\nrequests_per_second = 1\nrequest_burst = 2\n");
+    let client = Client::connect(&server.base, PASSWORD).await.unwrap();
+    let target = "/api/v1/security/credential/1";
+    let sealed: Vec<_> = (0..3)
+        .map(|_| client.seal(&client.claims(target), None))
+        .collect();
+    for header in &sealed[..2] {
+        let (status, _) = client.send(Method::GET, target, header).await.unwrap();
+        assert_eq!(status, 404);
+    }
+    let (status, envelope) = client.send(Method::GET, target, &sealed[2]).await.unwrap();
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (429, "Common.TooManyRequests")
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, envelope) = client.send(Method::GET, target, &sealed[2]).await.unwrap();
+    assert_eq!(status, 404, "{envelope}");
+}
+
 /// 3. Replays: re-encrypting or padding the header with a block that
 /// decrypts to a space makes new bytes, not a new header; and a header
 /// used for GET cannot be used again for DELETE.

@@ -82,7 +82,9 @@ impl Bucket {
     /// Brings the bucket up to `now`; returns its tokens.
     pub fn refill(&mut self, now: std::time::Instant) -> f64 {
         self.tokens = self.at(now);
-        self.updated = now;
+        // A caller that read the clock before waiting on a lock brings an
+        // earlier `now`: moving back would count the same time twice.
+        self.updated = self.updated.max(now);
         self.tokens
     }
 

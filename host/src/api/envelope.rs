@@ -15,6 +15,8 @@ use super::errors::ApiError;
 use crate::clock;
 
 pub const TRACE_HEADER: &str = "x-obshell-trace-id";
+/// The response header naming the server's id of the request.
+pub const REQUEST_ID_HEADER: &str = "x-credhost-request-id";
 
 /// What a handler answered, before it is enveloped.
 #[derive(Debug, Clone)]
@@ -106,14 +108,20 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = trace_id(&request);
     request.extensions_mut().insert(TraceId(trace.clone()));
+    let request_id = hex::encode(rand::random::<[u8; 16]>());
     request
         .extensions_mut()
-        .insert(RequestId(hex::encode(rand::random::<[u8; 16]>())));
+        .insert(RequestId(request_id.clone()));
     let method = super::observe::method_name(request.method());
     // The URI's parts are shared, not copied: it is kept only for the log.
     let uri = request.uri().clone();
     let path = uri.path();
     let mut response = next.run(request).await;
+    // So a client can name the very request it means (its audit records).
+    response.headers_mut().insert(
+        REQUEST_ID_HEADER,
+        HeaderValue::from_str(&request_id).expect("hex is a header value"),
+    );
     let Some(Outcome(outcome)) = response.extensions_mut().remove::<Outcome>() else {
         return response;
     };
@@ -130,7 +138,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             }
             // `{:?}`: a message may hold the client's text, and quoted and
             // escaped it cannot start a log line of its own.
-            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = %trace, "request refused: {:?}", e.message);
+            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = ?trace, "request refused: {:?}", e.message);
             (
                 None,
                 Some(ErrorBody {
@@ -141,7 +149,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             )
         }
     };
-    tracing::debug!(%method, %path, status = status.as_u16(), ms = duration.as_millis(), trace = %trace, "request");
+    tracing::debug!(%method, %path, status = status.as_u16(), ms = duration.as_millis(), trace = ?trace, "request");
     let body = Envelope {
         successful: error.is_none(),
         timestamp: clock::format_now_precise(),

@@ -197,12 +197,11 @@ pub async fn validate_many(
     let mut required = Required::new(fields.param());
     let ids = required.ids(&fields, "credential_id_list", "CredentialIdList")?;
     required.check()?;
-    note.add_ids(
-        ids.iter()
-            .filter_map(|id| u64::try_from(*id).ok())
-            .take(1000),
-    );
-    Ok(Reply::of(service.validate_many(ids, &client).await?))
+    let validated = service.validate_many(ids, &client).await?;
+    // The credentials it found, each once: ids as sent (repeated, or none
+    // of them stored) would let a caller write large records for nothing.
+    note.add_ids(validated.contents.iter().filter_map(|r| r.credential_id));
+    Ok(Reply::of(validated))
 }
 
 pub async fn not_found() -> ApiError {

@@ -362,6 +362,12 @@ pub async fn authenticate(
     let outcome = admit(&auth, request).await;
     let (principal, mut request) = match outcome {
         Ok(admitted) => admitted,
+        Err((error, THROTTLED)) => {
+            if let Some(note) = &note {
+                note.set_throttled();
+            }
+            return error.into_response();
+        }
         Err((error, kind)) => {
             metrics::counter!("credhost_auth_failures_total", "kind" => kind).increment(1);
             // Credentials looked at and refused (not absent, throttled or
@@ -377,23 +383,6 @@ pub async fn authenticate(
     };
     if let Some(note) = &note {
         note.set_principal(&principal);
-    }
-    let peer = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    if let Err(retry_after) = auth.pace.admit(&principal, peer, std::time::Instant::now()) {
-        metrics::counter!("credhost_requests_throttled_total", "principal" => principal.kind())
-            .increment(1);
-        if let Some(note) = &note {
-            note.set_throttled();
-        }
-        return ApiError::too_many(
-            "Common.TooManyRequests",
-            "too many requests from this caller; slow down and retry after the time given",
-            retry_after,
-        )
-        .into_response();
     }
     let route = route.as_ref().map(MatchedPath::as_str);
     let needed = scopes::needed(request.method(), route.unwrap_or(""));
@@ -417,6 +406,31 @@ pub async fn authenticate(
 
 type Refused = (ApiError, &'static str);
 
+/// The kind of a refusal for going past the caller's rate.
+const THROTTLED: &str = "throttled";
+
+impl Authenticator {
+    /// Counts a request of `principal` from `client` against its rate
+    /// (see `pace`).
+    fn pace(&self, principal: &Principal, client: IpAddr) -> Result<(), Refused> {
+        self.pace
+            .admit(principal, client, std::time::Instant::now())
+            .map_err(|retry_after| {
+                metrics::counter!("credhost_requests_throttled_total",
+                    "principal" => principal.kind())
+                .increment(1);
+                (
+                    ApiError::too_many(
+                        "Common.TooManyRequests",
+                        "too many requests from this caller; slow down and retry after the time given",
+                        retry_after,
+                    ),
+                    THROTTLED,
+                )
+            })
+    }
+}
+
 /// Who sent the request, and the request with its body decrypted.
 async fn admit(auth: &Authenticator, request: Request) -> Result<(Principal, Request), Refused> {
     if is_public(request.uri().path()) {
@@ -432,6 +446,13 @@ async fn admit(auth: &Authenticator, request: Request) -> Result<(Principal, Req
     if let Some(value) = request.headers().get(axum::http::header::AUTHORIZATION) {
         let value = value.as_bytes().to_vec();
         let principal = auth.bearer(&value, client).await?;
+        if let Err(refused) = auth.pace(&principal, client) {
+            // Whose requests went too fast is worth its record.
+            if let Some(note) = request.extensions().get::<Note>() {
+                note.set_principal(&principal);
+            }
+            return Err(refused);
+        }
         return Ok((principal, request));
     }
     let headers = request.headers();
@@ -450,6 +471,10 @@ async fn admit(auth: &Authenticator, request: Request) -> Result<(Principal, Req
             ));
         }
     };
+    // Paced before any RSA work or replay bookkeeping, which a request
+    // refused afterwards would still have cost (the header's author is
+    // known only then; the rate is the client's, whoever it is).
+    auth.pace(&Principal::V2Password, client)?;
     let mut ticket = auth.ticket(client)?;
     let target = request.uri().path_and_query().map_or_else(
         || request.uri().path().to_string(),

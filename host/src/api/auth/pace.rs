@@ -22,7 +22,7 @@ use crate::service::Principal;
 pub struct PaceLimits {
     /// Requests a caller may make per second, on average (0: no limit).
     pub per_second: u32,
-    /// Requests a caller may make at once after a quiet spell.
+    /// Requests a caller may make at once after a quiet spell (at least 1).
     pub burst: u32,
 }
 
@@ -98,7 +98,11 @@ impl Pace {
             Principal::Anonymous | Principal::Local => return Ok(()),
         };
         let fresh = || Bucket::full(f64::from(burst.max(1)), f64::from(per_second), now);
-        let mut guard = self.callers.lock().expect("pace table lock");
+        // Buckets hold no invariant a panic elsewhere could break.
+        let mut guard = self
+            .callers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let callers = &mut *guard;
         let known = match caller {
             Caller::Token(id) => callers.tokens.contains_key(id),

@@ -18,7 +18,7 @@ use serde_json::Number;
 
 use super::{Json, NUMBER};
 
-/// Containers nested deeper decline; serde_json allows 128.
+/// Containers nested deeper decline; serde_json allows 127.
 const MAX_DEPTH: usize = 32;
 
 /// The value `text` holds, or `None` to leave it to serde_json.
@@ -71,9 +71,9 @@ impl<'a> Reader<'a> {
     }
 
     fn word(&mut self, word: &str, value: Json<'a>) -> Option<Json<'a>> {
-        let found = self.text[self.at..].starts_with(word);
+        self.text[self.at..].strip_prefix(word)?;
         self.at += word.len();
-        found.then_some(value)
+        Some(value)
     }
 
     /// A string without escapes or control characters, borrowed: the text
