@@ -340,3 +340,105 @@ async fn mixed_targets_each_get_their_own_verdict_in_order() {
     let reasons: Vec<Reason> = details.iter().map(|d| d.reason).collect();
     assert_eq!(reasons, vec![Reason::Refused, Reason::Ok, Reason::Refused]);
 }
+
+/// One SSH binary packet before any key is agreed: no MAC, padded to 8.
+fn ssh_packet(payload: &[u8]) -> Vec<u8> {
+    let padding = 8 - (5 + payload.len()) % 8;
+    let padding = if padding < 4 { padding + 8 } else { padding };
+    let mut packet = ((1 + payload.len() + padding) as u32)
+        .to_be_bytes()
+        .to_vec();
+    packet.push(padding as u8);
+    packet.extend_from_slice(payload);
+    packet.extend(std::iter::repeat_n(0, padding));
+    packet
+}
+
+/// A server that says hello, then sends `SSH_MSG_IGNORE` every 200 ms and
+/// never finishes the key exchange; it reports when its client hangs up.
+async fn dripping_server() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, hung_up) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"SSH-2.0-Drip\r\n").await.unwrap();
+        let ignore = ssh_packet(&[2, 0, 0, 0, 0]);
+        let mut sink = [0u8; 4096];
+        loop {
+            tokio::select! {
+                read = stream.read(&mut sink) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep(support::ms(200)) => {
+                    if stream.write_all(&ignore).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = closed.send(());
+    });
+    (addr, hung_up)
+}
+
+/// A target that keeps a handshake alive with a drip of packets gets its
+/// timeout, and then its connection is closed: a login that has given up
+/// holds no socket, however the server behaves.
+#[tokio::test]
+async fn a_server_that_drips_packets_is_timed_out_and_hung_up_on() {
+    let registry = registry().await;
+    let (addr, hung_up) = dripping_server().await;
+    let details = verify(&registry, &[target(addr)], PASSWORD).await;
+    assert_eq!(details[0].reason, Reason::Timeout, "{details:?}");
+    tokio::time::timeout(support::ms(5_000), hung_up)
+        .await
+        .expect("the connection is closed once the login gave up")
+        .unwrap();
+}
+
+/// What a target sends is never quoted back: a server whose algorithm
+/// lists are made of guesses at the password must not learn, from which
+/// guesses come back masked, which one was right; nor may it write text
+/// into the answers and the stored verdicts.
+#[tokio::test]
+async fn what_a_target_sends_is_not_quoted_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let registry = registry().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let guesses = format!("guess-one,{PASSWORD},attacker-text");
+    let kexinit = {
+        let mut payload = vec![20];
+        payload.extend_from_slice(&[7; 16]);
+        for list in [guesses.as_str(), "ssh-ed25519", "aes128-ctr", "aes128-ctr"]
+            .into_iter()
+            .chain(["hmac-sha2-256", "hmac-sha2-256", "none", "none", "", ""])
+        {
+            payload.extend_from_slice(&(list.len() as u32).to_be_bytes());
+            payload.extend_from_slice(list.as_bytes());
+        }
+        payload.extend_from_slice(&[0, 0, 0, 0, 0]);
+        ssh_packet(&payload)
+    };
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"SSH-2.0-Guesser\r\n").await.unwrap();
+        stream.write_all(&kexinit).await.unwrap();
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let details = verify(&registry, &[target(addr)], PASSWORD).await;
+    assert_eq!(details[0].reason, Reason::ProtocolError, "{details:?}");
+    let message = &details[0].message;
+    for sent in ["guess-one", "attacker-text", "******", PASSWORD] {
+        assert!(!message.contains(sent), "{message:?} quotes {sent:?}");
+    }
+    assert!(message.contains("key exchange"), "{message:?}");
+}

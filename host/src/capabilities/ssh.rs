@@ -213,6 +213,10 @@ impl SshClient {
         // Small handshake packets must not wait for Nagle and delayed ACKs
         // (40 ms a round); russh only sets this on sockets it opens itself.
         let _ = stream.set_nodelay(true);
+        let (stream, _hang_up) = match hang_up_when_done(stream) {
+            Ok(pair) => pair,
+            Err(e) => return connect_error(target, &e),
+        };
         let checker = PinnedKey {
             target,
             host_keys: host_keys.clone(),
@@ -242,7 +246,7 @@ impl SshClient {
                 return LoginResult::new(
                     target,
                     Outcome::ProtocolError,
-                    format!("SSH handshake failed: {e}"),
+                    format!("SSH handshake failed: {}", plain(&e)),
                 );
             }
             Ok(Ok(session)) => session,
@@ -309,7 +313,7 @@ impl SshClient {
             Ok(Err(e)) => LoginResult::new(
                 target,
                 Outcome::ProtocolError,
-                format!("SSH session failed: {e}"),
+                format!("SSH session failed: {}", plain(&e)),
             ),
         };
         // A server that stops reading must not keep the login's slot: the
@@ -321,6 +325,53 @@ impl SshClient {
         )
         .await;
         result
+    }
+}
+
+/// The login's socket, shut down when the login ends, however it ends.
+/// russh runs a session in a task of its own, which notices that nobody
+/// waits on it only between packets of a key exchange: a server that sends
+/// an ignored packet every few seconds would keep the task, and its
+/// socket, alive long after the login gave up on it.
+struct HangUp(std::net::TcpStream);
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// `stream`, and a second handle on its socket that hangs up when dropped.
+fn hang_up_when_done(stream: TcpStream) -> io::Result<(TcpStream, HangUp)> {
+    let stream = stream.into_std()?;
+    let handle = stream.try_clone()?;
+    Ok((TcpStream::from_std(stream)?, HangUp(handle)))
+}
+
+/// What went wrong, in our words only. A server chooses the text of some
+/// russh errors (the algorithm lists it offers, a key type it names): quoted
+/// back, it would write into answers and stored verdicts, and the masking
+/// of stored secrets in messages would tell it which of the guesses it
+/// sent was the password.
+fn plain(e: &russh::Error) -> String {
+    use russh::Error as E;
+    match e {
+        E::NoCommonAlgo { kind, .. } => {
+            let what = match kind {
+                russh::AlgorithmKind::Kex => "key exchange",
+                russh::AlgorithmKind::Key => "host key",
+                russh::AlgorithmKind::Cipher => "cipher",
+                russh::AlgorithmKind::Compression => "compression",
+                russh::AlgorithmKind::Mac => "MAC",
+            };
+            format!("the server offers no {what} algorithm this client accepts")
+        }
+        E::Keys(_) | E::SshKey(_) | E::SshEncoding(_) | E::Signature(_) | E::Utf8(_) => {
+            "the server sent a key, signature or name that cannot be read".into()
+        }
+        E::IO(io) => format!("connection error: {}", io.kind()),
+        // The rest are russh's own fixed words, or numbers.
+        other => other.to_string(),
     }
 }
 
