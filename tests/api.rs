@@ -753,6 +753,25 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     );
 }
 
+/// A list narrowed after credentials were stored holds for them too: a
+/// batch validation dials none of their targets outside it, and says so
+/// per target.
+#[tokio::test]
+async fn a_narrowed_allow_list_holds_for_stored_credentials() {
+    let sshd = Sshd::start();
+    let mut server = Server::start(Options::default());
+    let (status, created) = server.post(CREDENTIAL, create_body("stored", &sshd)).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    server.restart_with_args(&["--allow-target", "127.0.0.2/32"]);
+    let detail = server.validate_stored(id).await;
+    assert_eq!(detail["reason"], "NOT_GRANTED", "{detail}");
+    assert_eq!(detail["connection_result"], "CONNECT_FAILED");
+    server.restart_with_args(&[]);
+    let detail = server.validate_stored(id).await;
+    assert_eq!(detail["reason"], "OK", "{detail}");
+}
+
 #[tokio::test]
 async fn serves_an_openapi_document_of_every_endpoint() {
     let server = Server::start(Options::default());

@@ -110,6 +110,14 @@ impl Server {
         self.spawn();
     }
 
+    /// A stop, then a start with `args` in place of the flags it had.
+    #[allow(dead_code)]
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.stop();
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.spawn();
+    }
+
     /// `kill -9`, then a start on the same data directory.
     pub fn crash_and_restart(&mut self) {
         let mut child = self.child.take().unwrap();

@@ -13,6 +13,11 @@ pub struct TargetPolicy {
 }
 
 impl TargetPolicy {
+    /// Whether the server may dial `target` (no list: anywhere).
+    pub fn permits(&self, target: &Target) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&target.ip))
+    }
+
     pub fn check(&self, targets: &[Target]) -> Result<(), Error> {
         if targets.len() > MAX_TARGETS {
             return Err(Error::IllegalArgument(format!(
@@ -20,13 +25,7 @@ impl TargetPolicy {
                 targets.len()
             )));
         }
-        if self.allow.is_empty() {
-            return Ok(());
-        }
-        match targets
-            .iter()
-            .find(|t| !self.allow.iter().any(|net| net.contains(&t.ip)))
-        {
+        match targets.iter().find(|t| !self.permits(t)) {
             Some(outside) => Err(Error::TargetNotAllowed(outside.ip.to_string())),
             None => Ok(()),
         }

@@ -178,10 +178,39 @@ impl Service {
         })?;
         // A stored secret: only to the keys it was proven against.
         let host_keys = HostKeys::enforce(record.host_keys.clone());
-        verifier
-            .verify(&record.public, &secret, &record.targets, &host_keys, client)
-            .await
-            .map_err(|e| (Reason::Other, e.to_string()))
+        // Stored targets are held to today's list too: it may have been
+        // narrowed since they were saved, or they came from another server
+        // of the cluster or a copied store.
+        let permitted: Vec<bool> = (record.targets.iter())
+            .map(|t| self.settings.targets.permits(t))
+            .collect();
+        let allowed: Vec<Target> = (record.targets.iter().zip(&permitted))
+            .filter_map(|(t, permitted)| permitted.then_some(*t))
+            .collect();
+        let mut proven = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            verifier
+                .verify(&record.public, &secret, &allowed, &host_keys, client)
+                .await
+                .map_err(|e| (Reason::Other, e.to_string()))?
+        }
+        .into_iter();
+        Ok((record.targets.iter().zip(permitted))
+            .map(|(t, permitted)| {
+                let refused =
+                    |reason, message: &str| Detail::new(Endpoint::from(*t), reason, message.into());
+                match permitted {
+                    false => refused(
+                        Reason::NotGranted,
+                        "the target is outside this server's allow_targets",
+                    ),
+                    true => proven
+                        .next()
+                        .unwrap_or_else(|| refused(Reason::Other, "the verifier gave no verdict")),
+                }
+            })
+            .collect())
     }
 }
 
