@@ -84,7 +84,7 @@ pub fn install() {
 }
 
 /// The text Prometheus scrapes.
-pub async fn render(service: &Service) -> String {
+pub fn render(service: &Service) -> String {
     install();
     let rewrap = service.rewrap_status();
     metrics::gauge!("credhost_rewrap_rows_done").set(rewrap.done as f64);

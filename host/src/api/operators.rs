@@ -188,7 +188,7 @@ pub async fn audit_hash(State(service): State<AppState>, body: Body) -> Answer {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
               super::schema::Refusals))]
 pub async fn metrics(State(service): State<AppState>) -> Response {
-    let text = crate::metrics::render(&service).await;
+    let text = crate::metrics::render(&service);
     (
         [(
             header::CONTENT_TYPE,
