@@ -15,6 +15,18 @@ fn create_body(name: &str, sshd: &Sshd, passphrase: &str) -> Value {
         "username": sshd::USER, "type": "PASSWORD", "passphrase": passphrase } })
 }
 
+/// Creates a credential for `sshd` with its password; its id.
+async fn created(server: &Server, name: &str, sshd: &Sshd) -> (u64, Value) {
+    let (status, created) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body(name, sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    (created["data"]["credential_id"].as_u64().unwrap(), created)
+}
+
 fn password_attempts(sshd: &Sshd) -> usize {
     sshd.log()
         .lines()
@@ -26,14 +38,7 @@ fn password_attempts(sshd: &Sshd) -> usize {
 async fn stored_secrets_go_only_to_the_pinned_host_key() {
     let mut sshd = Sshd::start();
     let server = Server::start(Options::default());
-    let (status, created) = server
-        .post(
-            "/api/v1/security/credential",
-            create_body("web", &sshd, sshd::PASSWORD),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let (id, created) = created(&server, "web", &sshd).await;
     let first = sshd.fingerprint();
     let pins = &created["data"]["ssh_secret"]["host_keys"];
     assert_eq!(pins[0]["fingerprint"], first.as_str(), "{created}");
@@ -146,4 +151,53 @@ async fn known_hosts_pins_hold_on_first_contact() {
         )
         .await;
     assert_eq!(status, 200, "{envelope}");
+}
+
+/// A host key the operator revokes in known_hosts (`@revoked`) is refused
+/// from then on: for a stored secret pinned to it, and for a new one, and
+/// no password goes to the server presenting it.
+#[tokio::test]
+async fn a_key_revoked_in_known_hosts_gets_no_secret() {
+    let sshd = Sshd::start();
+    let mut server = Server::start(Options::default());
+    let (id, _) = created(&server, "web", &sshd).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let line = sshd.host_key_line();
+    let mut parts = line.split_whitespace();
+    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, format!("@revoked * {kind} {blob}\n")).unwrap();
+    let config = dir.path().join("credhost.toml");
+    std::fs::write(
+        &config,
+        format!("[ssh]\nknown_hosts = \"{}\"\n", known.display()),
+    )
+    .unwrap();
+    server.restart_with_args(&["--config", config.to_str().unwrap()]);
+    let attempts = password_attempts(&sshd);
+
+    let detail = server.validate_stored(id).await;
+    assert_eq!(detail["reason"], "HOST_KEY_MISMATCH", "{detail}");
+    assert!(
+        detail["message"].as_str().unwrap().contains("revoked"),
+        "{detail}"
+    );
+    // Nor is the key learnt anew for a secret sent now.
+    let (status, _) = server
+        .delete(&format!("/api/v1/security/credential/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body("new", &sshd, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(
+        message(&envelope).contains("HOST_KEY_MISMATCH"),
+        "{envelope}"
+    );
+    assert_eq!(password_attempts(&sshd), attempts);
 }

@@ -42,6 +42,8 @@ enum Mode {
 struct Inner {
     mode: Mode,
     expected: HashMap<SocketAddr, Vec<HostKey>>,
+    /// Fingerprints of keys never to accept (`@revoked` in known_hosts).
+    revoked: Arc<[String]>,
     presented: Mutex<Vec<HostKey>>,
 }
 
@@ -82,7 +84,18 @@ impl HostKeys {
         Self(Arc::new(Inner {
             mode,
             expected: by_endpoint(keys),
+            revoked: Arc::new([]),
             presented: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The same, refusing the keys `known` revokes wherever they are
+    /// presented, pinned or not.
+    pub fn refusing_revoked(self, known: &KnownHosts) -> Self {
+        let inner = Arc::try_unwrap(self.0).expect("set up before any call uses it");
+        Self(Arc::new(Inner {
+            revoked: known.revoked.clone(),
+            ..inner
         }))
     }
 
@@ -111,6 +124,12 @@ impl HostKeys {
             key_type: key_type.to_string(),
             fingerprint: fingerprint(blob),
         };
+        if self.0.revoked.contains(&presented.fingerprint) {
+            return Err(format!(
+                "the host key {} {} at {target} is revoked in known_hosts; nothing was sent",
+                presented.key_type, presented.fingerprint
+            ));
+        }
         match (self.0.expected.get(&target), self.0.mode) {
             (Some(pins), _) if pins.iter().any(|p| p.fingerprint == presented.fingerprint) => {
                 self.accept(presented, false)
@@ -176,11 +195,23 @@ impl HostKeys {
 
 /// The operator's pre-seeded pins: an OpenSSH `known_hosts` file, whose
 /// entries name hosts by IP (`192.0.2.5`, `[192.0.2.5]:2222`, or hashed
-/// `|1|salt|hash` forms of those). Entries naming hosts by name, marked
-/// `@revoked` or `@cert-authority`, or unreadable, are skipped.
-#[derive(Debug, Clone, Default)]
+/// `|1|salt|hash` forms of those). A key marked `@revoked` is refused at
+/// every target, whatever hosts its line names (stricter than OpenSSH,
+/// which needs a host pattern to match). Entries naming hosts by name,
+/// marked `@cert-authority`, or unreadable, are skipped.
+#[derive(Debug, Clone)]
 pub struct KnownHosts {
     entries: Vec<KnownEntry>,
+    revoked: Arc<[String]>,
+}
+
+impl Default for KnownHosts {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            revoked: Arc::new([]),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +229,14 @@ impl KnownHosts {
     }
 
     pub fn parse(text: &str) -> Self {
+        let revoked = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.trim().strip_prefix("@revoked")?.split_whitespace();
+                let (_hosts, _key_type) = (parts.next()?, parts.next()?);
+                Some(fingerprint(&STANDARD.decode(parts.next()?).ok()?))
+            })
+            .collect();
         let entries = text
             .lines()
             .map(str::trim)
@@ -218,14 +257,14 @@ impl KnownHosts {
                     });
                 }
                 Some(KnownEntry {
-                    names: hosts.split(',').map(str::to_string).collect(),
+                    names: hosts.split(',').map(canonical_name).collect(),
                     hashed: None,
                     key_type,
                     fingerprint,
                 })
             })
             .collect();
-        Self { entries }
+        Self { entries, revoked }
     }
 
     /// The pins the file holds for these endpoints.
@@ -254,6 +293,22 @@ impl KnownHosts {
             }
         }
         pins
+    }
+}
+
+/// A plain known_hosts name spelt as `host_pattern` spells it, when it
+/// names an address: `2001:DB8:0::1`, `[2001:db8::1]:22` and `2001:db8::1`
+/// are one host, which an exact comparison would miss, and a target whose
+/// pin was missed is a target whose key is learnt from whoever answers.
+fn canonical_name(name: &str) -> String {
+    let bracketed = name
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("]:"))
+        .and_then(|(ip, port)| Some((ip.parse::<IpAddr>().ok()?, port.parse::<u16>().ok()?)));
+    match (name.parse::<IpAddr>(), bracketed) {
+        (Ok(ip), _) => host_pattern(ip.to_canonical(), 22),
+        (_, Some((ip, port))) => host_pattern(ip.to_canonical(), port),
+        _ => name.to_string(),
     }
 }
 
@@ -416,6 +471,47 @@ mod tests {
                 .check(target(22), "ssh-ed25519", &b)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_pinned_or_not() {
+        let a = STANDARD.decode(BLOB_A).unwrap();
+        let known = KnownHosts::parse(&format!(
+            "@revoked * ssh-ed25519 {BLOB_A}\n127.0.0.1 ssh-ed25519 {BLOB_A}\n"
+        ));
+        let pins = known.for_targets([target(22)]);
+        assert_eq!(pins.len(), 1);
+        for keys in [
+            HostKeys::learn(Vec::new()),
+            HostKeys::learn(pins.clone()),
+            HostKeys::enforce(pins),
+        ] {
+            let refused = keys
+                .refusing_revoked(&known)
+                .check(target(22), "ssh-ed25519", &a);
+            assert!(refused.unwrap_err().contains("revoked"));
+        }
+        let b = STANDARD.decode(BLOB_B).unwrap();
+        assert!(
+            HostKeys::learn(Vec::new())
+                .refusing_revoked(&known)
+                .check(target(22), "ssh-ed25519", &b)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_address_is_matched_however_it_is_spelt() {
+        let text = format!(
+            "2001:DB8:0:0::1 ssh-ed25519 {BLOB_A}\n[::ffff:127.0.0.1]:2222 ssh-ed25519 {BLOB_B}\n\
+             [2001:db8::2]:22 ssh-ed25519 {BLOB_B}\n"
+        );
+        let known = KnownHosts::parse(&text);
+        let at = |ip: &str, port| known.for_targets([SocketAddr::new(ip.parse().unwrap(), port)]);
+        assert_eq!(at("2001:db8::1", 22).len(), 1);
+        assert_eq!(at("127.0.0.1", 2222).len(), 1);
+        assert_eq!(at("2001:db8::2", 22).len(), 1);
+        assert!(at("2001:db8::1", 2222).is_empty());
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Service {
                 })
                 .cloned()
                 .collect();
-            crate::capabilities::HostKeys::enforce(record.host_keys.clone())
+            self.enforce_host_keys(record.host_keys.clone())
         };
         let proof = self
             .prove(

@@ -16,11 +16,15 @@ impl Service {
     /// Host keys for proving a secret the caller sent: learned, except
     /// where the operator pinned some in advance.
     pub(super) fn learn_host_keys(&self, targets: &[Target]) -> HostKeys {
-        HostKeys::learn(
-            self.settings
-                .known_hosts
-                .for_targets(targets.iter().map(|t| SocketAddr::new(t.ip, t.port))),
-        )
+        let known = &self.settings.known_hosts;
+        HostKeys::learn(known.for_targets(targets.iter().map(|t| SocketAddr::new(t.ip, t.port))))
+            .refusing_revoked(known)
+    }
+
+    /// Host keys for a stored secret: its pins, less what the operator
+    /// revoked since.
+    pub(super) fn enforce_host_keys(&self, pins: Vec<crate::plugins::HostKey>) -> HostKeys {
+        HostKeys::enforce(pins).refusing_revoked(&self.settings.known_hosts)
     }
 
     /// Every target must log in; otherwise the write is refused with a
@@ -177,7 +181,7 @@ impl Service {
             )
         })?;
         // A stored secret: only to the keys it was proven against.
-        let host_keys = HostKeys::enforce(record.host_keys.clone());
+        let host_keys = self.enforce_host_keys(record.host_keys.clone());
         // Stored targets are held to today's list too: it may have been
         // narrowed since they were saved, or they came from another server
         // of the cluster or a copied store.
