@@ -4,7 +4,7 @@ mod support;
 
 use std::process::Command;
 
-use support::server::{Options, Server};
+use support::server::{Options, Server, refused_at_start};
 
 /// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
 fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -83,6 +83,27 @@ fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> Server {
 fn serves_https_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
+    // A key others may replace is refused, as any key file outside the data
+    // directory is (the tests run as root, whose keys others may read, as
+    // orchestrators mount them).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let said = refused_at_start(
+        Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--data-dir")
+            .arg(data.path()),
+        "a TLS key writable by others",
+    );
+    assert!(
+        said.contains("TLS private key") && said.contains("666"),
+        "{said}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let server = tls_server(&cert, &key);
     assert!(server.base.starts_with("https://"), "{}", server.base);
 

@@ -25,6 +25,9 @@ pub struct TlsListener {
 
 impl TlsListener {
     pub fn new(listener: TcpListener, cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        // The key is held to the rule of every key file kept outside the
+        // data directory: whoever can read it can pass for this server.
+        crate::data_dir::check_key_file(key).context("the TLS private key")?;
         let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
             std::fs::File::open(cert).with_context(|| format!("cannot read {}", cert.display()))?,
         ))
