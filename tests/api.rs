@@ -753,6 +753,25 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     );
 }
 
+/// `0.0.0.0` and `::` name no host, and dialling them reaches this
+/// machine: they are refused as targets, list or no list.
+#[tokio::test]
+async fn a_target_that_names_no_one_host_is_refused() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    for ip in ["0.0.0.0", "::"] {
+        let mut body = create_body("nowhere", &sshd);
+        body["ssh_credential_property"]["targets"] =
+            json!([{ "ip": ip, "port": sshd.addr.port() }]);
+        let (status, refused) = server.post(CREDENTIAL, body).await;
+        assert_eq!(
+            (status, err_code(&refused)),
+            (400, "Credential.Host.NotAllowed"),
+            "{ip}: {refused}"
+        );
+    }
+}
+
 /// A list narrowed after credentials were stored holds for them too: a
 /// batch validation dials none of their targets outside it, and says so
 /// per target.

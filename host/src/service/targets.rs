@@ -13,9 +13,15 @@ pub struct TargetPolicy {
 }
 
 impl TargetPolicy {
-    /// Whether the server may dial `target` (no list: anywhere).
+    /// Whether the server may dial `target` (no list: any host). Never an
+    /// address that names no one host: dialling `0.0.0.0` or `::` reaches
+    /// this machine, whatever the list says of loopback.
     pub fn permits(&self, target: &Target) -> bool {
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&target.ip))
+        let ip = target.ip;
+        let no_one_host = ip.is_unspecified()
+            || ip.is_multicast()
+            || ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+        !no_one_host && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip)))
     }
 
     pub fn check(&self, targets: &[Target]) -> Result<(), Error> {
@@ -58,6 +64,22 @@ mod tests {
             .check(&[target("127.0.0.1"), target("192.0.2.1")])
             .unwrap_err();
         assert!(matches!(refused, Error::TargetNotAllowed(ip) if ip == "192.0.2.1"));
+    }
+
+    #[test]
+    fn addresses_of_no_one_host_are_refused_even_by_a_list_that_covers_them() {
+        let everywhere = TargetPolicy {
+            allow: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+        };
+        for policy in [TargetPolicy::default(), everywhere] {
+            for ip in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+                assert!(
+                    matches!(policy.check(&[target(ip)]), Err(Error::TargetNotAllowed(_))),
+                    "{ip}"
+                );
+            }
+            assert!(policy.check(&[target("192.0.2.3"), target("::1")]).is_ok());
+        }
     }
 
     #[test]
