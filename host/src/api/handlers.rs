@@ -164,8 +164,13 @@ pub async fn replace_key(State(service): State<AppState>, body: Body) -> Answer 
         ("sort" = Option<String>, Query, description = "id, name, target_type, create_time, update_time"),
         ("sort_order" = Option<String>, Query, description = "asc or desc")),
     responses((status = 200, body = super::schema::Envelope<super::schema::CredentialPage>), super::schema::Refusals))]
-pub async fn list(State(service): State<AppState>, RawQuery(raw): RawQuery) -> Answer {
+pub async fn list(
+    State(service): State<AppState>,
+    Caller(client): Caller,
+    RawQuery(raw): RawQuery,
+) -> Answer {
     let request = query::list_request(raw.as_deref())?;
+    let _place = service.list_place(&request, &client).await?;
     Ok(Reply::of(service.list(request).await?))
 }
 

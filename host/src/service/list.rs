@@ -1,7 +1,26 @@
 //! The list endpoint: filters, sort and page, read from the store's indexes.
 
 use super::{CredentialView, Error, ListView, PageView, Service};
+use crate::budget::{Budget, Client, Slot};
 use crate::store::{ListQuery, SortField};
+
+/// A page larger than this may hold the whole table (the obshell SDK asks
+/// for 2^63-1 rows on every list): it is built only in one of few places.
+const LARGE_PAGE: i64 = 1_000;
+
+/// Places for building large pages: each holds its rows, their views and
+/// their JSON at once, so however many a client sends, the server holds
+/// at most this many such copies of a large table, one client's at most
+/// one of them; the others wait up to five seconds, then get a 503.
+pub(super) fn large_lists() -> Budget {
+    Budget::new(
+        "list",
+        "place for a large list",
+        2,
+        1,
+        std::time::Duration::from_secs(5),
+    )
+}
 
 /// A list request, decoded but not yet normalised.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +65,21 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
 }
 
 impl Service {
+    /// A place for building `req`'s page if it may be large; hold it until
+    /// the page is written out.
+    pub async fn list_place(
+        &self,
+        req: &ListRequest,
+        client: &Client,
+    ) -> Result<Option<Slot>, Error> {
+        if req.page_size <= LARGE_PAGE {
+            return Ok(None);
+        }
+        (self.large_lists.acquire(client).await)
+            .map(Some)
+            .map_err(|busy| Error::Unavailable(format!("{busy}; retry later")))
+    }
+
     pub async fn list(&self, req: ListRequest) -> Result<ListView, Error> {
         let page = if req.page <= 0 { 1 } else { req.page as u64 };
         let size = if req.page_size <= 0 {

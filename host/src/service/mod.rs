@@ -82,6 +82,8 @@ pub struct Service {
     /// server then seals with the one it has and leaves rewrapping to the
     /// servers that can reach the cluster's target.
     policy_missing: std::sync::atomic::AtomicBool,
+    /// See `list::large_lists`.
+    large_lists: crate::budget::Budget,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -134,6 +136,7 @@ impl Service {
             cluster: None,
             token_reload_us: std::sync::atomic::AtomicI64::new(0),
             policy_missing: std::sync::atomic::AtomicBool::new(false),
+            large_lists: list::large_lists(),
         })
     }
 
