@@ -201,3 +201,40 @@ async fn a_key_revoked_in_known_hosts_gets_no_secret() {
     );
     assert_eq!(password_attempts(&sshd), attempts);
 }
+
+/// known_hosts is read again on SIGHUP: a key revoked there while the
+/// server runs is refused from then on, and the audit log says so.
+#[tokio::test]
+async fn a_key_revoked_while_the_server_runs_is_refused_after_a_hangup() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, "# nothing pinned yet\n").unwrap();
+    let server = Server::start(Options {
+        config: Some(format!("[ssh]\nknown_hosts = \"{}\"\n", known.display())),
+        ..Default::default()
+    });
+    let (id, _) = created(&server, "web", &sshd).await;
+    assert_eq!(server.validate_stored(id).await["reason"], "OK");
+
+    let line = sshd.host_key_line();
+    let mut parts = line.split_whitespace();
+    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    std::fs::write(&known, format!("@revoked * {kind} {blob}\n")).unwrap();
+    server.hangup();
+    let log = server.data_dir().join("audit.log");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("known_hosts.reloaded") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "no known_hosts.reloaded event");
+    let attempts = password_attempts(&sshd);
+    let detail = server.validate_stored(id).await;
+    assert_eq!(detail["reason"], "HOST_KEY_MISMATCH", "{detail}");
+    assert_eq!(password_attempts(&sshd), attempts);
+}

@@ -129,6 +129,9 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
     )?
     .with_plugin_source(source)
     .with_audit(Arc::new(open_audit(config)?));
+    if let Some(path) = &config.ssh.known_hosts {
+        service = service.with_known_hosts_file(path.clone());
+    }
     if let Some(shared) = &shared {
         service = service.with_cluster(Cluster::new(
             shared.store.clone(),
@@ -158,6 +161,11 @@ fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             service.audit().reopen();
+            if let Err(e) = service.reload_known_hosts() {
+                tracing::error!(
+                    "SIGHUP: known_hosts not read again, the pins stay as they were: {e}"
+                );
+            }
             match service.reload_plugins().await {
                 Ok(view) => {
                     tracing::info!(failures = view.failures.len(), "SIGHUP: plugins reloaded")

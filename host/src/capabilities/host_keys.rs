@@ -267,6 +267,19 @@ impl KnownHosts {
         Self { entries, revoked }
     }
 
+    /// Entries read, and keys revoked.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
+    }
+
     /// The pins the file holds for these endpoints.
     pub fn for_targets(&self, targets: impl IntoIterator<Item = SocketAddr>) -> Vec<HostKey> {
         let mut pins = Vec::new();

@@ -84,6 +84,9 @@ pub struct Service {
     policy_missing: std::sync::atomic::AtomicBool,
     /// See `list::large_lists`.
     large_lists: crate::budget::Budget,
+    /// The operator's known_hosts as last read, and where it is read from.
+    known_hosts: ArcSwap<crate::capabilities::KnownHosts>,
+    known_hosts_file: Option<std::path::PathBuf>,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -115,6 +118,7 @@ impl Service {
         settings: ServiceSettings,
     ) -> Result<Self, Error> {
         let active = Self::chosen_policy(store.as_ref(), &settings.policy)?;
+        let settings_known_hosts = settings.known_hosts.clone();
         let tokens = tokens::Tokens::load(tokens::load_all(store.as_ref())?);
         if plugins.policy(&active).is_none() {
             return Err(Error::Unavailable(format!(
@@ -137,7 +141,32 @@ impl Service {
             token_reload_us: std::sync::atomic::AtomicI64::new(0),
             policy_missing: std::sync::atomic::AtomicBool::new(false),
             large_lists: list::large_lists(),
+            known_hosts: ArcSwap::new(settings_known_hosts),
+            known_hosts_file: None,
         })
+    }
+
+    /// Reads the operator's known_hosts again from `path` on
+    /// [`Self::reload_known_hosts`].
+    pub fn with_known_hosts_file(mut self, path: std::path::PathBuf) -> Self {
+        self.known_hosts_file = Some(path);
+        self
+    }
+
+    /// Reads known_hosts again (on SIGHUP), so a key revoked there is
+    /// refused without a restart; a file that cannot be read leaves the
+    /// pins as they were.
+    pub fn reload_known_hosts(&self) -> std::io::Result<()> {
+        let Some(path) = &self.known_hosts_file else {
+            return Ok(());
+        };
+        let known = crate::capabilities::KnownHosts::load(path)?;
+        self.audit_event(
+            "known_hosts.reloaded",
+            serde_json::json!({ "entries": known.len(), "revoked": known.revoked_count() }),
+        );
+        self.known_hosts.store(Arc::new(known));
+        Ok(())
     }
 
     /// Records the server's own operations in this audit log.
