@@ -126,6 +126,51 @@ fn serves_https_with_the_configured_certificate() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("CLUSTER AGENT"));
 }
 
+/// Whether curl, trusting only `ca`, gets the server's info.
+fn trusted_with(server: &Server, ca: &std::path::Path) -> bool {
+    Command::new("curl")
+        .args(["-s", "-f", "-m", "5", "--cacert"])
+        .arg(ca)
+        .arg(format!("{}/api/v1/info", server.base))
+        .output()
+        .expect("curl is installed by tests/run")
+        .status
+        .success()
+}
+
+/// A renewed certificate is served after SIGHUP, without a restart; files
+/// that do not make a certificate and its key leave the served one.
+#[test]
+fn a_renewed_certificate_is_served_after_a_hangup() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (cert, key) = certificate(first.path());
+    let (renewed_cert, renewed_key) = certificate(second.path());
+    let server = tls_server(&cert, &key);
+    assert!(trusted_with(&server, &cert));
+    assert!(!trusted_with(&server, &renewed_cert));
+
+    // A key that is not the certificate's: refused, the old one stays.
+    let original = first.path().join("original.pem");
+    std::fs::copy(&cert, &original).unwrap();
+    std::fs::copy(&renewed_cert, &cert).unwrap();
+    server.hangup();
+    let refused = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.log_text().contains("TLS certificate not read again")
+    });
+    assert!(refused, "{}", server.log_text());
+    assert!(trusted_with(&server, &original));
+    assert!(!trusted_with(&server, &renewed_cert));
+
+    std::fs::copy(&renewed_key, &key).unwrap();
+    server.hangup();
+    let renewed = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        trusted_with(&server, &renewed_cert)
+    });
+    assert!(renewed, "{}", server.log_text());
+}
+
 /// The CLI speaks HTTPS to a server whose certificate chains to the CA it
 /// is given (or its login saved), and to no other; over http:// it talks
 /// to this machine only, and it follows no redirect.

@@ -156,11 +156,22 @@ fn open_audit(config: &Config) -> anyhow::Result<Audit> {
 
 /// SIGHUP reloads the plugin directory, as `POST /api/v1/plugins/reload`
 /// does, and reopens the audit log (after logrotate moved it).
-fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
+fn reload_on_sighup(
+    service: Arc<Service>,
+    certificate: Option<Arc<crate::tls::Certificate>>,
+) -> anyhow::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             service.audit().reopen();
+            if let Some(certificate) = &certificate {
+                match certificate.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate read again"),
+                    Err(e) => tracing::error!(
+                        "SIGHUP: TLS certificate not read again, the served one stays: {e:#}"
+                    ),
+                }
+            }
             if let Err(e) = service.reload_known_hosts() {
                 tracing::error!(
                     "SIGHUP: known_hosts not read again, the pins stay as they were: {e}"
@@ -180,18 +191,18 @@ fn reload_on_sighup(service: Arc<Service>) -> anyhow::Result<()> {
 /// Serves the API on `listener`, behind TLS when it is configured.
 fn serve_api(
     listener: TcpListener,
-    config: &Config,
+    certificate: Option<&Arc<crate::tls::Certificate>>,
     router: axum::Router,
     limits: crate::connections::ConnectionLimits,
     until: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<futures::future::BoxFuture<'static, ()>> {
     use futures::FutureExt as _;
-    Ok(match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let listener = crate::tls::TlsListener::new(listener, cert, key)?;
+    Ok(match certificate {
+        Some(certificate) => {
+            let listener = crate::tls::TlsListener::new(listener, certificate.clone())?;
             crate::connections::serve(listener, router, limits, until).boxed()
         }
-        _ => crate::connections::serve(listener, router, limits, until).boxed(),
+        None => crate::connections::serve(listener, router, limits, until).boxed(),
     })
 }
 
@@ -251,7 +262,11 @@ pub async fn serve(
     // Carries on with a rewrap a crash or stop interrupted (a no-op if none).
     service.start_rewrap();
     service.start_cluster();
-    reload_on_sighup(service.clone())?;
+    let certificate = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Certificate::load(cert, key)?),
+        _ => None,
+    };
+    reload_on_sighup(service.clone(), certificate.clone())?;
     let key = match &shared {
         Some(shared) => shared.transport_key(config.rsa_bits)?,
         None => TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?,
@@ -324,13 +339,19 @@ pub async fn serve(
         tracing::info!(addr = %twin.local_addr()?, "also listening on the other loopback address");
         side.push(tokio::spawn(serve_api(
             twin,
-            config,
+            certificate.as_ref(),
             router.clone(),
             limits,
             until_stopped(),
         )?));
     }
-    let api = serve_api(listener, config, router, limits, until_stopped())?;
+    let api = serve_api(
+        listener,
+        certificate.as_ref(),
+        router,
+        limits,
+        until_stopped(),
+    )?;
     announce(if tls { "https" } else { "http" }, addr, config);
     api.await;
     for task in side {

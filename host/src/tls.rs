@@ -5,10 +5,13 @@
 //! `MAX_HANDSHAKES_PER_CLIENT` of them, so it cannot take them all.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -23,26 +26,73 @@ pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
+/// The certificate served and its key, read again on SIGHUP, so a renewed
+/// certificate needs no restart. A handshake uses the one current when it
+/// began; files that cannot be read, or do not match, leave the served
+/// one as it was.
+#[derive(Debug)]
+pub struct Certificate {
+    cert: PathBuf,
+    key: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl Certificate {
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(read(cert, key)?),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }))
+    }
+
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.current.store(Arc::new(read(&self.cert, &self.key)?));
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
+    // The key is held to the rule of every key file kept outside the data
+    // directory: whoever can read it can pass for this server.
+    crate::data_dir::check_key_file(key).context("the TLS private key")?;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let der = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("cannot read {}", key.display()))?,
+    ))?
+    .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    CertifiedKey::from_der(certs, der, &rustls::crypto::ring::default_provider()).with_context(
+        || {
+            format!(
+                "{} and {} are not a certificate and its key",
+                cert.display(),
+                key.display()
+            )
+        },
+    )
+}
+
 impl TlsListener {
-    pub fn new(listener: TcpListener, cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        // The key is held to the rule of every key file kept outside the
-        // data directory: whoever can read it can pass for this server.
-        crate::data_dir::check_key_file(key).context("the TLS private key")?;
-        let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-            std::fs::File::open(cert).with_context(|| format!("cannot read {}", cert.display()))?,
-        ))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
-        let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-            std::fs::File::open(key).with_context(|| format!("cannot read {}", key.display()))?,
-        ))?
-        .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    pub fn new(listener: TcpListener, certificate: Arc<Certificate>) -> anyhow::Result<Self> {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(certificate);
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
