@@ -295,6 +295,12 @@ async fn logs_in_to_a_real_sshd() {
     assert_eq!(details[0].reason, Reason::Ok);
     assert_eq!(details[0].message, "");
     assert_eq!(details[0].target.port, sshd.addr.port());
+    // The login says goodbye before it hangs up.
+    let said_goodbye = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sshd.log().contains("Received disconnect")
+    });
+    assert!(said_goodbye, "{}", sshd.log());
 }
 
 #[tokio::test]

@@ -318,11 +318,14 @@ impl SshClient {
         };
         // A server that stops reading must not keep the login's slot: the
         // goodbye gets the handshake's bound, and the session is dropped
-        // either way.
-        let _ = timeout(
-            Duration::from_millis(s.handshake_timeout_ms),
-            session.disconnect(russh::Disconnect::ByApplication, "", "en"),
-        )
+        // either way. `disconnect` only queues it: the session task sends
+        // it and then ends, before the socket is hung up on.
+        let _ = timeout(Duration::from_millis(s.handshake_timeout_ms), async {
+            let _ = session
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+            let _ = (&mut session).await;
+        })
         .await;
         result
     }
@@ -370,8 +373,25 @@ fn plain(e: &russh::Error) -> String {
             "the server sent a key, signature or name that cannot be read".into()
         }
         E::IO(io) => format!("connection error: {}", io.kind()),
-        // The rest are russh's own fixed words, or numbers.
-        other => other.to_string(),
+        E::Disconnect | E::HUP => "the server closed the connection".into(),
+        E::ConnectionTimeout | E::KeepaliveTimeout | E::InactivityTimeout | E::Elapsed(_) => {
+            "the server stopped answering".into()
+        }
+        E::Version => "the server's version line is not SSH 2".into(),
+        E::Kex | E::KexInit | E::StrictKeyExchangeViolation { .. } => {
+            "the key exchange with the server failed".into()
+        }
+        E::UnknownKey | E::WrongServerSig => "the server's host key could not be checked".into(),
+        E::PacketAuth | E::DecryptionError | E::PacketSize(_) => {
+            "the server sent a packet that does not check out".into()
+        }
+        E::ChannelOpenFailure(_) => "the server refused a session channel".into(),
+        E::NoAuthMethod | E::UnsupportedAuthMethod => {
+            "the server offers no authentication method this client can use".into()
+        }
+        // Whatever else russh may say, in words of our own: some of its
+        // messages carry numbers the server chose.
+        _ => "SSH protocol error".into(),
     }
 }
 
