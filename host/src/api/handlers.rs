@@ -170,8 +170,10 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Answer {
     let request = query::list_request(raw.as_deref())?;
-    let _place = service.list_place(&request, &client).await?;
-    Ok(Reply::of(service.list(request).await?))
+    let (page, place) = service.list_for(request, &client).await?;
+    let reply = Reply::of(page);
+    drop(place);
+    Ok(reply)
 }
 
 /// Delete credentials atomically; unknown ids are reported.

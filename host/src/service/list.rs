@@ -8,10 +8,12 @@ use crate::store::{ListQuery, SortField};
 /// for 2^63-1 rows on every list): it is built only in one of few places.
 const LARGE_PAGE: i64 = 1_000;
 
-/// Places for building large pages: each holds its rows, their views and
-/// their JSON at once, so however many a client sends, the server holds
-/// at most this many such copies of a large table, one client's at most
-/// one of them; the others wait up to five seconds, then get a 503.
+/// Places for building large pages: the rows read, their views and their
+/// JSON are made in one of these, so however many large lists clients
+/// send, at most this many are being built at a time, one client's at
+/// most one of them; the others wait up to five seconds, then get a 503.
+/// (The answer written out and on its way is bounded by the connection
+/// caps, not by this.)
 pub(super) fn large_lists() -> Budget {
     Budget::new(
         "list",
@@ -65,22 +67,34 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
 }
 
 impl Service {
-    /// A place for building `req`'s page if it may be large; hold it until
-    /// the page is written out.
-    pub async fn list_place(
+    /// `req`'s page for `client`, and, if it may be large, its place among
+    /// large lists: held from before its rows are read (even should the
+    /// request be dropped meanwhile) until the caller lets it go, once the
+    /// page is written as JSON.
+    pub async fn list_for(
         &self,
-        req: &ListRequest,
+        req: ListRequest,
         client: &Client,
-    ) -> Result<Option<Slot>, Error> {
-        if req.page_size <= LARGE_PAGE {
-            return Ok(None);
-        }
-        (self.large_lists.acquire(client).await)
-            .map(Some)
-            .map_err(|busy| Error::Unavailable(format!("{busy}; retry later")))
+    ) -> Result<(ListView, Option<Slot>), Error> {
+        let place = if req.page_size > LARGE_PAGE {
+            let slot = (self.large_lists.acquire(client).await)
+                .map_err(|busy| Error::Unavailable(format!("{busy}; retry later")))?;
+            Some(slot)
+        } else {
+            None
+        };
+        self.list_holding(req, place).await
     }
 
     pub async fn list(&self, req: ListRequest) -> Result<ListView, Error> {
+        self.list_holding(req, None).await.map(|(view, _)| view)
+    }
+
+    async fn list_holding(
+        &self,
+        req: ListRequest,
+        place: Option<Slot>,
+    ) -> Result<(ListView, Option<Slot>), Error> {
         let page = if req.page <= 0 { 1 } else { req.page as u64 };
         let size = if req.page_size <= 0 {
             10
@@ -105,8 +119,10 @@ impl Service {
             // Never more than there are rows, however large the page asked for.
             limit: size,
         };
-        let result = self.store(move |s| s.list(&query)).await?;
-        Ok(ListView {
+        let (result, place) = self
+            .store(move |s| s.list(&query).map(|result| (result, place)))
+            .await?;
+        let view = ListView {
             contents: result.records.iter().map(CredentialView::of).collect(),
             page: PageView {
                 total_elements: result.total,
@@ -114,6 +130,7 @@ impl Service {
                 size,
                 number: page,
             },
-        })
+        };
+        Ok((view, place))
     }
 }
