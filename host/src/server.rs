@@ -121,8 +121,15 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
             verify_concurrency: config.verify_concurrency,
             policy: config.policy.clone(),
             known_hosts: Arc::new(match &config.ssh.known_hosts {
-                Some(path) => crate::capabilities::KnownHosts::load(path)
-                    .with_context(|| format!("cannot read known_hosts {}", path.display()))?,
+                Some(path) => {
+                    let known = crate::capabilities::KnownHosts::load(path)
+                        .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
+                    if known.unreadable() > 0 {
+                        tracing::warn!(path = %path.display(), lines = known.unreadable(),
+                            "known_hosts has lines that are neither comments nor entries; they are skipped");
+                    }
+                    known
+                }
                 None => Default::default(),
             }),
         },

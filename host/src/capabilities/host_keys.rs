@@ -179,9 +179,11 @@ impl HostKeys {
         }
     }
 
-    /// The keys a secret may go to at `target` in this call.
+    /// The keys a secret may go to at `target` in this call (none revoked).
     pub fn pinned(&self, target: SocketAddr) -> Vec<HostKey> {
-        self.0.expected.get(&target).cloned().unwrap_or_default()
+        let mut pins = self.0.expected.get(&target).cloned().unwrap_or_default();
+        pins.retain(|p| !self.0.revoked.contains(&p.fingerprint));
+        pins
     }
 
     /// The keys accepted during this call, one per endpoint.
@@ -203,6 +205,9 @@ impl HostKeys {
 pub struct KnownHosts {
     entries: Vec<KnownEntry>,
     revoked: Arc<[String]>,
+    /// Lines that are neither comments nor entries (a file caught half
+    /// written, say).
+    unreadable: usize,
 }
 
 impl Default for KnownHosts {
@@ -210,6 +215,7 @@ impl Default for KnownHosts {
         Self {
             entries: Vec::new(),
             revoked: Arc::new([]),
+            unreadable: 0,
         }
     }
 }
@@ -232,11 +238,28 @@ impl KnownHosts {
         let revoked = text
             .lines()
             .filter_map(|line| {
-                let mut parts = line.trim().strip_prefix("@revoked")?.split_whitespace();
+                let mut parts = line.split_whitespace();
+                if parts.next()? != "@revoked" {
+                    return None;
+                }
                 let (_hosts, _key_type) = (parts.next()?, parts.next()?);
                 Some(fingerprint(&STANDARD.decode(parts.next()?).ok()?))
             })
             .collect();
+        let unreadable = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|line| {
+                let mut parts = line
+                    .split_whitespace()
+                    .skip(usize::from(line.starts_with('@')));
+                let (hosts, key_type, blob) = (parts.next(), parts.next(), parts.next());
+                hosts.is_none()
+                    || key_type.is_none()
+                    || blob.is_none_or(|blob| STANDARD.decode(blob).is_err())
+            })
+            .count();
         let entries = text
             .lines()
             .map(str::trim)
@@ -264,7 +287,16 @@ impl KnownHosts {
                 })
             })
             .collect();
-        Self { entries, revoked }
+        Self {
+            entries,
+            revoked,
+            unreadable,
+        }
+    }
+
+    /// Lines that are neither comments nor readable entries.
+    pub fn unreadable(&self) -> usize {
+        self.unreadable
     }
 
     /// Entries read, and keys revoked.
@@ -510,6 +542,24 @@ mod tests {
                 .refusing_revoked(&known)
                 .check(target(22), "ssh-ed25519", &b)
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn revoked_pins_are_not_handed_out_and_unreadable_lines_are_counted() {
+        let known = KnownHosts::parse(&format!(
+            "@revoked * ssh-ed25519 {BLOB_A}\n@revokedX * ssh-ed25519 {BLOB_B}\n\
+             127.0.0.1 ssh-ed25519 {BLOB_A}\n127.0.0.1 ssh-ed25519 {BLOB_B}\n\
+             # a comment\n127.0.0.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI\n127.0.0.3\n"
+        ));
+        assert_eq!(known.revoked_count(), 1);
+        assert_eq!(known.unreadable(), 2);
+        let keys = HostKeys::learn(known.for_targets([target(22)])).refusing_revoked(&known);
+        let pinned = keys.pinned(target(22));
+        assert_eq!(pinned.len(), 1);
+        assert_eq!(
+            pinned[0].fingerprint,
+            fingerprint(&STANDARD.decode(BLOB_B).unwrap())
         );
     }
 

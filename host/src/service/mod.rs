@@ -154,13 +154,24 @@ impl Service {
     }
 
     /// Reads known_hosts again (on SIGHUP), so a key revoked there is
-    /// refused without a restart; a file that cannot be read leaves the
-    /// pins as they were.
+    /// refused without a restart; a file that cannot be read, or has a line
+    /// that is neither a comment nor an entry, leaves the pins as they were.
     pub fn reload_known_hosts(&self) -> std::io::Result<()> {
         let Some(path) = &self.known_hosts_file else {
             return Ok(());
         };
         let known = crate::capabilities::KnownHosts::load(path)?;
+        // A file caught half written would drop pins and revocations.
+        if known.unreadable() > 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} has {} unreadable lines",
+                    path.display(),
+                    known.unreadable()
+                ),
+            ));
+        }
         self.audit_event(
             "known_hosts.reloaded",
             serde_json::json!({ "entries": known.len(), "revoked": known.revoked_count() }),

@@ -17,7 +17,9 @@ impl TargetPolicy {
     /// address that names no one host: dialling `0.0.0.0` or `::` reaches
     /// this machine, whatever the list says of loopback.
     pub fn permits(&self, target: &Target) -> bool {
-        let ip = target.ip;
+        // Stored targets may come from a copied store or another server:
+        // `::ffff:0.0.0.0` is `0.0.0.0`.
+        let ip = target.ip.to_canonical();
         let no_one_host = ip.is_unspecified()
             || ip.is_multicast()
             || ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
@@ -72,7 +74,15 @@ mod tests {
             allow: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
         };
         for policy in [TargetPolicy::default(), everywhere] {
-            for ip in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+            for ip in [
+                "0.0.0.0",
+                "::",
+                "224.0.0.1",
+                "ff02::1",
+                "255.255.255.255",
+                "::ffff:0.0.0.0",
+                "::ffff:255.255.255.255",
+            ] {
                 assert!(
                     matches!(policy.check(&[target(ip)]), Err(Error::TargetNotAllowed(_))),
                     "{ip}"
