@@ -27,6 +27,13 @@ async fn created(server: &Server, name: &str, sshd: &Sshd) -> (u64, Value) {
     (created["data"]["credential_id"].as_u64().unwrap(), created)
 }
 
+/// The type and Base64 blob of `sshd`'s host key, as known_hosts names it.
+fn host_key(sshd: &Sshd) -> (String, String) {
+    let line = sshd.host_key_line();
+    let mut parts = line.split_whitespace().map(str::to_string);
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
 fn password_attempts(sshd: &Sshd) -> usize {
     sshd.log()
         .lines()
@@ -105,9 +112,7 @@ async fn stored_secrets_go_only_to_the_pinned_host_key() {
 /// A server whose `known_hosts` names `key_of`'s host key for `sshd`'s
 /// address.
 fn server_knowing(sshd: &Sshd, key_of: &Sshd, dir: &std::path::Path) -> Server {
-    let line = key_of.host_key_line();
-    let mut parts = line.split_whitespace();
-    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let (kind, blob) = host_key(key_of);
     let known = dir.join("known_hosts");
     std::fs::write(
         &known,
@@ -163,9 +168,7 @@ async fn a_key_revoked_in_known_hosts_gets_no_secret() {
     let (id, _) = created(&server, "web", &sshd).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let line = sshd.host_key_line();
-    let mut parts = line.split_whitespace();
-    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let (kind, blob) = host_key(&sshd);
     let known = dir.path().join("known_hosts");
     std::fs::write(&known, format!("@revoked * {kind} {blob}\n")).unwrap();
     let config = dir.path().join("credhost.toml");
@@ -217,9 +220,7 @@ async fn a_key_revoked_while_the_server_runs_is_refused_after_a_hangup() {
     let (id, _) = created(&server, "web", &sshd).await;
     assert_eq!(server.validate_stored(id).await["reason"], "OK");
 
-    let line = sshd.host_key_line();
-    let mut parts = line.split_whitespace();
-    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let (kind, blob) = host_key(&sshd);
     std::fs::write(&known, format!("@revoked * {kind} {blob}\n")).unwrap();
     server.hangup();
     let log = server.data_dir().join("audit.log");

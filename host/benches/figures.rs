@@ -465,7 +465,6 @@ fn settings() -> ServiceSettings {
         targets: TargetPolicy::default(),
         verify_concurrency: 64,
         policy: "aes-256-gcm".into(),
-        known_hosts: Default::default(),
     }
 }
 

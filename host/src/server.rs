@@ -120,24 +120,14 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
             },
             verify_concurrency: config.verify_concurrency,
             policy: config.policy.clone(),
-            known_hosts: Arc::new(match &config.ssh.known_hosts {
-                Some(path) => {
-                    let known = crate::capabilities::KnownHosts::load(path)
-                        .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
-                    if known.unreadable() > 0 {
-                        tracing::warn!(path = %path.display(), lines = known.unreadable(),
-                            "known_hosts has lines that are neither comments nor entries; they are skipped");
-                    }
-                    known
-                }
-                None => Default::default(),
-            }),
         },
     )?
     .with_plugin_source(source)
     .with_audit(Arc::new(open_audit(config)?));
     if let Some(path) = &config.ssh.known_hosts {
-        service = service.with_known_hosts_file(path.clone());
+        service = service
+            .with_known_hosts_file(path.clone())
+            .with_context(|| format!("cannot read known_hosts {}", path.display()))?;
     }
     if let Some(shared) = &shared {
         service = service.with_cluster(Cluster::new(

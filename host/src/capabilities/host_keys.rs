@@ -72,30 +72,31 @@ impl HostKeys {
     /// For a secret the caller sent: keys are learned, except where the
     /// operator's `preset` names some for an endpoint.
     pub fn learn(preset: Vec<HostKey>) -> Self {
-        Self::with(Mode::Learn, preset)
+        Self::with(Mode::Learn, preset, &KnownHosts::default())
     }
 
     /// For a stored secret: only these keys.
     pub fn enforce(pins: Vec<HostKey>) -> Self {
-        Self::with(Mode::Enforce, pins)
+        Self::with(Mode::Enforce, pins, &KnownHosts::default())
     }
 
-    fn with(mode: Mode, keys: Vec<HostKey>) -> Self {
+    /// As [`Self::learn`], with the pins `known` holds for `targets` preset
+    /// and the keys it revokes refused wherever they are presented.
+    pub fn learn_known(known: &KnownHosts, targets: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self::with(Mode::Learn, known.for_targets(targets), known)
+    }
+
+    /// As [`Self::enforce`], less the keys `known` revokes.
+    pub fn enforce_known(pins: Vec<HostKey>, known: &KnownHosts) -> Self {
+        Self::with(Mode::Enforce, pins, known)
+    }
+
+    fn with(mode: Mode, keys: Vec<HostKey>, known: &KnownHosts) -> Self {
         Self(Arc::new(Inner {
             mode,
             expected: by_endpoint(keys),
-            revoked: Arc::new([]),
-            presented: Mutex::new(Vec::new()),
-        }))
-    }
-
-    /// The same, refusing the keys `known` revokes wherever they are
-    /// presented, pinned or not.
-    pub fn refusing_revoked(self, known: &KnownHosts) -> Self {
-        let inner = Arc::try_unwrap(self.0).expect("set up before any call uses it");
-        Self(Arc::new(Inner {
             revoked: known.revoked.clone(),
-            ..inner
+            presented: Mutex::new(Vec::new()),
         }))
     }
 
@@ -201,23 +202,13 @@ impl HostKeys {
 /// every target, whatever hosts its line names (stricter than OpenSSH,
 /// which needs a host pattern to match). Entries naming hosts by name,
 /// marked `@cert-authority`, or unreadable, are skipped.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KnownHosts {
     entries: Vec<KnownEntry>,
     revoked: Arc<[String]>,
     /// Lines that are neither comments nor entries (a file caught half
     /// written, say).
     unreadable: usize,
-}
-
-impl Default for KnownHosts {
-    fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-            revoked: Arc::new([]),
-            unreadable: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -229,69 +220,63 @@ struct KnownEntry {
     fingerprint: String,
 }
 
+impl KnownEntry {
+    /// The entry of a line's hosts (plain names, or one hashed name);
+    /// `None` for a hashed name that does not decode.
+    fn of(hosts: &str, key_type: &str, fingerprint: String) -> Option<Self> {
+        let key_type = key_type.to_string();
+        if let Some(rest) = hosts.strip_prefix("|1|") {
+            let (salt, hash) = rest.split_once('|')?;
+            return Some(Self {
+                names: Vec::new(),
+                hashed: Some((STANDARD.decode(salt).ok()?, STANDARD.decode(hash).ok()?)),
+                key_type,
+                fingerprint,
+            });
+        }
+        Some(Self {
+            names: hosts.split(',').map(canonical_name).collect(),
+            hashed: None,
+            key_type,
+            fingerprint,
+        })
+    }
+}
+
 impl KnownHosts {
     pub fn load(path: &Path) -> std::io::Result<Self> {
         Ok(Self::parse(&std::fs::read_to_string(path)?))
     }
 
     pub fn parse(text: &str) -> Self {
-        let revoked = text
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                if parts.next()? != "@revoked" {
-                    return None;
-                }
-                let (_hosts, _key_type) = (parts.next()?, parts.next()?);
-                Some(fingerprint(&STANDARD.decode(parts.next()?).ok()?))
-            })
-            .collect();
-        let unreadable = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter(|line| {
-                let mut parts = line
-                    .split_whitespace()
-                    .skip(usize::from(line.starts_with('@')));
-                let (hosts, key_type, blob) = (parts.next(), parts.next(), parts.next());
-                hosts.is_none()
-                    || key_type.is_none()
-                    || blob.is_none_or(|blob| STANDARD.decode(blob).is_err())
-            })
-            .count();
-        let entries = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('@'))
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let hosts = parts.next()?;
-                let key_type = parts.next()?.to_string();
-                let blob = STANDARD.decode(parts.next()?).ok()?;
-                let fingerprint = fingerprint(&blob);
-                if let Some(rest) = hosts.strip_prefix("|1|") {
-                    let (salt, hash) = rest.split_once('|')?;
-                    return Some(KnownEntry {
-                        names: Vec::new(),
-                        hashed: Some((STANDARD.decode(salt).ok()?, STANDARD.decode(hash).ok()?)),
-                        key_type,
-                        fingerprint,
-                    });
-                }
-                Some(KnownEntry {
-                    names: hosts.split(',').map(canonical_name).collect(),
-                    hashed: None,
-                    key_type,
-                    fingerprint,
-                })
-            })
-            .collect();
-        Self {
-            entries,
-            revoked,
-            unreadable,
+        let mut known = Self::default();
+        let mut revoked = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let marker = line.starts_with('@').then(|| parts.next()).flatten();
+            let (Some(hosts), Some(key_type), Some(Ok(blob))) = (
+                parts.next(),
+                parts.next(),
+                parts.next().map(|b| STANDARD.decode(b)),
+            ) else {
+                known.unreadable += 1;
+                continue;
+            };
+            let fingerprint = fingerprint(&blob);
+            match marker {
+                Some("@revoked") => revoked.push(fingerprint),
+                // `@cert-authority`, and markers OpenSSH does not have.
+                Some(_) => {}
+                None => known
+                    .entries
+                    .extend(KnownEntry::of(hosts, key_type, fingerprint)),
+            }
         }
+        known.revoked = revoked.into();
+        known
     }
 
     /// Lines that are neither comments nor readable entries.
@@ -300,16 +285,8 @@ impl KnownHosts {
     }
 
     /// Entries read, and keys revoked.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn revoked_count(&self) -> usize {
-        self.revoked.len()
+    pub fn counts(&self) -> (usize, usize) {
+        (self.entries.len(), self.revoked.len())
     }
 
     /// The pins the file holds for these endpoints.
@@ -527,19 +504,16 @@ mod tests {
         let pins = known.for_targets([target(22)]);
         assert_eq!(pins.len(), 1);
         for keys in [
-            HostKeys::learn(Vec::new()),
-            HostKeys::learn(pins.clone()),
-            HostKeys::enforce(pins),
+            HostKeys::with(Mode::Learn, Vec::new(), &known),
+            HostKeys::learn_known(&known, [target(22)]),
+            HostKeys::enforce_known(pins, &known),
         ] {
-            let refused = keys
-                .refusing_revoked(&known)
-                .check(target(22), "ssh-ed25519", &a);
+            let refused = keys.check(target(22), "ssh-ed25519", &a);
             assert!(refused.unwrap_err().contains("revoked"));
         }
         let b = STANDARD.decode(BLOB_B).unwrap();
         assert!(
-            HostKeys::learn(Vec::new())
-                .refusing_revoked(&known)
+            HostKeys::with(Mode::Learn, Vec::new(), &known)
                 .check(target(22), "ssh-ed25519", &b)
                 .is_ok()
         );
@@ -552,9 +526,9 @@ mod tests {
              127.0.0.1 ssh-ed25519 {BLOB_A}\n127.0.0.1 ssh-ed25519 {BLOB_B}\n\
              # a comment\n127.0.0.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI\n127.0.0.3\n"
         ));
-        assert_eq!(known.revoked_count(), 1);
+        assert_eq!(known.counts().1, 1);
         assert_eq!(known.unreadable(), 2);
-        let keys = HostKeys::learn(known.for_targets([target(22)])).refusing_revoked(&known);
+        let keys = HostKeys::learn_known(&known, [target(22)]);
         let pinned = keys.pinned(target(22));
         assert_eq!(pinned.len(), 1);
         assert_eq!(

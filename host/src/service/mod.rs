@@ -53,8 +53,6 @@ pub struct ServiceSettings {
     pub verify_concurrency: usize,
     /// The encryption policy new secrets are sealed with.
     pub policy: String,
-    /// Host keys the operator pinned in advance (`ssh.known_hosts`).
-    pub known_hosts: Arc<crate::capabilities::KnownHosts>,
 }
 
 pub struct Service {
@@ -118,7 +116,6 @@ impl Service {
         settings: ServiceSettings,
     ) -> Result<Self, Error> {
         let active = Self::chosen_policy(store.as_ref(), &settings.policy)?;
-        let settings_known_hosts = settings.known_hosts.clone();
         let tokens = tokens::Tokens::load(tokens::load_all(store.as_ref())?);
         if plugins.policy(&active).is_none() {
             return Err(Error::Unavailable(format!(
@@ -141,16 +138,23 @@ impl Service {
             token_reload_us: std::sync::atomic::AtomicI64::new(0),
             policy_missing: std::sync::atomic::AtomicBool::new(false),
             large_lists: list::large_lists(),
-            known_hosts: ArcSwap::new(settings_known_hosts),
+            known_hosts: ArcSwap::default(),
             known_hosts_file: None,
         })
     }
 
-    /// Reads the operator's known_hosts again from `path` on
+    /// Presets pins (and refuses revoked keys) from the operator's
+    /// known_hosts at `path`, read now and again on
     /// [`Self::reload_known_hosts`].
-    pub fn with_known_hosts_file(mut self, path: std::path::PathBuf) -> Self {
+    pub fn with_known_hosts_file(mut self, path: std::path::PathBuf) -> std::io::Result<Self> {
+        let known = crate::capabilities::KnownHosts::load(&path)?;
+        if known.unreadable() > 0 {
+            tracing::warn!(path = %path.display(), lines = known.unreadable(),
+                "known_hosts has lines that are neither comments nor entries; they are skipped");
+        }
+        self.known_hosts = ArcSwap::from_pointee(known);
         self.known_hosts_file = Some(path);
-        self
+        Ok(self)
     }
 
     /// Reads known_hosts again (on SIGHUP), so a key revoked there is
@@ -172,9 +176,10 @@ impl Service {
                 ),
             ));
         }
+        let (entries, revoked) = known.counts();
         self.audit_event(
             "known_hosts.reloaded",
-            serde_json::json!({ "entries": known.len(), "revoked": known.revoked_count() }),
+            serde_json::json!({ "entries": entries, "revoked": revoked }),
         );
         self.known_hosts.store(Arc::new(known));
         Ok(())

@@ -16,15 +16,16 @@ impl Service {
     /// Host keys for proving a secret the caller sent: learned, except
     /// where the operator pinned some in advance.
     pub(super) fn learn_host_keys(&self, targets: &[Target]) -> HostKeys {
-        let known = self.known_hosts.load();
-        HostKeys::learn(known.for_targets(targets.iter().map(|t| SocketAddr::new(t.ip, t.port))))
-            .refusing_revoked(&known)
+        HostKeys::learn_known(
+            &self.known_hosts.load(),
+            targets.iter().map(|t| SocketAddr::new(t.ip, t.port)),
+        )
     }
 
     /// Host keys for a stored secret: its pins, less what the operator
     /// revoked since.
     pub(super) fn enforce_host_keys(&self, pins: Vec<crate::plugins::HostKey>) -> HostKeys {
-        HostKeys::enforce(pins).refusing_revoked(&self.known_hosts.load())
+        HostKeys::enforce_known(pins, &self.known_hosts.load())
     }
 
     /// Every target must log in; otherwise the write is refused with a

@@ -56,14 +56,14 @@ impl Callers {
         self.tokens.len() + self.clients.len()
     }
 
-    /// Drops the callers whose bucket has filled up again (they are as
-    /// good as new), at most once a second so a full table costs no sweep
-    /// per request.
-    fn sweep(&mut self, now: Instant) {
-        if self
+    /// When the table is full, drops the callers whose bucket has filled
+    /// up again (they are as good as new), at most once a second so a full
+    /// table costs no sweep per request.
+    fn sweep_if_full(&mut self, now: Instant) {
+        let recently = self
             .swept
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
+        if self.len() < MAX_CALLERS || recently {
             return;
         }
         self.tokens.retain(|_, b| !b.is_full_at(now));
@@ -104,28 +104,28 @@ impl Pace {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let callers = &mut *guard;
-        let known = match caller {
-            Caller::Token(id) => callers.tokens.contains_key(id),
-            Caller::Client(ip) => callers.clients.contains_key(&ip),
+        let take = |bucket: &mut Bucket| {
+            let tokens = bucket.refill(now);
+            if tokens >= 1.0 {
+                bucket.spend();
+                return Ok(());
+            }
+            Err(((1.0 - tokens) / f64::from(per_second)).ceil().max(1.0) as u64)
         };
-        if !known && callers.len() >= MAX_CALLERS {
-            callers.sweep(now);
+        let known = match caller {
+            Caller::Token(id) => callers.tokens.get_mut(id),
+            Caller::Client(ip) => callers.clients.get_mut(&ip),
+        };
+        if let Some(bucket) = known {
+            return take(bucket);
         }
-        let bucket = match caller {
-            Caller::Token(id) if known => callers.tokens.get_mut(id),
-            Caller::Client(ip) if known => callers.clients.get_mut(&ip),
-            _ if callers.len() >= MAX_CALLERS => Some(callers.overflow.get_or_insert_with(fresh)),
+        callers.sweep_if_full(now);
+        take(match caller {
+            _ if callers.len() >= MAX_CALLERS => callers.overflow.get_or_insert_with(fresh),
             // A token's id is copied only the first time it is seen.
-            Caller::Token(id) => Some(callers.tokens.entry(id.into()).or_insert_with(fresh)),
-            Caller::Client(ip) => Some(callers.clients.entry(ip).or_insert_with(fresh)),
-        }
-        .expect("a known caller has a bucket");
-        let tokens = bucket.refill(now);
-        if tokens >= 1.0 {
-            bucket.spend();
-            return Ok(());
-        }
-        Err(((1.0 - tokens) / f64::from(per_second)).ceil().max(1.0) as u64)
+            Caller::Token(id) => callers.tokens.entry(id.into()).or_insert_with(fresh),
+            Caller::Client(ip) => callers.clients.entry(ip).or_insert_with(fresh),
+        })
     }
 }
 
