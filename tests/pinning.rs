@@ -239,3 +239,28 @@ async fn a_key_revoked_while_the_server_runs_is_refused_after_a_hangup() {
     assert_eq!(detail["reason"], "HOST_KEY_MISMATCH", "{detail}");
     assert_eq!(password_attempts(&sshd), attempts);
 }
+
+/// A host key offered only with SHA-1 signatures (`ssh-rsa`) is not
+/// trusted with a password: the handshake fails before any is sent. The
+/// same kind of key offered with SHA-2 signatures (`rsa-sha2-256`) is.
+#[tokio::test]
+async fn a_host_key_signed_only_with_sha1_gets_no_password() {
+    let server = Server::start(Options::default());
+    let sha1 = Sshd::start_with_rsa_host_key("ssh-rsa");
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential",
+            create_body("sha1", &sha1, sshd::PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Credential.SSH.ValidationFailed");
+    assert!(message(&envelope).contains("PROTOCOL_ERROR"), "{envelope}");
+    assert_eq!(password_attempts(&sha1), 0, "{}", sha1.log());
+
+    let sha2 = Sshd::start_with_rsa_host_key("rsa-sha2-256");
+    let (_, created) = created(&server, "sha2", &sha2).await;
+    let pins = &created["data"]["ssh_secret"]["host_keys"];
+    assert_eq!(pins[0]["key_type"], "ssh-rsa", "{created}");
+    assert_eq!(pins[0]["fingerprint"], sha2.fingerprint().as_str());
+}

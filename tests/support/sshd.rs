@@ -15,19 +15,21 @@ pub struct Sshd {
     pub addr: SocketAddr,
     child: Child,
     dir: tempfile::TempDir,
+    /// The host key's type, as `ssh-keygen -t` names it.
+    key_kind: &'static str,
 }
 
 impl Sshd {
     /// The host key's public line (`ssh-ed25519 AAAA… comment`).
     pub fn host_key_line(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host_ed25519.pub")).unwrap()
+        std::fs::read_to_string(self.public_key()).unwrap()
     }
 
     /// The host key's fingerprint as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         let out = Command::new("ssh-keygen")
             .arg("-lf")
-            .arg(self.dir.path().join("host_ed25519.pub"))
+            .arg(self.public_key())
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -35,6 +37,10 @@ impl Sshd {
             .nth(1)
             .unwrap()
             .to_string()
+    }
+
+    fn public_key(&self) -> std::path::PathBuf {
+        self.dir.path().join(format!("host_{}.pub", self.key_kind))
     }
 
     /// What sshd logged (LogLevel VERBOSE): every password attempt shows.
@@ -47,10 +53,10 @@ impl Sshd {
     pub fn replace_host_key(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for file in ["host_ed25519", "host_ed25519.pub"] {
-            std::fs::remove_file(self.dir.path().join(file)).unwrap();
-        }
-        generate_key(self.dir.path());
+        let key = self.dir.path().join(format!("host_{}", self.key_kind));
+        std::fs::remove_file(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        generate_key(self.dir.path(), self.key_kind);
         self.child = spawn(self.dir.path(), self.addr);
     }
 
@@ -60,20 +66,33 @@ impl Sshd {
 
     /// On another loopback address (a credential's hosts are unique per ip).
     pub fn start_on(ip: &str) -> Self {
-        Self::start_with(ip, &[])
+        Self::start_with(ip, &[], HostKey::ED25519)
+    }
+
+    /// With an RSA host key, offered only under `algorithms` (sshd's
+    /// `HostKeyAlgorithms`: `ssh-rsa`, `rsa-sha2-256`, …).
+    pub fn start_with_rsa_host_key(algorithms: &'static str) -> Self {
+        Self::start_with(
+            "127.0.0.1",
+            &[],
+            HostKey {
+                kind: "rsa",
+                algorithms: Some(algorithms),
+            },
+        )
     }
 
     /// Also accepting key logins for the test account with these public keys
     /// (`authorized_keys` lines).
     pub fn start_with_keys(authorized: &[String]) -> Self {
-        Self::start_with("127.0.0.1", authorized)
+        Self::start_with("127.0.0.1", authorized, HostKey::ED25519)
     }
 
     /// One server listening on the same port of several loopback addresses
     /// (at most 16: sshd's own limit on listening sockets).
     pub fn start_on_many(ips: &[String]) -> Self {
         assert!(ips.len() <= 16, "sshd listens on at most 16 addresses");
-        Self::start_with(&ips.join(" "), &[])
+        Self::start_with(&ips.join(" "), &[], HostKey::ED25519)
     }
 
     pub fn pid(&self) -> u32 {
@@ -81,7 +100,7 @@ impl Sshd {
     }
 
     /// `ip` may be several addresses, separated by spaces.
-    fn start_with(ip: &str, authorized: &[String]) -> Self {
+    fn start_with(ip: &str, authorized: &[String], host_key: HostKey) -> Self {
         assert!(
             std::path::Path::new(SSHD).exists(),
             "{SSHD} is missing: run tests/run, which installs openssh-server"
@@ -93,7 +112,7 @@ impl Sshd {
         );
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let key = generate_key(dir.path());
+        let key = generate_key(dir.path(), host_key.kind);
         let first = ip.split(' ').next().unwrap();
         let port = free_port(first);
         let listen: String = ip
@@ -111,10 +130,14 @@ impl Sshd {
                 keys_file.display()
             )
         };
+        let algorithms = host_key
+            .algorithms
+            .map(|a| format!("HostKeyAlgorithms {a}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "Port {port}\n{listen}HostKey {key}\nPidFile {pid}\n\
+                "Port {port}\n{listen}HostKey {key}\n{algorithms}PidFile {pid}\n\
                  PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n\
                  {pubkey}PermitRootLogin no\nStrictModes no\n\
                  AllowUsers {USER}\nMaxStartups 200:30:400\nMaxSessions 200\nLogLevel VERBOSE\n",
@@ -125,14 +148,33 @@ impl Sshd {
         .unwrap();
         let addr: SocketAddr = format!("{first}:{port}").parse().unwrap();
         let child = spawn(dir.path(), addr);
-        Self { addr, child, dir }
+        Self {
+            addr,
+            child,
+            dir,
+            key_kind: host_key.kind,
+        }
     }
 }
 
-fn generate_key(dir: &std::path::Path) -> std::path::PathBuf {
-    let key = dir.join("host_ed25519");
+/// The server's host key: its type, and the signature algorithms it is
+/// offered under (sshd's default when `None`).
+struct HostKey {
+    kind: &'static str,
+    algorithms: Option<&'static str>,
+}
+
+impl HostKey {
+    const ED25519: Self = Self {
+        kind: "ed25519",
+        algorithms: None,
+    };
+}
+
+fn generate_key(dir: &std::path::Path, kind: &str) -> std::path::PathBuf {
+    let key = dir.join(format!("host_{kind}"));
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-f"])
         .arg(&key)
         .status()
         .unwrap();
