@@ -173,6 +173,81 @@ async fn validate_reports_each_target_and_stores_nothing() {
     assert_eq!(list["data"]["page"]["total_elements"], 0);
 }
 
+/// credhost is no password guesser: once a caller's secrets for a target
+/// were rejected `rejected_secret_burst` times, that target is not tried
+/// with the caller's secrets (not even a right one) until a token is
+/// regained; the stored secret is not held, and nothing else is counted.
+#[tokio::test]
+async fn a_caller_guessing_passwords_is_held_off_the_target() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options {
+        config: Some("rejected_secret_burst = 3\nrejected_secrets_per_hour = 60\n".into()),
+        ..Default::default()
+    });
+    let (status, created) = server.post(CREDENTIAL, create_body("web", &sshd)).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let closed = support::closed_port();
+    let validate = |passphrase: &str| {
+        json!({ "target_type": "HOST", "ssh_credential_property": {
+            "targets": [{ "ip": "127.0.0.1", "port": sshd.addr.port() },
+                        { "ip": "127.0.0.2", "port": closed }],
+            "username": USER, "type": "PASSWORD", "passphrase": passphrase } })
+    };
+    let attempts = || {
+        sshd.log()
+            .lines()
+            .filter(|l| l.contains("password for"))
+            .count()
+    };
+    // Successes and unreachable targets cost nothing.
+    for _ in 0..4 {
+        let (status, result) = server
+            .post(&format!("{CREDENTIAL}/validate"), validate(PASSWORD))
+            .await;
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["data"]["details"][0]["reason"], "OK", "{result}");
+        assert_eq!(result["data"]["details"][1]["reason"], "REFUSED");
+    }
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        let (_, result) = server
+            .post(&format!("{CREDENTIAL}/validate"), validate(guess))
+            .await;
+        assert_eq!(
+            result["data"]["details"][0]["reason"], "AUTH_FAILED",
+            "{result}"
+        );
+    }
+    let tried = attempts();
+    let (status, result) = server
+        .post(&format!("{CREDENTIAL}/validate"), validate(PASSWORD))
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let held = &result["data"]["details"][0];
+    assert_eq!(held["reason"], "THROTTLED", "{result}");
+    assert_eq!(held["connection_result"], "CONNECT_FAILED");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("rejected too often"),
+        "{result}"
+    );
+    // The other target is still tried.
+    assert_eq!(result["data"]["details"][1]["reason"], "REFUSED");
+    // An update with a new passphrase is held the same way, and changes nothing.
+    let mut update = json!({ "ssh_credential_property": property(&sshd, PASSWORD) });
+    update["name"] = json!("renamed");
+    let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), update).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(message(&refused).contains("THROTTLED"), "{refused}");
+    assert_eq!(attempts(), tried, "{}", sshd.log());
+    // The stored secret is not a guess: it still logs in.
+    assert_eq!(server.validate_stored(id).await["reason"], "OK");
+    let (_, got) = server.get(&format!("{CREDENTIAL}/{id}")).await;
+    assert_eq!(got["data"]["name"], "web");
+}
+
 #[tokio::test]
 async fn create_refuses_a_wrong_password_and_writes_nothing() {
     let sshd = Sshd::start();

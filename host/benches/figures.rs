@@ -465,6 +465,7 @@ fn settings() -> ServiceSettings {
         targets: TargetPolicy::default(),
         verify_concurrency: 64,
         policy: "aes-256-gcm".into(),
+        guesses: Default::default(),
     }
 }
 

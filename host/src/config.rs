@@ -41,6 +41,10 @@ pub struct Config {
     pub policy: String,
     /// Credentials verified at once by a batch validation.
     pub verify_concurrency: usize,
+    /// Secrets one caller may send that one target rejects, at once.
+    pub rejected_secret_burst: u32,
+    /// And regains per hour (0: no limit).
+    pub rejected_secrets_per_hour: u32,
     /// The `tracing` filter, e.g. `info` or `credhost=debug`.
     pub log: String,
     /// The API password (obshell's root@sys password role). From this file
@@ -185,6 +189,8 @@ impl Default for Config {
             allow_targets: Vec::new(),
             policy: "aes-256-gcm".into(),
             verify_concurrency: 64,
+            rejected_secret_burst: crate::service::GuessLimits::default().burst,
+            rejected_secrets_per_hour: crate::service::GuessLimits::default().per_hour,
             log: "info".into(),
             password: None,
             allow_remote_without_password: false,

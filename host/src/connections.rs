@@ -93,6 +93,11 @@ impl Bucket {
         self.tokens = (self.tokens - 1.0).max(0.0);
     }
 
+    /// Returns a token taken for something that turned out free.
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     /// Whether it would be full at `now`: as good as a new one.
     pub fn is_full_at(&self, now: std::time::Instant) -> bool {
         self.at(now) >= self.burst

@@ -120,6 +120,10 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
             },
             verify_concurrency: config.verify_concurrency,
             policy: config.policy.clone(),
+            guesses: crate::service::GuessLimits {
+                burst: config.rejected_secret_burst,
+                per_hour: config.rejected_secrets_per_hour,
+            },
         },
     )?
     .with_plugin_source(source)

@@ -339,6 +339,7 @@ async fn verify_open(opened: Opened, plugin_dir: Option<&Path>) -> anyhow::Resul
             targets: Default::default(),
             verify_concurrency: 1,
             policy: crate::config::Config::default().policy,
+            guesses: Default::default(),
         },
     )?;
     Ok(service.open_every_row().await?)

@@ -142,6 +142,9 @@ pub enum Reason {
     SecretUnreadable,
     /// No verifier for the credential's target type is installed (host-side).
     Unsupported,
+    /// Not tried: the caller's secrets for this target were rejected too
+    /// often recently (host-side).
+    Throttled,
 }
 
 impl Reason {
@@ -158,6 +161,7 @@ impl Reason {
             Reason::Other => "OTHER",
             Reason::SecretUnreadable => "SECRET_UNREADABLE",
             Reason::Unsupported => "UNSUPPORTED",
+            Reason::Throttled => "THROTTLED",
         }
     }
 }

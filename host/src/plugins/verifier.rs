@@ -323,6 +323,9 @@ macro_rules! calls_of {
     };
 }
 
+/// The message of a target a verification was not to reach.
+const NOT_DIALLED: &str = "not dialled";
+
 const VERIFIER_EXPORTS: [&str; 4] = ["describe", "normalize", "verify", "verify-target"];
 
 enum Pre {
@@ -723,10 +726,33 @@ impl VerifierPlugin {
         host_keys: &HostKeys,
         client: &Client,
     ) -> Result<Vec<Detail>, PluginError> {
+        let dial = vec![true; targets.len()];
+        self.verify_dialling(public, secret, targets, &dial, host_keys, client)
+            .await
+    }
+
+    /// As [`Self::verify`], but only the targets marked in `dial` are
+    /// reached; the others answer `NOT_GRANTED` with nothing sent (a 0.2 or
+    /// 0.3 plugin is not even called for them).
+    pub async fn verify_dialling(
+        &self,
+        public: &str,
+        secret: &Secret,
+        targets: &[Target],
+        dial: &[bool],
+        host_keys: &HostKeys,
+        client: &Client,
+    ) -> Result<Vec<Detail>, PluginError> {
+        let dialled: Vec<Target> = targets
+            .iter()
+            .zip(dial)
+            .filter(|(_, dial)| **dial)
+            .map(|(t, _)| *t)
+            .collect();
         match &self.pre {
             Pre::V0_1(set) => {
                 let work = Work::Verify {
-                    grant: Grant::for_targets(targets, host_keys.clone()),
+                    grant: Grant::for_targets(&dialled, host_keys.clone()),
                     client: client.clone(),
                     patient: false,
                 };
@@ -755,6 +781,7 @@ impl VerifierPlugin {
                 let secret = secret.expose();
                 self.fan_out(
                     targets,
+                    dial,
                     host_keys,
                     client,
                     secret,
@@ -784,6 +811,7 @@ impl VerifierPlugin {
                 let secret = secret.expose();
                 self.fan_out(
                     targets,
+                    dial,
                     host_keys,
                     client,
                     secret,
@@ -823,6 +851,7 @@ impl VerifierPlugin {
     async fn fan_out<F>(
         &self,
         targets: &[Target],
+        dial: &[bool],
         host_keys: &HostKeys,
         client: &Client,
         secret: &[u8],
@@ -834,12 +863,17 @@ impl VerifierPlugin {
         let keys = KeyCache::default();
         let keys = &keys;
         let verify_target = &verify_target;
+        // The first call dialled is admitted as a request is; see `patient`.
+        let first = dial.iter().position(|dial| *dial);
         let calls = targets.iter().enumerate().map(|(i, target)| async move {
+            if !dial[i] {
+                return (target, Ok((Reason::NotGranted, NOT_DIALLED.to_string())));
+            }
             let work = Work::Verify {
                 grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
                     .with_keys(keys.clone()),
                 client: client.clone(),
-                patient: i > 0,
+                patient: Some(i) != first,
             };
             (target, verify_target(*target, work).await)
         });
@@ -850,7 +884,7 @@ impl VerifierPlugin {
                 Ok(verdict) => verdict,
                 // Only the first call can be refused for want of an
                 // instance: then the request is (503), not a target.
-                Err(busy @ PluginError::Busy(_)) if i == 0 => return Err(busy),
+                Err(busy @ PluginError::Busy(_)) if Some(i) == first => return Err(busy),
                 Err(e) => (Reason::Other, e.to_string()),
             };
             let message = scrubber.apply(message);

@@ -1,5 +1,6 @@
 //! Create, read, update and delete.
 
+use super::verification::Tried;
 use super::{
     CreateRequest, CredentialView, Deleted, Error, Service, UpdateRequest, check_description,
     check_name,
@@ -58,7 +59,7 @@ impl Service {
             .prove(
                 &verifier,
                 &normalized.public,
-                &secret,
+                Tried::Sent(&secret),
                 &record.targets,
                 &host_keys,
                 client,
@@ -172,7 +173,11 @@ impl Service {
             .prove(
                 &verifier,
                 &normalized.public,
-                &secret,
+                if replaced {
+                    Tried::Sent(&secret)
+                } else {
+                    Tried::Stored(&secret)
+                },
                 &record.targets,
                 &host_keys,
                 client,

@@ -4,6 +4,7 @@
 mod cluster;
 mod credentials;
 mod error;
+mod guesses;
 mod ids;
 mod list;
 mod plugins;
@@ -22,6 +23,7 @@ use arc_swap::ArcSwap;
 
 pub use cluster::{Cluster, ClusterView, ServerView};
 pub use error::Error;
+pub use guesses::GuessLimits;
 pub use ids::{MAX_IDS, distinct as distinct_ids};
 pub use list::ListRequest;
 pub use plugins::{PluginSource, PluginsView};
@@ -53,6 +55,8 @@ pub struct ServiceSettings {
     pub verify_concurrency: usize,
     /// The encryption policy new secrets are sealed with.
     pub policy: String,
+    /// Rejected secrets one caller may send to one target (see `guesses`).
+    pub guesses: GuessLimits,
 }
 
 pub struct Service {
@@ -85,6 +89,8 @@ pub struct Service {
     /// The operator's known_hosts as last read, and where it is read from.
     known_hosts: ArcSwap<crate::capabilities::KnownHosts>,
     known_hosts_file: Option<std::path::PathBuf>,
+    /// See `guesses`.
+    guesses: guesses::Guesses,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -122,6 +128,7 @@ impl Service {
                 "encryption policy '{active}' is not loaded"
             )));
         }
+        let wrong_secrets = guesses::Guesses::new(settings.guesses);
         Ok(Self {
             plugins: ArcSwap::from_pointee(plugins),
             store,
@@ -140,6 +147,7 @@ impl Service {
             large_lists: list::large_lists(),
             known_hosts: ArcSwap::default(),
             known_hosts_file: None,
+            guesses: wrong_secrets,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 
@@ -11,6 +12,15 @@ use crate::capabilities::HostKeys;
 use crate::plugins::{Detail, Endpoint, Purpose, Reason, SecretChange, Target, VerifierPlugin};
 use crate::secret::Secret;
 use crate::store::Record;
+
+/// The secret a verification tries, and whose it is.
+#[derive(Clone, Copy)]
+pub(super) enum Tried<'a> {
+    /// The request's: for all a target knows, a guess.
+    Sent(&'a Secret),
+    /// The stored one.
+    Stored(&'a Secret),
+}
 
 impl Service {
     /// Host keys for proving a secret the caller sent: learned, except
@@ -28,6 +38,50 @@ impl Service {
         HostKeys::enforce_known(pins, &self.known_hosts.load())
     }
 
+    /// Verifies a secret: one the caller `sent` within the caller's
+    /// allowance of rejected secrets per target (see `guesses`), a stored
+    /// one as it is.
+    async fn verify(
+        &self,
+        verifier: &VerifierPlugin,
+        public: &str,
+        secret: Tried<'_>,
+        targets: &[Target],
+        host_keys: &HostKeys,
+        client: &Client,
+    ) -> Result<Vec<Detail>, Error> {
+        let details = if let Tried::Sent(secret) = secret {
+            let admitted = self.guesses.admit(client, targets, Instant::now());
+            let tried = if admitted.any() {
+                verifier
+                    .verify_dialling(public, secret, targets, &admitted.dial(), host_keys, client)
+                    .await
+            } else {
+                // Every target is held: nothing to call the plugin for.
+                Ok(targets
+                    .iter()
+                    .map(|t| Detail::new((*t).into(), Reason::NotGranted, String::new()))
+                    .collect())
+            };
+            match tried {
+                Ok(details) => self
+                    .guesses
+                    .conclude(admitted, targets, details, Instant::now()),
+                Err(e) => {
+                    self.guesses.refund(admitted, targets, Instant::now());
+                    return Err(e.into());
+                }
+            }
+        } else {
+            let (Tried::Sent(secret) | Tried::Stored(secret)) = secret;
+            verifier
+                .verify(public, secret, targets, host_keys, client)
+                .await?
+        };
+        count(&verifier.info.target_type, &details);
+        Ok(details)
+    }
+
     /// Every target must log in; otherwise the write is refused with a
     /// message naming each failing target and why. The verdicts, when all
     /// passed.
@@ -35,15 +89,14 @@ impl Service {
         &self,
         verifier: &VerifierPlugin,
         public: &str,
-        secret: &Secret,
+        secret: Tried<'_>,
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
     ) -> Result<Vec<Detail>, Error> {
-        let details = verifier
-            .verify(public, secret, targets, host_keys, client)
+        let details = self
+            .verify(verifier, public, secret, targets, host_keys, client)
             .await?;
-        count(&verifier.info.target_type, &details);
         let failures: Vec<String> = details
             .iter()
             .filter(|d| !d.succeeded())
@@ -84,16 +137,16 @@ impl Service {
             ));
         };
         let host_keys = self.learn_host_keys(&normalized.targets);
-        let details = verifier
+        let details = self
             .verify(
+                &verifier,
                 &normalized.public,
-                &secret,
+                Tried::Sent(&secret),
                 &normalized.targets,
                 &host_keys,
                 client,
             )
             .await?;
-        count(&verifier.info.target_type, &details);
         Ok(ValidationResult::new(
             None,
             verifier.info.target_type.clone(),
