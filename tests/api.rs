@@ -173,10 +173,11 @@ async fn validate_reports_each_target_and_stores_nothing() {
     assert_eq!(list["data"]["page"]["total_elements"], 0);
 }
 
-/// credhost is no password guesser: once a caller's secrets for a target
-/// were rejected `rejected_secret_burst` times, that target is not tried
-/// with the caller's secrets (not even a right one) until a token is
-/// regained; the stored secret is not held, and nothing else is counted.
+/// credhost is no password guesser: once a host judged a caller's secrets
+/// wrong `rejected_secret_burst` times, it is not tried with the caller's
+/// requests (not even a right secret) until a token is regained; the
+/// stored secret is not held, and nothing else is counted. Every loopback
+/// address is one host.
 #[tokio::test]
 async fn a_caller_guessing_passwords_is_held_off_the_target() {
     let sshd = Sshd::start();
@@ -233,12 +234,22 @@ async fn a_caller_guessing_passwords_is_held_off_the_target() {
             .contains("rejected too often"),
         "{result}"
     );
-    // The other target is still tried.
-    assert_eq!(result["data"]["details"][1]["reason"], "REFUSED");
+    assert_eq!(result["data"]["details"][1]["reason"], "THROTTLED");
     // An update with a new passphrase is held the same way, and changes nothing.
     let mut update = json!({ "ssh_credential_property": property(&sshd, PASSWORD) });
     update["name"] = json!("renamed");
     let (status, refused) = server.patch(&format!("{CREDENTIAL}/{id}"), update).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(message(&refused).contains("THROTTLED"), "{refused}");
+    // So is one that keeps the stored passphrase but tries it as another user.
+    let mut other_user = property(&sshd, "");
+    other_user["username"] = json!("root");
+    let (status, refused) = server
+        .patch(
+            &format!("{CREDENTIAL}/{id}"),
+            json!({ "name": "web", "ssh_credential_property": other_user }),
+        )
+        .await;
     assert_eq!(status, 400, "{refused}");
     assert!(message(&refused).contains("THROTTLED"), "{refused}");
     assert_eq!(attempts(), tried, "{}", sshd.log());

@@ -26,9 +26,13 @@ async fn a_flood_of_slow_validates_starves_no_one_else() {
     let sshd = Sshd::start();
     let silent = SilentListener::start();
     // 12 instances for verification, 6 of them per client; waits of 1 s.
+    // No allowance of rejected secrets: the flood's guesses would be held
+    // off the target before they wait for a slot, and the slots are what
+    // this tests.
     let server = Server::start(Options {
         config: Some(
-            "[engine]\nmax_instances = 16\nquick_instances = 4\nqueue_wait_ms = 1000\n\
+            "rejected_secrets_per_hour = 0\n\
+             [engine]\nmax_instances = 16\nquick_instances = 4\nqueue_wait_ms = 1000\n\
              verify_instances_per_client = 6\n\
              [ssh]\nhandshake_timeout_ms = 8000\nqueue_wait_ms = 1000\n"
                 .into(),

@@ -41,7 +41,7 @@ pub struct Config {
     pub policy: String,
     /// Credentials verified at once by a batch validation.
     pub verify_concurrency: usize,
-    /// Secrets one caller may send that one target rejects, at once.
+    /// Secrets of one caller one host may judge wrong, at once.
     pub rejected_secret_burst: u32,
     /// And regains per hour (0: no limit).
     pub rejected_secrets_per_hour: u32,

@@ -1,6 +1,5 @@
 //! Create, read, update and delete.
 
-use super::verification::Tried;
 use super::{
     CreateRequest, CredentialView, Deleted, Error, Service, UpdateRequest, check_description,
     check_name,
@@ -59,7 +58,7 @@ impl Service {
             .prove(
                 &verifier,
                 &normalized.public,
-                Tried::Sent(&secret),
+                &secret,
                 &record.targets,
                 &host_keys,
                 client,
@@ -173,11 +172,7 @@ impl Service {
             .prove(
                 &verifier,
                 &normalized.public,
-                if replaced {
-                    Tried::Sent(&secret)
-                } else {
-                    Tried::Stored(&secret)
-                },
+                &secret,
                 &record.targets,
                 &host_keys,
                 client,

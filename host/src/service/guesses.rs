@@ -18,19 +18,19 @@
 //! to one target at once.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Client;
-use crate::connections::Bucket;
+use crate::connections::{Bucket, client_of};
 use crate::plugins::{Detail, Reason, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuessLimits {
-    /// Rejected secrets a caller may send to one target at once.
+    /// Rejected secrets a caller may send to one host at once.
     pub burst: u32,
     /// And regains per hour (0: no limit at all).
     pub per_hour: u32,
@@ -45,9 +45,41 @@ impl Default for GuessLimits {
     }
 }
 
-/// Buckets kept before full ones are dropped; past that, newcomers share
-/// one, so a flood of callers or targets cannot grow the table.
+/// Buckets kept before full ones are dropped, in all and per caller; past
+/// either, a caller's newcomers share one bucket of that caller's, so a
+/// flood of targets throttles mostly whoever sends it.
 const MAX_BUCKETS: usize = 65_536;
+const MAX_BUCKETS_PER_CALLER: usize = 4_096;
+
+/// The host of a caller's shared bucket: no target has it.
+const SHARED: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+/// What costs the token: the target judged the secret, or may have.
+/// Everything else shows the secret was accepted or never sent.
+fn spends(reason: Reason) -> bool {
+    matches!(reason, Reason::AuthFailed | Reason::ProtocolError)
+}
+
+/// The host a target address names, as far as addresses tell: every
+/// loopback address is this machine, an IPv6 /64 is one host's as much as
+/// one address of it is (a host may answer on all of it), and NAT64's
+/// well-known prefix names the IPv4 address it carries. Otherwise one host
+/// would be as many as its addresses, each with an allowance of its own.
+fn host_of(ip: IpAddr) -> IpAddr {
+    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
+    let ip = match ip.to_canonical() {
+        IpAddr::V6(v6) if v6.segments()[..6] == NAT64 => {
+            let [.., a, b, c, d] = v6.octets();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+        ip => ip,
+    };
+    if ip.is_loopback() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        client_of(ip)
+    }
+}
 
 pub struct Guesses {
     limits: GuessLimits,
@@ -57,14 +89,18 @@ pub struct Guesses {
 #[derive(Default)]
 struct Table {
     buckets: HashMap<(Client, IpAddr), Bucket>,
-    overflow: Option<Bucket>,
+    /// Each caller's buckets, its shared one left out.
+    per_caller: HashMap<Client, usize>,
     swept: Option<Instant>,
 }
 
-/// Logins a caller may start now: one entry per target, in order.
+/// Hosts a caller may reach now. A request tries one secret, so it takes
+/// one token per host however many of its targets are that host's.
 pub struct Admitted {
     client: Client,
-    /// `None`: may be dialled (a token taken); `Some`: held, and why.
+    /// Each target's host, in order.
+    hosts: Vec<IpAddr>,
+    /// `None`: may be dialled (its host's token taken); `Some`: held.
     held: Vec<Option<Detail>>,
 }
 
@@ -90,36 +126,31 @@ impl Guesses {
         f64::from(self.limits.per_hour) / 3600.0
     }
 
-    fn fresh(&self, now: Instant) -> Bucket {
-        Bucket::full(f64::from(self.limits.burst.max(1)), self.per_second(), now)
-    }
-
-    /// Takes a token for every target `client` may reach now.
+    /// Takes a token for every host of `targets` that `client` may reach
+    /// now.
     pub fn admit(&self, client: &Client, targets: &[Target], now: Instant) -> Admitted {
+        let hosts: Vec<IpAddr> = targets.iter().map(|t| host_of(t.ip)).collect();
+        let mut decided: Vec<(IpAddr, Option<u64>)> = Vec::new();
         let held = targets
             .iter()
-            .map(|target| {
-                if self.limits.per_hour == 0 {
-                    return None;
-                }
-                self.with_bucket(client, target.ip, now, |bucket| {
-                    let tokens = bucket.refill(now);
-                    if tokens >= 1.0 {
-                        bucket.spend();
-                        return None;
+            .zip(&hosts)
+            .map(|(target, host)| {
+                let wait = match decided.iter().find(|(h, _)| h == host) {
+                    Some((_, wait)) => *wait,
+                    None => {
+                        let wait = self.take(client, *host, now);
+                        decided.push((*host, wait));
+                        wait
                     }
-                    let wait = ((1.0 - tokens) / self.per_second()).ceil().max(1.0);
-                    Some(Duration::from_secs(wait as u64))
-                })
-                .map(|wait| {
+                };
+                wait.map(|seconds| {
                     Detail::new(
                         (*target).into(),
                         Reason::Throttled,
                         format!(
                             "not tried: this caller's secrets for {} were rejected too often \
-                             recently; try again in {} s",
-                            target.ip,
-                            wait.as_secs()
+                             recently; try again in {seconds} s",
+                            target.ip
                         ),
                     )
                 })
@@ -127,12 +158,31 @@ impl Guesses {
             .collect();
         Admitted {
             client: client.clone(),
+            hosts,
             held,
         }
     }
 
-    /// Gives back the tokens of the logins the targets did not reject, and
-    /// puts the held targets' details in place of what was not dialled.
+    /// A token of `client` for `host`; `Some` with the seconds to wait
+    /// when there is none.
+    fn take(&self, client: &Client, host: IpAddr, now: Instant) -> Option<u64> {
+        if self.limits.per_hour == 0 {
+            return None;
+        }
+        self.with_bucket(client, host, now, |bucket| {
+            let tokens = bucket.refill(now);
+            if tokens >= 1.0 {
+                bucket.spend();
+                return None;
+            }
+            Some(((1.0 - tokens) / self.per_second()).ceil().max(1.0) as u64)
+        })
+    }
+
+    /// Gives back the token of every host that judged no secret, and puts
+    /// the held targets' details in place of what was not dialled. A call
+    /// that ends without details (an error, or dropped) keeps its tokens:
+    /// its secret may have been sent.
     pub fn conclude(
         &self,
         admitted: Admitted,
@@ -140,38 +190,36 @@ impl Guesses {
         details: Vec<Detail>,
         now: Instant,
     ) -> Vec<Detail> {
-        targets
-            .iter()
-            .zip(admitted.held)
-            .zip(details)
-            .map(|((target, held), detail)| match held {
-                Some(held) => held,
-                None => {
-                    if detail.reason != Reason::AuthFailed && self.limits.per_hour != 0 {
-                        self.with_bucket(&admitted.client, target.ip, now, Bucket::give_back);
-                    }
-                    detail
-                }
-            })
-            .collect()
-    }
-
-    /// Gives back every token taken: nothing was tried.
-    pub fn refund(&self, admitted: Admitted, targets: &[Target], now: Instant) {
-        if self.limits.per_hour == 0 {
-            return;
-        }
-        for (target, held) in targets.iter().zip(admitted.held) {
+        let mut spent: Vec<IpAddr> = Vec::new();
+        let mut dialled: Vec<IpAddr> = Vec::new();
+        for ((host, held), detail) in admitted.hosts.iter().zip(&admitted.held).zip(&details) {
             if held.is_none() {
-                self.with_bucket(&admitted.client, target.ip, now, Bucket::give_back);
+                if spends(detail.reason) && !spent.contains(host) {
+                    spent.push(*host);
+                }
+                if !dialled.contains(host) {
+                    dialled.push(*host);
+                }
             }
         }
+        if self.limits.per_hour != 0 {
+            for host in dialled.iter().filter(|h| !spent.contains(h)) {
+                self.with_bucket(&admitted.client, *host, now, Bucket::give_back);
+            }
+        }
+        debug_assert_eq!(targets.len(), details.len());
+        admitted
+            .held
+            .into_iter()
+            .zip(details)
+            .map(|(held, detail)| held.unwrap_or(detail))
+            .collect()
     }
 
     fn with_bucket<R>(
         &self,
         client: &Client,
-        ip: IpAddr,
+        host: IpAddr,
         now: Instant,
         f: impl FnOnce(&mut Bucket) -> R,
     ) -> R {
@@ -180,30 +228,50 @@ impl Guesses {
             .table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (client.clone(), ip.to_canonical());
+        let key = (client.clone(), host);
         if let Some(bucket) = table.buckets.get_mut(&key) {
             return f(bucket);
         }
-        table.sweep_if_full(now);
-        let fresh = self.fresh(now);
-        if table.buckets.len() >= MAX_BUCKETS {
-            return f(table.overflow.get_or_insert(fresh));
+        let full = |table: &Table| {
+            table.buckets.len() >= MAX_BUCKETS
+                || table.per_caller.get(client).copied().unwrap_or(0) >= MAX_BUCKETS_PER_CALLER
+        };
+        if full(&table) {
+            table.sweep(now);
         }
+        let key = if full(&table) {
+            (client.clone(), SHARED)
+        } else {
+            *table.per_caller.entry(client.clone()).or_default() += 1;
+            key
+        };
+        let fresh = Bucket::full(f64::from(self.limits.burst.max(1)), self.per_second(), now);
         f(table.buckets.entry(key).or_insert(fresh))
     }
 }
 
 impl Table {
-    /// When the table is full, drops the buckets that have filled up again
-    /// (they are as good as new), at most once a second.
-    fn sweep_if_full(&mut self, now: Instant) {
+    /// Drops the buckets that have filled up again (they are as good as
+    /// new), at most once a second: a full table costs no sweep per call.
+    fn sweep(&mut self, now: Instant) {
         let recently = self
             .swept
             .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
-        if self.buckets.len() < MAX_BUCKETS || recently {
+        if recently {
             return;
         }
-        self.buckets.retain(|_, b| !b.is_full_at(now));
+        let per_caller = &mut self.per_caller;
+        self.buckets.retain(|(client, host), bucket| {
+            let keep = !bucket.is_full_at(now);
+            if !keep
+                && *host != SHARED
+                && let Some(n) = per_caller.get_mut(client)
+            {
+                *n -= 1;
+            }
+            keep
+        });
+        per_caller.retain(|_, n| *n > 0);
         self.swept = Some(now);
     }
 }
@@ -220,97 +288,155 @@ mod tests {
         }
     }
 
-    fn detail(t: &Target, reason: Reason) -> Detail {
-        Detail::new((*t).into(), reason, String::new())
+    fn limits(burst: u32, per_hour: u32) -> Guesses {
+        Guesses::new(GuessLimits { burst, per_hour })
+    }
+
+    /// One request to `targets` by `client`, each target answering `reason`.
+    fn request(
+        guesses: &Guesses,
+        client: &Client,
+        targets: &[Target],
+        reason: Reason,
+        now: Instant,
+    ) -> Vec<Detail> {
+        let admitted = guesses.admit(client, targets, now);
+        let details = targets
+            .iter()
+            .map(|t| Detail::new((*t).into(), reason, String::new()))
+            .collect();
+        guesses.conclude(admitted, targets, details, now)
+    }
+
+    fn reasons(details: &[Detail]) -> Vec<Reason> {
+        details.iter().map(|d| d.reason).collect()
     }
 
     #[test]
-    fn rejections_spend_and_everything_else_gives_back() {
-        let guesses = Guesses::new(GuessLimits {
-            burst: 2,
-            per_hour: 3600,
-        });
+    fn a_judged_secret_spends_and_everything_else_gives_back() {
+        let guesses = limits(2, 3600);
         let (a, b) = (Client::new("a"), Client::new("b"));
-        let targets = [target("127.0.0.1"), target("127.0.0.2")];
+        let targets = [target("192.0.2.1"), target("192.0.2.2")];
         let now = Instant::now();
-        // Successes and unreachable targets cost nothing.
-        for reason in [Reason::Ok, Reason::Unreachable, Reason::Timeout] {
-            let admitted = guesses.admit(&a, &targets, now);
-            assert_eq!(admitted.dial(), [true, true]);
-            let details = targets.iter().map(|t| detail(t, reason)).collect();
-            guesses.conclude(admitted, &targets, details, now);
+        for reason in [
+            Reason::Ok,
+            Reason::Unreachable,
+            Reason::Timeout,
+            Reason::Refused,
+            Reason::HostKeyMismatch,
+        ] {
+            let details = request(&guesses, &a, &targets, reason, now);
+            assert_eq!(reasons(&details), [reason, reason]);
         }
-        // Two rejections at the first target use up its bucket.
-        for _ in 0..2 {
-            let admitted = guesses.admit(&a, &targets, now);
-            let details = vec![
-                detail(&targets[0], Reason::AuthFailed),
-                detail(&targets[1], Reason::Ok),
-            ];
-            guesses.conclude(admitted, &targets, details, now);
+        let only_first = [target("192.0.2.1")];
+        for reason in [Reason::AuthFailed, Reason::ProtocolError] {
+            request(&guesses, &a, &only_first, reason, now);
         }
-        let admitted = guesses.admit(&a, &targets, now);
-        assert_eq!(admitted.dial(), [false, true]);
-        let details = guesses.conclude(
-            admitted,
-            &targets,
-            vec![
-                detail(&targets[0], Reason::NotGranted),
-                detail(&targets[1], Reason::Ok),
-            ],
-            now,
-        );
-        assert_eq!(details[0].reason, Reason::Throttled);
+        let details = request(&guesses, &a, &targets, Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Throttled, Reason::Ok]);
         assert_eq!(details[0].target, Endpoint::from(targets[0]));
+        assert_eq!(details[0].connection_result, "CONNECT_FAILED");
         assert!(
             details[0].message.contains("try again in 1 s"),
             "{details:?}"
         );
-        assert_eq!(details[1].reason, Reason::Ok);
-        // Another caller is not held; the first regains a token in time.
-        assert_eq!(guesses.admit(&b, &targets, now).dial(), [true, true]);
+        // Another caller has its own; the first regains a token in time.
+        let details = request(&guesses, &b, &targets, Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Ok, Reason::Ok]);
         let later = now + Duration::from_secs(1);
-        assert_eq!(guesses.admit(&a, &targets, later).dial(), [true, true]);
+        assert!(guesses.admit(&a, &targets, later).dial().iter().all(|d| *d));
     }
 
     #[test]
-    fn tokens_are_taken_before_the_login_so_concurrent_guesses_are_bounded() {
-        let guesses = Guesses::new(GuessLimits {
-            burst: 3,
-            per_hour: 1,
-        });
+    fn one_host_is_one_allowance_however_it_is_addressed() {
+        let guesses = limits(2, 1);
         let a = Client::new("a");
-        let one = [target("::ffff:127.0.0.1")];
-        let same = [target("127.0.0.1")];
         let now = Instant::now();
-        let in_flight: Vec<_> = (0..3).map(|_| guesses.admit(&a, &one, now)).collect();
+        for same in [
+            [
+                "127.0.0.1",
+                "127.9.9.9",
+                "::1",
+                "::ffff:127.0.0.3",
+                "64:ff9b::7f00:2",
+            ],
+            [
+                "2001:db8::1",
+                "2001:db8::ffff:2",
+                "2001:db8::3",
+                "2001:db8::4",
+                "2001:db8::5",
+            ],
+            [
+                "192.0.2.7",
+                "::ffff:192.0.2.7",
+                "64:ff9b::c000:207",
+                "192.0.2.7",
+                "192.0.2.7",
+            ],
+        ] {
+            let targets: Vec<Target> = same.iter().map(|ip| target(ip)).collect();
+            // A request tries one secret: one token for all its targets.
+            for _ in 0..2 {
+                let details = request(&guesses, &a, &targets, Reason::AuthFailed, now);
+                assert!(details.iter().all(|d| d.reason == Reason::AuthFailed));
+            }
+            let details = request(&guesses, &a, &targets, Reason::Ok, now);
+            assert!(
+                details.iter().all(|d| d.reason == Reason::Throttled),
+                "{same:?}"
+            );
+        }
+        // Another /64, another IPv4 address: other hosts.
+        for other in ["2001:db8:0:1::1", "192.0.2.8"] {
+            let details = request(&guesses, &a, &[target(other)], Reason::Ok, now);
+            assert_eq!(reasons(&details), [Reason::Ok]);
+        }
+    }
+
+    #[test]
+    fn tokens_are_taken_before_the_login_and_kept_when_it_ends_without_verdicts() {
+        let guesses = limits(3, 1);
+        let a = Client::new("a");
+        let one = [target("192.0.2.1")];
+        let now = Instant::now();
+        let in_flight: Vec<Admitted> = (0..3).map(|_| guesses.admit(&a, &one, now)).collect();
         assert!(in_flight.iter().all(Admitted::any));
-        // The same address spelt another way is the same target.
-        assert!(!guesses.admit(&a, &same, now).any());
-        // A call that tried nothing gives its token back.
-        let mut in_flight = in_flight.into_iter();
-        guesses.refund(in_flight.next().unwrap(), &one, now);
-        assert!(guesses.admit(&a, &same, now).any());
+        assert!(!guesses.admit(&a, &one, now).any());
+        // Dropped (an error, or the request went away): its secret may have
+        // been sent, so the token stays spent.
+        drop(in_flight);
+        assert!(!guesses.admit(&a, &one, now).any());
+    }
+
+    #[test]
+    fn a_caller_flooding_the_table_shares_one_bucket_and_others_keep_theirs() {
+        let guesses = limits(1, 1);
+        let (flood, other) = (Client::new("flood"), Client::new("other"));
+        let now = Instant::now();
+        let host = |i: usize| target(&format!("10.{}.{}.1", i / 256, i % 256));
+        for i in 0..MAX_BUCKETS_PER_CALLER {
+            request(&guesses, &flood, &[host(i)], Reason::AuthFailed, now);
+        }
+        // Past its share, the flooder's new hosts share one bucket.
+        let first_new = host(MAX_BUCKETS_PER_CALLER);
+        request(&guesses, &flood, &[first_new], Reason::AuthFailed, now);
+        let second_new = host(MAX_BUCKETS_PER_CALLER + 1);
+        let details = request(&guesses, &flood, &[second_new], Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Throttled]);
+        let details = request(&guesses, &other, &[second_new], Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Ok]);
     }
 
     #[test]
     fn no_limit_when_nothing_is_regained() {
-        let guesses = Guesses::new(GuessLimits {
-            burst: 1,
-            per_hour: 0,
-        });
+        let guesses = limits(1, 0);
         let a = Client::new("a");
-        let one = [target("127.0.0.1")];
+        let one = [target("192.0.2.1")];
         let now = Instant::now();
         for _ in 0..5 {
-            let admitted = guesses.admit(&a, &one, now);
-            assert!(admitted.any());
-            guesses.conclude(
-                admitted,
-                &one,
-                vec![detail(&one[0], Reason::AuthFailed)],
-                now,
-            );
+            let details = request(&guesses, &a, &one, Reason::AuthFailed, now);
+            assert_eq!(reasons(&details), [Reason::AuthFailed]);
         }
     }
 }

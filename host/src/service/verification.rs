@@ -13,15 +13,6 @@ use crate::plugins::{Detail, Endpoint, Purpose, Reason, SecretChange, Target, Ve
 use crate::secret::Secret;
 use crate::store::Record;
 
-/// The secret a verification tries, and whose it is.
-#[derive(Clone, Copy)]
-pub(super) enum Tried<'a> {
-    /// The request's: for all a target knows, a guess.
-    Sent(&'a Secret),
-    /// The stored one.
-    Stored(&'a Secret),
-}
-
 impl Service {
     /// Host keys for proving a secret the caller sent: learned, except
     /// where the operator pinned some in advance.
@@ -38,46 +29,34 @@ impl Service {
         HostKeys::enforce_known(pins, &self.known_hosts.load())
     }
 
-    /// Verifies a secret: one the caller `sent` within the caller's
-    /// allowance of rejected secrets per target (see `guesses`), a stored
-    /// one as it is.
-    async fn verify(
+    /// Verifies a secret a request asks to try (the one it sent, or on an
+    /// update the stored one with what the request changed): within the
+    /// caller's allowance of rejected secrets per host (see `guesses`).
+    async fn verify_for_request(
         &self,
         verifier: &VerifierPlugin,
         public: &str,
-        secret: Tried<'_>,
+        secret: &Secret,
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
     ) -> Result<Vec<Detail>, Error> {
-        let details = if let Tried::Sent(secret) = secret {
-            let admitted = self.guesses.admit(client, targets, Instant::now());
-            let tried = if admitted.any() {
-                verifier
-                    .verify_dialling(public, secret, targets, &admitted.dial(), host_keys, client)
-                    .await
-            } else {
-                // Every target is held: nothing to call the plugin for.
-                Ok(targets
-                    .iter()
-                    .map(|t| Detail::new((*t).into(), Reason::NotGranted, String::new()))
-                    .collect())
-            };
-            match tried {
-                Ok(details) => self
-                    .guesses
-                    .conclude(admitted, targets, details, Instant::now()),
-                Err(e) => {
-                    self.guesses.refund(admitted, targets, Instant::now());
-                    return Err(e.into());
-                }
-            }
-        } else {
-            let (Tried::Sent(secret) | Tried::Stored(secret)) = secret;
+        let admitted = self.guesses.admit(client, targets, Instant::now());
+        let details = if admitted.any() {
+            // An error keeps the tokens taken (see `Guesses::conclude`).
             verifier
-                .verify(public, secret, targets, host_keys, client)
+                .verify_dialling(public, secret, targets, &admitted.dial(), host_keys, client)
                 .await?
+        } else {
+            // Every target is held: nothing to call the plugin for.
+            targets
+                .iter()
+                .map(|t| Detail::new((*t).into(), Reason::NotGranted, String::new()))
+                .collect()
         };
+        let details = self
+            .guesses
+            .conclude(admitted, targets, details, Instant::now());
         count(&verifier.info.target_type, &details);
         Ok(details)
     }
@@ -89,13 +68,13 @@ impl Service {
         &self,
         verifier: &VerifierPlugin,
         public: &str,
-        secret: Tried<'_>,
+        secret: &Secret,
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
     ) -> Result<Vec<Detail>, Error> {
         let details = self
-            .verify(verifier, public, secret, targets, host_keys, client)
+            .verify_for_request(verifier, public, secret, targets, host_keys, client)
             .await?;
         let failures: Vec<String> = details
             .iter()
@@ -138,10 +117,10 @@ impl Service {
         };
         let host_keys = self.learn_host_keys(&normalized.targets);
         let details = self
-            .verify(
+            .verify_for_request(
                 &verifier,
                 &normalized.public,
-                Tried::Sent(&secret),
+                &secret,
                 &normalized.targets,
                 &host_keys,
                 client,
