@@ -174,10 +174,9 @@ async fn validate_reports_each_target_and_stores_nothing() {
 }
 
 /// credhost is no password guesser: once a host judged a caller's secrets
-/// wrong `rejected_secret_burst` times, it is not tried with the caller's
-/// requests (not even a right secret) until a token is regained; the
-/// stored secret is not held, and nothing else is counted. Every loopback
-/// address is one host.
+/// wrong `rejected_secret_burst` times, the caller's requests do not reach
+/// it (not even with a right secret, nor the stored one) until a token is
+/// regained; nothing else is counted. Every loopback address is one host.
 #[tokio::test]
 async fn a_caller_guessing_passwords_is_held_off_the_target() {
     let sshd = Sshd::start();
@@ -231,7 +230,7 @@ async fn a_caller_guessing_passwords_is_held_off_the_target() {
         held["message"]
             .as_str()
             .unwrap()
-            .contains("rejected too often"),
+            .contains("judged wrong too often"),
         "{result}"
     );
     assert_eq!(result["data"]["details"][1]["reason"], "THROTTLED");
@@ -253,8 +252,9 @@ async fn a_caller_guessing_passwords_is_held_off_the_target() {
     assert_eq!(status, 400, "{refused}");
     assert!(message(&refused).contains("THROTTLED"), "{refused}");
     assert_eq!(attempts(), tried, "{}", sshd.log());
-    // The stored secret is not a guess: it still logs in.
-    assert_eq!(server.validate_stored(id).await["reason"], "OK");
+    // Nor does a batch validation of the stored secret reach it now.
+    assert_eq!(server.validate_stored(id).await["reason"], "THROTTLED");
+    assert_eq!(attempts(), tried, "{}", sshd.log());
     let (_, got) = server.get(&format!("{CREDENTIAL}/{id}")).await;
     assert_eq!(got["data"]["name"], "web");
 }

@@ -18,7 +18,7 @@
 //! to one target at once.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -51,13 +51,20 @@ impl Default for GuessLimits {
 const MAX_BUCKETS: usize = 65_536;
 const MAX_BUCKETS_PER_CALLER: usize = 4_096;
 
-/// The host of a caller's shared bucket: no target has it.
-const SHARED: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+/// Targets of one host a request may reach: a host's own addresses and
+/// ports, or the machines of one IPv6 /64. Past that, a token would buy
+/// hundreds of failed logins at one machine (its fail2ban would ban
+/// credhost for everyone, its lockout lock the account).
+const MAX_TARGETS_PER_HOST: usize = 64;
 
-/// What costs the token: the target judged the secret, or may have.
-/// Everything else shows the secret was accepted or never sent.
+/// What costs the token: the target judged the secret, or may have (a
+/// plugin that failed after sending it). The rest shows the secret was
+/// accepted or never sent.
 fn spends(reason: Reason) -> bool {
-    matches!(reason, Reason::AuthFailed | Reason::ProtocolError)
+    matches!(
+        reason,
+        Reason::AuthFailed | Reason::ProtocolError | Reason::Other
+    )
 }
 
 /// The host a target address names, as far as addresses tell: every
@@ -81,6 +88,14 @@ fn host_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Where a caller's allowance for a host is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Host(IpAddr),
+    /// The caller's hosts past its share of the table.
+    Shared,
+}
+
 pub struct Guesses {
     limits: GuessLimits,
     table: Mutex<Table>,
@@ -88,29 +103,42 @@ pub struct Guesses {
 
 #[derive(Default)]
 struct Table {
-    buckets: HashMap<(Client, IpAddr), Bucket>,
+    buckets: HashMap<(Client, Slot), Bucket>,
     /// Each caller's buckets, its shared one left out.
     per_caller: HashMap<Client, usize>,
     swept: Option<Instant>,
 }
 
-/// Hosts a caller may reach now. A request tries one secret, so it takes
-/// one token per host however many of its targets are that host's.
+/// What a request may reach now. A request tries one secret, so it takes
+/// one token per host, however many of its targets are that host's.
 pub struct Admitted {
     client: Client,
-    /// Each target's host, in order.
-    hosts: Vec<IpAddr>,
-    /// `None`: may be dialled (its host's token taken); `Some`: held.
-    held: Vec<Option<Detail>>,
+    /// Each host reached, the slot its token came from (`None`: no limit),
+    /// and whether a verdict of it spent the token.
+    hosts: Vec<(IpAddr, Option<Slot>)>,
+    /// Per target: `Reach::Dial`, a copy of an earlier identical target,
+    /// or held.
+    reach: Vec<Reach>,
+}
+
+enum Reach {
+    /// Dialled, its token from `hosts[i]`.
+    Dial(usize),
+    /// The same endpoint as an earlier target: dialled once, for both.
+    Copy(usize),
+    Held(Detail),
 }
 
 impl Admitted {
     pub fn dial(&self) -> Vec<bool> {
-        self.held.iter().map(Option::is_none).collect()
+        self.reach
+            .iter()
+            .map(|r| matches!(r, Reach::Dial(_)))
+            .collect()
     }
 
     pub fn any(&self) -> bool {
-        self.held.iter().any(Option::is_none)
+        self.reach.iter().any(|r| matches!(r, Reach::Dial(_)))
     }
 }
 
@@ -129,128 +157,143 @@ impl Guesses {
     /// Takes a token for every host of `targets` that `client` may reach
     /// now.
     pub fn admit(&self, client: &Client, targets: &[Target], now: Instant) -> Admitted {
-        let hosts: Vec<IpAddr> = targets.iter().map(|t| host_of(t.ip)).collect();
-        let mut decided: Vec<(IpAddr, Option<u64>)> = Vec::new();
-        let held = targets
-            .iter()
-            .zip(&hosts)
-            .map(|(target, host)| {
-                let wait = match decided.iter().find(|(h, _)| h == host) {
-                    Some((_, wait)) => *wait,
-                    None => {
-                        let wait = self.take(client, *host, now);
-                        decided.push((*host, wait));
-                        wait
-                    }
-                };
-                wait.map(|seconds| {
-                    Detail::new(
-                        (*target).into(),
-                        Reason::Throttled,
-                        format!(
-                            "not tried: this caller's secrets for {} were rejected too often \
-                             recently; try again in {seconds} s",
-                            target.ip
-                        ),
-                    )
-                })
-            })
-            .collect();
+        let mut hosts: Vec<(IpAddr, Option<Slot>)> = Vec::new();
+        // Per host: its token (or the seconds to wait) and targets dialled.
+        let mut decided: Vec<(IpAddr, Result<usize, u64>, usize)> = Vec::new();
+        let mut reach = Vec::with_capacity(targets.len());
+        for (i, target) in targets.iter().enumerate() {
+            if let Some(first) = targets[..i].iter().position(|t| t == target) {
+                reach.push(Reach::Copy(first));
+                continue;
+            }
+            let host = host_of(target.ip);
+            let at = match decided.iter().position(|(h, ..)| *h == host) {
+                Some(at) => at,
+                None => {
+                    let token = self.take(client, host, now).map(|slot| {
+                        hosts.push((host, slot));
+                        hosts.len() - 1
+                    });
+                    decided.push((host, token, 0));
+                    decided.len() - 1
+                }
+            };
+            let (_, token, dialled) = &mut decided[at];
+            let why = match *token {
+                Err(seconds) => format!(
+                    "not tried: this caller's secrets for {} were judged wrong too often \
+                     recently; try again in {seconds} s",
+                    target.ip
+                ),
+                Ok(_) if *dialled >= MAX_TARGETS_PER_HOST => format!(
+                    "not tried: a request reaches at most {MAX_TARGETS_PER_HOST} targets of \
+                     one host ({host} here)"
+                ),
+                Ok(index) => {
+                    *dialled += 1;
+                    reach.push(Reach::Dial(index));
+                    continue;
+                }
+            };
+            reach.push(Reach::Held(Detail::new(
+                (*target).into(),
+                Reason::Throttled,
+                why,
+            )));
+        }
         Admitted {
             client: client.clone(),
             hosts,
-            held,
+            reach,
         }
     }
 
-    /// A token of `client` for `host`; `Some` with the seconds to wait
-    /// when there is none.
-    fn take(&self, client: &Client, host: IpAddr, now: Instant) -> Option<u64> {
+    /// A token of `client` for `host`, and the slot it came from (`None`:
+    /// no limit); `Err` with the seconds to wait when there is none.
+    fn take(&self, client: &Client, host: IpAddr, now: Instant) -> Result<Option<Slot>, u64> {
         if self.limits.per_hour == 0 {
-            return None;
+            return Ok(None);
         }
-        self.with_bucket(client, host, now, |bucket| {
-            let tokens = bucket.refill(now);
-            if tokens >= 1.0 {
-                bucket.spend();
-                return None;
-            }
-            Some(((1.0 - tokens) / self.per_second()).ceil().max(1.0) as u64)
-        })
+        let mut table = self.table();
+        let slot = table.slot(client, host, now);
+        let fresh = Bucket::full(f64::from(self.limits.burst.max(1)), self.per_second(), now);
+        let bucket = table.buckets.entry((client.clone(), slot)).or_insert(fresh);
+        let tokens = bucket.refill(now);
+        if tokens >= 1.0 {
+            bucket.spend();
+            return Ok(Some(slot));
+        }
+        Err(((1.0 - tokens) / self.per_second()).ceil().max(1.0) as u64)
     }
 
-    /// Gives back the token of every host that judged no secret, and puts
-    /// the held targets' details in place of what was not dialled. A call
-    /// that ends without details (an error, or dropped) keeps its tokens:
-    /// its secret may have been sent.
-    pub fn conclude(
-        &self,
-        admitted: Admitted,
-        targets: &[Target],
-        details: Vec<Detail>,
-        now: Instant,
-    ) -> Vec<Detail> {
-        let mut spent: Vec<IpAddr> = Vec::new();
-        let mut dialled: Vec<IpAddr> = Vec::new();
-        for ((host, held), detail) in admitted.hosts.iter().zip(&admitted.held).zip(&details) {
-            if held.is_none() {
-                if spends(detail.reason) && !spent.contains(host) {
-                    spent.push(*host);
-                }
-                if !dialled.contains(host) {
-                    dialled.push(*host);
-                }
-            }
-        }
-        if self.limits.per_hour != 0 {
-            for host in dialled.iter().filter(|h| !spent.contains(h)) {
-                self.with_bucket(&admitted.client, *host, now, Bucket::give_back);
-            }
-        }
-        debug_assert_eq!(targets.len(), details.len());
-        admitted
-            .held
-            .into_iter()
-            .zip(details)
-            .map(|(held, detail)| held.unwrap_or(detail))
-            .collect()
-    }
-
-    fn with_bucket<R>(
-        &self,
-        client: &Client,
-        host: IpAddr,
-        now: Instant,
-        f: impl FnOnce(&mut Bucket) -> R,
-    ) -> R {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         // Buckets hold no invariant a panic elsewhere could break.
-        let mut table = self
-            .table
+        self.table
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (client.clone(), host);
-        if let Some(bucket) = table.buckets.get_mut(&key) {
-            return f(bucket);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives back the token of every host no verdict of which spends it,
+    /// and puts the held and copied targets' details in place of what was
+    /// not dialled. A call that ends without details (an error, or
+    /// dropped) keeps its tokens: its secret may have been sent.
+    pub fn conclude(&self, admitted: Admitted, details: Vec<Detail>) -> Vec<Detail> {
+        if details.len() != admitted.reach.len() {
+            // Not a verdict per target: nothing to say which were judged.
+            return details;
+        }
+        let mut spent = vec![false; admitted.hosts.len()];
+        for (reach, detail) in admitted.reach.iter().zip(&details) {
+            if let Reach::Dial(host) = reach {
+                spent[*host] |= spends(detail.reason);
+            }
+        }
+        {
+            let mut table = self.table();
+            for ((_, slot), spent) in admitted.hosts.iter().zip(spent) {
+                if let (Some(slot), false) = (slot, spent) {
+                    // Only a bucket still there: one swept meanwhile was full.
+                    if let Some(bucket) = table.buckets.get_mut(&(admitted.client.clone(), *slot)) {
+                        bucket.give_back();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Detail> = Vec::with_capacity(details.len());
+        for (reach, detail) in admitted.reach.into_iter().zip(details) {
+            let detail = match reach {
+                Reach::Dial(_) => detail,
+                Reach::Copy(first) => out[first].clone(),
+                Reach::Held(held) => held,
+            };
+            out.push(detail);
+        }
+        out
+    }
+}
+
+impl Table {
+    /// The slot of `client`'s allowance for `host`: its own, or, past the
+    /// caller's share or the table's size, the caller's shared one.
+    fn slot(&mut self, client: &Client, host: IpAddr, now: Instant) -> Slot {
+        let own = Slot::Host(host);
+        if self.buckets.contains_key(&(client.clone(), own)) {
+            return own;
         }
         let full = |table: &Table| {
             table.buckets.len() >= MAX_BUCKETS
                 || table.per_caller.get(client).copied().unwrap_or(0) >= MAX_BUCKETS_PER_CALLER
         };
-        if full(&table) {
-            table.sweep(now);
+        if full(self) {
+            self.sweep(now);
         }
-        let key = if full(&table) {
-            (client.clone(), SHARED)
-        } else {
-            *table.per_caller.entry(client.clone()).or_default() += 1;
-            key
-        };
-        let fresh = Bucket::full(f64::from(self.limits.burst.max(1)), self.per_second(), now);
-        f(table.buckets.entry(key).or_insert(fresh))
+        if full(self) {
+            return Slot::Shared;
+        }
+        *self.per_caller.entry(client.clone()).or_default() += 1;
+        own
     }
-}
 
-impl Table {
     /// Drops the buckets that have filled up again (they are as good as
     /// new), at most once a second: a full table costs no sweep per call.
     fn sweep(&mut self, now: Instant) {
@@ -261,10 +304,10 @@ impl Table {
             return;
         }
         let per_caller = &mut self.per_caller;
-        self.buckets.retain(|(client, host), bucket| {
+        self.buckets.retain(|(client, slot), bucket| {
             let keep = !bucket.is_full_at(now);
             if !keep
-                && *host != SHARED
+                && let Slot::Host(_) = slot
                 && let Some(n) = per_caller.get_mut(client)
             {
                 *n -= 1;
@@ -301,11 +344,16 @@ mod tests {
         now: Instant,
     ) -> Vec<Detail> {
         let admitted = guesses.admit(client, targets, now);
+        let dial = admitted.dial();
         let details = targets
             .iter()
-            .map(|t| Detail::new((*t).into(), reason, String::new()))
+            .zip(dial)
+            .map(|(t, dial)| {
+                let reason = if dial { reason } else { Reason::NotGranted };
+                Detail::new((*t).into(), reason, String::new())
+            })
             .collect();
-        guesses.conclude(admitted, targets, details, now)
+        guesses.conclude(admitted, details)
     }
 
     fn reasons(details: &[Detail]) -> Vec<Reason> {
@@ -329,13 +377,17 @@ mod tests {
             assert_eq!(reasons(&details), [reason, reason]);
         }
         let only_first = [target("192.0.2.1")];
-        for reason in [Reason::AuthFailed, Reason::ProtocolError] {
+        for reason in [Reason::AuthFailed, Reason::Other] {
             request(&guesses, &a, &only_first, reason, now);
         }
         let details = request(&guesses, &a, &targets, Reason::Ok, now);
         assert_eq!(reasons(&details), [Reason::Throttled, Reason::Ok]);
         assert_eq!(details[0].target, Endpoint::from(targets[0]));
         assert_eq!(details[0].connection_result, "CONNECT_FAILED");
+        assert!(
+            details[0].message.contains("judged wrong too often"),
+            "{details:?}"
+        );
         assert!(
             details[0].message.contains("try again in 1 s"),
             "{details:?}"
@@ -392,6 +444,38 @@ mod tests {
             let details = request(&guesses, &a, &[target(other)], Reason::Ok, now);
             assert_eq!(reasons(&details), [Reason::Ok]);
         }
+    }
+
+    #[test]
+    fn a_target_sent_twice_is_dialled_once_and_one_host_at_most_64_times() {
+        let guesses = limits(1, 1);
+        let a = Client::new("a");
+        let now = Instant::now();
+        let twice = [
+            target("192.0.2.1"),
+            target("192.0.2.2"),
+            target("192.0.2.1"),
+        ];
+        let admitted = guesses.admit(&a, &twice, now);
+        assert_eq!(admitted.dial(), [true, true, false]);
+        let details = vec![
+            Detail::new(twice[0].into(), Reason::Ok, "first".into()),
+            Detail::new(twice[1].into(), Reason::Refused, String::new()),
+            Detail::new(twice[2].into(), Reason::NotGranted, String::new()),
+        ];
+        let details = guesses.conclude(admitted, details);
+        assert_eq!(reasons(&details), [Reason::Ok, Reason::Refused, Reason::Ok]);
+        assert_eq!(details[2].message, "first");
+        // 100 ports of one machine: one token, 64 of them dialled.
+        let ports: Vec<Target> = (1..=100)
+            .map(|port| Target {
+                ip: "127.0.0.1".parse().unwrap(),
+                port,
+            })
+            .collect();
+        let dial = guesses.admit(&Client::new("b"), &ports, now).dial();
+        assert_eq!(dial.iter().filter(|d| **d).count(), MAX_TARGETS_PER_HOST);
+        assert!(dial[..MAX_TARGETS_PER_HOST].iter().all(|d| *d));
     }
 
     #[test]

@@ -29,10 +29,11 @@ impl Service {
         HostKeys::enforce_known(pins, &self.known_hosts.load())
     }
 
-    /// Verifies a secret a request asks to try (the one it sent, or on an
-    /// update the stored one with what the request changed): within the
-    /// caller's allowance of rejected secrets per host (see `guesses`).
-    async fn verify_for_request(
+    /// Verifies within the caller's allowance of secrets judged wrong per
+    /// host (see `guesses`): every login credhost makes for a caller
+    /// counts, with a secret the request sent or a stored one (a stored
+    /// secret that keeps failing is a lockout in the making).
+    async fn verify_within_allowance(
         &self,
         verifier: &VerifierPlugin,
         public: &str,
@@ -40,7 +41,7 @@ impl Service {
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
-    ) -> Result<Vec<Detail>, Error> {
+    ) -> Result<Vec<Detail>, crate::plugins::PluginError> {
         let admitted = self.guesses.admit(client, targets, Instant::now());
         let details = if admitted.any() {
             // An error keeps the tokens taken (see `Guesses::conclude`).
@@ -54,9 +55,22 @@ impl Service {
                 .map(|t| Detail::new((*t).into(), Reason::NotGranted, String::new()))
                 .collect()
         };
+        Ok(self.guesses.conclude(admitted, details))
+    }
+
+    /// The same for a secret a request asks to try, counted in the metrics.
+    async fn verify_for_request(
+        &self,
+        verifier: &VerifierPlugin,
+        public: &str,
+        secret: &Secret,
+        targets: &[Target],
+        host_keys: &HostKeys,
+        client: &Client,
+    ) -> Result<Vec<Detail>, Error> {
         let details = self
-            .guesses
-            .conclude(admitted, targets, details, Instant::now());
+            .verify_within_allowance(verifier, public, secret, targets, host_keys, client)
+            .await?;
         count(&verifier.info.target_type, &details);
         Ok(details)
     }
@@ -227,10 +241,16 @@ impl Service {
         let mut proven = if allowed.is_empty() {
             Vec::new()
         } else {
-            verifier
-                .verify(&record.public, &secret, &allowed, &host_keys, client)
-                .await
-                .map_err(|e| (Reason::Other, e.to_string()))?
+            self.verify_within_allowance(
+                &verifier,
+                &record.public,
+                &secret,
+                &allowed,
+                &host_keys,
+                client,
+            )
+            .await
+            .map_err(|e| (Reason::Other, e.to_string()))?
         }
         .into_iter();
         Ok((record.targets.iter().zip(permitted))
