@@ -67,11 +67,9 @@ fn spends(reason: Reason) -> bool {
     )
 }
 
-/// The host a target address names, as far as addresses tell: every
-/// loopback address is this machine, an IPv6 /64 is one host's as much as
-/// one address of it is (a host may answer on all of it), and NAT64's
-/// well-known prefix names the IPv4 address it carries. Otherwise one host
-/// would be as many as its addresses, each with an allowance of its own.
+/// The host a target address names, as far as one address tells: every
+/// loopback address is this machine, and an address under NAT64's
+/// well-known prefix is the IPv4 address it carries.
 fn host_of(ip: IpAddr) -> IpAddr {
     const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
     let ip = match ip.to_canonical() {
@@ -84,15 +82,30 @@ fn host_of(ip: IpAddr) -> IpAddr {
     if ip.is_loopback() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
-        client_of(ip)
+        ip
     }
 }
 
-/// Where a caller's allowance for a host is kept.
+/// The IPv6 /64 of a host, which has an allowance of its own besides its
+/// address's, ten times as large: a LAN's machines share a /64, and one
+/// machine may answer on all of it, which would otherwise make it as many
+/// hosts as it has addresses.
+fn network_of(host: IpAddr) -> Option<IpAddr> {
+    match host {
+        IpAddr::V6(_) => Some(client_of(host)),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// How much larger a /64's allowance is than an address's.
+const NETWORK_FACTOR: u32 = 10;
+
+/// Where a caller's allowance is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Slot {
     Host(IpAddr),
-    /// The caller's hosts past its share of the table.
+    Network(IpAddr),
+    /// The caller's hosts and networks past its share of the table.
     Shared,
 }
 
@@ -113,9 +126,9 @@ struct Table {
 /// one token per host, however many of its targets are that host's.
 pub struct Admitted {
     client: Client,
-    /// Each host reached, the slot its token came from (`None`: no limit),
-    /// and whether a verdict of it spent the token.
-    hosts: Vec<(IpAddr, Option<Slot>)>,
+    /// Each host reached, and the slots its tokens came from (none
+    /// without a limit).
+    hosts: Vec<Vec<Slot>>,
     /// Per target: `Reach::Dial`, a copy of an earlier identical target,
     /// or held.
     reach: Vec<Reach>,
@@ -157,7 +170,7 @@ impl Guesses {
     /// Takes a token for every host of `targets` that `client` may reach
     /// now.
     pub fn admit(&self, client: &Client, targets: &[Target], now: Instant) -> Admitted {
-        let mut hosts: Vec<(IpAddr, Option<Slot>)> = Vec::new();
+        let mut hosts: Vec<Vec<Slot>> = Vec::new();
         // Per host: its token (or the seconds to wait) and targets dialled.
         let mut decided: Vec<(IpAddr, Result<usize, u64>, usize)> = Vec::new();
         let mut reach = Vec::with_capacity(targets.len());
@@ -170,8 +183,8 @@ impl Guesses {
             let at = match decided.iter().position(|(h, ..)| *h == host) {
                 Some(at) => at,
                 None => {
-                    let token = self.take(client, host, now).map(|slot| {
-                        hosts.push((host, slot));
+                    let token = self.take(client, host, now).map(|slots| {
+                        hosts.push(slots);
                         hosts.len() - 1
                     });
                     decided.push((host, token, 0));
@@ -208,22 +221,32 @@ impl Guesses {
         }
     }
 
-    /// A token of `client` for `host`, and the slot it came from (`None`:
-    /// no limit); `Err` with the seconds to wait when there is none.
-    fn take(&self, client: &Client, host: IpAddr, now: Instant) -> Result<Option<Slot>, u64> {
+    /// A token of `client` for `host` (and for its /64), and the slots
+    /// they came from; `Err` with the seconds to wait when there is none.
+    fn take(&self, client: &Client, host: IpAddr, now: Instant) -> Result<Vec<Slot>, u64> {
         if self.limits.per_hour == 0 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let mut table = self.table();
-        let slot = table.slot(client, host, now);
-        let fresh = Bucket::full(f64::from(self.limits.burst.max(1)), self.per_second(), now);
-        let bucket = table.buckets.entry((client.clone(), slot)).or_insert(fresh);
-        let tokens = bucket.refill(now);
-        if tokens >= 1.0 {
+        let mut taken = Vec::with_capacity(2);
+        let wanted = std::iter::once((Slot::Host(host), 1))
+            .chain(network_of(host).map(|net| (Slot::Network(net), NETWORK_FACTOR)));
+        for (own, factor) in wanted {
+            let slot = table.slot(client, own, now);
+            let burst = f64::from(self.limits.burst.max(1).saturating_mul(factor));
+            let rate = self.per_second() * f64::from(factor);
+            let bucket = (table.buckets.entry((client.clone(), slot)))
+                .or_insert_with(|| Bucket::full(burst, rate, now));
+            let tokens = bucket.refill(now);
+            if tokens < 1.0 {
+                let wait = ((1.0 - tokens) / rate).ceil().max(1.0) as u64;
+                table.give_back(client, &taken);
+                return Err(wait);
+            }
             bucket.spend();
-            return Ok(Some(slot));
+            taken.push(slot);
         }
-        Err(((1.0 - tokens) / self.per_second()).ceil().max(1.0) as u64)
+        Ok(taken)
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -250,12 +273,9 @@ impl Guesses {
         }
         {
             let mut table = self.table();
-            for ((_, slot), spent) in admitted.hosts.iter().zip(spent) {
-                if let (Some(slot), false) = (slot, spent) {
-                    // Only a bucket still there: one swept meanwhile was full.
-                    if let Some(bucket) = table.buckets.get_mut(&(admitted.client.clone(), *slot)) {
-                        bucket.give_back();
-                    }
+            for (slots, spent) in admitted.hosts.iter().zip(spent) {
+                if !spent {
+                    table.give_back(&admitted.client, slots);
                 }
             }
         }
@@ -273,10 +293,19 @@ impl Guesses {
 }
 
 impl Table {
-    /// The slot of `client`'s allowance for `host`: its own, or, past the
-    /// caller's share or the table's size, the caller's shared one.
-    fn slot(&mut self, client: &Client, host: IpAddr, now: Instant) -> Slot {
-        let own = Slot::Host(host);
+    /// Gives back a token to each of `slots`; only to a bucket still
+    /// there (one swept meanwhile was full).
+    fn give_back(&mut self, client: &Client, slots: &[Slot]) {
+        for slot in slots {
+            if let Some(bucket) = self.buckets.get_mut(&(client.clone(), *slot)) {
+                bucket.give_back();
+            }
+        }
+    }
+
+    /// Where `client`'s allowance `own` is kept: there, or, past the
+    /// caller's share or the table's size, in the caller's shared one.
+    fn slot(&mut self, client: &Client, own: Slot, now: Instant) -> Slot {
         if self.buckets.contains_key(&(client.clone(), own)) {
             return own;
         }
@@ -307,7 +336,7 @@ impl Table {
         self.buckets.retain(|(client, slot), bucket| {
             let keep = !bucket.is_full_at(now);
             if !keep
-                && let Slot::Host(_) = slot
+                && *slot != Slot::Shared
                 && let Some(n) = per_caller.get_mut(client)
             {
                 *n -= 1;
@@ -413,13 +442,6 @@ mod tests {
                 "64:ff9b::7f00:2",
             ],
             [
-                "2001:db8::1",
-                "2001:db8::ffff:2",
-                "2001:db8::3",
-                "2001:db8::4",
-                "2001:db8::5",
-            ],
-            [
                 "192.0.2.7",
                 "::ffff:192.0.2.7",
                 "64:ff9b::c000:207",
@@ -439,11 +461,35 @@ mod tests {
                 "{same:?}"
             );
         }
-        // Another /64, another IPv4 address: other hosts.
-        for other in ["2001:db8:0:1::1", "192.0.2.8"] {
+        // Another address: another host.
+        for other in ["2001:db8:0:1::1", "2001:db8:0:1::2", "192.0.2.8"] {
             let details = request(&guesses, &a, &[target(other)], Reason::Ok, now);
             assert_eq!(reasons(&details), [Reason::Ok]);
         }
+    }
+
+    #[test]
+    fn an_ipv6_64_has_ten_addresses_worth() {
+        let guesses = limits(1, 1);
+        let a = Client::new("a");
+        let now = Instant::now();
+        let in_64 = |i: u32| target(&format!("2001:db8::{i:x}"));
+        // Ten machines of one LAN each judge a secret wrong...
+        for i in 1..=10 {
+            let details = request(&guesses, &a, &[in_64(i)], Reason::AuthFailed, now);
+            assert_eq!(reasons(&details), [Reason::AuthFailed]);
+        }
+        // ...and the /64 is held for this caller, its other machines too.
+        let details = request(&guesses, &a, &[in_64(11)], Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Throttled]);
+        let details = request(&guesses, &a, &[target("2001:db8:0:1::1")], Reason::Ok, now);
+        assert_eq!(reasons(&details), [Reason::Ok]);
+        // One request to fifteen machines of a fresh /64 reaches ten.
+        let lan: Vec<Target> = (1..=15)
+            .map(|i| target(&format!("2001:db8:1::{i:x}")))
+            .collect();
+        let dial = guesses.admit(&Client::new("b"), &lan, now).dial();
+        assert_eq!(dial.iter().filter(|d| **d).count(), 10);
     }
 
     #[test]
