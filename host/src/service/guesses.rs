@@ -1,21 +1,21 @@
-//! How many secrets one caller may send that one target rejects. A create,
-//! an update with a passphrase or a validate logs in to every target with
-//! the secret the caller sent: a password guess credhost makes for the
-//! caller, from an address the target trusts enough to let it try. Unbounded,
-//! credhost would be a fast password guesser against every target the
-//! operator allows, and the target's own defences (fail2ban, say) would ban
-//! credhost itself, for everyone.
+//! How many secrets of one caller the hosts may judge wrong. Every login
+//! credhost makes for a caller (create, update, validate, batch validate)
+//! tries a secret the caller chose, or a stored one with what the caller
+//! changed: for all the host knows, a password guess, from an address it
+//! trusts enough to let it try. Unbounded, credhost would be a fast
+//! password guesser against every host the operator allows, and the hosts'
+//! own defences (fail2ban, account lockout) would ban credhost itself, for
+//! everyone.
 //!
-//! So each caller has a bucket per target address: every login with a sent
-//! secret takes a token before it starts, and gets it back unless the
-//! target rejected the secret (`AUTH_FAILED`). A caller whose bucket for a
-//! target is empty does not reach that target with sent secrets
-//! (`THROTTLED`) until the bucket has regained a token. Taking the token
-//! first bounds concurrent guesses too. Stored secrets are not counted:
-//! logging in with one again guesses nothing. Another caller has its own
-//! buckets, so one caller's failures do not lock others out; a target holds
-//! at most one credential of a type, so no honest caller needs many logins
-//! to one target at once.
+//! So each caller has a bucket per host address, and one ten times as large
+//! per network (all of loopback, each IPv6 /64). A request tries one
+//! secret, so it takes one token per host it reaches, before any login
+//! starts (which bounds concurrent guesses too), and gets it back unless a
+//! verdict shows the secret judged, or maybe sent (`AUTH_FAILED`,
+//! `PROTOCOL_ERROR`, `OTHER`). A host without a token is not dialled for
+//! that caller (`THROTTLED`) until the bucket has regained one. Another
+//! caller has its own buckets, so one caller's failures do not lock others
+//! out.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -67,37 +67,32 @@ fn spends(reason: Reason) -> bool {
     )
 }
 
-/// The host a target address names, as far as one address tells: every
-/// loopback address is this machine, and an address under NAT64's
-/// well-known prefix is the IPv4 address it carries.
+/// The host a target address names: the address, except that one under
+/// NAT64's well-known prefix is the IPv4 address it carries.
 fn host_of(ip: IpAddr) -> IpAddr {
     const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
-    let ip = match ip.to_canonical() {
+    match ip.to_canonical() {
         IpAddr::V6(v6) if v6.segments()[..6] == NAT64 => {
             let [.., a, b, c, d] = v6.octets();
             IpAddr::V4(Ipv4Addr::new(a, b, c, d))
         }
         ip => ip,
-    };
-    if ip.is_loopback() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        ip
     }
 }
 
-/// The IPv6 /64 of a host, which has an allowance of its own besides its
-/// address's, ten times as large: a LAN's machines share a /64, and one
-/// machine may answer on all of it, which would otherwise make it as many
-/// hosts as it has addresses.
+/// The network a host shares an allowance with, ten times as large as its
+/// own: all of loopback, which is this machine, and an IPv6 /64, whose
+/// machines are a LAN's, or one machine answering on all of it. Otherwise
+/// one machine would be as many hosts as it has addresses.
 fn network_of(host: IpAddr) -> Option<IpAddr> {
     match host {
+        _ if host.is_loopback() => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         IpAddr::V6(_) => Some(client_of(host)),
         IpAddr::V4(_) => None,
     }
 }
 
-/// How much larger a /64's allowance is than an address's.
+/// How much larger a network's allowance is than an address's.
 const NETWORK_FACTOR: u32 = 10;
 
 /// Where a caller's allowance is kept.
@@ -435,11 +430,11 @@ mod tests {
         let now = Instant::now();
         for same in [
             [
-                "127.0.0.1",
-                "127.9.9.9",
-                "::1",
+                "127.0.0.3",
                 "::ffff:127.0.0.3",
-                "64:ff9b::7f00:2",
+                "64:ff9b::7f00:3",
+                "127.0.0.3",
+                "127.0.0.3",
             ],
             [
                 "192.0.2.7",
@@ -466,6 +461,19 @@ mod tests {
             let details = request(&guesses, &a, &[target(other)], Reason::Ok, now);
             assert_eq!(reasons(&details), [Reason::Ok]);
         }
+    }
+
+    #[test]
+    fn loopback_is_one_network() {
+        let guesses = limits(1, 1);
+        let a = Client::new("a");
+        let now = Instant::now();
+        let many: Vec<Target> = (1..=15)
+            .map(|i| target(&format!("127.0.{i}.1")))
+            .chain([target("::1")])
+            .collect();
+        let dial = guesses.admit(&a, &many, now).dial();
+        assert_eq!(dial.iter().filter(|d| **d).count(), 10);
     }
 
     #[test]
