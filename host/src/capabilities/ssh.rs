@@ -113,24 +113,13 @@ const KEX_ORDER: &[russh::kex::Name] = &[
 /// whose signatures hash with SHA-1 (OpenSSH stopped offering it in 8.8).
 /// An RSA host key still works under `rsa-sha2-512` or `rsa-sha2-256`; a
 /// server that offers it only as `ssh-rsa` gets no login, and no secret.
-const HOST_KEY_ORDER: &[russh::keys::Algorithm] = &[
-    russh::keys::Algorithm::Ed25519,
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP256,
-    },
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP384,
-    },
-    russh::keys::Algorithm::Ecdsa {
-        curve: russh::keys::EcdsaCurve::NistP521,
-    },
-    russh::keys::Algorithm::Rsa {
-        hash: Some(russh::keys::HashAlg::Sha512),
-    },
-    russh::keys::Algorithm::Rsa {
-        hash: Some(russh::keys::HashAlg::Sha256),
-    },
-];
+fn host_key_order() -> Vec<russh::keys::Algorithm> {
+    let sha1 = russh::keys::Algorithm::Rsa { hash: None };
+    (russh::Preferred::DEFAULT.key.iter())
+        .filter(|algorithm| **algorithm != sha1)
+        .cloned()
+        .collect()
+}
 
 #[derive(Clone)]
 pub struct SshClient {
@@ -145,7 +134,7 @@ impl SshClient {
             inactivity_timeout: Some(Duration::from_millis(settings.auth_timeout_ms)),
             preferred: russh::Preferred {
                 kex: std::borrow::Cow::Borrowed(KEX_ORDER),
-                key: std::borrow::Cow::Borrowed(HOST_KEY_ORDER),
+                key: std::borrow::Cow::Owned(host_key_order()),
                 ..Default::default()
             },
             ..Default::default()

@@ -845,9 +845,10 @@ impl VerifierPlugin {
     }
 
     /// A typed plugin's verification: `verify_target` for every target at
-    /// once, each call granted that target only. The first target's call
-    /// is admitted as any request is (or refused 503); the others of the
-    /// same credential wait for an instance within their deadline.
+    /// once, each call granted that target only, except those `dial`
+    /// leaves out. The first call dialled is admitted as any request is (or
+    /// refused 503); the others of the same credential wait for an instance
+    /// within their deadline.
     async fn fan_out<F>(
         &self,
         targets: &[Target],

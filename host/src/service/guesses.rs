@@ -22,13 +22,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::budget::Client;
 use crate::connections::{Bucket, client_of};
 use crate::plugins::{Detail, Reason, Target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuessLimits {
     /// Rejected secrets a caller may send to one host at once.
     pub burst: u32,
@@ -167,26 +165,23 @@ impl Guesses {
     pub fn admit(&self, client: &Client, targets: &[Target], now: Instant) -> Admitted {
         let mut hosts: Vec<Vec<Slot>> = Vec::new();
         // Per host: its token (or the seconds to wait) and targets dialled.
-        let mut decided: Vec<(IpAddr, Result<usize, u64>, usize)> = Vec::new();
+        let mut decided: HashMap<IpAddr, (Result<usize, u64>, usize)> = HashMap::new();
+        let mut first_of: HashMap<&Target, usize> = HashMap::with_capacity(targets.len());
         let mut reach = Vec::with_capacity(targets.len());
         for (i, target) in targets.iter().enumerate() {
-            if let Some(first) = targets[..i].iter().position(|t| t == target) {
+            if let Some(&first) = first_of.get(target) {
                 reach.push(Reach::Copy(first));
                 continue;
             }
+            first_of.insert(target, i);
             let host = host_of(target.ip);
-            let at = match decided.iter().position(|(h, ..)| *h == host) {
-                Some(at) => at,
-                None => {
-                    let token = self.take(client, host, now).map(|slots| {
-                        hosts.push(slots);
-                        hosts.len() - 1
-                    });
-                    decided.push((host, token, 0));
-                    decided.len() - 1
-                }
-            };
-            let (_, token, dialled) = &mut decided[at];
+            let (token, dialled) = decided.entry(host).or_insert_with(|| {
+                let token = self.take(client, host, now).map(|slots| {
+                    hosts.push(slots);
+                    hosts.len() - 1
+                });
+                (token, 0)
+            });
             let why = match *token {
                 Err(seconds) => format!(
                     "not tried: this caller's secrets for {} were judged wrong too often \
