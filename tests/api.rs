@@ -173,6 +173,73 @@ async fn validate_reports_each_target_and_stores_nothing() {
     assert_eq!(list["data"]["page"]["total_elements"], 0);
 }
 
+/// A validate refused for want of a plugin instance (503) sent its secret
+/// nowhere, not even to its other targets, so it costs none of the
+/// caller's allowance of rejected secrets: a busy server does not turn
+/// into THROTTLED for the caller's own hosts.
+#[tokio::test]
+async fn a_request_refused_as_busy_costs_no_guess() {
+    let sshd = Sshd::start();
+    let silent = support::SilentListener::start();
+    // One verification at a time per client, refused after 200 ms.
+    let server = Server::start(Options {
+        config: Some(
+            "rejected_secret_burst = 2\nrejected_secrets_per_hour = 60\n\
+             [engine]\nmax_instances = 4\nquick_instances = 2\n\
+             verify_instances_per_client = 1\nqueue_wait_ms = 200\n\
+             [ssh]\nhandshake_timeout_ms = 1500\n"
+                .into(),
+        ),
+        ..Default::default()
+    });
+    let validate_with = |port: u16, passphrase: &str| {
+        json!({ "target_type": "HOST", "ssh_credential_property": {
+            "targets": [{ "ip": "127.0.0.1", "port": port }],
+            "username": USER, "type": "PASSWORD", "passphrase": passphrase } })
+    };
+    let validate = |port: u16| validate_with(port, PASSWORD);
+    let path = format!("{CREDENTIAL}/validate");
+    // The caller's one instance waits on a host that never answers
+    // (holding one of its two tokens for 127.0.0.1 meanwhile).
+    let held = server.post(&path, validate(silent.addr.port()));
+    // Each refused request has a second target, which would wait for an
+    // instance of its own were the request not refused before any call.
+    let mut two_targets = validate(support::closed_port());
+    two_targets["ssh_credential_property"]["targets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "ip": "127.0.0.1", "port": sshd.addr.port() }));
+    let busy = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(server.post(&path, two_targets.clone()).await);
+        }
+        answers
+    };
+    let ((status, timed_out), answers) = tokio::join!(held, busy);
+    assert_eq!(status, 200, "{timed_out}");
+    assert_eq!(timed_out["data"]["details"][0]["reason"], "TIMEOUT");
+    for (status, answer) in &answers {
+        assert_eq!(*status, 503, "{answers:?}");
+        assert_eq!(err_code(answer), "Common.Unavailable", "{answer}");
+    }
+    assert!(!sshd.log().contains("password for"), "{}", sshd.log());
+    // Nothing was spent: the caller still has both tokens, so two wrong
+    // secrets reach the host, and a third is held.
+    for (guess, reason) in [
+        ("guess-1", "AUTH_FAILED"),
+        ("guess-2", "AUTH_FAILED"),
+        ("guess-3", "THROTTLED"),
+    ] {
+        let (status, answer) = server
+            .post(&path, validate_with(sshd.addr.port(), guess))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["data"]["details"][0]["reason"], reason, "{answer}");
+    }
+}
+
 /// credhost is no password guesser: once a host judged a caller's secrets
 /// wrong `rejected_secret_burst` times, the caller's requests do not reach
 /// it (not even with a right secret, nor the stored one) until a token is

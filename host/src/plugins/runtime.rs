@@ -85,9 +85,10 @@ pub(super) enum Work {
     Admitted(Arc<Work>),
 }
 
-/// A slot of a call's budget, held by a call of several rounds.
+/// A slot of a call's budget, held by a call of several rounds (none for
+/// work admitted already).
 pub(super) struct Admission {
-    _slot: Slot,
+    _slot: Option<Slot>,
 }
 
 impl Runtime {
@@ -148,19 +149,23 @@ impl Runtime {
     }
 
     /// A slot for `work`, held until the admission is dropped; calls of
-    /// `Work::Admitted(work)` then take none of their own.
+    /// `Work::Admitted(work)` then take none of their own, and admitting
+    /// such work again takes nothing.
     pub(super) async fn admit(
         &self,
         work: &Work,
         limits: &Limits,
     ) -> Result<Admission, PluginError> {
+        if let Work::Admitted(_) = work {
+            return Ok(Admission { _slot: None });
+        }
         let (budget, client, patient) = self.budget_of(work);
         let slot = if patient {
             budget.acquire_within(client, limits.deadline()).await
         } else {
             budget.acquire(client).await
         };
-        slot.map(|slot| Admission { _slot: slot })
+        slot.map(|slot| Admission { _slot: Some(slot) })
             .map_err(PluginError::Busy)
     }
 
@@ -187,10 +192,7 @@ impl Runtime {
         run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
         size: impl FnOnce(&T) -> usize,
     ) -> Result<T, PluginError> {
-        let _admission = match &work {
-            Work::Admitted(_) => None,
-            work => Some(self.admit(work, limits).await?),
-        };
+        let _admission = self.admit(&work, limits).await?;
         let (grant, client, ssh) = self.lent_to(work);
         let started = std::time::Instant::now();
         let plugin = &label.plugin;

@@ -847,7 +847,8 @@ impl VerifierPlugin {
     /// A typed plugin's verification: `verify_target` for every target at
     /// once, each call granted that target only, except those `dial`
     /// leaves out. The first call dialled is admitted as any request is (or
-    /// refused 503); the others of the same credential wait for an instance
+    /// refused 503) before any call starts, so a refused request dialled
+    /// nothing; the others of the same credential wait for an instance
     /// within their deadline.
     async fn fan_out<F>(
         &self,
@@ -864,28 +865,42 @@ impl VerifierPlugin {
         let keys = KeyCache::default();
         let keys = &keys;
         let verify_target = &verify_target;
-        // The first call dialled is admitted as a request is; see `patient`.
+        let work_for = |target: &Target, patient: bool| Work::Verify {
+            grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
+                .with_keys(keys.clone()),
+            client: client.clone(),
+            patient,
+        };
+        // The first call dialled is admitted as a request is (see
+        // `patient`), and before any other starts: a request refused for
+        // want of an instance must have sent its secret nowhere.
         let first = dial.iter().position(|dial| *dial);
-        let calls = targets.iter().enumerate().map(|(i, target)| async move {
-            if !dial[i] {
-                return (target, Ok((Reason::NotGranted, NOT_DIALLED.to_string())));
+        let mut first_admitted = match first {
+            Some(i) => {
+                let work = work_for(&targets[i], false);
+                let admission = self.runtime.admit(&work, &self.meta.limits).await?;
+                Some((admission, Work::Admitted(Arc::new(work))))
             }
-            let work = Work::Verify {
-                grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
-                    .with_keys(keys.clone()),
-                client: client.clone(),
-                patient: Some(i) != first,
-            };
-            (target, verify_target(*target, work).await)
+            None => None,
+        };
+        let calls = targets.iter().enumerate().map(|(i, target)| {
+            let admitted = (Some(i) == first).then(|| first_admitted.take()).flatten();
+            async move {
+                if !dial[i] {
+                    return (target, Ok((Reason::NotGranted, NOT_DIALLED.to_string())));
+                }
+                let verdict = match admitted {
+                    Some((_admission, work)) => verify_target(*target, work).await,
+                    None => verify_target(*target, work_for(target, true)).await,
+                };
+                (target, verdict)
+            }
         });
         let scrubber = Scrubber::of(secret);
         let mut details = Vec::with_capacity(targets.len());
-        for (i, (target, verdict)) in join_all(calls).await.into_iter().enumerate() {
+        for (target, verdict) in join_all(calls).await {
             let (reason, message) = match verdict {
                 Ok(verdict) => verdict,
-                // Only the first call can be refused for want of an
-                // instance: then the request is (503), not a target.
-                Err(busy @ PluginError::Busy(_)) if Some(i) == first => return Err(busy),
                 Err(e) => (Reason::Other, e.to_string()),
             };
             let message = scrubber.apply(message);

@@ -246,6 +246,15 @@ impl Guesses {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Gives back every token of a request that dialled nothing (refused
+    /// for want of an instance before any call started).
+    pub fn release(&self, admitted: Admitted) {
+        let mut table = self.table();
+        for slots in &admitted.hosts {
+            table.give_back(&admitted.client, slots);
+        }
+    }
+
     /// Gives back the token of every host no verdict of which spends it,
     /// and puts the held and copied targets' details in place of what was
     /// not dialled. A call that ends without details (an error, or
@@ -540,6 +549,18 @@ mod tests {
         // been sent, so the token stays spent.
         drop(in_flight);
         assert!(!guesses.admit(&a, &one, now).any());
+    }
+
+    #[test]
+    fn a_request_that_dialled_nothing_gives_every_token_back() {
+        let guesses = limits(1, 1);
+        let a = Client::new("a");
+        let two = [target("192.0.2.1"), target("2001:db8::1")];
+        let now = Instant::now();
+        let refused = guesses.admit(&a, &two, now);
+        assert!(!guesses.admit(&a, &two, now).any());
+        guesses.release(refused);
+        assert_eq!(guesses.admit(&a, &two, now).dial(), [true, true]);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use futures::StreamExt;
 use super::{Contents, Error, Service, ValidateRequest, ValidationResult};
 use crate::budget::Client;
 use crate::capabilities::HostKeys;
-use crate::plugins::{Detail, Endpoint, Purpose, Reason, SecretChange, Target, VerifierPlugin};
+use crate::plugins::{
+    Detail, Endpoint, PluginError, Purpose, Reason, SecretChange, Target, VerifierPlugin,
+};
 use crate::secret::Secret;
 use crate::store::Record;
 
@@ -41,13 +43,23 @@ impl Service {
         targets: &[Target],
         host_keys: &HostKeys,
         client: &Client,
-    ) -> Result<Vec<Detail>, crate::plugins::PluginError> {
+    ) -> Result<Vec<Detail>, PluginError> {
         let admitted = self.guesses.admit(client, targets, Instant::now());
         let details = if admitted.any() {
-            // An error keeps the tokens taken (see `Guesses::conclude`).
-            verifier
-                .verify_dialling(public, secret, targets, &admitted.dial(), host_keys, client)
-                .await?
+            let dial = admitted.dial();
+            match (verifier.verify_dialling(public, secret, targets, &dial, host_keys, client))
+                .await
+            {
+                Ok(details) => details,
+                // Refused before any call started: nothing was sent.
+                Err(busy @ PluginError::Busy(_)) => {
+                    self.guesses.release(admitted);
+                    return Err(busy);
+                }
+                // Any other error keeps the tokens: a secret may have been
+                // sent (see `Guesses::conclude`).
+                Err(e) => return Err(e),
+            }
         } else {
             // Every target is held: nothing to call the plugin for.
             targets
