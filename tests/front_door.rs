@@ -242,6 +242,67 @@ async fn a_password_request_past_the_rate_is_refused_before_its_header_is_used()
     assert_eq!(status, 404, "{envelope}");
 }
 
+/// 3b. A block that decrypts to nothing changes a header's bytes but not
+/// its text. Put between two blocks that both hold the password (a password
+/// longer than one of the SDK's 53-byte chunks), it would make a used header
+/// new to the replay check, again and again, until it expires; so a header
+/// with such a block is refused as unreadable, used before or not.
+#[tokio::test]
+async fn a_block_that_decrypts_to_nothing_makes_no_new_header() {
+    const LONG: &str = "Front-door-long-password-that-spans-two-chunks-of-the-SDK-00";
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), LONG.into())],
+        config: Some("[http]\nauth_failure_burst = 100\n".into()),
+        ..Default::default()
+    });
+    let client = Client::connect(&server.base, LONG).await.unwrap();
+    let public = client.public_key().clone();
+    let target = "/api/v1/security/credential/1";
+    let text = sdk_header_json(LONG, now() + 60, target, &STANDARD.encode([5u8; 32]));
+    let captured = encrypt_header(&public, text.as_bytes(), 53);
+    let empty = || {
+        public
+            .encrypt(&mut rsa::rand_core::OsRng, rsa::Pkcs1v15Encrypt, b"")
+            .unwrap()
+    };
+    // A fresh header with an empty block where the password is cut.
+    let fresh = sdk_header_json(LONG, now() + 60, target, &STANDARD.encode([6u8; 32]));
+    let mut fresh = blocks_of(&encrypt_header(&public, fresh.as_bytes(), 53));
+    fresh.insert(1, empty());
+    let (status, envelope) = client
+        .send(
+            Method::GET,
+            target,
+            &Sealed {
+                header: header_of(&fresh),
+                body: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (401, "Security.Authentication.Header.DecryptFailed")
+    );
+    let sealed = Sealed {
+        header: captured.clone(),
+        body: None,
+    };
+    let (status, envelope) = client.send(Method::GET, target, &sealed).await.unwrap();
+    assert_eq!((status, err_code(&envelope)), (404, "Credential.NotFound"));
+    // The captured header, an empty block put inside its password each time.
+    for _ in 0..3 {
+        let mut replay = blocks_of(&captured);
+        replay.insert(1, empty());
+        let sealed = Sealed {
+            header: header_of(&replay),
+            body: None,
+        };
+        let (status, envelope) = client.send(Method::DELETE, target, &sealed).await.unwrap();
+        assert_eq!(status, 401, "{envelope}");
+    }
+}
+
 /// 3. Replays: re-encrypting or padding the header with a block that
 /// decrypts to a space makes new bytes, not a new header; and a header
 /// used for GET cannot be used again for DELETE.

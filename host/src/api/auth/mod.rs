@@ -328,6 +328,9 @@ impl Authenticator {
         let plain = answer
             .await
             .map_err(|_| ApiError::unavailable("the server is shutting down", 1))?;
+        if plain.has_empty_block() {
+            return Err(unreadable());
+        }
         let claims = header::claims(&plain.bytes).map_err(|_| unreadable())?;
         let expiry = self.check(&claims, target, agent_header)?;
         let ids = self.first_use(&claims, &blocks, &plain.ends, expiry)?;

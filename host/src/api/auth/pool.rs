@@ -24,6 +24,17 @@ pub struct Plain {
     pub ends: Vec<usize>,
 }
 
+impl Plain {
+    /// Whether a block decrypted to nothing. No client sends one (each
+    /// chunk of its header holds something), and one changes a header's
+    /// bytes without its text: put between two blocks of the password, it
+    /// would make a used header look new to the replay check.
+    pub fn has_empty_block(&self) -> bool {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).any(|(start, end)| start == *end)
+    }
+}
+
 /// One header: its blocks, handed out one at a time, possibly to several
 /// threads at once, and their plaintexts as they come.
 struct Job {
