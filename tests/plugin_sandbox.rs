@@ -168,24 +168,32 @@ async fn a_socket_outside_the_grant_is_refused_without_a_packet() {
 }
 
 /// One call holds a bounded number of WASI resources (each socket a file
-/// descriptor of the server's), however many connections its target takes:
+/// descriptor of the server's), however many connections its targets take:
 /// past them, the call traps.
 #[tokio::test]
 async fn a_call_holds_a_bounded_number_of_sockets() {
     let (registry, _dir) = hostile().await;
-    let (listener, addr) = listener();
-    let granted = Target {
-        ip: addr.ip(),
-        port: addr.port(),
-    };
-    let public = serde_json::json!({ "connect-many": addr.to_string() });
+    // Enough targets that four connections to each are more than the
+    // table's entries.
+    let listeners: Vec<_> = (0..credhost::plugins::MAX_RESOURCES / 2)
+        .map(|_| listener())
+        .collect();
+    let granted: Vec<Target> = listeners
+        .iter()
+        .map(|(_, addr)| Target {
+            ip: addr.ip(),
+            port: addr.port(),
+        })
+        .collect();
+    let addresses: Vec<String> = listeners.iter().map(|(_, a)| a.to_string()).collect();
+    let public = serde_json::json!({ "connect-many": addresses });
     let error = registry
         .verifier("HOSTILE")
         .unwrap()
         .verify(
             &public.to_string(),
             &credhost::secret::Secret::new(Vec::new()),
-            &[granted],
+            &granted,
             &HostKeys::learn(Vec::new()),
             &Client::default(),
         )
@@ -195,15 +203,60 @@ async fn a_call_holds_a_bounded_number_of_sockets() {
         matches!(&error, PluginError::Trap { reason, .. } if reason.contains("resource table has no free keys")),
         "{error}"
     );
-    // Fewer connections reached the listener than the table has entries.
+    // Fewer connections reached the listeners than the table has entries.
     let mut accepted = 0;
-    while listener.accept().is_ok() {
-        accepted += 1;
+    for (listener, _) in &listeners {
+        while listener.accept().is_ok() {
+            accepted += 1;
+        }
     }
     assert!(
         (1..credhost::plugins::MAX_RESOURCES).contains(&accepted),
         "{accepted} connections"
     );
+}
+
+/// A verification tries its secret once per target, however often its
+/// plugin was handed the target (a 0.1 plugin gets a request's targets as
+/// sent, copies and all) or dials it: at most four connections of its own
+/// to each, and one login through the `ssh` capability. Otherwise one
+/// token of the guess limit would buy a thousand logins.
+#[tokio::test]
+async fn a_verification_reaches_each_target_only_so_often() {
+    let (registry, _dir) = hostile().await;
+    let (listener, addr) = listener();
+    let granted = Target {
+        ip: addr.ip(),
+        port: addr.port(),
+    };
+    let public = serde_json::json!({ "connect-many": addr.to_string() });
+    let messages = verify_messages(&registry, public, &[granted]).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].starts_with("held 4: "), "{messages:?}");
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, 4);
+
+    // Three logins to one target in one call: the first is made (and
+    // refused, nothing listens), the copies are not.
+    let closed = support::closed_port();
+    let public = serde_json::json!({ "ssh": { "ip": "127.0.0.1", "port": closed }, "times": 3 });
+    let target = Target {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: closed,
+    };
+    let messages = verify_messages(&registry, public, &[target, target, target]).await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].starts_with("Outcome::Refused"), "{messages:?}");
+    for copy in &messages[1..] {
+        assert!(
+            copy.starts_with("Outcome::NotGranted")
+                && copy.contains("logged in to this target already"),
+            "{messages:?}"
+        );
+    }
 }
 
 #[tokio::test]

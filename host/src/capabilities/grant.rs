@@ -1,11 +1,12 @@
 //! The network endpoints one plugin call may reach: exactly the targets of the
-//! credential being verified, nothing else (no name lookups, no listening).
+//! credential being verified, nothing else (no name lookups, no listening),
+//! and each only so often in one verification.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::sockets::SocketAddrUse;
 
@@ -19,7 +20,23 @@ pub struct Grant {
     host_keys: HostKeys,
     /// Private keys read for the verification this call is part of.
     keys: KeyCache,
+    /// How often that verification reached each endpoint. A request tries
+    /// its secret once per target (the guess limit counts on it), however
+    /// many times a plugin was handed the target or asks again.
+    reached: Arc<Mutex<HashMap<SocketAddr, Reached>>>,
 }
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Reached {
+    logins: u32,
+    connections: u32,
+}
+
+/// Logins through the `ssh` capability per endpoint and verification.
+pub const MAX_LOGINS_PER_TARGET: u32 = 1;
+/// Connections a plugin opens itself per endpoint and verification: a
+/// protocol may need one to probe and one to log in, or a retry.
+pub const MAX_CONNECTIONS_PER_TARGET: u32 = 4;
 
 impl Grant {
     pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>, host_keys: HostKeys) -> Self {
@@ -27,6 +44,7 @@ impl Grant {
             endpoints: Arc::new(endpoints.into_iter().collect()),
             host_keys,
             keys: KeyCache::default(),
+            reached: Arc::default(),
         }
     }
 
@@ -61,6 +79,34 @@ impl Grant {
         self.endpoints.contains(endpoint)
     }
 
+    /// Counts a login at `endpoint`; false once the verification made
+    /// its one.
+    pub fn take_login(&self, endpoint: &SocketAddr) -> bool {
+        self.take(endpoint, |r| &mut r.logins, MAX_LOGINS_PER_TARGET)
+    }
+
+    fn take_connection(&self, endpoint: &SocketAddr) -> bool {
+        self.take(endpoint, |r| &mut r.connections, MAX_CONNECTIONS_PER_TARGET)
+    }
+
+    fn take(
+        &self,
+        endpoint: &SocketAddr,
+        count: impl FnOnce(&mut Reached) -> &mut u32,
+        max: u32,
+    ) -> bool {
+        let mut reached = self
+            .reached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = count(reached.entry(*endpoint).or_default());
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
     pub fn is_empty(&self) -> bool {
         self.endpoints.is_empty()
     }
@@ -78,16 +124,16 @@ impl Grant {
         let warned = std::sync::atomic::AtomicBool::new(false);
         move |addr, usage| {
             let allowed = match usage {
-                SocketAddrUse::TcpConnect => grant.permits(&addr),
+                SocketAddrUse::TcpConnect => grant.permits(&addr) && grant.take_connection(&addr),
                 // A connect binds implicitly to the wildcard address first.
                 SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
                 _ => false,
             };
             if !allowed {
                 if warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    tracing::debug!(%addr, ?usage, "plugin socket use outside its grant refused");
+                    tracing::debug!(%addr, ?usage, "plugin socket use outside its grant, or past its connections to a target, refused");
                 } else {
-                    tracing::warn!(%addr, ?usage, "plugin socket use outside its grant refused");
+                    tracing::warn!(%addr, ?usage, "plugin socket use outside its grant, or past its connections to a target, refused");
                 }
             }
             Box::pin(std::future::ready(allowed))

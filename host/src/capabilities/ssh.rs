@@ -194,6 +194,9 @@ impl SshClient {
                 return LoginResult::new(target, Outcome::Timeout, busy.to_string());
             }
         };
+        if !grant.take_login(&target) {
+            return LoginResult::new(target, Outcome::NotGranted, TRIED);
+        }
         self.login(target, grant.host_keys(), client, username, proof)
             .await
     }
@@ -466,6 +469,7 @@ fn address(ip: &str, port: u16) -> Option<SocketAddr> {
 
 const NOT_GRANTED: &str = "target is not among this credential's targets";
 const NO_SSH: &str = "ssh is not lent to this call";
+const TRIED: &str = "not tried again: this verification logged in to this target already";
 
 /// An unparseable ip can never be in the grant: an address refused
 /// without being dialled stands in for it.
