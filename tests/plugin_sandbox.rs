@@ -257,6 +257,26 @@ async fn a_verification_reaches_each_target_only_so_often() {
             "{messages:?}"
         );
     }
+
+    // A list longer than any credential's targets is the plugin making the
+    // host hold a login for each entry: the call traps.
+    let public = serde_json::json!({ "ssh": { "ip": "127.0.0.1", "port": closed }, "times": 1001 });
+    let error = registry
+        .verifier("HOSTILE")
+        .unwrap()
+        .verify(
+            &public.to_string(),
+            &credhost::secret::Secret::new(Vec::new()),
+            &[target],
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PluginError::Trap { reason, .. } if reason.contains("a credential has at most 1000")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -634,9 +634,18 @@ mod wit_0_1 {
             targets: Vec<Target>,
             username: String,
             password: String,
-        ) -> Vec<Wit> {
+        ) -> wasmtime::Result<Vec<Wit>> {
+            // No credential has more targets: a longer list is a plugin
+            // making the host hold a login's state for each entry.
+            if targets.len() > crate::service::MAX_TARGETS {
+                wasmtime::bail!(
+                    "password-login with {} targets: a credential has at most {}",
+                    targets.len(),
+                    crate::service::MAX_TARGETS
+                );
+            }
             let lent = Lent::of(self);
-            join_all(targets.into_iter().map(|target| {
+            let results = join_all(targets.into_iter().map(|target| {
                 let (lent, username, password) = (&lent, &username, &password);
                 async move {
                     let r = lent
@@ -649,7 +658,8 @@ mod wit_0_1 {
                     }
                 }
             }))
-            .await
+            .await;
+            Ok(results)
         }
     }
 }

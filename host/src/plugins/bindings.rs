@@ -8,7 +8,7 @@ pub mod v0_1 {
             world: "verifier",
             path: "../wit/0.1.0",
             imports: {
-                "credhost:plugin/ssh.password-login": async,
+                "credhost:plugin/ssh.password-login": async | trappable,
             },
             exports: { default: async },
         });
