@@ -297,6 +297,36 @@ async fn ssh_to_a_target_outside_the_grant_is_refused_without_a_packet() {
     );
 }
 
+/// Against the real binary: a plugin that writes the secret it was given
+/// into a log line, and into a verdict that breaks the contract, gets it
+/// masked in both: neither the server's log nor the error answered holds it.
+#[tokio::test]
+async fn a_plugin_quoting_its_secret_leaks_it_nowhere() {
+    use support::server::{Options, Server};
+    const SECRET: &str = "Quoted-Secret-8841";
+
+    let dir = support::plugin_dir(&["hostile_verifier"]);
+    let server = Server::start(Options {
+        args: vec!["--plugin-dir".into(), dir.path().display().to_string()],
+        ..Default::default()
+    });
+    let echo = serde_json::json!({ "target_type": "HOSTILE",
+        "hostile_property": { "echo": true, "secret": SECRET } });
+    let (status, envelope) = server
+        .post("/api/v1/security/credential/validate", echo)
+        .await;
+    assert_eq!(status, 500, "{envelope}");
+    let message = envelope["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("connection-result \"******\""),
+        "{envelope}"
+    );
+    assert!(!envelope.to_string().contains(SECRET), "{envelope}");
+    let log = server.log_text();
+    assert!(log.contains("the secret is ******"), "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+}
+
 /// Against the real binary: more spinning plugin calls than the server has
 /// threads, and it still answers. Wasm runs inside a task's poll; a call
 /// that never yielded would hold its thread until its deadline, and these

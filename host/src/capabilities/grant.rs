@@ -12,6 +12,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::HostKeys;
 use super::private_key::KeyCache;
+use crate::plugins::Scrubber;
 
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
@@ -24,6 +25,8 @@ pub struct Grant {
     /// its secret once per target (the guess limit counts on it), however
     /// many times a plugin was handed the target or asks again.
     reached: Arc<Mutex<HashMap<SocketAddr, Reached>>>,
+    /// The secret being proven, kept out of what the plugin logs.
+    scrubber: Option<Arc<Scrubber>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,6 +48,24 @@ impl Grant {
             host_keys,
             keys: KeyCache::default(),
             reached: Arc::default(),
+            scrubber: None,
+        }
+    }
+
+    /// The same grant, for a call that holds the secret `scrubber` masks:
+    /// a plugin that logs what it was given does not put it in the log.
+    pub fn scrubbing(self, scrubber: Arc<Scrubber>) -> Self {
+        Self {
+            scrubber: Some(scrubber),
+            ..self
+        }
+    }
+
+    /// `text` with the secret of the call masked.
+    pub fn scrub(&self, text: String) -> String {
+        match &self.scrubber {
+            Some(scrubber) => scrubber.apply(text),
+            None => text,
         }
     }
 

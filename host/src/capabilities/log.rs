@@ -130,6 +130,7 @@ macro_rules! log_host {
                     L::Warn => Level::Warn,
                     L::Error => Level::Error,
                 };
+                let message = self.grant.scrub(message);
                 self.log.emit(&self.plugin, level, &message);
             }
         }

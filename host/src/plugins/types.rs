@@ -208,6 +208,13 @@ pub fn scrub(message: String, secret: &[u8]) -> String {
 /// each of its targets' verdicts.
 pub struct Scrubber(Vec<String>);
 
+impl std::fmt::Debug for Scrubber {
+    // The pieces are the secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} pieces)", self.0.len())
+    }
+}
+
 impl Scrubber {
     pub fn of(secret: &[u8]) -> Self {
         let Ok(text) = std::str::from_utf8(secret) else {

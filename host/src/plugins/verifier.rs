@@ -677,12 +677,17 @@ impl VerifierPlugin {
                 message: cut(refusal.message),
                 ..refusal
             })),
-            Ok(answer) => self.adopt(answer, purpose).map(Ok),
+            Ok(answer) => self.adopt(answer, purpose, property).map(Ok),
         }
     }
 
     /// Holds what `normalize` returned to the contract's promises.
-    fn adopt(&self, answer: Answer, purpose: Purpose) -> Result<Normalized, PluginError> {
+    fn adopt(
+        &self,
+        answer: Answer,
+        purpose: Purpose,
+        property: &str,
+    ) -> Result<Normalized, PluginError> {
         check_object(&answer.public, "normalize's public part").map_err(|e| self.broke(e))?;
         if matches!(answer.secret, SecretChange::Keep) && purpose != Purpose::Update {
             return Err(self.broke(
@@ -697,6 +702,9 @@ impl VerifierPlugin {
             .iter()
             .map(|(ip, port)| {
                 let ip: IpAddr = ip.parse().map_err(|_| {
+                    // Quoted without what the property holds: the
+                    // plugin had the secret in it.
+                    let ip = quoted(Scrubber::of(property.as_bytes()).apply(ip.clone()));
                     self.broke(format!(
                         "normalize returned a target that is not an IP: {ip:?}"
                     ))
@@ -749,10 +757,12 @@ impl VerifierPlugin {
             .filter(|(_, dial)| **dial)
             .map(|(t, _)| *t)
             .collect();
+        let scrubber = Arc::new(Scrubber::of(secret.expose()));
         match &self.pre {
             Pre::V0_1(set) => {
                 let work = Work::Verify {
-                    grant: Grant::for_targets(&dialled, host_keys.clone()),
+                    grant: Grant::for_targets(&dialled, host_keys.clone())
+                        .scrubbing(scrubber.clone()),
                     client: client.clone(),
                     patient: false,
                 };
@@ -775,7 +785,7 @@ impl VerifierPlugin {
                         },
                     )
                     .await?;
-                self.adopt_0_1(details, targets, secret.expose())
+                self.adopt_0_1(details, targets, &scrubber)
             }
             Pre::V0_2(set) => {
                 let secret = secret.expose();
@@ -784,7 +794,7 @@ impl VerifierPlugin {
                     dial,
                     host_keys,
                     client,
-                    secret,
+                    &scrubber,
                     |target, work| async move {
                         let target = v0_2::verifier::credhost::plugin::types::Target {
                             ip: target.ip.to_string(),
@@ -814,7 +824,7 @@ impl VerifierPlugin {
                     dial,
                     host_keys,
                     client,
-                    secret,
+                    &scrubber,
                     |target, work| async move {
                         let target = v0_3::verifier::credhost::plugin::types::Target {
                             ip: target.ip.to_string(),
@@ -856,7 +866,7 @@ impl VerifierPlugin {
         dial: &[bool],
         host_keys: &HostKeys,
         client: &Client,
-        secret: &[u8],
+        scrubber: &Arc<Scrubber>,
         verify_target: impl Fn(Target, Work) -> F,
     ) -> Result<Vec<Detail>, PluginError>
     where
@@ -867,7 +877,8 @@ impl VerifierPlugin {
         let verify_target = &verify_target;
         let work_for = |target: &Target, patient: bool| Work::Verify {
             grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
-                .with_keys(keys.clone()),
+                .with_keys(keys.clone())
+                .scrubbing(scrubber.clone()),
             client: client.clone(),
             patient,
         };
@@ -896,7 +907,6 @@ impl VerifierPlugin {
                 (target, verdict)
             }
         });
-        let scrubber = Scrubber::of(secret);
         let mut details = Vec::with_capacity(targets.len());
         for (target, verdict) in join_all(calls).await {
             let (reason, message) = match verdict {
@@ -915,7 +925,7 @@ impl VerifierPlugin {
         &self,
         details: Vec<wit1::Detail>,
         targets: &[Target],
-        secret: &[u8],
+        scrubber: &Scrubber,
     ) -> Result<Vec<Detail>, PluginError> {
         if details.len() != targets.len() {
             return Err(self.broke(format!(
@@ -924,7 +934,6 @@ impl VerifierPlugin {
                 targets.len()
             )));
         }
-        let scrubber = Scrubber::of(secret);
         // The verdicts are taken as the targets', in order (the host counts
         // each against its target, see `service::guesses`): a 0.1 plugin
         // may name a target it could not read as `{"ip": "", "port": 0}`,
@@ -937,13 +946,13 @@ impl VerifierPlugin {
                 if said_success != (reason == Reason::Ok) {
                     return Err(self.broke(format!(
                         "verify said connection-result {:?} with reason {}",
-                        d.connection_result,
+                        quoted(scrubber.apply(d.connection_result)),
                         reason.as_str()
                     )));
                 }
                 Ok(Detail::new(
                     Endpoint {
-                        ip: d.target.ip,
+                        ip: quoted(scrubber.apply(d.target.ip)),
                         port: d.target.port,
                     },
                     reason,
@@ -951,6 +960,16 @@ impl VerifierPlugin {
                 ))
             })
             .collect()
+    }
+}
+
+/// At most the first 64 characters of a plugin's text that the host
+/// quotes, in an error or as a target's name: an error is logged and
+/// answered whole, and a name is no place for a message.
+fn quoted(text: String) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
     }
 }
 
