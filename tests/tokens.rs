@@ -216,6 +216,76 @@ async fn revocation_and_expiry_hold_at_once() {
     assert_eq!(a["error"], b["error"]);
 }
 
+/// Nor does a token outlive its maker's revocation: revoking a stolen admin
+/// token revokes the tokens it made, and the ones they made, while tokens
+/// made otherwise keep working.
+#[tokio::test]
+async fn revoking_a_token_revokes_the_tokens_it_made() {
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    let bystander = server.token("bystander", "read");
+    let make = |by: String, name: &'static str| {
+        let server = &server;
+        async move {
+            let (status, made) = server
+                .call_as(
+                    &by,
+                    Method::POST,
+                    "/api/v1/tokens",
+                    Some(json!({ "name": name, "scope": "admin" })),
+                )
+                .await;
+            assert_eq!(status, 200, "{made}");
+            let data = &made["data"];
+            (
+                data["token"].as_str().unwrap().to_string(),
+                data["id"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (stolen, stolen_id) = make(admin.clone(), "stolen").await;
+    let (child, child_id) = make(stolen.clone(), "child").await;
+    let (grandchild, grandchild_id) = make(child.clone(), "grandchild").await;
+    let status_of = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .call_as(&token, Method::GET, "/api/v1/tokens/self", None)
+                .await
+                .0
+        }
+    };
+    for token in [&stolen, &child, &grandchild, &bystander] {
+        assert_eq!(status_of(token.clone()).await, 200);
+    }
+    let (status, revoked) = server
+        .call_as(
+            &admin,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{stolen_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    for token in [&stolen, &child, &grandchild] {
+        assert_eq!(status_of(token.clone()).await, 401);
+    }
+    assert_eq!(status_of(bystander).await, 200);
+    assert_eq!(status_of(admin.clone()).await, 200);
+    let (_, list) = server
+        .call_as(&admin, Method::GET, "/api/v1/tokens", None)
+        .await;
+    for id in [&child_id, &grandchild_id] {
+        let record = list["data"]["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == json!(id))
+            .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+        assert_eq!(record["state"], "revoked", "{record}");
+    }
+}
+
 /// An admin token that expires cannot outlive itself by making another
 /// admin token without an end: what it makes expires when it does, at the
 /// latest.

@@ -116,7 +116,7 @@ pub async fn whoami(
     }
 }
 
-/// Revoke a token: refused from its next request on.
+/// Revoke a token, and every token it made: refused from their next request on.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 200, body = super::schema::Envelope<crate::service::TokenView>), super::schema::Refusals))]
 pub async fn revoke_token(

@@ -42,6 +42,12 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// The token that made this one, if a token did (its id leads the
+    /// `created_by` label).
+    fn minted_by(&self) -> Option<&str> {
+        self.created_by.strip_prefix("token:")?.split(' ').next()
+    }
+
     fn state(&self, now: i64) -> &'static str {
         if self.revoked_us.is_some() {
             "revoked"
@@ -130,11 +136,53 @@ pub(super) struct Tokens {
     by_id: HashMap<String, TokenRecord>,
 }
 
+/// Tokens made by tokens made by tokens: deeper than this, a lineage is
+/// not followed (ids are random, so it cannot loop; this only bounds work).
+const MAX_LINEAGE: usize = 64;
+
 impl Tokens {
     pub(super) fn load(records: Vec<TokenRecord>) -> Self {
         Self {
             by_id: records.into_iter().map(|r| (r.id.clone(), r)).collect(),
         }
+    }
+
+    /// Whether the token that made `record`, or one that made that one, is
+    /// revoked: a token never outlives its maker, in expiry or revocation.
+    fn maker_revoked(&self, record: &TokenRecord) -> bool {
+        let mut maker = record.minted_by();
+        for _ in 0..MAX_LINEAGE {
+            let Some(parent) = maker.and_then(|id| self.by_id.get(id)) else {
+                return false;
+            };
+            if parent.revoked_us.is_some() {
+                return true;
+            }
+            maker = parent.minted_by();
+        }
+        false
+    }
+
+    /// The tokens `id` made, the ones they made, and so on, not yet
+    /// revoked.
+    fn made_by(&self, id: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        let mut makers = vec![id.to_string()];
+        for _ in 0..MAX_LINEAGE {
+            let made: Vec<String> = self
+                .by_id
+                .values()
+                .filter(|r| r.minted_by().is_some_and(|m| makers.iter().any(|k| k == m)))
+                .map(|r| r.id.clone())
+                .collect();
+            if made.is_empty() {
+                break;
+            }
+            found.extend(made.iter().cloned());
+            makers = made;
+        }
+        found.retain(|id| self.by_id.get(id).is_some_and(|r| r.revoked_us.is_none()));
+        found
     }
 }
 
@@ -299,29 +347,62 @@ impl Service {
                 .is_ok()
     }
 
-    /// Revokes at once: the next request with it is refused.
+    /// Revokes at once, with every token it made (and they made): the next
+    /// request with any of them is refused.
     pub async fn revoke_token(&self, id: &str, by: &Principal) -> Result<TokenView, Error> {
         let now = clock::now_us();
-        let mut record = {
+        let record = {
             let table = self.tokens.read().expect("token table lock");
             table.by_id.get(id).cloned().ok_or(Error::TokenNotFound)?
         };
-        if record.revoked_us.is_none() {
-            record.revoked_us = Some(now);
-            self.save_token(&record).await?;
-            self.tokens
-                .write()
+        let record = self.revoke_one(record, by, None, now).await?;
+        // Refused already (see `maker_revoked`); marked so, so every view
+        // and every server of a cluster says so.
+        let made = self.tokens.read().expect("token table lock").made_by(id);
+        for made_id in made {
+            let made = self
+                .tokens
+                .read()
                 .expect("token table lock")
                 .by_id
-                .insert(record.id.clone(), record.clone());
-            tracing::info!(token = %record.id, by = %by.label(), "token revoked");
-            self.audit_event(
-                "token.revoked",
-                serde_json::json!({ "token_id": self.audit_hash(&record.id), "name": record.name,
-                                    "by": by.kind() }),
-            );
+                .get(&made_id)
+                .cloned();
+            if let Some(made) = made {
+                self.revoke_one(made, by, Some(&record.id), now).await?;
+            }
         }
         Ok(TokenView::of(&record, now))
+    }
+
+    async fn revoke_one(
+        &self,
+        mut record: TokenRecord,
+        by: &Principal,
+        with: Option<&str>,
+        now: i64,
+    ) -> Result<TokenRecord, Error> {
+        if record.revoked_us.is_some() {
+            return Ok(record);
+        }
+        record.revoked_us = Some(now);
+        self.save_token(&record).await?;
+        self.tokens
+            .write()
+            .expect("token table lock")
+            .by_id
+            .insert(record.id.clone(), record.clone());
+        match with {
+            None => tracing::info!(token = %record.id, by = %by.label(), "token revoked"),
+            Some(maker) => tracing::info!(token = %record.id, by = %by.label(), with = %maker,
+                "token revoked with the token that made it"),
+        }
+        let mut event = serde_json::json!({ "token_id": self.audit_hash(&record.id),
+            "name": record.name, "by": by.kind() });
+        if let Some(maker) = with {
+            event["with"] = serde_json::json!(self.audit_hash(maker));
+        }
+        self.audit_event("token.revoked", event);
+        Ok(record)
     }
 
     /// The principal a bearer token stands for.
@@ -335,7 +416,7 @@ impl Service {
             if !bool::from(given.as_bytes().ct_eq(record.secret_sha256.as_bytes())) {
                 return Err(TokenRefused::Unknown);
             }
-            if record.revoked_us.is_some() {
+            if record.revoked_us.is_some() || table.maker_revoked(record) {
                 return Err(TokenRefused::Revoked);
             }
             if record.expires_us.is_some_and(|e| e <= now) {
@@ -458,6 +539,45 @@ mod tests {
         assert_eq!(record.expires_us, Some(1_000 + 60_000_000));
         assert!(parse("credhost_zz_abc").is_none());
         assert!(parse(&text[..text.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn a_token_is_refused_once_any_token_in_its_lineage_is_revoked() {
+        let new = |name: &str| NewToken {
+            name: name.into(),
+            scope: Scope::Admin,
+            ttl_secs: None,
+        };
+        let as_token = |r: &TokenRecord| Principal::Token {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            scope: r.scope,
+            expires_us: r.expires_us,
+        };
+        let (root, _) = mint(&new("root"), &Principal::Local, 0).unwrap();
+        let (child, _) = mint(&new("child name"), &as_token(&root), 0).unwrap();
+        let (grandchild, _) = mint(&new("grandchild"), &as_token(&child), 0).unwrap();
+        let (other, _) = mint(&new("other"), &Principal::Local, 0).unwrap();
+        assert_eq!(child.minted_by(), Some(root.id.as_str()));
+        assert_eq!(root.minted_by(), None);
+        let mut tokens = Tokens::load(vec![
+            root.clone(),
+            child.clone(),
+            grandchild.clone(),
+            other.clone(),
+        ]);
+        assert!(!tokens.maker_revoked(&grandchild));
+        assert_eq!(tokens.made_by(&root.id).len(), 2);
+        tokens.by_id.get_mut(&root.id).unwrap().revoked_us = Some(1);
+        // Refused before its own record says so (a token made while its
+        // maker was being revoked, or a revocation not yet cascaded).
+        assert!(tokens.maker_revoked(&child) && tokens.maker_revoked(&grandchild));
+        assert!(!tokens.maker_revoked(&other));
+        let mut made = tokens.made_by(&root.id);
+        made.sort();
+        let mut expected = vec![child.id.clone(), grandchild.id.clone()];
+        expected.sort();
+        assert_eq!(made, expected);
     }
 
     #[test]
