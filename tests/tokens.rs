@@ -153,6 +153,15 @@ async fn each_scope_does_only_what_it_must() {
     assert_eq!(status, 400, "{envelope}");
 }
 
+/// Revokes token `id` as `by`; the answer's envelope.
+async fn revoke(server: &Server, by: &str, id: &str) -> Value {
+    let (status, revoked) = server
+        .call_as(by, Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    revoked
+}
+
 #[tokio::test]
 async fn revocation_and_expiry_hold_at_once() {
     let server = Server::start(Options::default());
@@ -178,15 +187,7 @@ async fn revocation_and_expiry_hold_at_once() {
         }
     };
     assert_eq!(read(ci.clone()).await.0, 200);
-    let (status, revoked) = server
-        .call_as(
-            &admin,
-            Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{revoked}");
+    let revoked = revoke(&server, &admin, &id).await;
     assert_eq!(revoked["data"]["state"], "revoked");
     let (status, envelope) = read(ci).await;
     assert_eq!(status, 401, "{envelope}");
@@ -258,15 +259,7 @@ async fn revoking_a_token_revokes_the_tokens_it_made() {
     for token in [&stolen, &child, &grandchild, &bystander] {
         assert_eq!(status_of(token.clone()).await, 200);
     }
-    let (status, revoked) = server
-        .call_as(
-            &admin,
-            Method::DELETE,
-            &format!("/api/v1/tokens/{stolen_id}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{revoked}");
+    revoke(&server, &admin, &stolen_id).await;
     for token in [&stolen, &child, &grandchild] {
         assert_eq!(status_of(token.clone()).await, 401);
     }
