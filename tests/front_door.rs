@@ -242,6 +242,33 @@ async fn a_password_request_past_the_rate_is_refused_before_its_header_is_used()
     assert_eq!(status, 404, "{envelope}");
 }
 
+/// Every connection is a file descriptor, and so is every plugin socket
+/// and SSH login: a server started under a soft limit of 256 open files
+/// (below its own connection cap) raises it to the hard limit, and says so.
+#[tokio::test]
+async fn the_server_raises_its_open_files_limit() {
+    let server = Server::start(Options {
+        open_files: Some(256),
+        ..Default::default()
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    let (soft, hard) = (numbers[0], numbers[1]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+    assert!(
+        server
+            .log_text()
+            .contains(&format!("raised the open files limit from 256 to {soft}")),
+        "{}",
+        server.log_text()
+    );
+}
+
 /// 3b. A block that decrypts to nothing changes a header's bytes but not
 /// its text. Put between two blocks that both hold the password (a password
 /// longer than one of the SDK's 53-byte chunks), it would make a used header

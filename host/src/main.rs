@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(overrides) => {
             let config = Config::load(&overrides)?;
             init_logging(&config.log);
+            open_files_limit(config.http.max_connections);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -114,6 +115,26 @@ async fn check_plugin(file: &std::path::Path) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => anyhow::bail!("{}: not a usable credhost plugin: {e}", file.display()),
+    }
+}
+
+/// Raises the open files limit, and says so, or why the one there is short.
+fn open_files_limit(max_connections: usize) {
+    // The connections, and as many again for what serving them opens
+    // (store files, plugin sockets, SSH logins).
+    let wanted = 2 * max_connections as u64;
+    match credhost::open_files::raise() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!("raised the open files limit from {before} to {after}");
+            }
+            if after < wanted {
+                tracing::warn!(
+                    "the open files limit is {after}, below the {wanted} that {max_connections}                      connections may need: raise the hard limit (LimitNOFILE under systemd)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Server {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     listen: String,
+    open_files: Option<u64>,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -28,6 +29,8 @@ pub struct Options {
     pub config: Option<String>,
     /// Where to listen instead of a free loopback port.
     pub listen: Option<String>,
+    /// The soft limit of open files the server starts with.
+    pub open_files: Option<u64>,
 }
 
 impl Server {
@@ -47,6 +50,7 @@ impl Server {
             args: options.args,
             envs: options.envs,
             listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".into()),
+            open_files: options.open_files,
             _dir: dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -63,7 +67,24 @@ impl Server {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_credhost"));
+        if let Some(soft) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe syscalls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .arg("serve")
             .args(["--listen", &self.listen, "--data-dir"])
             .arg(&self.data_dir)
@@ -84,6 +105,12 @@ impl Server {
             .unwrap_or_else(|| panic!("credhost did not start: {line:?}\n{}", self.log_text()));
         self.base = addr.to_string();
         self.child = Some(child);
+    }
+
+    /// The server process's id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
     }
 
     /// Stops the server (`kill -9`), keeping its data directory.
