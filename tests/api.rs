@@ -907,6 +907,31 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     );
 }
 
+/// Through a NAT64 gateway, `64:ff9b::a9fe:a9fe` is 169.254.169.254 (a
+/// cloud's metadata service): a list that allows IPv6 widely does not let
+/// in the IPv4 hosts it does not name. Refused before anything is dialled.
+#[tokio::test]
+async fn a_nat64_address_is_held_to_the_ipv4_list() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options {
+        args: ["--allow-target", "127.0.0.0/8", "--allow-target", "::/0"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let mut body = create_body("metadata", &sshd);
+    body["ssh_credential_property"]["targets"] =
+        json!([{ "ip": "64:ff9b::a9fe:a9fe", "port": 22 }]);
+    for path in [CREDENTIAL.to_string(), format!("{CREDENTIAL}/validate")] {
+        let (status, refused) = server.post(&path, body.clone()).await;
+        assert_eq!(
+            (status, err_code(&refused)),
+            (400, "Credential.Host.NotAllowed"),
+            "{path}: {refused}"
+        );
+    }
+}
+
 /// `0.0.0.0` and `::` name no host, and dialling them reaches this
 /// machine: they are refused as targets, list or no list.
 #[tokio::test]

@@ -68,14 +68,8 @@ fn spends(reason: Reason) -> bool {
 /// The host a target address names: the address, except that one under
 /// NAT64's well-known prefix is the IPv4 address it carries.
 fn host_of(ip: IpAddr) -> IpAddr {
-    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
-    match ip.to_canonical() {
-        IpAddr::V6(v6) if v6.segments()[..6] == NAT64 => {
-            let [.., a, b, c, d] = v6.octets();
-            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-        }
-        ip => ip,
-    }
+    let ip = ip.to_canonical();
+    super::targets::nat64_ipv4(ip).map_or(ip, IpAddr::V4)
 }
 
 /// The network a host shares an allowance with, ten times as large as its

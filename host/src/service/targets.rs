@@ -1,10 +1,25 @@
 //! Where credentials may point: an optional allow-list of CIDRs, applied to
 //! create, update and validate alike (obshell's validate can be aimed anywhere).
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use ipnet::IpNet;
 
 use super::{Error, MAX_TARGETS};
 use crate::plugins::Target;
+
+/// The IPv4 address an address under NAT64's well-known prefix
+/// (`64:ff9b::/96`) carries.
+pub fn nat64_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
+    match ip {
+        IpAddr::V6(v6) if v6.segments()[..6] == NAT64 => {
+            let [.., a, b, c, d] = v6.octets();
+            Some(Ipv4Addr::new(a, b, c, d))
+        }
+        _ => None,
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
@@ -20,9 +35,17 @@ impl TargetPolicy {
         // Stored targets may come from a copied store or another server:
         // `::ffff:0.0.0.0` is `0.0.0.0`.
         let ip = target.ip.to_canonical();
-        let no_one_host = ip.is_unspecified()
-            || ip.is_multicast()
-            || ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+        // Through a NAT64 gateway, an address under its prefix reaches the
+        // IPv4 host it carries: that host must be allowed too, or a list
+        // allowing IPv6 widely would let any IPv4 host in.
+        std::iter::once(ip)
+            .chain(nat64_ipv4(ip).map(IpAddr::V4))
+            .all(|ip| self.allows(ip))
+    }
+
+    fn allows(&self, ip: IpAddr) -> bool {
+        let no_one_host =
+            ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST);
         !no_one_host && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip)))
     }
 
@@ -66,6 +89,28 @@ mod tests {
             .check(&[target("127.0.0.1"), target("192.0.2.1")])
             .unwrap_err();
         assert!(matches!(refused, Error::TargetNotAllowed(ip) if ip == "192.0.2.1"));
+    }
+
+    #[test]
+    fn a_nat64_address_needs_the_ipv4_host_it_carries_allowed_too() {
+        let policy = TargetPolicy {
+            allow: vec!["10.0.0.0/8".parse().unwrap(), "::/0".parse().unwrap()],
+        };
+        assert!(policy.check(&[target("64:ff9b::a00:1")]).is_ok());
+        assert!(policy.check(&[target("2001:db8::1")]).is_ok());
+        let metadata = policy.check(&[target("64:ff9b::a9fe:a9fe")]).unwrap_err();
+        assert!(matches!(metadata, Error::TargetNotAllowed(ip) if ip == "64:ff9b::a9fe:a9fe"));
+        // With no list, nothing but addresses of no one host is refused.
+        assert!(
+            TargetPolicy::default()
+                .check(&[target("64:ff9b::a9fe:a9fe")])
+                .is_ok()
+        );
+        assert!(
+            TargetPolicy::default()
+                .check(&[target("64:ff9b::")])
+                .is_err()
+        );
     }
 
     #[test]
