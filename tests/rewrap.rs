@@ -197,6 +197,11 @@ async fn a_corrupted_row_stops_the_rewrap_and_harms_nothing() {
         message.contains(&format!("credential {victim} ")),
         "{message}"
     );
+    // The key itself took effect, and the answer says so.
+    assert!(
+        message.contains("is current and seals new secrets"),
+        "{message}"
+    );
 
     let status = rewrap_settled(&server).await;
     assert_eq!(status["rewrap"]["state"], "failed");

@@ -567,7 +567,19 @@ impl Service {
             "keys.replaced",
             serde_json::json!({ "key_id": id, "source": "api" }),
         );
-        self.rewrap_until_done().await
+        // The key took effect whatever happens to the rewrap: a failure
+        // must not read as the replacement refused.
+        let current = |why: String| {
+            format!(
+                "key {id} is current and seals new secrets; re-encrypting the stored ones: {why}"
+            )
+        };
+        self.rewrap_until_done().await.map_err(|e| match e {
+            Error::Rewrap(why) => Error::Rewrap(current(why)),
+            Error::Unavailable(why) => Error::Unavailable(current(why)),
+            Error::Store(why) => Error::Store(current(why)),
+            other => other,
+        })
     }
 
     /// A server-generated key; the rewrap runs in the background.
