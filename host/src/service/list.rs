@@ -8,16 +8,18 @@ use crate::store::{ListQuery, SortField};
 /// for 2^63-1 rows on every list): it is built only in one of few places.
 const LARGE_PAGE: i64 = 1_000;
 
-/// Places for building large pages: the rows read, their views and their
-/// JSON are made in one of these, so however many large lists clients
-/// send, at most this many are being built at a time, one client's at
-/// most one of them; the others wait up to five seconds, then get a 503.
-/// (The answer written out and on its way is bounded by the connection
-/// caps, not by this.)
+/// Places for building lists that may read the whole table: a large page
+/// (its rows read, their views and their JSON are made in one of these), a
+/// `key_word` search (every row's search terms scanned), or a page deep
+/// into the table (every row before it skipped). However many of these
+/// clients send, at most this many are being built at a time, one
+/// client's at most one of them; the others wait up to five seconds, then
+/// get a 503. (The answer written out and on its way is bounded by the
+/// connection caps, not by this.)
 pub(super) fn large_lists() -> Budget {
     Budget::new(
         "list",
-        "place for a large list",
+        "place for a list that reads the whole table",
         2,
         1,
         std::time::Duration::from_secs(5),
@@ -66,6 +68,18 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
     }
 }
 
+/// Whether building `req`'s page may cost in proportion to the table
+/// rather than to the page.
+fn reads_the_table(req: &ListRequest) -> bool {
+    let size = if req.page_size <= 0 {
+        10
+    } else {
+        req.page_size
+    };
+    let skipped = (req.page.max(1) - 1).saturating_mul(size);
+    req.page_size > LARGE_PAGE || !req.key_word.is_empty() || skipped > LARGE_PAGE
+}
+
 impl Service {
     /// `req`'s page for `client`, and, if it may be large, its place among
     /// large lists: held from before its rows are read (even should the
@@ -76,7 +90,7 @@ impl Service {
         req: ListRequest,
         client: &Client,
     ) -> Result<(ListView, Option<Slot>), Error> {
-        let place = if req.page_size > LARGE_PAGE {
+        let place = if reads_the_table(&req) {
             let slot = (self.large_lists.acquire(client).await)
                 .map_err(|busy| Error::Unavailable(format!("{busy}; retry later")))?;
             Some(slot)
