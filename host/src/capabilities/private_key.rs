@@ -140,6 +140,12 @@ type Reading = Arc<OnceCell<Result<Arc<PrivateKey>, String>>>;
 #[derive(Clone, Default)]
 pub struct KeyCache(Arc<Mutex<HashMap<[u8; 32], Reading>>>);
 
+/// Keys (text and passphrase) one verification may read: a credential has
+/// one, and a plugin asking for key after key (a passphrase an unencrypted
+/// key ignores makes each ask another entry) would have the host parse and
+/// hold each until the verification ends.
+pub const MAX_KEYS_PER_VERIFICATION: usize = 4;
+
 /// Nothing of a key is shown.
 impl fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,13 +165,16 @@ impl KeyCache {
     ) -> Result<Arc<PrivateKey>, String> {
         // Before anything else: a text too long to be a key takes no slot.
         too_long(&text)?;
-        let reading = self
-            .0
-            .lock()
-            .expect("key cache lock")
-            .entry(name(&text, passphrase.as_ref().map(|p| p.as_str())))
-            .or_default()
-            .clone();
+        let reading = {
+            let mut cache = self.0.lock().expect("key cache lock");
+            let name = name(&text, passphrase.as_ref().map(|p| p.as_str()));
+            if !cache.contains_key(&name) && cache.len() >= MAX_KEYS_PER_VERIFICATION {
+                return Err(format!(
+                    "one verification reads at most {MAX_KEYS_PER_VERIFICATION} keys"
+                ));
+            }
+            cache.entry(name).or_default().clone()
+        };
         reading
             .get_or_init(|| async move {
                 read_off_thread(client, text, passphrase)
@@ -355,6 +364,36 @@ pub(super) mod tests {
                 .is_err()
         );
         assert_eq!(reads(), (1, 1), "one reading per key and passphrase");
+        // Two more passphrases make four keys; a fifth is not read at all.
+        for other in ["other-1", "other-2"] {
+            let _ = (cache.read(
+                &ops,
+                Zeroizing::new(text.clone()),
+                Some(Zeroizing::new(other.into())),
+            ))
+            .await;
+        }
+        let fifth = cache
+            .read(
+                &ops,
+                Zeroizing::new(text.clone()),
+                Some(Zeroizing::new("other-3".into())),
+            )
+            .await
+            .unwrap_err();
+        assert!(fifth.contains("at most 4 keys"), "{fifth}");
+        assert!(!READ.lock().unwrap().contains(&name(&text, Some("other-3"))));
+        // A key read already is still there.
+        assert!(
+            cache
+                .read(
+                    &ops,
+                    Zeroizing::new(text.clone()),
+                    Some(Zeroizing::new("pass".into()))
+                )
+                .await
+                .is_ok()
+        );
         // Another verification reads afresh.
         let another = KeyCache::default();
         assert!(
