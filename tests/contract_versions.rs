@@ -288,6 +288,17 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
             "{envelope}"
         );
     }
+    // All the calls of one verification share one log budget: 20 targets
+    // logging 200 lines each put 1,000 lines in the log, not 100 per call.
+    let (status, envelope) = validated("log-flood").await;
+    assert_eq!(status, 200, "{envelope}");
+    let log = server.log_text();
+    let flooded = log.lines().filter(|l| l.contains("flood line")).count();
+    assert_eq!(flooded, 1_000, "{flooded} lines logged");
+    assert!(
+        log.contains("logged more than 1000 lines or 262144 bytes in one verification"),
+        "{log}"
+    );
     // A plugin that quotes the secret it was given (here, in its verdicts)
     // has it blanked, in the answer, the log and a stored validation; and a
     // refusal, like a verdict, is kept to its first KiB.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::HostKeys;
+use super::log::SharedLog;
 use super::private_key::KeyCache;
 use crate::plugins::Scrubber;
 
@@ -27,6 +28,9 @@ pub struct Grant {
     reached: Arc<Mutex<HashMap<SocketAddr, Reached>>>,
     /// The secret being proven, kept out of what the plugin logs.
     scrubber: Option<Arc<Scrubber>>,
+    /// What the verification's calls may still log, together (none: each
+    /// call its own).
+    log: Option<SharedLog>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,7 +53,20 @@ impl Grant {
             keys: KeyCache::default(),
             reached: Arc::default(),
             scrubber: None,
+            log: None,
         }
+    }
+
+    /// The same grant, its calls' log lines counted against `log`.
+    pub fn logging_into(self, log: SharedLog) -> Self {
+        Self {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    pub fn log(&self) -> Option<&SharedLog> {
+        self.log.as_ref()
     }
 
     /// The same grant, for a call that holds the secret `scrubber` masks:

@@ -8,26 +8,50 @@ const MAX_LINE: usize = 4096;
 const CALL_LINES: u32 = 100;
 const CALL_BYTES: usize = 64 * 1024;
 
-/// What is left of one call's log lines.
+/// What all the calls of one verification may log together (a call per
+/// target, and a run per ask): per call, a credential of 1,000 targets
+/// could log hundreds of megabytes.
+const VERIFICATION_LINES: u32 = 1_000;
+const VERIFICATION_BYTES: usize = 256 * 1024;
+
+/// What is left of one call's, or one verification's, log lines.
 #[derive(Debug)]
 pub struct LogBudget {
     lines: u32,
     bytes: usize,
+    /// What the budget was, and for what, to say so when it runs out.
+    limit: (u32, usize, &'static str),
     /// Whether the call was told it ran out (once).
     spent: bool,
 }
 
+/// A verification's budget, shared by its calls.
+pub type SharedLog = std::sync::Arc<std::sync::Mutex<LogBudget>>;
+
 impl Default for LogBudget {
     fn default() -> Self {
-        Self {
-            lines: CALL_LINES,
-            bytes: CALL_BYTES,
-            spent: false,
-        }
+        Self::new(CALL_LINES, CALL_BYTES, "one call")
     }
 }
 
 impl LogBudget {
+    fn new(lines: u32, bytes: usize, what: &'static str) -> Self {
+        Self {
+            lines,
+            bytes,
+            limit: (lines, bytes, what),
+            spent: false,
+        }
+    }
+
+    pub fn verification() -> SharedLog {
+        std::sync::Arc::new(std::sync::Mutex::new(Self::new(
+            VERIFICATION_LINES,
+            VERIFICATION_BYTES,
+            "one verification",
+        )))
+    }
+
     /// Logs `message` if the call may still log; the first line past its
     /// budget is replaced by one saying the rest are dropped.
     pub fn emit(&mut self, plugin: &str, level: Level, message: &str) {
@@ -38,11 +62,12 @@ impl LogBudget {
             emit(plugin, level, message);
         } else if !self.spent {
             self.spent = true;
+            let (lines, bytes, what) = self.limit;
             tracing::warn!(
                 target: "plugin",
                 plugin,
-                "logged more than {CALL_LINES} lines or {CALL_BYTES} bytes in one call: \
-                 the rest of this call's lines are dropped"
+                "logged more than {lines} lines or {bytes} bytes in {what}: \
+                 the rest of its lines are dropped"
             );
         }
     }
@@ -131,7 +156,13 @@ macro_rules! log_host {
                     L::Error => Level::Error,
                 };
                 let message = self.grant.scrub(message);
-                self.log.emit(&self.plugin, level, &message);
+                match self.grant.log() {
+                    Some(shared) => shared
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .emit(&self.plugin, level, &message),
+                    None => self.log.emit(&self.plugin, level, &message),
+                }
             }
         }
     };

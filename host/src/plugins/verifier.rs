@@ -24,6 +24,7 @@ use super::types::{
     SecretChange, Target, VerifierInfo, cut,
 };
 use crate::budget::Client;
+use crate::capabilities::log::{LogBudget, SharedLog};
 use crate::capabilities::private_key::KeyCache;
 use crate::capabilities::ssh::wit_0_3;
 use crate::capabilities::{Grant, HostKeys};
@@ -758,11 +759,13 @@ impl VerifierPlugin {
             .map(|(t, _)| *t)
             .collect();
         let scrubber = Arc::new(Scrubber::of(secret.expose()));
+        let log = LogBudget::verification();
         match &self.pre {
             Pre::V0_1(set) => {
                 let work = Work::Verify {
                     grant: Grant::for_targets(&dialled, host_keys.clone())
-                        .scrubbing(scrubber.clone()),
+                        .scrubbing(scrubber.clone())
+                        .logging_into(log),
                     client: client.clone(),
                     patient: false,
                 };
@@ -794,7 +797,7 @@ impl VerifierPlugin {
                     dial,
                     host_keys,
                     client,
-                    &scrubber,
+                    (&scrubber, &log),
                     |target, work| async move {
                         let target = v0_2::verifier::credhost::plugin::types::Target {
                             ip: target.ip.to_string(),
@@ -824,7 +827,7 @@ impl VerifierPlugin {
                     dial,
                     host_keys,
                     client,
-                    &scrubber,
+                    (&scrubber, &log),
                     |target, work| async move {
                         let target = v0_3::verifier::credhost::plugin::types::Target {
                             ip: target.ip.to_string(),
@@ -866,7 +869,7 @@ impl VerifierPlugin {
         dial: &[bool],
         host_keys: &HostKeys,
         client: &Client,
-        scrubber: &Arc<Scrubber>,
+        (scrubber, log): (&Arc<Scrubber>, &SharedLog),
         verify_target: impl Fn(Target, Work) -> F,
     ) -> Result<Vec<Detail>, PluginError>
     where
@@ -878,7 +881,8 @@ impl VerifierPlugin {
         let work_for = |target: &Target, patient: bool| Work::Verify {
             grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
                 .with_keys(keys.clone())
-                .scrubbing(scrubber.clone()),
+                .scrubbing(scrubber.clone())
+                .logging_into(log.clone()),
             client: client.clone(),
             patient,
         };
