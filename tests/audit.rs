@@ -247,6 +247,8 @@ async fn a_reused_trace_id_does_not_merge_requests_in_the_log() {
             .send()
             .await
             .unwrap();
+        // No answer of the API is kept in a browser's cache.
+        assert_eq!(response.headers()["cache-control"], "no-store");
         answered_ids.push(
             response.headers()["x-credhost-request-id"]
                 .to_str()

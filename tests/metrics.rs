@@ -62,6 +62,15 @@ async fn each_series_moves_when_its_event_happens() {
     // The API needs the password; the metrics listener does not.
     let (status, _) = server.get("/api/v1/security/credentials").await;
     assert_eq!(status, 400);
+    // A page that rebound its own name to the listener's address reads
+    // nothing: the metrics listener checks `Host` as the API does.
+    let rebound = reqwest::Client::new()
+        .get(format!("{metrics_url}/metrics"))
+        .header("host", format!("rebind.example:{metrics_port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
     let before = scrape(&metrics_url).await;
     assert_eq!(
         value(&before, "credhost_build_info", &[("version", "0.1.0")]),

@@ -302,6 +302,11 @@ pub async fn serve(
         },
         request_timeout: Duration::from_secs(config.http.request_timeout_secs.max(1)),
     };
+    // The metrics listener speaks plain HTTP whatever the API does.
+    let metrics_guard = Guard {
+        tls: false,
+        ..door.guard.clone()
+    };
     let router = crate::api::router(service.clone(), auth, door, addr);
     let limits = config.http.connection_limits();
 
@@ -331,7 +336,7 @@ pub async fn serve(
         tracing::info!(addr = %metrics.local_addr()?, "metrics served without authentication");
         side.push(tokio::spawn(crate::connections::serve(
             metrics,
-            crate::api::metrics_router(service.clone()),
+            crate::api::metrics_router(service.clone(), metrics_guard),
             limits,
             until_stopped(),
         )));

@@ -164,6 +164,11 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // Credentials' metadata, token records, audit records: an API URL
+    // opened in a browser must not leave them in its disk cache.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().remove(header::CONTENT_LENGTH);
     *response.body_mut() = axum::body::Body::from(bytes);
     response

@@ -62,11 +62,17 @@ async fn deadline(
     }
 }
 
-/// `/metrics` alone, without authentication, for `--metrics-listen`.
-pub fn metrics_router(state: AppState) -> Router {
+/// `/metrics` alone, without authentication, for `--metrics-listen`;
+/// behind the same guard as the API, so a web page cannot read it by
+/// rebinding its own name to the listener's address.
+pub fn metrics_router(state: AppState, guard: guard::Guard) -> Router {
     Router::new()
         .route("/metrics", get(operators::metrics))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::guard,
+        ))
 }
 
 /// Every route, each with its OpenAPI operation: a route served is a route
