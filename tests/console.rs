@@ -44,7 +44,14 @@ fn an_operator_drives_the_console() {
     let doomed = Sshd::start_on("127.0.0.40");
     let plugins = tempfile::tempdir().unwrap();
     let server = Server::start(Options {
-        args: vec!["--plugin-dir".into(), plugins.path().display().to_string()],
+        // console.test: a name the browser maps to loopback, for a page
+        // that is not a secure context (see `insecure_origin`).
+        args: vec![
+            "--plugin-dir".into(),
+            plugins.path().display().to_string(),
+            "--server-name".into(),
+            "console.test".into(),
+        ],
         // With a password the console asks for a token.
         envs: vec![("CREDHOST_PASSWORD".into(), "console-test-pw-4c1e".into())],
         ..Default::default()

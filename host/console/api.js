@@ -25,7 +25,17 @@ export function setToken(value) {
 export async function api(method, path, body) {
   const headers = { Accept: 'application/json' };
   const t = token();
-  if (t) headers.Authorization = `Bearer ${t}`;
+  if (t) {
+    // A page that came over plain HTTP from another machine (one the
+    // browser calls not secure) would send the token across the network
+    // in clear, where the server could only refuse it once it was seen.
+    if (!window.isSecureContext) {
+      throw new ApiError(0, 'InsecureTransport',
+        'this page came over plain HTTP from another machine, so a token would cross the ' +
+        'network in clear: open the console over HTTPS, or on the server\'s own machine');
+    }
+    headers.Authorization = `Bearer ${t}`;
+  }
   const init = { method, headers, credentials: 'omit', cache: 'no-store' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';

@@ -43,7 +43,7 @@ function signInView(main, problem) {
   h('label', { for: 'token' }, 'API token'),
   input,
   h('p', { class: 'hint', id: 'token-help' },
-    'Make one on the server with: credhost token create --data-dir DIR --name NAME --scope admin. ',
+    'Make one on the server with: credhost token create --data-dir DIR --name NAME --scope admin --ttl 8h. ',
     'It is kept in this tab only, until you sign out or close it.'),
   message,
   h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in')));

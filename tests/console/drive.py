@@ -279,13 +279,37 @@ def walk(page, context):
 
 
 
+def insecure_origin(browser):
+    """The console at http://console.test (a name the browser resolves to
+    loopback, so the page is not a secure context, as one from another
+    machine over plain HTTP is not): signing in never sends the token."""
+    context = browser.new_context()
+    page = context.new_page()
+    sent = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")))
+    port = URL.rsplit(":", 1)[1]
+    page.goto(f"http://console.test:{port}/console/")
+    if page.evaluate("window.isSecureContext"):
+        problems.append("http://console.test counts as a secure context: the check proves nothing")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_contain_text("plain HTTP")
+    if any(sent):
+        problems.append("the console sent a token from a page that is not a secure context")
+    if page.evaluate("sessionStorage.length") != 0:
+        problems.append("a token the console would not send was kept")
+    context.close()
+
+
 def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium",
             args=["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+                  "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP console.test 127.0.0.1"],
         )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
@@ -295,6 +319,7 @@ def main():
 
         try:
             walk(page, context)
+            insecure_origin(browser)
         except Exception:
             # What the browser showed when a step failed, for whoever reads the log.
             page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
