@@ -641,6 +641,59 @@ async fn rows_changed_in_the_database_are_refused() {
     assert_eq!(status, 401, "{envelope}");
 }
 
+/// Someone with the database account and a copy of a key's row from when
+/// it was live puts the key back after its retirement and names it
+/// current: every server would re-seal every secret under a key they hold
+/// (a leaked one, the reason it was rotated away). The servers refuse the
+/// changed keyring and keep sealing under the newest key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_key_put_back_in_the_database_is_not_made_current() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "rollback", 1, &[]);
+    let server = cluster.servers[0].clone();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(61_000, 1)).await;
+    let (status, created) = server.post(CREATE, host_body("web", fake.addrs[0])).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let old_row = db.sql("SELECT HEX(wrapped) FROM rollback.credhost_keys WHERE id = 1");
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    support::server::rewrap_settled(&server).await;
+    let retired = || db.sql("SELECT COUNT(*) FROM rollback.credhost_retired_keys WHERE id = 1");
+    for _ in 0..100 {
+        if retired().trim() == "1" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(retired().trim(), "1", "key 1 was not retired");
+
+    db.sql(&format!(
+        "INSERT INTO rollback.credhost_keys (id, created_us, wrapped) VALUES (1, 0, UNHEX('{}'))",
+        old_row.trim()
+    ));
+    db.sql("UPDATE rollback.credhost_settings SET value = '1' WHERE name = 'current_key'");
+    // Several heartbeats.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (_, envelope) = server.get("/api/v1/security/encryption").await;
+    assert_eq!(envelope["data"]["current_key_id"], 2, "{envelope}");
+    let sealed_by = db.sql(&format!(
+        "SELECT key_id FROM rollback.credhost_credentials WHERE id = {id}"
+    ));
+    assert_eq!(sealed_by.trim(), "2");
+    assert!(
+        server
+            .log_text()
+            .contains("refused (the database was changed)"),
+        "{}",
+        server.log_text()
+    );
+    // A server started now refuses the changed keyring outright.
+    let fresh =
+        std::panic::catch_unwind(|| Server::start(options(&cluster.url, &cluster.kek, &[])));
+    assert!(fresh.is_err(), "a server started on a rolled-back keyring");
+}
+
 /// Key retirement counts on the foreign key from rows to keys. A database
 /// that would not enforce it (tables of an engine without foreign keys
 /// and transactions) is refused at start, saying why; one whose accounts

@@ -191,8 +191,35 @@ impl Keyring {
                 "the shared keyring has no current key".into(),
             ));
         };
+        // Keys only ever come in as current (ids from a sequence), and a
+        // retired key never comes back: the database saying otherwise was
+        // changed by someone, to put secrets back under a key they had.
+        let held = self.file.read().expect("keyring lock").current;
+        if let Some(newer) = stored.keys.iter().map(|k| k.id).find(|id| *id > current) {
+            return Err(KeyError::Store(format!(
+                "the shared keyring names key {current} current, but key {newer} is newer: \
+                 refused (the database was changed)"
+            )));
+        }
+        if current < held {
+            return Err(KeyError::Store(format!(
+                "the shared keyring names key {current} current, after key {held}: \
+                 refused (the database was changed)"
+            )));
+        }
+        let retired: std::collections::HashSet<u32> = (stored.keys.iter())
+            .filter(|k| k.wrapped.is_none())
+            .map(|k| k.id)
+            .collect();
         let mut keys = Vec::with_capacity(stored.keys.len());
         for key in stored.keys {
+            if key.wrapped.is_some() && retired.contains(&key.id) {
+                tracing::error!(
+                    key_id = key.id,
+                    "the database holds material for a retired key: ignored"
+                );
+                continue;
+            }
             let material = match &key.wrapped {
                 Some(wrapped) => Zeroizing::new(
                     STANDARD.encode(kek.unwrap(&wrap_context(key.id), wrapped)?.expose()),
