@@ -657,3 +657,37 @@ async fn a_token_made_offline_is_recorded_where_the_server_records() {
         "{said}"
     );
 }
+
+/// An audit path outside the data directory, in a directory someone else
+/// can write, made a link to one of the server's own files (its KEK, say):
+/// carrying the chain on would cut that file after its last line break.
+/// The server refuses to start, and the file is untouched.
+#[test]
+fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let victim = dir.path().join("kek.key");
+    std::fs::write(&victim, "no line break at the end").unwrap();
+    std::os::unix::fs::symlink(&victim, logs.join("audit.log")).unwrap();
+    let config = dir.path().join("credhost.toml");
+    std::fs::write(
+        &config,
+        format!("[audit]\npath = {:?}\n", logs.join("audit.log")),
+    )
+    .unwrap();
+    let said = support::server::refused_at_start(
+        Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data),
+        "an audit path that is a link",
+    );
+    assert!(said.contains("symbolic link"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "no line break at the end"
+    );
+}

@@ -52,9 +52,23 @@ pub struct Writer {
 /// The MAC and sequence number of the last whole line of `path`, cutting
 /// off a partial last line (a crash mid-write) first.
 fn resume_from(path: &Path) -> std::io::Result<Option<(u64, String)>> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+    // Never through a link: whoever can write the log's directory could
+    // point the path at a file of the server's (its KEK, its store), which
+    // the cut below would shorten.
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link: the audit log is not written through one",
+                path.display()
+            )));
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -289,4 +303,23 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_at_the_audit_path_is_refused_and_what_it_points_at_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("kek.key");
+        std::fs::write(&victim, "no newline").unwrap();
+        let path = dir.path().join("audit.log");
+        for link in [path.clone(), rotated(&path, 1)] {
+            std::os::unix::fs::symlink(&victim, &link).unwrap();
+            let refused = resume_from(&link).unwrap_err();
+            assert!(refused.to_string().contains("symbolic link"), "{refused}");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "no newline");
+    }
 }
