@@ -606,6 +606,31 @@ async fn rows_changed_in_the_database_are_refused() {
         .await;
     assert_eq!(status, 200);
 
+    let proofs = async || {
+        let (status, envelope) = server
+            .get(&format!(
+                "/api/v1/security/credentials/validations?credential_id_list={web},{other}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{envelope}");
+        envelope["data"]["contents"].as_array().unwrap().len()
+    };
+    assert_eq!(proofs().await, 2, "each create keeps its proof");
+    // Web's proof is now other's (a moved proof), and other's a made-up
+    // success in the shape of an unsealed record: neither is shown.
+    let proof = db.sql(&format!(
+        "SELECT HEX(doc) FROM tamper.credhost_validations WHERE credential_id = {other}"
+    ));
+    db.sql(&format!(
+        "UPDATE tamper.credhost_validations SET doc = UNHEX('{}') WHERE credential_id = {web}",
+        proof.trim()
+    ));
+    db.sql(&format!(
+        "UPDATE tamper.credhost_validations SET doc = '{{\"credential_id\":{other},\"succeeded_count\":1}}' \
+         WHERE credential_id = {other}"
+    ));
+    assert_eq!(proofs().await, 0, "a changed proof was shown");
+
     // Web's row now holds other's body (its targets, its secret); the
     // token's scope is raised to admin.
     let body = db.sql(&format!(

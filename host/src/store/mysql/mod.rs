@@ -182,6 +182,8 @@ type Tx<'a> = Transaction<'a>;
 
 const CREDENTIAL: &str = "credential";
 const TOKEN: &str = "token";
+/// A validation's record, the proof of a credential's create or update.
+const VALIDATION: &str = "validation";
 
 impl MysqlStore {
     /// The next `ID_BLOCK` ids, taken from the shared sequence for this
@@ -201,6 +203,14 @@ impl MysqlStore {
             ));
         }
         Ok(end - ID_BLOCK..end)
+    }
+
+    /// A validation's record as stored: under a MAC bound to its
+    /// credential, so the database cannot forge or move a proof.
+    fn sealed_validation(&self, id: u64, doc: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .mac()?
+            .seal(VALIDATION, id.to_string().as_bytes(), doc.as_bytes()))
     }
 
     fn mac(&self) -> Result<&RowMac, StoreError> {
@@ -587,7 +597,7 @@ impl Store for MysqlStore {
         self.write(|tx| {
             self.insert_rows(tx, std::slice::from_ref(record))?;
             if let Some(doc) = validation {
-                put_validation(tx, record.id, doc)?;
+                put_validation(tx, record.id, &self.sealed_validation(record.id, doc)?)?;
             }
             Ok(())
         })
@@ -646,7 +656,7 @@ impl Store for MysqlStore {
                 insert_hosts(tx, part)?;
             }
             if let Some(doc) = validation {
-                put_validation(tx, record.id, doc)?;
+                put_validation(tx, record.id, &self.sealed_validation(record.id, doc)?)?;
             }
             Ok(record)
         })
@@ -896,8 +906,11 @@ impl Store for MysqlStore {
     }
 
     fn put_validations(&self, docs: &[Validation]) -> Result<(), StoreError> {
+        let sealed = (docs.iter())
+            .map(|v| self.sealed_validation(v.id, &v.doc))
+            .collect::<Result<Vec<_>, _>>()?;
         self.write(|tx| {
-            for v in docs {
+            for (v, sealed) in docs.iter().zip(&sealed) {
                 // A credential deleted meanwhile keeps no result, and one
                 // updated meanwhile keeps its update's.
                 tx.exec_drop(
@@ -905,7 +918,7 @@ impl Store for MysqlStore {
                      SELECT id, ? FROM credhost_credentials \
                      WHERE id = ? AND (? IS NULL OR updated_us = ?) \
                      ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
-                    (v.doc.as_bytes(), v.id, v.made_on, v.made_on),
+                    (sealed, v.id, v.made_on, v.made_on),
                 )?;
             }
             Ok(())
@@ -925,10 +938,20 @@ impl Store for MysqlStore {
             );
             let values: Vec<Value> = part.iter().map(|&id| id.into()).collect();
             let rows: Vec<(u64, Vec<u8>)> = conn.exec(sql, values).map_err(backend)?;
-            found.extend(
-                rows.into_iter()
-                    .map(|(id, doc)| (id, String::from_utf8_lossy(&doc).into_owned())),
-            );
+            let mac = self.mac()?;
+            for (id, stored) in rows {
+                match mac.open(VALIDATION, id.to_string().as_bytes(), &stored) {
+                    Some(doc) => found.push((id, String::from_utf8_lossy(doc).into_owned())),
+                    // Bare JSON: written before records were sealed.
+                    None if stored.starts_with(b"{") => {
+                        tracing::debug!(credential = id, "an unsealed validation: ignored");
+                    }
+                    None => tracing::error!(
+                        credential = id,
+                        "a validation row does not verify: ignored"
+                    ),
+                }
+            }
         }
         // In the order asked for, as the embedded store answers.
         let found: HashMap<u64, String> = found.into_iter().collect();
@@ -986,11 +1009,11 @@ fn retry_pause(attempt: usize) {
 }
 
 /// Keeps `doc` as credential `id`'s last validation, in the write `tx`.
-fn put_validation(tx: &mut Tx, id: u64, doc: &str) -> Result<(), Abort> {
+fn put_validation(tx: &mut Tx, id: u64, sealed: &[u8]) -> Result<(), Abort> {
     tx.exec_drop(
         "INSERT INTO credhost_validations (credential_id, doc) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE doc = VALUES(doc)",
-        (id, doc.as_bytes()),
+        (id, sealed),
     )?;
     Ok(())
 }
