@@ -23,6 +23,12 @@ pub enum DataDirError {
     DirectoryMode { path: String, mode: u32 },
     #[error("{path} is open to group or others (mode {mode:o}): `chmod 600 {path}`")]
     FileMode { path: String, mode: u32 },
+    #[error(
+        "{path}, a directory above a key file, is writable by group or others \
+         (mode {mode:o}) and not sticky, so anyone who may write it may replace the key \
+         file: `chmod go-w {path}`"
+    )]
+    ParentMode { path: String, mode: u32 },
 }
 
 /// Files whose disclosure or replacement gives away secrets or control:
@@ -137,6 +143,7 @@ pub fn remove_leftovers(dir: &Path) {
 pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
     let meta = std::fs::metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
     let me = euid();
+    check_directories_above(path)?;
     if meta.uid() != me && meta.uid() != 0 {
         return Err(DataDirError::Owner {
             path: path.display().to_string(),
@@ -158,6 +165,44 @@ pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
             "the key file is root's and readable by others: fine for a secret an orchestrator \
              mounts into a container, not on a machine others use"
         );
+    }
+    Ok(())
+}
+
+/// Every directory above a key file, as named and as its links resolve:
+/// owned by root or the server's user, and writable by no one else unless
+/// sticky (there, others cannot replace a file that is not theirs).
+/// Otherwise whoever may write one could put a key of their own in the
+/// file's place, or a link to one.
+fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
+    let inspect = |dir: &Path| {
+        std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))
+    };
+    let absolute =
+        std::path::absolute(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
+    let resolved =
+        std::fs::canonicalize(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
+    let me = euid();
+    for dir in absolute
+        .ancestors()
+        .skip(1)
+        .chain(resolved.ancestors().skip(1))
+    {
+        let meta = inspect(dir)?;
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(DataDirError::Owner {
+                path: dir.display().to_string(),
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(DataDirError::ParentMode {
+                path: dir.display().to_string(),
+                mode,
+            });
+        }
     }
     Ok(())
 }
@@ -233,6 +278,45 @@ mod tests {
         assert!(matches!(
             check_key_file(&dir.path().join("missing")),
             Err(DataDirError::Inspect(..))
+        ));
+    }
+
+    #[test]
+    fn a_key_file_in_a_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let key = shared.join("kek.key");
+        std::fs::write(&key, "k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mode = |m| std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(m));
+        mode(0o700).unwrap();
+        assert!(check_key_file(&key).is_ok());
+        mode(0o777).unwrap();
+        assert!(matches!(
+            check_key_file(&key),
+            Err(DataDirError::ParentMode { .. })
+        ));
+        // Through a link from a private directory: what it leads to counts.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(matches!(
+            check_key_file(&link),
+            Err(DataDirError::ParentMode { .. })
+        ));
+        // Sticky, as /tmp is: others cannot replace what is not theirs.
+        mode(0o1777).unwrap();
+        assert!(check_key_file(&key).is_ok());
+        // A link kept in a directory others may write: the link counts.
+        mode(0o700).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let exposed = open.join("link");
+        std::os::unix::fs::symlink(&key, &exposed).unwrap();
+        assert!(matches!(
+            check_key_file(&exposed),
+            Err(DataDirError::ParentMode { .. })
         ));
     }
 }
