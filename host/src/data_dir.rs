@@ -142,15 +142,8 @@ pub fn remove_leftovers(dir: &Path) {
 /// (such mounts are links); what it leads to is what is checked.
 pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
     let meta = std::fs::metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
-    let me = euid();
     check_directories_above(path)?;
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(DataDirError::Owner {
-            path: path.display().to_string(),
-            owner: meta.uid(),
-            me,
-        });
-    }
+    mine_or_root(path, &meta)?;
     let mode = meta.permissions().mode() & 0o7777;
     let readable = mode & 0o044 != 0;
     if mode & 0o022 != 0 || (readable && meta.uid() != 0) {
@@ -169,6 +162,19 @@ pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
+/// Refuses what is neither the server's user's nor root's.
+fn mine_or_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirError> {
+    let me = euid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(DataDirError::Owner {
+            path: path.display().to_string(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    Ok(())
+}
+
 /// Every directory above a key file, as named and as its links resolve:
 /// owned by root or the server's user, and writable by no one else unless
 /// sticky (there, others cannot replace a file that is not theirs).
@@ -182,20 +188,13 @@ fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
         std::path::absolute(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
     let resolved =
         std::fs::canonicalize(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
-    let me = euid();
     for dir in absolute
         .ancestors()
         .skip(1)
         .chain(resolved.ancestors().skip(1))
     {
         let meta = inspect(dir)?;
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(DataDirError::Owner {
-                path: dir.display().to_string(),
-                owner: meta.uid(),
-                me,
-            });
-        }
+        mine_or_root(dir, &meta)?;
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
             return Err(DataDirError::ParentMode {
