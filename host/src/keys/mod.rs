@@ -194,22 +194,22 @@ impl Keyring {
         // Keys only ever come in as current (ids from a sequence), and a
         // retired key never comes back: the database saying otherwise was
         // changed by someone, to put secrets back under a key they had.
-        let held = self.file.read().expect("keyring lock").current;
         if let Some(newer) = stored.keys.iter().map(|k| k.id).find(|id| *id > current) {
             return Err(KeyError::Store(format!(
                 "the shared keyring names key {current} current, but key {newer} is newer: \
                  refused (the database was changed)"
             )));
         }
-        if current < held {
-            return Err(KeyError::Store(format!(
-                "the shared keyring names key {current} current, after key {held}: \
-                 refused (the database was changed)"
-            )));
-        }
+        // Retired in the database now, or known retired here before (its
+        // row there may have been removed to bring the key back).
+        let known_retired: Vec<u32> = (self.file.read().expect("keyring lock").keys.iter())
+            .filter(|k| k.retired)
+            .map(|k| k.id)
+            .collect();
         let retired: std::collections::HashSet<u32> = (stored.keys.iter())
             .filter(|k| k.wrapped.is_none())
             .map(|k| k.id)
+            .chain(known_retired)
             .collect();
         let mut keys = Vec::with_capacity(stored.keys.len());
         for key in stored.keys {
@@ -236,7 +236,19 @@ impl Keyring {
         if !keys.iter().any(|k| k.id == current && !k.retired) {
             return Err(KeyError::Store(format!("current key {current} is missing")));
         }
-        *self.file.write().expect("keyring lock") = KeyFile { current, keys };
+        let mut file = self.file.write().expect("keyring lock");
+        if current < file.current {
+            // An older snapshot than what another refresh or a rotation of
+            // this server put in place meanwhile; or the database moved
+            // back, which is refused by keeping what is here.
+            tracing::debug!(
+                read = current,
+                held = file.current,
+                "the shared keyring read is older than the one held: kept"
+            );
+            return Ok(());
+        }
+        *file = KeyFile { current, keys };
         Ok(())
     }
 
