@@ -52,24 +52,47 @@ impl LogBudget {
         )))
     }
 
-    /// Logs `message` if the call may still log; the first line past its
+    /// Logs `message` if the call may still log, and so may the
+    /// verification it is part of (`shared`); the first line past either
     /// budget is replaced by one saying the rest are dropped.
-    pub fn emit(&mut self, plugin: &str, level: Level, message: &str) {
+    pub fn emit(
+        &mut self,
+        shared: Option<&mut LogBudget>,
+        plugin: &str,
+        level: Level,
+        message: &str,
+    ) {
         let len = message.len().min(MAX_LINE);
-        if self.lines > 0 && len <= self.bytes {
-            self.lines -= 1;
-            self.bytes -= len;
+        let fits = self.fits(len) && shared.as_ref().is_none_or(|s| s.fits(len));
+        if fits {
+            self.spend(len);
+            if let Some(shared) = shared {
+                shared.spend(len);
+            }
             emit(plugin, level, message);
-        } else if !self.spent {
-            self.spent = true;
-            let (lines, bytes, what) = self.limit;
-            tracing::warn!(
-                target: "plugin",
-                plugin,
-                "logged more than {lines} lines or {bytes} bytes in {what}: \
-                 the rest of its lines are dropped"
-            );
+            return;
         }
+        for budget in std::iter::once(self).chain(shared) {
+            if !budget.fits(len) && !budget.spent {
+                budget.spent = true;
+                let (lines, bytes, what) = budget.limit;
+                tracing::warn!(
+                    target: "plugin",
+                    plugin,
+                    "logged more than {lines} lines or {bytes} bytes in {what}: \
+                     the rest of its lines are dropped"
+                );
+            }
+        }
+    }
+
+    fn fits(&self, len: usize) -> bool {
+        self.lines > 0 && len <= self.bytes
+    }
+
+    fn spend(&mut self, len: usize) {
+        self.lines -= 1;
+        self.bytes -= len;
     }
 }
 
@@ -156,13 +179,10 @@ macro_rules! log_host {
                     L::Error => Level::Error,
                 };
                 let message = self.grant.scrub(message);
-                match self.grant.log() {
-                    Some(shared) => shared
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .emit(&self.plugin, level, &message),
-                    None => self.log.emit(&self.plugin, level, &message),
-                }
+                let mut shared = (self.grant.log())
+                    .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                self.log
+                    .emit(shared.as_deref_mut(), &self.plugin, level, &message);
             }
         }
     };
@@ -180,21 +200,21 @@ mod tests {
     fn a_call_logs_at_most_its_budget() {
         let mut budget = LogBudget::default();
         for _ in 0..CALL_LINES {
-            budget.emit("p", Level::Debug, "a line");
+            budget.emit(None, "p", Level::Debug, "a line");
         }
         assert_eq!((budget.lines, budget.spent), (0, false));
-        budget.emit("p", Level::Error, "one too many");
-        budget.emit("p", Level::Error, "and another");
+        budget.emit(None, "p", Level::Error, "one too many");
+        budget.emit(None, "p", Level::Error, "and another");
         assert!(budget.spent);
         // Long lines spend the bytes first; each counts as cut.
         let mut budget = LogBudget::default();
         let long = "é".repeat(10_000);
         for _ in 0..16 {
-            budget.emit("p", Level::Info, &long);
+            budget.emit(None, "p", Level::Info, &long);
         }
         assert_eq!(budget.bytes, 0);
         assert!(!budget.spent);
-        budget.emit("p", Level::Info, "x");
+        budget.emit(None, "p", Level::Info, "x");
         assert!(budget.spent);
     }
 }
