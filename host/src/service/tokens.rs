@@ -163,6 +163,17 @@ impl Tokens {
         false
     }
 
+    /// What the API shows of `record`: revoked also when a token that made
+    /// it is (it is refused as one), even one revoked before revocations
+    /// reached what a token made.
+    fn view(&self, record: &TokenRecord, now: i64) -> TokenView {
+        let mut view = TokenView::of(record, now);
+        if record.revoked_us.is_none() && self.maker_revoked(record) {
+            view.state = "revoked";
+        }
+        view
+    }
+
     /// The tokens `id` made, the ones they made, and so on, not yet
     /// revoked.
     fn made_by(&self, id: &str) -> Vec<String> {
@@ -278,7 +289,7 @@ impl Service {
         let table = self.tokens.read().expect("token table lock");
         let mut records: Vec<&TokenRecord> = table.by_id.values().collect();
         records.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
-        records.into_iter().map(|r| TokenView::of(r, now)).collect()
+        records.into_iter().map(|r| table.view(r, now)).collect()
     }
 
     pub fn token(&self, id: &str) -> Result<TokenView, Error> {
@@ -286,7 +297,7 @@ impl Service {
         table
             .by_id
             .get(id)
-            .map(|r| TokenView::of(r, clock::now_us()))
+            .map(|r| table.view(r, clock::now_us()))
             .ok_or(Error::TokenNotFound)
     }
 
@@ -573,6 +584,9 @@ mod tests {
         // maker was being revoked, or a revocation not yet cascaded).
         assert!(tokens.maker_revoked(&child) && tokens.maker_revoked(&grandchild));
         assert!(!tokens.maker_revoked(&other));
+        // And shown so, as it is refused.
+        assert_eq!(tokens.view(&grandchild, 0).state, "revoked");
+        assert_eq!(tokens.view(&other, 0).state, "active");
         let mut made = tokens.made_by(&root.id);
         made.sort();
         let mut expected = vec![child.id.clone(), grandchild.id.clone()];
