@@ -173,7 +173,7 @@ async fn a_socket_outside_the_grant_is_refused_without_a_packet() {
 #[tokio::test]
 async fn a_call_holds_a_bounded_number_of_sockets() {
     let (registry, _dir) = hostile().await;
-    // Enough targets that four connections to each are more than the
+    // Enough targets that eight connections to each are more than the
     // table's entries.
     let listeners: Vec<_> = (0..credhost::plugins::MAX_RESOURCES / 2)
         .map(|_| listener())
@@ -218,7 +218,7 @@ async fn a_call_holds_a_bounded_number_of_sockets() {
 
 /// A verification tries its secret once per target, however often its
 /// plugin was handed the target (a 0.1 plugin gets a request's targets as
-/// sent, copies and all) or dials it: at most four connections of its own
+/// sent, copies and all) or dials it: at most eight connections of its own
 /// to each, and one login through the `ssh` capability. Otherwise one
 /// token of the guess limit would buy a thousand logins.
 #[tokio::test]
@@ -232,12 +232,12 @@ async fn a_verification_reaches_each_target_only_so_often() {
     let public = serde_json::json!({ "connect-many": addr.to_string() });
     let messages = verify_messages(&registry, public, &[granted]).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(messages[0].starts_with("held 4: "), "{messages:?}");
+    assert!(messages[0].starts_with("held 8: "), "{messages:?}");
     let mut accepted = 0;
     while listener.accept().is_ok() {
         accepted += 1;
     }
-    assert_eq!(accepted, 4);
+    assert_eq!(accepted, 8);
 
     // Three logins to one target in one call: the first is made (and
     // refused, nothing listens), the copies are not.

@@ -130,7 +130,8 @@ fn open_files_limit(max_connections: usize) {
             }
             if after < wanted {
                 tracing::warn!(
-                    "the open files limit is {after}, below the {wanted} that {max_connections}                      connections may need: raise the hard limit (LimitNOFILE under systemd)"
+                    "the open files limit is {after}, below the {wanted} that {max_connections} \
+                     connections may need: raise the hard limit (LimitNOFILE under systemd)"
                 );
             }
         }

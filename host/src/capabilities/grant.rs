@@ -42,8 +42,10 @@ struct Reached {
 /// Logins through the `ssh` capability per endpoint and verification.
 pub const MAX_LOGINS_PER_TARGET: u32 = 1;
 /// Connections a plugin opens itself per endpoint and verification: a
-/// protocol may need one to probe and one to log in, or a retry.
-pub const MAX_CONNECTIONS_PER_TARGET: u32 = 4;
+/// protocol may need one to probe and one to log in, or a retry; and a
+/// 0.3 call that connects before it asks runs again from the start after
+/// each of its (at most four) asks.
+pub const MAX_CONNECTIONS_PER_TARGET: u32 = 8;
 
 impl Grant {
     pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>, host_keys: HostKeys) -> Self {
