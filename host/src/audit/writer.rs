@@ -76,6 +76,14 @@ fn resume_from(path: &Path) -> std::io::Result<Option<(u64, String)>> {
         // A device (say /dev/null) has no chain to carry on.
         return Ok(None);
     }
+    // A hard link is another name of some file: perhaps one of the
+    // server's own, which the cut below would shorten.
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(std::io::Error::other(format!(
+            "{} has other names (hard links): the audit log is a file of its own",
+            path.display()
+        )));
+    }
     let len = meta.len();
     let tail_len = len.min(1 << 20);
     file.seek(SeekFrom::Start(len - tail_len))?;
@@ -320,6 +328,12 @@ mod tests {
             let refused = resume_from(&link).unwrap_err();
             assert!(refused.to_string().contains("symbolic link"), "{refused}");
         }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "no newline");
+        // Nor through a hard link.
+        let hard = dir.path().join("hard.log");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        let refused = resume_from(&hard).unwrap_err();
+        assert!(refused.to_string().contains("hard links"), "{refused}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "no newline");
     }
 }

@@ -8,16 +8,24 @@ use ipnet::IpNet;
 use super::{Error, MAX_TARGETS};
 use crate::plugins::Target;
 
-/// The IPv4 address an address under NAT64's well-known prefix
-/// (`64:ff9b::/96`) carries.
+/// The IPv4 address an address under one of NAT64's standard prefixes
+/// carries: the well-known `64:ff9b::/96`, and the local-use
+/// `64:ff9b:1::/48`, where (as for any /48 prefix) the address is split
+/// around the byte reserved at bits 64–71. A prefix a network chose for
+/// itself cannot be told from any other IPv6 address.
 pub fn nat64_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
-    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
-    match ip {
-        IpAddr::V6(v6) if v6.segments()[..6] == NAT64 => {
-            let [.., a, b, c, d] = v6.octets();
-            Some(Ipv4Addr::new(a, b, c, d))
-        }
-        _ => None,
+    const WELL_KNOWN: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
+    const LOCAL_USE: [u16; 3] = [0x64, 0xff9b, 1];
+    let IpAddr::V6(v6) = ip else {
+        return None;
+    };
+    let o = v6.octets();
+    if v6.segments()[..6] == WELL_KNOWN {
+        Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+    } else if v6.segments()[..3] == LOCAL_USE {
+        Some(Ipv4Addr::new(o[6], o[7], o[9], o[10]))
+    } else {
+        None
     }
 }
 
@@ -100,6 +108,13 @@ mod tests {
         assert!(policy.check(&[target("2001:db8::1")]).is_ok());
         let metadata = policy.check(&[target("64:ff9b::a9fe:a9fe")]).unwrap_err();
         assert!(matches!(metadata, Error::TargetNotAllowed(ip) if ip == "64:ff9b::a9fe:a9fe"));
+        // The local-use prefix: 169.254.169.254 around the reserved byte.
+        assert_eq!(
+            nat64_ipv4("64:ff9b:1:a9fe:a9:fe00::".parse().unwrap()),
+            Some(Ipv4Addr::new(169, 254, 169, 254))
+        );
+        assert!(policy.check(&[target("64:ff9b:1:a9fe:a9:fe00::")]).is_err());
+        assert!(policy.check(&[target("64:ff9b:1:a00:1::")]).is_ok());
         // With no list, nothing but addresses of no one host is refused.
         assert!(
             TargetPolicy::default()
