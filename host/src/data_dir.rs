@@ -184,15 +184,7 @@ fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
     let inspect = |dir: &Path| {
         std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))
     };
-    let absolute =
-        std::path::absolute(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
-    let resolved =
-        std::fs::canonicalize(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
-    for dir in absolute
-        .ancestors()
-        .skip(1)
-        .chain(resolved.ancestors().skip(1))
-    {
+    let check = |dir: &Path| {
         let meta = inspect(dir)?;
         mine_or_root(dir, &meta)?;
         let mode = meta.permissions().mode() & 0o7777;
@@ -202,8 +194,28 @@ fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
                 mode,
             });
         }
+        Ok(())
+    };
+    let failed = |e| DataDirError::Inspect(path.to_path_buf(), e);
+    // The name as given, and each link it passes through on the way: a
+    // link in a directory others may write could be swapped for another.
+    let mut hop = std::path::absolute(path).map_err(failed)?;
+    for _ in 0..40 {
+        hop.ancestors().skip(1).try_for_each(check)?;
+        let is_link = std::fs::symlink_metadata(&hop)
+            .map_err(failed)?
+            .file_type()
+            .is_symlink();
+        if !is_link {
+            break;
+        }
+        let target = std::fs::read_link(&hop).map_err(failed)?;
+        let parent = hop.parent().map(Path::to_path_buf).unwrap_or_default();
+        hop = parent.join(target);
     }
-    Ok(())
+    // And where it all leads, every directory link resolved.
+    let resolved = std::fs::canonicalize(path).map_err(failed)?;
+    resolved.ancestors().skip(1).try_for_each(check)
 }
 
 /// A random secret of 32 bytes kept in `path` (0600), created on first use.
@@ -306,6 +318,20 @@ mod tests {
         // Sticky, as /tmp is: others cannot replace what is not theirs.
         mode(0o1777).unwrap();
         assert!(check_key_file(&key).is_ok());
+        // A chain of links, one of them kept in a directory others may
+        // write: that directory counts too.
+        mode(0o700).unwrap();
+        let open_middle = dir.path().join("open-middle");
+        std::fs::create_dir(&open_middle).unwrap();
+        std::fs::set_permissions(&open_middle, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let middle = open_middle.join("b");
+        std::os::unix::fs::symlink(&key, &middle).unwrap();
+        let first = dir.path().join("a");
+        std::os::unix::fs::symlink(&middle, &first).unwrap();
+        assert!(matches!(
+            check_key_file(&first),
+            Err(DataDirError::ParentMode { path, .. }) if path.ends_with("open-middle")
+        ));
         // A link kept in a directory others may write: the link counts.
         mode(0o700).unwrap();
         let open = dir.path().join("open");
