@@ -318,30 +318,28 @@ mod tests {
         // Sticky, as /tmp is: others cannot replace what is not theirs.
         mode(0o1777).unwrap();
         assert!(check_key_file(&key).is_ok());
-        // A chain of links, one of them kept in a directory others may
-        // write: that directory counts too.
         mode(0o700).unwrap();
-        let open_middle = dir.path().join("open-middle");
-        std::fs::create_dir(&open_middle).unwrap();
-        std::fs::set_permissions(&open_middle, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let middle = open_middle.join("b");
-        std::os::unix::fs::symlink(&key, &middle).unwrap();
+        // A link to the key kept in a directory others may write.
+        let link_in_open = |name: &str| {
+            let open = dir.path().join(name);
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let link = open.join("link");
+            std::os::unix::fs::symlink(&key, &link).unwrap();
+            link
+        };
+        // Such a link counts, named directly or as a step of a chain.
+        let exposed = link_in_open("open");
         let first = dir.path().join("a");
-        std::os::unix::fs::symlink(&middle, &first).unwrap();
-        assert!(matches!(
-            check_key_file(&first),
-            Err(DataDirError::ParentMode { path, .. }) if path.ends_with("open-middle")
-        ));
-        // A link kept in a directory others may write: the link counts.
-        mode(0o700).unwrap();
-        let open = dir.path().join("open");
-        std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let exposed = open.join("link");
-        std::os::unix::fs::symlink(&key, &exposed).unwrap();
-        assert!(matches!(
-            check_key_file(&exposed),
-            Err(DataDirError::ParentMode { .. })
-        ));
+        std::os::unix::fs::symlink(link_in_open("open-middle"), &first).unwrap();
+        for (name, open) in [(&exposed, "open"), (&first, "open-middle")] {
+            assert!(
+                matches!(
+                    check_key_file(name),
+                    Err(DataDirError::ParentMode { ref path, .. }) if path.ends_with(open)
+                ),
+                "{open}"
+            );
+        }
     }
 }
