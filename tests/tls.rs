@@ -145,7 +145,35 @@ fn a_renewed_certificate_is_served_after_a_hangup() {
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (cert, key) = certificate(first.path());
     let (renewed_cert, renewed_key) = certificate(second.path());
-    let server = tls_server(&cert, &key);
+    let metrics_port = support::closed_port();
+    let server = Server::start(Options {
+        args: vec![
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ],
+        ..Default::default()
+    });
+    // Whether the last reload of the certificate took, for alerting.
+    let tls_reload_ok = || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("credhost_reload_ok{what=\"tls\"}"))
+            .unwrap_or_else(|| panic!("no credhost_reload_ok for tls: {text}"))
+            .to_string();
+        line.ends_with(" 1")
+    };
+    assert!(tls_reload_ok());
     assert!(trusted_with(&server, &cert));
     assert!(!trusted_with(&server, &renewed_cert));
 
@@ -161,6 +189,7 @@ fn a_renewed_certificate_is_served_after_a_hangup() {
     assert!(refused, "{}", server.log_text());
     assert!(trusted_with(&server, &original));
     assert!(!trusted_with(&server, &renewed_cert));
+    assert!(!tls_reload_ok(), "a failed reload shows in the metrics");
 
     std::fs::copy(&renewed_key, &key).unwrap();
     server.hangup();
@@ -169,6 +198,7 @@ fn a_renewed_certificate_is_served_after_a_hangup() {
         trusted_with(&server, &renewed_cert)
     });
     assert!(renewed, "{}", server.log_text());
+    assert!(tls_reload_ok());
 }
 
 /// The CLI speaks HTTPS to a server whose certificate chains to the CA it

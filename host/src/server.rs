@@ -162,27 +162,47 @@ fn reload_on_sighup(
     certificate: Option<Arc<crate::tls::Certificate>>,
 ) -> anyhow::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // Whether the last reload of each took: a renewal that failed leaves
+    // the old certificate served until it expires, which a log line alone
+    // may not bring to anyone's attention.
+    let took = |what: &'static str, ok: bool| {
+        metrics::gauge!("credhost_reload_ok", "what" => what).set(f64::from(u8::from(ok)));
+    };
+    for what in ["known_hosts", "plugins"]
+        .into_iter()
+        .chain(certificate.is_some().then_some("tls"))
+    {
+        took(what, true);
+    }
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             service.audit().reopen();
             if let Some(certificate) = &certificate {
-                match certificate.reload() {
+                let reloaded = certificate.reload();
+                match &reloaded {
                     Ok(()) => tracing::info!("SIGHUP: TLS certificate read again"),
                     Err(e) => tracing::error!(
                         "SIGHUP: TLS certificate not read again, the served one stays: {e:#}"
                     ),
                 }
+                took("tls", reloaded.is_ok());
             }
-            if let Err(e) = service.reload_known_hosts() {
+            let known_hosts = service.reload_known_hosts();
+            if let Err(e) = &known_hosts {
                 tracing::error!(
                     "SIGHUP: known_hosts not read again, the pins stay as they were: {e}"
                 );
             }
+            took("known_hosts", known_hosts.is_ok());
             match service.reload_plugins().await {
                 Ok(view) => {
-                    tracing::info!(failures = view.failures.len(), "SIGHUP: plugins reloaded")
+                    tracing::info!(failures = view.failures.len(), "SIGHUP: plugins reloaded");
+                    took("plugins", true);
                 }
-                Err(e) => tracing::error!("SIGHUP: plugin reload refused: {e}"),
+                Err(e) => {
+                    tracing::error!("SIGHUP: plugin reload refused: {e}");
+                    took("plugins", false);
+                }
             }
         }
     });
