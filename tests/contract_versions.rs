@@ -341,6 +341,26 @@ async fn broken_promises_are_contract_errors_and_targets_fan_out() {
     assert_eq!(status, 400, "{envelope}");
     assert!(message(&envelope).len() < 1_100, "{envelope}");
     assert!(message(&envelope).ends_with('…'), "{envelope}");
+    // A refusal that quotes a field the verifier's schema marks secret
+    // (`writeOnly`), sent in another case: masked, in the answer and the
+    // log it is refused in.
+    const REFUSED_SECRET: &str = "Refused-secret-5170";
+    let (status, envelope) = server
+        .post(
+            "/api/v1/security/credential/validate",
+            json!({ "target_type": "BREAKER", "breaker_property":
+                    { "mode": "echo-refusal", "Passphrase": REFUSED_SECRET } }),
+        )
+        .await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(
+        message(&envelope).ends_with("the passphrase ****** is wrong"),
+        "{envelope}"
+    );
+    assert!(
+        !server.log_text().contains(REFUSED_SECRET),
+        "the log quotes it"
+    );
     // Each round of these is well within the deadline; together they are
     // not, and the deadline is the call's.
     let (status, envelope) = validated("slow-asks").await;

@@ -216,6 +216,29 @@ impl std::fmt::Debug for Scrubber {
 }
 
 impl Scrubber {
+    /// The secret fields of a request's `property`: the values of the
+    /// fields `schema` marks `writeOnly` (a passphrase, a private key),
+    /// named as obshell binds them, in any case.
+    pub fn of_property(property: &str, schema: &serde_json::Value) -> Self {
+        let secret_fields: Vec<String> = (schema["properties"].as_object())
+            .into_iter()
+            .flatten()
+            .filter(|(_, field)| field["writeOnly"] == serde_json::Value::Bool(true))
+            .map(|(name, _)| name.to_lowercase())
+            .collect();
+        let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(property)
+            .map(|object| {
+                object
+                    .into_iter()
+                    .filter(|(name, _)| secret_fields.contains(&name.to_lowercase()))
+                    .filter_map(|(_, value)| value.as_str().map(str::to_owned))
+                    .filter(|piece| piece.len() >= 4)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self(values)
+    }
+
     pub fn of(secret: &[u8]) -> Self {
         let Ok(text) = std::str::from_utf8(secret) else {
             return Self(Vec::new());

@@ -674,8 +674,11 @@ impl VerifierPlugin {
             }
         };
         match answer {
+            // A refusal is answered and logged: what the property holds
+            // of a secret is masked in it, should the plugin quote it.
             Err(refusal) => Ok(Err(Refusal {
-                message: cut(refusal.message),
+                message: cut(Scrubber::of_property(property, &self.info.property_schema)
+                    .apply(refusal.message)),
                 ..refusal
             })),
             Ok(answer) => self.adopt(answer, purpose, property).map(Ok),
