@@ -56,6 +56,18 @@ impl Cluster {
     }
 }
 
+/// Copies `column` of `table`'s row `from` into its row `to`, bytes as
+/// they are: what someone with the database account can do without the KEK.
+fn copy_cell(db: &MariaDb, table: &str, column: &str, key: &str, from: u64, to: u64) {
+    let hex = db.sql(&format!(
+        "SELECT HEX({column}) FROM {table} WHERE {key} = {from}"
+    ));
+    db.sql(&format!(
+        "UPDATE {table} SET {column} = UNHEX('{}') WHERE {key} = {to}",
+        hex.trim()
+    ));
+}
+
 fn host_body(name: &str, addr: std::net::SocketAddr) -> Value {
     json!({ "target_type": "HOST", "name": name, "ssh_credential_property": {
         "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
@@ -618,13 +630,14 @@ async fn rows_changed_in_the_database_are_refused() {
     assert_eq!(proofs().await, 2, "each create keeps its proof");
     // Web's proof is now other's (a moved proof), and other's a made-up
     // success in the shape of an unsealed record: neither is shown.
-    let proof = db.sql(&format!(
-        "SELECT HEX(doc) FROM tamper.credhost_validations WHERE credential_id = {other}"
-    ));
-    db.sql(&format!(
-        "UPDATE tamper.credhost_validations SET doc = UNHEX('{}') WHERE credential_id = {web}",
-        proof.trim()
-    ));
+    copy_cell(
+        &db,
+        "tamper.credhost_validations",
+        "doc",
+        "credential_id",
+        other,
+        web,
+    );
     db.sql(&format!(
         "UPDATE tamper.credhost_validations SET doc = '{{\"credential_id\":{other},\"succeeded_count\":1}}' \
          WHERE credential_id = {other}"
@@ -633,13 +646,7 @@ async fn rows_changed_in_the_database_are_refused() {
 
     // Web's row now holds other's body (its targets, its secret); the
     // token's scope is raised to admin.
-    let body = db.sql(&format!(
-        "SELECT HEX(body) FROM tamper.credhost_credentials WHERE id = {other}"
-    ));
-    db.sql(&format!(
-        "UPDATE tamper.credhost_credentials SET body = UNHEX('{}') WHERE id = {web}",
-        body.trim()
-    ));
+    copy_cell(&db, "tamper.credhost_credentials", "body", "id", other, web);
     db.sql(
         "UPDATE tamper.credhost_tokens SET doc = REPLACE(doc, '\"scope\":\"read\"', '\"scope\":\"admin\"')",
     );

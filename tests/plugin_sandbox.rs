@@ -98,27 +98,42 @@ async fn a_spinning_plugin_does_not_hold_up_the_others() {
     );
 }
 
+/// The fixture's `verify` of `public`, granted `grant`.
+async fn verify(
+    registry: &Registry,
+    public: serde_json::Value,
+    grant: &[Target],
+) -> Result<Vec<credhost::plugins::Detail>, PluginError> {
+    registry
+        .verifier("HOSTILE")
+        .unwrap()
+        .verify(
+            &public.to_string(),
+            &credhost::secret::Secret::new(Vec::new()),
+            grant,
+            &HostKeys::learn(Vec::new()),
+            &Client::default(),
+        )
+        .await
+}
+
 /// What the fixture's `verify` reported.
 async fn verify_messages(
     registry: &Registry,
     public: serde_json::Value,
     grant: &[Target],
 ) -> Vec<String> {
-    let plugin = registry.verifier("HOSTILE").unwrap();
-    let secret = credhost::secret::Secret::new(Vec::new());
-    plugin
-        .verify(
-            &public.to_string(),
-            &secret,
-            grant,
-            &HostKeys::learn(Vec::new()),
-            &Client::default(),
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.message)
-        .collect()
+    let details = verify(registry, public, grant).await.unwrap();
+    details.into_iter().map(|d| d.message).collect()
+}
+
+/// How the fixture's `verify` failed.
+async fn verify_error(
+    registry: &Registry,
+    public: serde_json::Value,
+    grant: &[Target],
+) -> PluginError {
+    verify(registry, public, grant).await.unwrap_err()
 }
 
 fn listener() -> (TcpListener, SocketAddr) {
@@ -187,18 +202,7 @@ async fn a_call_holds_a_bounded_number_of_sockets() {
         .collect();
     let addresses: Vec<String> = listeners.iter().map(|(_, a)| a.to_string()).collect();
     let public = serde_json::json!({ "connect-many": addresses });
-    let error = registry
-        .verifier("HOSTILE")
-        .unwrap()
-        .verify(
-            &public.to_string(),
-            &credhost::secret::Secret::new(Vec::new()),
-            &granted,
-            &HostKeys::learn(Vec::new()),
-            &Client::default(),
-        )
-        .await
-        .unwrap_err();
+    let error = verify_error(&registry, public, &granted).await;
     assert!(
         matches!(&error, PluginError::Trap { reason, .. } if reason.contains("resource table has no free keys")),
         "{error}"
@@ -261,18 +265,7 @@ async fn a_verification_reaches_each_target_only_so_often() {
     // A list longer than any credential's targets is the plugin making the
     // host hold a login for each entry: the call traps.
     let public = serde_json::json!({ "ssh": { "ip": "127.0.0.1", "port": closed }, "times": 1001 });
-    let error = registry
-        .verifier("HOSTILE")
-        .unwrap()
-        .verify(
-            &public.to_string(),
-            &credhost::secret::Secret::new(Vec::new()),
-            &[target],
-            &HostKeys::learn(Vec::new()),
-            &Client::default(),
-        )
-        .await
-        .unwrap_err();
+    let error = verify_error(&registry, public, &[target]).await;
     assert!(
         matches!(&error, PluginError::Trap { reason, .. } if reason.contains("a credential has at most 1000")),
         "{error}"

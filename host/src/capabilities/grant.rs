@@ -24,8 +24,9 @@ pub struct Grant {
     keys: KeyCache,
     /// How often that verification reached each endpoint. A request tries
     /// its secret once per target (the guess limit counts on it), however
-    /// many times a plugin was handed the target or asks again.
-    reached: Arc<Mutex<HashMap<SocketAddr, Reached>>>,
+    /// many times a plugin was handed the target or asks again. None in a
+    /// grant of no endpoints (every quick call's): nothing to count.
+    reached: Option<Arc<Mutex<HashMap<SocketAddr, Reached>>>>,
     /// The secret being proven, kept out of what the plugin logs.
     scrubber: Option<Arc<Scrubber>>,
     /// What the verification's calls may still log, together (none: each
@@ -33,7 +34,7 @@ pub struct Grant {
     log: Option<SharedLog>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Reached {
     logins: u32,
     connections: u32,
@@ -53,9 +54,21 @@ impl Grant {
             endpoints: Arc::new(endpoints.into_iter().collect()),
             host_keys,
             keys: KeyCache::default(),
-            reached: Arc::default(),
+            reached: Some(Arc::default()),
             scrubber: None,
             log: None,
+        }
+    }
+
+    /// The same grant for the call of one of the verification's targets,
+    /// reaching `endpoint` alone, with a count of its own (a target listed
+    /// twice is two calls); the host keys, the keys read, the masking and
+    /// the log budget stay shared with the other targets' calls.
+    pub fn narrowed_to(&self, endpoint: SocketAddr) -> Self {
+        Self {
+            endpoints: Arc::new(HashSet::from([endpoint])),
+            reached: Some(Arc::default()),
+            ..self.clone()
         }
     }
 
@@ -86,12 +99,6 @@ impl Grant {
             Some(scrubber) => scrubber.apply(text),
             None => text,
         }
-    }
-
-    /// The same grant, reading private keys through `keys`: the cache of
-    /// the verification it is part of.
-    pub fn with_keys(self, keys: KeyCache) -> Self {
-        Self { keys, ..self }
     }
 
     pub fn keys(&self) -> &KeyCache {
@@ -135,8 +142,10 @@ impl Grant {
         count: impl FnOnce(&mut Reached) -> &mut u32,
         max: u32,
     ) -> bool {
-        let mut reached = self
-            .reached
+        let Some(reached) = &self.reached else {
+            return false;
+        };
+        let mut reached = reached
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = count(reached.entry(*endpoint).or_default());
@@ -170,10 +179,11 @@ impl Grant {
                 _ => false,
             };
             if !allowed {
+                const REFUSED: &str = "plugin socket use outside its grant, or past its connections to a target, refused";
                 if warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    tracing::debug!(%addr, ?usage, "plugin socket use outside its grant, or past its connections to a target, refused");
+                    tracing::debug!(%addr, ?usage, "{REFUSED}");
                 } else {
-                    tracing::warn!(%addr, ?usage, "plugin socket use outside its grant, or past its connections to a target, refused");
+                    tracing::warn!(%addr, ?usage, "{REFUSED}");
                 }
             }
             Box::pin(std::future::ready(allowed))

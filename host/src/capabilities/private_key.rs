@@ -321,91 +321,40 @@ pub(super) mod tests {
             let of = |p: &str| read.iter().filter(|n| **n == name(&text, Some(p))).count();
             (of("pass"), of("wrong"))
         };
+        // `cache` asked for the key with `passphrase`.
+        fn read<'a>(
+            cache: &'a KeyCache,
+            ops: &'a Client,
+            text: &str,
+            passphrase: &str,
+        ) -> impl Future<Output = Result<Arc<PrivateKey>, String>> + 'a {
+            cache.read(
+                ops,
+                Zeroizing::new(text.to_string()),
+                Some(Zeroizing::new(passphrase.into())),
+            )
+        }
+        let read = |cache, passphrase| read(cache, &ops, &text, passphrase);
         // Eight targets ask at once, then two more; a wrong passphrase is
         // another key.
-        let asks = (0..8).map(|_| {
-            cache.read(
-                &ops,
-                Zeroizing::new(text.clone()),
-                Some(Zeroizing::new("pass".into())),
-            )
-        });
-        let keys = futures::future::join_all(asks).await;
+        let keys = futures::future::join_all((0..8).map(|_| read(&cache, "pass"))).await;
         let first = keys[0].as_ref().unwrap();
         assert!(keys.iter().all(|k| Arc::ptr_eq(k.as_ref().unwrap(), first)));
-        assert!(
-            cache
-                .read(
-                    &ops,
-                    Zeroizing::new(text.clone()),
-                    Some(Zeroizing::new("pass".into()))
-                )
-                .await
-                .is_ok()
-        );
-        assert!(
-            cache
-                .read(
-                    &ops,
-                    Zeroizing::new(text.clone()),
-                    Some(Zeroizing::new("wrong".into()))
-                )
-                .await
-                .is_err()
-        );
-        assert!(
-            cache
-                .read(
-                    &ops,
-                    Zeroizing::new(text.clone()),
-                    Some(Zeroizing::new("wrong".into()))
-                )
-                .await
-                .is_err()
-        );
+        assert!(read(&cache, "pass").await.is_ok());
+        assert!(read(&cache, "wrong").await.is_err());
+        assert!(read(&cache, "wrong").await.is_err());
         assert_eq!(reads(), (1, 1), "one reading per key and passphrase");
         // Two more passphrases make four keys; a fifth is not read at all.
         for other in ["other-1", "other-2"] {
-            let _ = (cache.read(
-                &ops,
-                Zeroizing::new(text.clone()),
-                Some(Zeroizing::new(other.into())),
-            ))
-            .await;
+            let _ = read(&cache, other).await;
         }
-        let fifth = cache
-            .read(
-                &ops,
-                Zeroizing::new(text.clone()),
-                Some(Zeroizing::new("other-3".into())),
-            )
-            .await
-            .unwrap_err();
+        let fifth = read(&cache, "other-3").await.unwrap_err();
         assert!(fifth.contains("at most 4 keys"), "{fifth}");
         assert!(!READ.lock().unwrap().contains(&name(&text, Some("other-3"))));
         // A key read already is still there.
-        assert!(
-            cache
-                .read(
-                    &ops,
-                    Zeroizing::new(text.clone()),
-                    Some(Zeroizing::new("pass".into()))
-                )
-                .await
-                .is_ok()
-        );
+        assert!(read(&cache, "pass").await.is_ok());
         // Another verification reads afresh.
-        let another = KeyCache::default();
-        assert!(
-            another
-                .read(
-                    &ops,
-                    Zeroizing::new(text.clone()),
-                    Some(Zeroizing::new("pass".into()))
-                )
-                .await
-                .is_ok()
-        );
+        assert!(read(&KeyCache::default(), "pass").await.is_ok());
         assert_eq!(reads(), (2, 1));
     }
 

@@ -24,8 +24,7 @@ use super::types::{
     SecretChange, Target, VerifierInfo, cut,
 };
 use crate::budget::Client;
-use crate::capabilities::log::{LogBudget, SharedLog};
-use crate::capabilities::private_key::KeyCache;
+use crate::capabilities::log::LogBudget;
 use crate::capabilities::ssh::wit_0_3;
 use crate::capabilities::{Grant, HostKeys};
 use crate::secret::Secret;
@@ -762,13 +761,16 @@ impl VerifierPlugin {
             .map(|(t, _)| *t)
             .collect();
         let scrubber = Arc::new(Scrubber::of(secret.expose()));
-        let log = LogBudget::verification();
+        // What the verification's calls share: the host keys, the keys read,
+        // the masking of its secret, the log budget (a typed plugin's call
+        // per target narrows it to its target: see `Grant::narrowed_to`).
+        let grant = Grant::for_targets(&dialled, host_keys.clone())
+            .scrubbing(scrubber.clone())
+            .logging_into(LogBudget::verification());
         match &self.pre {
             Pre::V0_1(set) => {
                 let work = Work::Verify {
-                    grant: Grant::for_targets(&dialled, host_keys.clone())
-                        .scrubbing(scrubber.clone())
-                        .logging_into(log),
+                    grant,
                     client: client.clone(),
                     patient: false,
                 };
@@ -795,66 +797,52 @@ impl VerifierPlugin {
             }
             Pre::V0_2(set) => {
                 let secret = secret.expose();
-                self.fan_out(
-                    targets,
-                    dial,
-                    host_keys,
-                    client,
-                    (&scrubber, &log),
-                    |target, work| async move {
-                        let target = v0_2::verifier::credhost::plugin::types::Target {
-                            ip: target.ip.to_string(),
-                            port: target.port,
-                        };
-                        let v = self
-                            .call_0_2(
-                                set,
-                                "verify-target",
-                                &self.meta.limits,
-                                work,
-                                async move |g, s| {
-                                    g.call_verify_target(s, public, secret, &target).await
-                                },
-                                |v| v.message.len() + 8,
-                            )
-                            .await?;
-                        Ok((reason_0_2(v.reason), v.message))
-                    },
-                )
+                self.fan_out(targets, dial, client, &grant, |target, work| async move {
+                    let target = v0_2::verifier::credhost::plugin::types::Target {
+                        ip: target.ip.to_string(),
+                        port: target.port,
+                    };
+                    let v = self
+                        .call_0_2(
+                            set,
+                            "verify-target",
+                            &self.meta.limits,
+                            work,
+                            async move |g, s| {
+                                g.call_verify_target(s, public, secret, &target).await
+                            },
+                            |v| v.message.len() + 8,
+                        )
+                        .await?;
+                    Ok((reason_0_2(v.reason), v.message))
+                })
                 .await
             }
             Pre::V0_3(set) => {
                 let secret = secret.expose();
-                self.fan_out(
-                    targets,
-                    dial,
-                    host_keys,
-                    client,
-                    (&scrubber, &log),
-                    |target, work| async move {
-                        let target = v0_3::verifier::credhost::plugin::types::Target {
-                            ip: target.ip.to_string(),
-                            port: target.port,
-                        };
-                        let v: Result<_, PluginError> =
-                            with_asks!(self, work, |work, answers, limits| {
-                                let target = &target;
-                                self.round_0_3(
-                                    set,
-                                    "verify-target",
-                                    &limits,
-                                    work.clone(),
-                                    async move |g, s| {
-                                        g.call_verify_target(s, public, secret, target, answers)
-                                            .await
-                                    },
-                                )
-                                .await?
-                            });
-                        let v = v?;
-                        Ok((reason_0_3(v.reason), v.message))
-                    },
-                )
+                self.fan_out(targets, dial, client, &grant, |target, work| async move {
+                    let target = v0_3::verifier::credhost::plugin::types::Target {
+                        ip: target.ip.to_string(),
+                        port: target.port,
+                    };
+                    let v: Result<_, PluginError> =
+                        with_asks!(self, work, |work, answers, limits| {
+                            let target = &target;
+                            self.round_0_3(
+                                set,
+                                "verify-target",
+                                &limits,
+                                work.clone(),
+                                async move |g, s| {
+                                    g.call_verify_target(s, public, secret, target, answers)
+                                        .await
+                                },
+                            )
+                            .await?
+                        });
+                    let v = v?;
+                    Ok((reason_0_3(v.reason), v.message))
+                })
                 .await
             }
         }
@@ -870,22 +858,16 @@ impl VerifierPlugin {
         &self,
         targets: &[Target],
         dial: &[bool],
-        host_keys: &HostKeys,
         client: &Client,
-        (scrubber, log): (&Arc<Scrubber>, &SharedLog),
+        grant: &Grant,
         verify_target: impl Fn(Target, Work) -> F,
     ) -> Result<Vec<Detail>, PluginError>
     where
         F: std::future::Future<Output = Result<(Reason, String), PluginError>>,
     {
-        let keys = KeyCache::default();
-        let keys = &keys;
         let verify_target = &verify_target;
         let work_for = |target: &Target, patient: bool| Work::Verify {
-            grant: Grant::for_targets(std::slice::from_ref(target), host_keys.clone())
-                .with_keys(keys.clone())
-                .scrubbing(scrubber.clone())
-                .logging_into(log.clone()),
+            grant: grant.narrowed_to(std::net::SocketAddr::new(target.ip, target.port)),
             client: client.clone(),
             patient,
         };
@@ -920,7 +902,7 @@ impl VerifierPlugin {
                 Ok(verdict) => verdict,
                 Err(e) => (Reason::Other, e.to_string()),
             };
-            let message = scrubber.apply(message);
+            let message = grant.scrub(message);
             details.push(Detail::new(Endpoint::from(*target), reason, message));
         }
         Ok(details)

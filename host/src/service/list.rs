@@ -71,13 +71,23 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
 /// Whether building `req`'s page may cost in proportion to the table
 /// rather than to the page.
 fn reads_the_table(req: &ListRequest) -> bool {
-    let size = if req.page_size <= 0 {
-        10
-    } else {
-        req.page_size
-    };
-    let skipped = (req.page.max(1) - 1).saturating_mul(size);
-    req.page_size > LARGE_PAGE || !req.key_word.is_empty() || skipped > LARGE_PAGE
+    let (page, size) = req.page_and_size();
+    let skipped = (page - 1).saturating_mul(size);
+    req.page_size > LARGE_PAGE || !req.key_word.is_empty() || skipped > LARGE_PAGE as u64
+}
+
+impl ListRequest {
+    /// The page asked for and its size, obshell's defaults (1 and 10) in
+    /// place of what is not positive.
+    fn page_and_size(&self) -> (u64, u64) {
+        let page = if self.page <= 0 { 1 } else { self.page as u64 };
+        let size = if self.page_size <= 0 {
+            10
+        } else {
+            self.page_size as u64
+        };
+        (page, size)
+    }
 }
 
 impl Service {
@@ -109,12 +119,7 @@ impl Service {
         req: ListRequest,
         place: Option<Slot>,
     ) -> Result<(ListView, Option<Slot>), Error> {
-        let page = if req.page <= 0 { 1 } else { req.page as u64 };
-        let size = if req.page_size <= 0 {
-            10
-        } else {
-            req.page_size as u64
-        };
+        let (page, size) = req.page_and_size();
         let field = sort_field(&req.sort)?;
         let order = descending(&req.sort_order)?;
         let (sort, descending) = match (field, order) {

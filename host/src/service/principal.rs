@@ -114,6 +114,11 @@ impl Principal {
             other => other.kind().to_string(),
         }
     }
+
+    /// The id of the token a [`label`](Self::label) names, if it names one.
+    pub fn token_of_label(label: &str) -> Option<&str> {
+        label.strip_prefix("token:")?.split(' ').next()
+    }
 }
 
 #[cfg(test)]

@@ -42,10 +42,9 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    /// The token that made this one, if a token did (its id leads the
-    /// `created_by` label).
+    /// The token that made this one, if a token did.
     fn minted_by(&self) -> Option<&str> {
-        self.created_by.strip_prefix("token:")?.split(' ').next()
+        Principal::token_of_label(&self.created_by)
     }
 
     fn state(&self, now: i64) -> &'static str {
@@ -266,12 +265,7 @@ impl Service {
     pub async fn create_token(&self, new: NewToken, by: &Principal) -> Result<IssuedToken, Error> {
         let now = clock::now_us();
         let (record, secret) = mint(&new, by, now)?;
-        self.save_token(&record).await?;
-        self.tokens
-            .write()
-            .expect("token table lock")
-            .by_id
-            .insert(record.id.clone(), record.clone());
+        self.put_token(&record).await?;
         tracing::info!(token = %record.id, name = %record.name, scope = record.scope.as_str(), by = %by.label(), "token created");
         self.audit_event(
             "token.created",
@@ -369,18 +363,15 @@ impl Service {
         let record = self.revoke_one(record, by, None, now).await?;
         // Refused already (see `maker_revoked`); marked so, so every view
         // and every server of a cluster says so.
-        let made = self.tokens.read().expect("token table lock").made_by(id);
-        for made_id in made {
-            let made = self
-                .tokens
-                .read()
-                .expect("token table lock")
-                .by_id
-                .get(&made_id)
-                .cloned();
-            if let Some(made) = made {
-                self.revoke_one(made, by, Some(&record.id), now).await?;
-            }
+        let made: Vec<TokenRecord> = {
+            let table = self.tokens.read().expect("token table lock");
+            let ids = table.made_by(id);
+            ids.iter()
+                .filter_map(|id| table.by_id.get(id).cloned())
+                .collect()
+        };
+        for made in made {
+            self.revoke_one(made, by, Some(&record.id), now).await?;
         }
         Ok(TokenView::of(&record, now))
     }
@@ -396,12 +387,7 @@ impl Service {
             return Ok(record);
         }
         record.revoked_us = Some(now);
-        self.save_token(&record).await?;
-        self.tokens
-            .write()
-            .expect("token table lock")
-            .by_id
-            .insert(record.id.clone(), record.clone());
+        self.put_token(&record).await?;
         match with {
             None => tracing::info!(token = %record.id, by = %by.label(), "token revoked"),
             Some(maker) => tracing::info!(token = %record.id, by = %by.label(), with = %maker,
@@ -476,6 +462,17 @@ impl Service {
                 tracing::warn!(token = %record.id, "cannot record the token's last use: {e}");
             }
         });
+    }
+
+    /// Writes `record` through the store, then into the table in memory.
+    async fn put_token(&self, record: &TokenRecord) -> Result<(), Error> {
+        self.save_token(record).await?;
+        self.tokens
+            .write()
+            .expect("token table lock")
+            .by_id
+            .insert(record.id.clone(), record.clone());
+        Ok(())
     }
 
     async fn save_token(&self, record: &TokenRecord) -> Result<(), Error> {
