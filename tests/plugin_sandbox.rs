@@ -320,6 +320,118 @@ async fn a_plugin_quoting_its_secret_leaks_it_nowhere() {
     assert!(!log.contains(SECRET), "{log}");
 }
 
+/// Whether `text` holds `n` hex digits in a row: a 32-byte key, printed.
+fn has_hex_run(text: &str, n: usize) -> bool {
+    text.as_bytes()
+        .split(|b| !b.is_ascii_hexdigit())
+        .any(|run| run.len() >= n)
+}
+
+/// Against the real binary: plugins that log or quote what they were handed
+/// outside a verification (a property to `normalize`, a key and plaintext
+/// to `seal`, a key to `open`) leak it nowhere. Their lines are logged as
+/// the call ends, the secret masked: a property's `writeOnly` fields (any
+/// case), every string of a 0.1 plugin's property (its schema names
+/// none), a policy's key and plaintexts; so are a policy's refusals.
+#[tokio::test]
+async fn plugins_logging_their_input_leak_it_nowhere() {
+    use support::server::{Options, Server, err_code, message};
+    const SECRETS: [&str; 4] = [
+        "Breaker-Logged-5521",
+        "Hostile-Logged-7730",
+        "refuse-seal-Leaky-4419",
+        "refuse-open-Leaky-8812",
+    ];
+
+    let dir = support::plugin_dir(&[
+        "contract_breaker",
+        "hostile_verifier",
+        "instant_verifier",
+        "leaky_policy",
+    ]);
+    let server = Server::start(Options {
+        args: vec!["--plugin-dir".into(), dir.path().display().to_string()],
+        ..Default::default()
+    });
+    let mut answers = Vec::new();
+    for body in [
+        serde_json::json!({ "target_type": "BREAKER",
+            "breaker_property": { "mode": "log-property", "PassPhrase": SECRETS[0] } }),
+        serde_json::json!({ "target_type": "HOSTILE",
+            "hostile_property": { "mode": "log-input", "secret": SECRETS[1] } }),
+    ] {
+        let (_, envelope) = server
+            .post("/api/v1/security/credential/validate", body)
+            .await;
+        answers.push(envelope);
+    }
+
+    let (status, envelope) = server
+        .put(
+            "/api/v1/security/encryption/policy",
+            serde_json::json!({ "policy": "leaky" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let instant = |passphrase: &str| {
+        serde_json::json!({ "name": passphrase.get(..11), "target_type": "INSTANT",
+            "instant_credential_property": { "targets": [{ "ip": "127.0.0.1" }],
+                "username": "u", "passphrase": passphrase } })
+    };
+    let (status, refused) = server
+        .post("/api/v1/security/credential", instant(SECRETS[2]))
+        .await;
+    assert_eq!(status, 500, "{refused}");
+    assert_eq!(err_code(&refused), "Credential.EncryptFailed");
+    let message = message(&refused);
+    assert!(
+        message.contains("will not seal ****** with key ******"),
+        "{message}"
+    );
+    answers.push(refused.clone());
+    let (status, created) = server
+        .post("/api/v1/security/credential", instant(SECRETS[3]))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].clone();
+    let (_, validated) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            serde_json::json!({ "credential_id_list": [id] }),
+        )
+        .await;
+    assert!(
+        validated
+            .to_string()
+            .contains("will not open with key ******"),
+        "{validated}"
+    );
+    answers.push(validated);
+
+    let log = server.log_text();
+    for said in [
+        "normalizing",
+        "sealing ****** with key ******",
+        "opening with key ******",
+    ] {
+        assert!(log.contains(said), "{said:?} is not in the log:\n{log}");
+    }
+    // The policy's own lines only: the log names plugins by their SHA-256.
+    let policy_lines = log.lines().filter(|l| l.contains("with key"));
+    for text in answers
+        .iter()
+        .map(|a| a.to_string())
+        .chain(policy_lines.map(str::to_owned))
+    {
+        assert!(!has_hex_run(&text, 64), "a key in {text}");
+    }
+    for text in answers.iter().map(|a| a.to_string()).chain([log]) {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
+
 /// Against the real binary: more spinning plugin calls than the server has
 /// threads, and it still answers. Wasm runs inside a task's poll; a call
 /// that never yielded would hold its thread until its deadline, and these

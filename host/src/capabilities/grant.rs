@@ -93,6 +93,11 @@ impl Grant {
         }
     }
 
+    /// Whether the call's secret is known and masked as it logs.
+    pub fn masks(&self) -> bool {
+        self.scrubber.is_some()
+    }
+
     /// `text` with the secret of the call masked.
     pub fn scrub(&self, text: String) -> String {
         match &self.scrubber {

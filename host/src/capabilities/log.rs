@@ -23,6 +23,9 @@ pub struct LogBudget {
     limit: (u32, usize, &'static str),
     /// Whether the call was told it ran out (once).
     spent: bool,
+    /// Lines of a call without a masking grant, logged when it ends (see
+    /// [`LogBudget::hold`]).
+    held: Vec<(Level, String)>,
 }
 
 /// A verification's budget, shared by its calls.
@@ -41,6 +44,7 @@ impl LogBudget {
             bytes,
             limit: (lines, bytes, what),
             spent: false,
+            held: Vec::new(),
         }
     }
 
@@ -62,15 +66,36 @@ impl LogBudget {
         level: Level,
         message: &str,
     ) {
-        let len = message.len().min(MAX_LINE);
+        if self.admit(shared, plugin, message.len()) {
+            emit(plugin, level, message);
+        }
+    }
+
+    /// Keeps `message`, within the same budget, to be logged when the call
+    /// ends ([`LogBudget::take_held`]): a call that is not verifying has
+    /// its secrets in its input (a property, a plaintext), which the host
+    /// masks in its lines only once it knows there are any.
+    pub fn hold(&mut self, plugin: &str, level: Level, mut message: String) {
+        if self.admit(None, plugin, message.len()) {
+            message.truncate(char_boundary(&message, MAX_LINE));
+            self.held.push((level, message));
+        }
+    }
+
+    pub fn take_held(&mut self) -> Vec<(Level, String)> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Whether a line of `len` bytes may be logged, spending it if so.
+    fn admit(&mut self, shared: Option<&mut LogBudget>, plugin: &str, len: usize) -> bool {
+        let len = len.min(MAX_LINE);
         let fits = self.fits(len) && shared.as_ref().is_none_or(|s| s.fits(len));
         if fits {
             self.spend(len);
             if let Some(shared) = shared {
                 shared.spend(len);
             }
-            emit(plugin, level, message);
-            return;
+            return true;
         }
         for budget in std::iter::once(self).chain(shared) {
             if !budget.fits(len) && !budget.spent {
@@ -84,6 +109,7 @@ impl LogBudget {
                 );
             }
         }
+        false
     }
 
     fn fits(&self, len: usize) -> bool {
@@ -105,12 +131,25 @@ pub enum Level {
     Error,
 }
 
-fn emit(plugin: &str, level: Level, message: &str) {
-    let mut end = message.len().min(MAX_LINE);
-    while !message.is_char_boundary(end) {
+/// The longest start of `text` of at most `max` bytes that ends on a
+/// character.
+fn char_boundary(text: &str, max: usize) -> usize {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let message = &message[..end];
+    end
+}
+
+/// Logs the lines a call held, with `scrubber` masking its secrets.
+pub fn flush(plugin: &str, held: Vec<(Level, String)>, scrubber: &crate::plugins::Scrubber) {
+    for (level, line) in held {
+        emit(plugin, level, &scrubber.apply(line));
+    }
+}
+
+fn emit(plugin: &str, level: Level, message: &str) {
+    let message = &message[..char_boundary(message, MAX_LINE)];
     match level {
         Level::Trace => tracing::trace!(target: "plugin", plugin, "{message:?}"),
         Level::Debug => tracing::debug!(target: "plugin", plugin, "{message:?}"),
@@ -178,6 +217,12 @@ macro_rules! log_host {
                     L::Warn => Level::Warn,
                     L::Error => Level::Error,
                 };
+                if !self.grant.masks() {
+                    self.log.hold(&self.plugin, level, message);
+                    return;
+                }
+                // A verification's lines are logged as they come (it may
+                // wait on the network for a minute), its secret masked.
                 let message = self.grant.scrub(message);
                 let mut shared = (self.grant.log())
                     .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner));

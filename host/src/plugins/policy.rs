@@ -12,7 +12,7 @@ use super::error::PluginError;
 use super::interfaces::{Sealing0_1, Sealing0_2, Sealing0_3};
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
-use super::types::{PluginMeta, PolicyInfo};
+use super::types::{PluginMeta, PolicyInfo, Scrubber};
 use crate::budget::Client;
 use crate::secret::Secret;
 
@@ -46,10 +46,10 @@ pub struct PolicyPlugin {
 /// have the same interface in their own packages, so the same body serves
 /// each.
 macro_rules! sealing_call {
-    ($plugin:expr, $client:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr) => {
-        sealing_call!(@each $plugin, $client, $export, |$guest, $store| $body, $size, [V0_1, V0_2, V0_3])
+    ($plugin:expr, $client:expr, $export:literal, $mask:expr, |$guest:ident, $store:ident| $body:expr, $size:expr) => {
+        sealing_call!(@each $plugin, $client, $export, $mask, |$guest, $store| $body, $size, [V0_1, V0_2, V0_3])
     };
-    (@each $plugin:expr, $client:expr, $export:literal, |$guest:ident, $store:ident| $body:expr, $size:expr, [$($version:ident),*]) => {{
+    (@each $plugin:expr, $client:expr, $export:literal, $mask:expr, |$guest:ident, $store:ident| $body:expr, $size:expr, [$($version:ident),*]) => {{
         let plugin = $plugin;
         match &plugin.pre {
             $(Pre::$version(set) => {
@@ -60,6 +60,7 @@ macro_rules! sealing_call {
                         $export,
                         &plugin.meta.limits,
                         Work::Quick($client.clone()),
+                        $mask,
                         async |$store| {
                             let $guest = set.instantiate(&mut *$store).await?;
                             $body
@@ -139,6 +140,7 @@ impl PolicyPlugin {
             self,
             Client::server(),
             "describe",
+            &Scrubber::none,
             |guest, store| {
                 let d = guest.call_describe(store).await?;
                 Ok((d.name, d.version, d.algorithm, d.key_length))
@@ -198,10 +200,12 @@ impl PolicyPlugin {
         items: &[(Secret, Vec<u8>)],
     ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
         let key = self.key_for(key);
-        sealing_call!(
+        let mask = || Scrubber::of_sealing(key.expose(), items.iter().map(|(p, _)| p.expose()));
+        let sealed = sealing_call!(
             self,
             client,
             "seal",
+            &mask,
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
                 for (plaintext, aad) in items {
@@ -214,7 +218,8 @@ impl PolicyPlugin {
                 Ok(out)
             },
             |sealed: &Vec<Result<Vec<u8>, String>>| result_bytes(sealed)
-        )
+        )?;
+        Ok(masked_refusals(sealed, mask))
     }
 
     /// Opens many ciphertexts under one key, in runs as `seal_many` does.
@@ -238,10 +243,14 @@ impl PolicyPlugin {
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Result<Secret, String>>, PluginError> {
         let key = self.key_for(key);
+        // What a policy opens is not known when it refuses: only the key
+        // is masked in what it says.
+        let mask = || Scrubber::of_sealing(key.expose(), []);
         let opened = sealing_call!(
             self,
             client,
             "open",
+            &mask,
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
                 for (ciphertext, aad) in items {
@@ -255,7 +264,10 @@ impl PolicyPlugin {
             },
             |opened: &Vec<Result<Vec<u8>, String>>| result_bytes(opened)
         )?;
-        Ok(opened.into_iter().map(|r| r.map(Secret::new)).collect())
+        Ok(masked_refusals(opened, mask)
+            .into_iter()
+            .map(|r| r.map(Secret::new))
+            .collect())
     }
 
     /// One secret sealed for `client`.
@@ -289,6 +301,22 @@ impl PolicyPlugin {
             .expect("one result per item")
             .map_err(SealError::Refused)
     }
+}
+
+/// `results` with the refusals' text masked (they are answered and
+/// logged): a policy that quotes what it was handed leaks it nowhere.
+fn masked_refusals(
+    results: Vec<Result<Vec<u8>, String>>,
+    mask: impl FnOnce() -> Scrubber,
+) -> Vec<Result<Vec<u8>, String>> {
+    if results.iter().all(Result::is_ok) {
+        return results;
+    }
+    let scrubber = mask();
+    results
+        .into_iter()
+        .map(|r| r.map_err(|message| scrubber.apply(message)))
+        .collect()
 }
 
 fn result_bytes(results: &[Result<Vec<u8>, String>]) -> usize {

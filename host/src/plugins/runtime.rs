@@ -12,9 +12,10 @@ use super::error::PluginError;
 use super::interfaces::Empty;
 use super::limits::Limits;
 use super::state::CallState;
+use super::types::Scrubber;
 use crate::budget::{Budget, Client, Slot};
 use crate::capabilities::ssh::Lent;
-use crate::capabilities::{Grant, Linkers, SshClient, SshSettings};
+use crate::capabilities::{Grant, Linkers, SshClient, SshSettings, log};
 
 pub struct Runtime {
     engine: PluginEngine,
@@ -183,12 +184,16 @@ impl Runtime {
     /// from the call's budget, a fresh store with the memory cap and the
     /// deadline armed, `run` (which instantiates and calls), the outcome
     /// named precisely, and the answer's size checked against the cap.
+    /// What the call logged outside a verification is logged as it ends,
+    /// masked by what `mask` makes of its input (made only if it logged).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call<T>(
         &self,
         label: &CallLabel,
         export: &'static str,
         limits: &Limits,
         work: Work,
+        mask: &(dyn Fn() -> Scrubber + Sync),
         run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
         size: impl FnOnce(&T) -> usize,
     ) -> Result<T, PluginError> {
@@ -213,6 +218,10 @@ impl Runtime {
             })
         });
         let outcome = bounded(limits, run(&mut store)).await;
+        let held = store.data_mut().log.take_held();
+        if !held.is_empty() {
+            log::flush(plugin, held, &mask());
+        }
         let result = conclude(&store, limits, outcome)
             .and_then(|value| check_output(plugin, limits, size(&value)).map(|()| value));
         label
@@ -327,6 +336,7 @@ impl EmptyCall {
                 "run",
                 &Limits::POLICY,
                 Work::Quick(Client::server()),
+                &Scrubber::none,
                 async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     run.call_run(store, &instance).await
@@ -345,6 +355,7 @@ impl EmptyCall {
                 "instantiate",
                 &Limits::POLICY,
                 Work::Quick(Client::server()),
+                &Scrubber::none,
                 async |store| pre.instantiate_async(&mut *store).await.map(drop),
                 |_| 0,
             )

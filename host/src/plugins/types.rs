@@ -205,8 +205,9 @@ pub fn scrub(message: String, secret: &[u8]) -> String {
 }
 
 /// The pieces [`scrub`] blanks, found once per credential and applied to
-/// each of its targets' verdicts.
-pub struct Scrubber(Vec<String>);
+/// each of its targets' verdicts. They are copies of secrets: wiped when
+/// dropped.
+pub struct Scrubber(zeroize::Zeroizing<Vec<String>>);
 
 impl std::fmt::Debug for Scrubber {
     // The pieces are the secret: never printed.
@@ -216,9 +217,23 @@ impl std::fmt::Debug for Scrubber {
 }
 
 impl Scrubber {
+    fn of_pieces(pieces: impl IntoIterator<Item = String>) -> Self {
+        let mut pieces: Vec<String> = pieces.into_iter().collect();
+        // Under 4 bytes, a piece would blank common words, and tell little.
+        pieces.retain(|piece| piece.len() >= 4);
+        Self(zeroize::Zeroizing::new(pieces))
+    }
+
+    /// Masks nothing: for a call handed no secret.
+    pub fn none() -> Self {
+        Self(zeroize::Zeroizing::new(Vec::new()))
+    }
+
     /// The secret fields of a request's `property`: the values of the
     /// fields `schema` marks `writeOnly` (a passphrase, a private key),
-    /// named as obshell binds them, in any case.
+    /// named as obshell binds them, in any case. A schema that marks none
+    /// (every 0.1 plugin's) says nothing of which fields are secret: then
+    /// every string value of the property is masked.
     pub fn of_property(property: &str, schema: &serde_json::Value) -> Self {
         let secret_fields: Vec<String> = (schema["properties"].as_object())
             .into_iter()
@@ -226,40 +241,71 @@ impl Scrubber {
             .filter(|(_, field)| field["writeOnly"] == serde_json::Value::Bool(true))
             .map(|(name, _)| name.to_lowercase())
             .collect();
-        let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(property)
-            .map(|object| {
-                object
-                    .into_iter()
-                    .filter(|(name, _)| secret_fields.contains(&name.to_lowercase()))
-                    .filter_map(|(_, value)| value.as_str().map(str::to_owned))
-                    .filter(|piece| piece.len() >= 4)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self(values)
+        let Ok(object) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(property)
+        else {
+            return Self::none();
+        };
+        Self::of_pieces(
+            object
+                .into_iter()
+                .filter(|(name, _)| {
+                    secret_fields.is_empty() || secret_fields.contains(&name.to_lowercase())
+                })
+                .filter_map(|(_, value)| match value {
+                    serde_json::Value::String(text) => Some(text),
+                    _ => None,
+                }),
+        )
     }
 
     pub fn of(secret: &[u8]) -> Self {
+        Self::of_pieces(Self::pieces_of(secret))
+    }
+
+    /// A secret's text and, when it is a JSON object (a key and its
+    /// passphrase, say), each of its string values.
+    fn pieces_of(secret: &[u8]) -> Vec<String> {
         let Ok(text) = std::str::from_utf8(secret) else {
-            return Self(Vec::new());
+            return Vec::new();
         };
-        let values = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
-            .map(|object| {
-                object
-                    .into_iter()
-                    .filter_map(|(_, value)| value.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_else(|_| Vec::new());
-        let pieces = std::iter::once(text.to_owned())
-            .chain(values)
-            .filter(|piece| piece.len() >= 4)
-            .collect();
-        Self(pieces)
+        let values: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .map(|object| {
+                    object
+                        .into_iter()
+                        .filter_map(|(_, value)| match value {
+                            serde_json::Value::String(text) => Some(text),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        std::iter::once(text.to_owned()).chain(values).collect()
+    }
+
+    /// What an encryption policy's call was handed: the key, in the forms
+    /// a line would print it in (hex, Base64), and each plaintext as
+    /// [`Self::of`] finds it.
+    pub fn of_sealing<'a>(key: &[u8], plaintexts: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let key_forms = [
+            hex::encode(key),
+            hex::encode_upper(key),
+            // Unpadded: a padded form contains it, and is masked with it.
+            STANDARD_NO_PAD.encode(key),
+            URL_SAFE_NO_PAD.encode(key),
+        ];
+        Self::of_pieces(
+            key_forms
+                .into_iter()
+                .chain(plaintexts.into_iter().flat_map(Self::pieces_of)),
+        )
     }
 
     pub fn apply(&self, mut message: String) -> String {
-        for piece in &self.0 {
+        for piece in self.0.iter() {
             if message.contains(piece.as_str()) {
                 message = message.replace(piece.as_str(), "******");
             }
@@ -335,5 +381,46 @@ mod tests {
         assert_eq!(scrub("root was refused".into(), b"oot"), "root was refused");
         assert_eq!(scrub("fine".into(), &[0xff, 0xfe, 0x00, 0x01]), "fine");
         assert_eq!(cut("é".repeat(600)), format!("{}…", "é".repeat(512)));
+    }
+
+    #[test]
+    fn a_policy_s_key_is_blanked_in_the_forms_it_prints_in() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        // Bytes whose Base64 has both `+` and `/` (`-` and `_` URL-safe).
+        let key = [0xfb, 0xff, 0xbf, 0xfe, 0x10, 0x42, 0x99, 0x07];
+        let scrubber = Scrubber::of_sealing(&key, [b"hunter22".as_slice()]);
+        for form in [
+            hex::encode(key),
+            hex::encode_upper(key),
+            STANDARD.encode(key),
+            URL_SAFE.encode(key),
+        ] {
+            let masked = scrubber.apply(format!("key {form} end"));
+            assert!(
+                masked.starts_with("key ******") && masked.ends_with(" end"),
+                "{masked}"
+            );
+        }
+        assert_eq!(scrubber.apply("sealing hunter22".into()), "sealing ******");
+    }
+
+    #[test]
+    fn a_property_s_secret_fields_are_those_its_schema_marks() {
+        let property = r#"{"username": "root", "PassPhrase": "hunter22", "port": 22}"#;
+        let schema = serde_json::json!({ "properties": {
+            "username": { "type": "string" },
+            "passphrase": { "type": "string", "writeOnly": true } } });
+        let said = "root hunter22";
+        assert_eq!(
+            Scrubber::of_property(property, &schema).apply(said.into()),
+            "root ******"
+        );
+        // A schema that marks none: every string is taken for a secret.
+        let unmarked = serde_json::json!({ "type": "object" });
+        assert_eq!(
+            Scrubber::of_property(property, &unmarked).apply(said.into()),
+            "****** ******"
+        );
     }
 }

@@ -153,6 +153,7 @@ macro_rules! describe_typed {
                 "describe",
                 &$plugin.meta.limits,
                 Work::Quick(Client::server()),
+                &Scrubber::none,
                 async |g, s| g.call_describe(s).await,
                 described_size!(),
             )
@@ -297,12 +298,14 @@ struct Described {
 macro_rules! calls_of {
     ($(#[$doc:meta])* $name:ident, $set:ty, $calls:ident) => {
         $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
         async fn $name<T>(
             &self,
             set: &$set,
             export: &'static str,
             limits: &Limits,
             work: Work,
+            mask: &(dyn Fn() -> Scrubber + Sync),
             f: impl AsyncFnOnce(&$calls<'_>, &mut Store<CallState>) -> wasmtime::Result<T>,
             size: impl FnOnce(&T) -> usize,
         ) -> Result<T, PluginError> {
@@ -312,6 +315,7 @@ macro_rules! calls_of {
                     export,
                     limits,
                     work,
+                    mask,
                     async |store| {
                         let calls = set.instantiate(&mut *store).await?;
                         f(&calls, store).await
@@ -494,9 +498,10 @@ impl VerifierPlugin {
         export: &'static str,
         limits: &Limits,
         work: Work,
+        mask: &(dyn Fn() -> Scrubber + Sync),
         f: impl AsyncFnOnce(&Calls0_3<'_>, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<Step<R::Answer>, PluginError> {
-        self.call_0_3(set, export, limits, work, f, R::size)
+        self.call_0_3(set, export, limits, work, mask, f, R::size)
             .await
             .map(R::step)
     }
@@ -510,6 +515,7 @@ impl VerifierPlugin {
                         "describe",
                         &self.meta.limits,
                         Work::Quick(Client::server()),
+                        &Scrubber::none,
                         async |g, s| g.call_describe(s).await,
                         |d| {
                             d.target_type.len()
@@ -592,6 +598,9 @@ impl VerifierPlugin {
         purpose: Purpose,
         stored: Option<&str>,
     ) -> Result<Result<Normalized, Refusal>, PluginError> {
+        // What it logs and how it refuses are logged and answered: the
+        // secrets the property holds are masked in both.
+        let mask = || Scrubber::of_property(property, &self.info.property_schema);
         let answer = match &self.pre {
             Pre::V0_1(set) => {
                 let purpose = match purpose {
@@ -605,6 +614,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
+                        &mask,
                         async |g, s| g.call_normalize(s, property, purpose).await,
                         |a| match a {
                             Err(r) => r.code.len() + r.message.len(),
@@ -643,6 +653,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
+                        &mask,
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
                         |a| normalize_size!(wit2, a),
                     )
@@ -660,6 +671,7 @@ impl VerifierPlugin {
                             "normalize",
                             &limits,
                             work.clone(),
+                            &mask,
                             async move |g, s| {
                                 g.call_normalize(s, property, purpose, stored, answers)
                                     .await
@@ -676,8 +688,7 @@ impl VerifierPlugin {
             // A refusal is answered and logged: what the property holds
             // of a secret is masked in it, should the plugin quote it.
             Err(refusal) => Ok(Err(Refusal {
-                message: cut(Scrubber::of_property(property, &self.info.property_schema)
-                    .apply(refusal.message)),
+                message: cut(mask().apply(refusal.message)),
                 ..refusal
             })),
             Ok(answer) => self.adopt(answer, purpose, property).map(Ok),
@@ -780,6 +791,8 @@ impl VerifierPlugin {
                         "verify",
                         &self.meta.limits,
                         work,
+                        // Its lines were masked as they were logged.
+                        &Scrubber::none,
                         async |g, s| g.call_verify(s, public, secret.expose()).await,
                         |ds| {
                             ds.iter()
@@ -808,6 +821,7 @@ impl VerifierPlugin {
                             "verify-target",
                             &self.meta.limits,
                             work,
+                            &Scrubber::none,
                             async move |g, s| {
                                 g.call_verify_target(s, public, secret, &target).await
                             },
@@ -833,6 +847,7 @@ impl VerifierPlugin {
                                 "verify-target",
                                 &limits,
                                 work.clone(),
+                                &Scrubber::none,
                                 async move |g, s| {
                                     g.call_verify_target(s, public, secret, target, answers)
                                         .await
