@@ -176,6 +176,40 @@ async fn bad_padding_and_bad_content_get_one_answer_and_failures_are_limited() {
     assert_eq!(status, 200);
 }
 
+/// 2b. An address that may fail once more sends sixteen bad headers at
+/// once, long ones (48 blocks, slow to decrypt): one is decrypted and
+/// fails, the rest are turned away. Failures were counted only as each
+/// attempt ended, so all sixteen were let in on that one failure left, and
+/// an address made sixteen guesses where it was allowed one.
+#[tokio::test]
+async fn an_address_cannot_have_more_attempts_in_flight_than_failures_left() {
+    let server = with_password("[http]\nauth_failure_burst = 1\nauth_failures_per_minute = 1\n");
+    let mut raw = vec![0u8];
+    raw.extend((1..256).map(|i| (i * 37 % 251) as u8));
+    let header = STANDARD.encode(raw.repeat(48));
+    let attempts = (0..16).map(|_| {
+        server
+            .client()
+            .get(format!("{}{LIST}", server.base))
+            .header("X-OCS-Header", header.clone())
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+}
+
 /// A header used before the server was killed is still refused after it
 /// starts again, while the header lives: the headers seen are kept in the
 /// data directory.

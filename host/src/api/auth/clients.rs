@@ -66,12 +66,14 @@ impl Ticket {
     }
 
     /// Whether this address has failed lately (its requests then queue
-    /// behind those of addresses that have not).
+    /// behind those of addresses that have not). The failures its attempts
+    /// in flight hold are not counted: they are not failures yet.
     pub fn suspect(&self) -> bool {
         let entries = self.clients.entries.lock().expect("client table lock");
-        entries
-            .get(&self.key)
-            .is_some_and(|e| e.failures.tokens() < f64::from(self.clients.limits.failure_burst))
+        entries.get(&self.key).is_some_and(|e| {
+            e.failures.tokens() + f64::from(e.in_flight)
+                < f64::from(self.clients.limits.failure_burst)
+        })
     }
 }
 
@@ -80,8 +82,10 @@ impl Drop for Ticket {
         let mut entries = self.clients.entries.lock().expect("client table lock");
         if let Some(entry) = entries.get_mut(&self.key) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
-            if self.failed {
-                entry.failures.spend();
+            // The failure it held since its admission is spent if it
+            // failed, and given back if not.
+            if !self.failed {
+                entry.failures.give_back();
             }
         }
     }
@@ -95,7 +99,11 @@ impl Clients {
         })
     }
 
-    /// Admits one header of `ip` for decryption, or says why not.
+    /// Admits one header of `ip` for decryption, or says why not. Each
+    /// attempt holds one of the address's failures while it is decided:
+    /// counted only as it ended, a failure let an address with one left
+    /// have as many attempts in flight as it liked, every one of which
+    /// could fail.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
         let now = Instant::now();
         let burst = f64::from(self.limits.failure_burst.max(1));
@@ -112,9 +120,12 @@ impl Clients {
             },
         );
         let allowed = entry.failures.refill(now);
-        if allowed < 1.0 {
+        // What its attempts in flight hold may come back: while they are
+        // decided, the address is busy, not refused for failing.
+        let unheld = allowed + f64::from(entry.in_flight);
+        if unheld < 1.0 {
             let wait = if per_second > 0.0 {
-                ((1.0 - allowed) / per_second).ceil() as u64
+                ((1.0 - unheld) / per_second).ceil() as u64
             } else {
                 60
             };
@@ -122,9 +133,10 @@ impl Clients {
                 retry_after: wait.max(1),
             });
         }
-        if entry.in_flight >= self.limits.in_flight.max(1) {
+        if allowed < 1.0 || entry.in_flight >= self.limits.in_flight.max(1) {
             return Err(Refusal::Busy);
         }
+        entry.failures.spend();
         entry.in_flight += 1;
         Ok(Ticket {
             clients: self.clone(),
@@ -164,6 +176,38 @@ mod tests {
         assert!(matches!(clients.admit(ip), Err(Refusal::Failures { .. })));
         // Another address is not affected.
         assert!(clients.admit("127.0.0.10".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_address_has_no_more_attempts_in_flight_than_failures_left() {
+        let clients = Clients::new(limits(2, 0, 16));
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        let first = clients.admit(ip).unwrap();
+        let second = clients.admit(ip).unwrap();
+        // Both may still fail: a third is not let in, as busy.
+        assert_eq!(clients.admit(ip).err(), Some(Refusal::Busy));
+        drop(first);
+        // A success gives its failure back.
+        let mut third = clients.admit(ip).unwrap();
+        third.failed();
+        drop(third);
+        let mut second = second;
+        second.failed();
+        drop(second);
+        assert!(matches!(clients.admit(ip), Err(Refusal::Failures { .. })));
+    }
+
+    #[test]
+    fn an_attempt_in_flight_does_not_make_an_address_suspect() {
+        let clients = Clients::new(limits(3, 0, 16));
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        let first = clients.admit(ip).unwrap();
+        let second = clients.admit(ip).unwrap();
+        assert!(!first.suspect() && !second.suspect());
+        let mut failed = first;
+        failed.failed();
+        drop(failed);
+        assert!(second.suspect());
     }
 
     #[test]

@@ -96,6 +96,13 @@ impl Queues {
         self.trusted.len() + self.suspect.len()
     }
 
+    /// Whether a job may join a line of `capacity`: those of addresses
+    /// that failed lately may fill half of it, so however many such
+    /// addresses there are, the others still find room.
+    fn has_room(&self, suspect: bool, capacity: usize) -> bool {
+        self.len() < capacity && !(suspect && self.suspect.len() >= capacity.div_ceil(2))
+    }
+
     fn push(&mut self, job: Arc<Job>) {
         if job.suspect {
             self.suspect.push_back(job);
@@ -159,7 +166,7 @@ impl RsaPool {
             return Ok(answer);
         }
         let mut queues = self.shared.queues.lock().expect("RSA queue lock");
-        if queues.len() >= self.shared.capacity {
+        if !queues.has_room(suspect, self.shared.capacity) {
             return Err(Busy);
         }
         queues.push(Arc::new(Job {
@@ -206,5 +213,38 @@ fn work(shared: &Shared) {
         }
         let block = &job.blocks[index * block_len..(index + 1) * block_len];
         job.finish(index, shared.key.decrypt_block(block));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(suspect: bool) -> Arc<Job> {
+        Arc::new(Job {
+            blocks: Vec::new(),
+            count: 0,
+            suspect,
+            state: Mutex::new(JobState {
+                next: 0,
+                plain: Vec::new(),
+                finished: 0,
+                done: None,
+            }),
+        })
+    }
+
+    #[test]
+    fn addresses_that_failed_lately_fill_half_the_line_at_most() {
+        let mut queues = Queues::default();
+        for _ in 0..2 {
+            assert!(queues.has_room(true, 4));
+            queues.push(job(true));
+        }
+        assert!(!queues.has_room(true, 4));
+        assert!(queues.has_room(false, 4));
+        queues.push(job(false));
+        queues.push(job(false));
+        assert!(!queues.has_room(false, 4));
     }
 }
