@@ -145,3 +145,81 @@ async fn secrets_stay_out_of_files_logs_and_answers() {
         "the log was not written at all"
     );
 }
+
+/// The server refuses to start on a keyring that does not hold, as they
+/// were, the keys its database's rows were sealed under: a key file lost
+/// (and none made anew), another database's key file, a stale keyring in
+/// `CREDHOST_KEYRING`. It used to make a new key file and start: the old
+/// rows no longer opened, and new ones were sealed under a new key 1 that
+/// the old keyring, brought back, could not open.
+#[tokio::test]
+async fn a_keyring_that_is_not_the_database_s_is_refused_at_start() {
+    use support::server::refused_at_start;
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(2000, 1)).await;
+    let addr = fake.addrs[0];
+    let mut server = Server::start(Options::default());
+    let body = json!({ "target_type": "HOST", "name": "kept",
+        "ssh_credential_property": {
+            "targets": [{ "ip": addr.ip().to_string(), "port": addr.port() }],
+            "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } });
+    let (status, created) = server.post("/api/v1/security/credential", body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    server.stop();
+
+    let data = server.data_dir().to_path_buf();
+    let keys = data.join("keys.json");
+    let own = std::fs::read(&keys).unwrap();
+    let start = |keyring: Option<&[u8]>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data);
+        if let Some(keyring) = keyring {
+            command.env(
+                "CREDHOST_KEYRING",
+                String::from_utf8_lossy(keyring).as_ref(),
+            );
+        }
+        command
+    };
+
+    std::fs::remove_file(&keys).unwrap();
+    let put_back = |bytes: &[u8]| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&keys, bytes).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let said = refused_at_start(&mut start(None), "without its key file");
+    assert!(said.contains("is missing"), "{said}");
+    assert!(!keys.exists(), "a new key file was made");
+
+    let mut other = Server::start(Options::default());
+    other.stop();
+    let foreign = std::fs::read(other.data_dir().join("keys.json")).unwrap();
+    put_back(&foreign);
+    let said = refused_at_start(&mut start(None), "on another database's key file");
+    assert!(
+        said.contains("key 1 of the keyring is not the key 1 that sealed 1 credential"),
+        "{said}"
+    );
+    let said = refused_at_start(&mut start(Some(&foreign)), "on another keyring");
+    assert!(said.contains("not this database's keyring"), "{said}");
+
+    // Its own key file back: it starts; after a rotation, the keyring
+    // from before it is stale.
+    put_back(&own);
+    server.restart();
+    let (status, rotated) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    support::server::rewrap_settled(&server).await;
+    server.every_row_opens(&[id]).await;
+    server.stop();
+    let said = refused_at_start(&mut start(Some(&own)), "on a stale keyring");
+    assert!(
+        said.contains("sealed under key 2, which the keyring does not hold"),
+        "{said}"
+    );
+    server.restart();
+    server.every_row_opens(&[id]).await;
+}

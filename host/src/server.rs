@@ -91,10 +91,16 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
             Keyring::shared(shared.store.clone(), shared.kek.clone())
                 .context("cannot open the shared keyring")?,
         ),
-        None => (
-            Arc::new(RedbStore::open(&config.database_path()).context("cannot open the database")?),
-            Keyring::from_env_or_file(&config.key_path()).context("cannot open the keyring")?,
-        ),
+        None => {
+            let store =
+                RedbStore::open(&config.database_path()).context("cannot open the database")?;
+            let sealed = store.sealing_counts()?;
+            let keys = Keyring::from_env_or_file(&config.key_path(), sealed.is_empty())
+                .context("cannot open the keyring")?;
+            crate::keys::binding::check(&store, &keys, &sealed)
+                .context("the keyring does not go with the database")?;
+            (Arc::new(store), keys)
+        }
     };
     let runtime = Runtime::new(
         config.engine,

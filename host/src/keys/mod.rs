@@ -3,6 +3,7 @@
 //! sharing one database, in the database, each key wrapped by a
 //! key-encryption key that stays outside it.
 
+pub mod binding;
 mod kek;
 mod private_file;
 mod transport;
@@ -29,6 +30,12 @@ pub enum KeyError {
     File { path: PathBuf, reason: String },
     #[error("key {0} is not in the keyring")]
     Unknown(u32),
+    /// Not made anew: a database holds rows sealed under its keys.
+    #[error(
+        "key file {0} is missing, and the database holds credentials sealed under its keys: \
+         restore it (or set CREDHOST_KEYRING as before); a new key file would leave them unreadable"
+    )]
+    Missing(PathBuf),
     #[error(
         "the key-encryption key does not open {0}: every server of a cluster needs the same one"
     )]
@@ -137,8 +144,9 @@ pub const KEYRING_ENV: &str = "CREDHOST_KEYRING";
 
 impl Keyring {
     /// The keyring from `CREDHOST_KEYRING` (the key file's JSON) when set,
-    /// else from the key file at `path`.
-    pub fn from_env_or_file(path: &Path) -> Result<Self, KeyError> {
+    /// else from the key file at `path`, made with a first key if missing
+    /// and `create` (a database with no sealed rows) says it may be.
+    pub fn from_env_or_file(path: &Path, create: bool) -> Result<Self, KeyError> {
         match std::env::var(KEYRING_ENV) {
             Ok(text) => {
                 let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
@@ -155,7 +163,7 @@ impl Keyring {
                     file: RwLock::new(file),
                 })
             }
-            Err(_) => Self::open(path),
+            Err(_) => Self::open_or_create(path, create),
         }
     }
 
@@ -296,6 +304,10 @@ impl Keyring {
 
     /// Opens the key file, creating it with one fresh key on first start.
     pub fn open(path: &Path) -> Result<Self, KeyError> {
+        Self::open_or_create(path, true)
+    }
+
+    fn open_or_create(path: &Path, create: bool) -> Result<Self, KeyError> {
         let fail = |reason: String| KeyError::File {
             path: path.to_path_buf(),
             reason,
@@ -307,6 +319,9 @@ impl Keyring {
                     serde_json::from_slice(&bytes).map_err(|e| fail(unreadable(&e)))?;
                 file.check().map_err(fail)?;
                 file
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => {
+                return Err(KeyError::Missing(path.to_path_buf()));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let file = KeyFile {

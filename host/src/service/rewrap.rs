@@ -599,14 +599,23 @@ impl Service {
     /// writes it to the database).
     async fn add_key(&self, key: Secret) -> Result<u32, Error> {
         let keys = self.keys.clone();
-        tokio::task::spawn_blocking(move || keys.add_current(key))
+        let id = tokio::task::spawn_blocking(move || keys.add_current(key))
             .await
             .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
             .map_err(|e| match e {
                 // Refused for good: a retry would get the same answer.
                 KeyError::ReadOnly => Error::IllegalArgument(e.to_string()),
                 e => Error::Unavailable(e.to_string()),
-            })
+            })?;
+        let keys = self.keys.clone();
+        if let Err(e) = self
+            .store(move |s| crate::keys::binding::record(s, &keys, id))
+            .await
+        {
+            // The next start records it, from the keyring it is given.
+            tracing::warn!(key_id = id, "cannot record the new key's check value: {e}");
+        }
+        Ok(id)
     }
 
     /// Makes an installed policy current; old rows are rewrapped in the background.

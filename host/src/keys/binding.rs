@@ -1,0 +1,86 @@
+//! Which keyring goes with which database. A key file deleted, or a
+//! deployment that stopped setting `CREDHOST_KEYRING`, used to be answered
+//! with a new keyring: the rows sealed under the old keys no longer opened,
+//! new rows were sealed and acknowledged under a new key 1 (an id one of
+//! the old keys had), and bringing the old keyring back lost those. The
+//! database keeps a check value of each key (it gives nothing of the key
+//! away), and the server refuses to start on a keyring that does not match
+//! the keys its rows were sealed under.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::Keyring;
+use crate::store::{SealingCount, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error(
+        "{rows} credential(s) of the database are sealed under key {id}, which the keyring \
+         does not hold: it is not this database's keyring (restore the one that goes with it)"
+    )]
+    Absent { id: u32, rows: u64 },
+    #[error(
+        "key {id} of the keyring is not the key {id} that sealed {rows} credential(s) of the \
+         database: it is not this database's keyring (restore the one that goes with it)"
+    )]
+    Different { id: u32, rows: u64 },
+    #[error("cannot read or record the keyring's check values: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn setting(id: u32) -> String {
+    format!("key_check.{id}")
+}
+
+fn check_value(id: u32, key: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(format!("credhost: the check value of key {id}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Refuses `keys` unless it holds, as they were, the keys that sealed the
+/// rows of `store` (`sealed` counts them); records the check value of each
+/// of its keys not recorded yet, or recorded for a key that sealed nothing
+/// (the database's rows were deleted: a new keyring is no loss).
+pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Result<(), Mismatch> {
+    let rows_under = |id: u32| -> u64 {
+        sealed
+            .iter()
+            .filter(|s| s.key_id == id)
+            .map(|s| s.rows)
+            .sum()
+    };
+    if let Some(absent) = sealed.iter().find(|s| keys.cached(s.key_id).is_none()) {
+        return Err(Mismatch::Absent {
+            id: absent.key_id,
+            rows: rows_under(absent.key_id),
+        });
+    }
+    for id in keys.ids() {
+        let Some(key) = keys.cached(id) else {
+            continue;
+        };
+        let value = check_value(id, key.expose());
+        match store.setting(&setting(id))? {
+            Some(recorded) if recorded == value => {}
+            Some(_) if rows_under(id) > 0 => {
+                return Err(Mismatch::Different {
+                    id,
+                    rows: rows_under(id),
+                });
+            }
+            _ => store.set_setting(&setting(id), &value)?,
+        }
+    }
+    Ok(())
+}
+
+/// Records the check value of key `id`, new and current, before it seals
+/// anything (a later start then knows it, whichever keyring it is given).
+pub fn record(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreError> {
+    match keys.cached(id) {
+        Some(key) => store.set_setting(&setting(id), &check_value(id, key.expose())),
+        None => Ok(()),
+    }
+}
