@@ -834,3 +834,35 @@ fn a_password_over_plain_http_beyond_loopback_is_refused() {
         server.log_text()
     );
 }
+
+/// Requests anyone may send and have refused (a 404 needs no password)
+/// cannot fill the server's log: each refusal's line quoted the path whole,
+/// so a client wrote to the log as fast as it could send. Lines now quote
+/// 256 bytes at most, and past a budget they are dropped and counted.
+#[tokio::test]
+async fn refused_requests_cannot_fill_the_log() {
+    let server = Server::start(Options::default());
+    let before = server.log_text().len();
+    let path = format!("/{}", "x".repeat(8 * 1024));
+    let mut sent = 0;
+    for _ in 0..600 {
+        let response = server
+            .client()
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        sent += path.len();
+    }
+    let log = server.log_text();
+    let grown = log.len() - before;
+    assert!(
+        grown < sent / 20,
+        "the log grew by {grown} bytes for {sent} bytes of paths"
+    );
+    assert!(log.contains("x… (8193 bytes)"), "{}", &log[before..]);
+    // The burst is logged in full, the rest dropped and counted.
+    let refused = log[before..].matches("request refused").count();
+    assert!((200..260).contains(&refused), "{refused} refusals logged");
+}

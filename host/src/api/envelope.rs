@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::errors::ApiError;
+use super::refusal_log;
 use crate::clock;
 
 pub const TRACE_HEADER: &str = "x-obshell-trace-id";
@@ -138,7 +139,16 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             }
             // `{:?}`: a message may hold the client's text, and quoted and
             // escaped it cannot start a log line of its own.
-            tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = ?trace, "request refused: {:?}", e.message);
+            if let Some(dropped) = refusal_log::admit() {
+                let (path, message) = (refusal_log::cut(path), refusal_log::cut(&e.message));
+                if dropped > 0 {
+                    tracing::info!(
+                        dropped,
+                        "lines of refused requests were dropped, over the log's budget"
+                    );
+                }
+                tracing::info!(%method, %path, status = status.as_u16(), err_code = %e.err_code, trace = ?trace, "request refused: {message:?}");
+            }
             (
                 None,
                 Some(ErrorBody {
@@ -149,7 +159,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             )
         }
     };
-    tracing::debug!(%method, %path, status = status.as_u16(), ms = duration.as_millis(), trace = ?trace, "request");
+    tracing::debug!(%method, path = %refusal_log::cut(path), status = status.as_u16(), ms = duration.as_millis(), trace = ?trace, "request");
     let body = Envelope {
         successful: error.is_none(),
         timestamp: clock::format_now_precise(),

@@ -16,6 +16,7 @@ mod observe;
 mod openapi;
 mod operators;
 mod query;
+mod refusal_log;
 pub mod schema;
 
 use axum::Router;
