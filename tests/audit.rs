@@ -537,6 +537,50 @@ async fn a_flood_without_credentials_cannot_rotate_the_log_away() {
     assert!(ok, "{said}");
 }
 
+/// Junk from many addresses (each within its own allowance) spends the
+/// allowance of all clients for such requests, but not the one for refused
+/// credentials: a password guesser's attempts are still recorded while
+/// others flood. Both kinds shared one allowance of all clients, so junk
+/// from a dozen addresses kept the guesses out of the log.
+#[tokio::test]
+async fn junk_from_many_addresses_does_not_keep_password_guesses_out_of_the_log() {
+    let server = Server::start(Options {
+        envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
+        ..Default::default()
+    });
+    let url = format!("{}/api/v1/info", server.base);
+    let junk = (1..=15u8).map(|n| {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 1, n]))
+            .build()
+            .unwrap();
+        let url = url.clone();
+        async move {
+            for _ in 0..60 {
+                client.get(&url).send().await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(junk).await;
+    let guesser = Client::connect(&server.base, "not-the-password")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let (status, _) = guesser
+            .call(Method::GET, "/api/v1/security/credentials", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 401);
+    }
+    settle().await;
+    let records = records(&server.data_dir().join("audit.log"));
+    let guesses = records
+        .iter()
+        .filter(|r| r["error_code"] == "Security.Authentication.IncorrectOceanbasePassword")
+        .count();
+    assert_eq!(guesses, 10, "{} records", records.len());
+}
+
 /// A caller with a token (or the password) is held to a rate: past it, a
 /// 429 with `Retry-After` and nothing done, and its refused requests are
 /// recorded within the allowance of requests nobody answers for, so a

@@ -14,8 +14,10 @@ use crate::connections::{Bucket, ClientTable};
 /// Records a client may add at once, and how many it regains a second.
 const BURST: f64 = 60.0;
 const PER_SECOND: f64 = 1.0;
-/// The same for all clients together: many addresses (an IPv6 /48 holds
-/// 65,536 /64s) must not add up to a flood either.
+/// The same for all clients together, for each kind of request: many
+/// addresses (an IPv6 /48 holds 65,536 /64s) must not add up to a flood
+/// either, and junk from many must not spend what records attempts to get
+/// in.
 const ALL_BURST: f64 = 600.0;
 const ALL_PER_SECOND: f64 = 20.0;
 /// Clients tracked at once; past that, new ones share one allowance.
@@ -43,13 +45,14 @@ impl Allowance {
 /// attempts to get in.
 type Allowances = [Allowance; 2];
 
-/// The clients' allowances, and the one of all of them together.
-pub struct Unauthenticated(Mutex<(ClientTable<Allowances>, Bucket)>);
+/// The clients' allowances, and those of all of them together (one per
+/// kind, as a client's).
+pub struct Unauthenticated(Mutex<(ClientTable<Allowances>, [Bucket; 2])>);
 
 impl Default for Unauthenticated {
     fn default() -> Self {
         let all = Bucket::full(ALL_BURST, ALL_PER_SECOND, Instant::now());
-        Self(Mutex::new((ClientTable::default(), all)))
+        Self(Mutex::new((ClientTable::default(), [all; 2])))
     }
 }
 
@@ -72,6 +75,7 @@ impl Unauthenticated {
             || [fresh; 2],
         );
         let allowance = &mut allowances[usize::from(refused)];
+        let all = &mut all[usize::from(refused)];
         let (own, shared) = (allowance.records.refill(now), all.refill(now));
         if own < 1.0 || shared < 1.0 {
             allowance.unrecorded += 1;
@@ -145,5 +149,8 @@ mod tests {
             .filter(|ip| table.admit(*ip, false, now).is_some())
             .count();
         assert_eq!(recorded, ALL_BURST as usize);
+        // Junk from all of them spent nothing of what records refusals.
+        let refused: IpAddr = "198.51.100.9".parse().unwrap();
+        assert_eq!(table.admit(refused, true, now), Some(0));
     }
 }
