@@ -91,11 +91,13 @@ async fn each_series_moves_when_its_event_happens() {
     )
     .await;
     assert_eq!(status, 200);
-    // So does a search, which scans every row, and a page deep into the
-    // table, which skips every row before it.
+    // So does a search, which scans every row, a page deep into the
+    // table, which skips every row before it, and a filter by type, which
+    // gathers every row of the type.
     for path in [
         "/api/v1/security/credentials?key_word=web",
         "/api/v1/security/credentials?page=200&page_size=10",
+        "/api/v1/security/credentials?target_type=HOST",
     ] {
         let (status, _) = call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200);
@@ -190,11 +192,11 @@ async fn each_series_moves_when_its_event_happens() {
         ("method", "GET"),
         ("status", "200"),
     ];
-    // Four lists: a page of ten, everything, a search, a deep page.
-    assert_eq!(moved("credhost_http_requests_total", &list), 4.0);
+    // Five lists: a page of ten, everything, a search, a deep page, a type.
+    assert_eq!(moved("credhost_http_requests_total", &list), 5.0);
     assert_eq!(
         moved("credhost_http_request_duration_seconds_count", &list[..2]),
-        4.0
+        5.0
     );
     assert!(moved("credhost_http_request_duration_seconds_bucket", &list[..2]) > 0.0);
     assert_eq!(
@@ -231,7 +233,7 @@ async fn each_series_moves_when_its_event_happens() {
     );
     assert_eq!(
         moved("credhost_pool_wait_seconds_count", &[("pool", "list")]),
-        3.0
+        4.0
     );
     assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "quick")]) >= 1.0);
     assert!(moved("credhost_pool_wait_seconds_count", &[("pool", "verify")]) >= 1.0);

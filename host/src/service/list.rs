@@ -69,11 +69,14 @@ fn descending(order: &str) -> Result<Option<bool>, Error> {
 }
 
 /// Whether building `req`'s page may cost in proportion to the table
-/// rather than to the page.
+/// rather than to the page: a large or deep page, a search, or a filter by
+/// type (every id of the type is gathered, and rows of a rare type are
+/// looked for through the whole sort order), unless it names one id.
 fn reads_the_table(req: &ListRequest) -> bool {
     let (page, size) = req.page_and_size();
     let skipped = (page - 1).saturating_mul(size);
-    req.page_size > LARGE_PAGE || !req.key_word.is_empty() || skipped > LARGE_PAGE as u64
+    let by_type = !req.target_type.is_empty() && req.credential_id <= 0;
+    req.page_size > LARGE_PAGE || !req.key_word.is_empty() || skipped > LARGE_PAGE as u64 || by_type
 }
 
 impl ListRequest {
