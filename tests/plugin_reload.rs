@@ -317,3 +317,37 @@ async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
     let (status, envelope) = server.post("/api/v1/plugins/reload", json!({})).await;
     assert_eq!(status, 200, "{envelope}");
 }
+
+/// A hangup that comes while the server starts (logrotate's, say, while
+/// the plugins compile) does not stop it: its default is to end the
+/// process, and the server took it only once it had started.
+#[test]
+fn a_hangup_while_the_server_starts_does_not_stop_it() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Past the start of the process, before its plugins are compiled (a
+    // fresh data directory has no compiled ones).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: a plain syscall on a child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let exited = child.try_wait().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.starts_with("credhost listening on "),
+        "{line:?}, {exited:?}"
+    );
+}

@@ -164,10 +164,10 @@ fn open_audit(config: &Config) -> anyhow::Result<Audit> {
 /// SIGHUP reloads the plugin directory, as `POST /api/v1/plugins/reload`
 /// does, and reopens the audit log (after logrotate moved it).
 fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
     service: Arc<Service>,
     certificate: Option<Arc<crate::tls::Certificate>>,
 ) -> anyhow::Result<()> {
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Whether the last reload of each took: a renewal that failed leaves
     // the old certificate served until it expires, which a log line alone
     // may not bring to anyone's attention.
@@ -274,6 +274,10 @@ pub async fn serve(
     config: &Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Taken before anything slow: a hangup's default is to end the
+    // process, and logrotate's may come while the plugins compile. One
+    // that comes before the reloads start is acted on as they do.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     check_exposure(config)?;
     crate::metrics::install();
     // The socket first: a local client that comes while the plugins load
@@ -293,7 +297,7 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(crate::tls::Certificate::load(cert, key)?),
         _ => None,
     };
-    reload_on_sighup(service.clone(), certificate.clone())?;
+    reload_on_sighup(hangups, service.clone(), certificate.clone())?;
     let key = match &shared {
         Some(shared) => shared.transport_key(config.rsa_bits)?,
         None => TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?,
