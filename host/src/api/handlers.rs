@@ -139,19 +139,23 @@ pub async fn validate(
 pub async fn replace_key(State(service): State<AppState>, body: Body) -> Answer {
     let fields = decode::fields(body, "UpdateCredentialEncryptSecretKeyParam").await?;
     let mut required = Required::new(fields.param());
-    let key = required.string(&fields, "aes_key", "AesKey")?;
+    let key = zeroize::Zeroizing::new(required.string(&fields, "aes_key", "AesKey")?);
     required.check()?;
     // Go's StdEncoding skips CR and LF; padding is required.
-    let cleaned: String = key.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(cleaned.as_bytes())
-        .map_err(|_| ApiError::illegal("invalid base64 key"))?;
+    let cleaned: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(key.chars().filter(|c| *c != '\r' && *c != '\n').collect());
+    // A `Secret` at once: wiped when dropped, whatever follows.
+    let bytes = Secret::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(cleaned.as_bytes())
+            .map_err(|_| ApiError::illegal("invalid base64 key"))?,
+    );
     if bytes.len() != crate::keys::KEY_LEN {
         return Err(ApiError::illegal(
             "invalid aes key length, must be 32 bytes",
         ));
     }
-    service.replace_key(Secret::new(bytes)).await?;
+    service.replace_key(bytes).await?;
     Ok(Reply::Empty)
 }
 

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use zeroize::Zeroizing;
+
 use super::{KEY_LEN, KeyError, write_private};
 use crate::secret::Secret;
 
@@ -35,7 +37,7 @@ impl Kek {
     /// From `CREDHOST_KEK` when set, else from `path`; created there only
     /// when `may_create` (a database that has no keys yet).
     pub fn load(path: &Path, may_create: bool) -> Result<Self, KeyError> {
-        if let Ok(text) = std::env::var(KEK_ENV) {
+        if let Ok(text) = std::env::var(KEK_ENV).map(Zeroizing::new) {
             return Self::decode(text.trim())
                 .map_err(|reason| fail(&PathBuf::from(format!("${KEK_ENV}")), reason));
         }
@@ -45,7 +47,7 @@ impl Kek {
             Err(e) => return Err(fail(path, e.to_string())),
             Ok(()) => {}
         }
-        match std::fs::read_to_string(path) {
+        match std::fs::read_to_string(path).map(Zeroizing::new) {
             Ok(text) => Self::decode(text.trim()).map_err(|reason| fail(path, reason)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
                 let key: [u8; KEY_LEN] = rand::random();

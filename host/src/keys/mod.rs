@@ -147,7 +147,7 @@ impl Keyring {
     /// else from the key file at `path`, made with a first key if missing
     /// and `create` (a database with no sealed rows) says it may be.
     pub fn from_env_or_file(path: &Path, create: bool) -> Result<Self, KeyError> {
-        match std::env::var(KEYRING_ENV) {
+        match std::env::var(KEYRING_ENV).map(Zeroizing::new) {
             Ok(text) => {
                 let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::File {
                     path: PathBuf::from(format!("${KEYRING_ENV}")),
