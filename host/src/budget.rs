@@ -54,9 +54,20 @@ pub struct Budget {
     slots: Arc<Semaphore>,
     per_client: usize,
     wait: Duration,
-    clients: Mutex<HashMap<Client, Arc<Semaphore>>>,
+    clients: Mutex<HashMap<Client, Share>>,
     /// Registered once: a slot is taken on every plugin call.
     waits: metrics::Histogram,
+}
+
+/// What one client may hold of a budget (`held`: `per_client` permits),
+/// and its turn in the line for slots (one permit): however many requests
+/// a client has waiting, one of them at a time waits for a slot, so the
+/// others' requests take turns with its own instead of waiting behind all
+/// of them.
+#[derive(Clone)]
+struct Share {
+    held: Arc<Semaphore>,
+    turn: Arc<Semaphore>,
 }
 
 /// One slot, and the client's share it counts against; both go back on drop.
@@ -99,9 +110,9 @@ impl Budget {
 
     /// As `acquire`, waiting at most `wait`.
     pub async fn acquire_within(&self, client: &Client, wait: Duration) -> Result<Slot, Busy> {
-        let share = self.share_of(client);
+        let Share { held, turn } = self.share_of(client);
         // Most of the time both are free: take them without a timer.
-        if let Ok(share) = share.clone().try_acquire_owned()
+        if let Ok(share) = held.clone().try_acquire_owned()
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             self.waits.record(0.0);
@@ -112,7 +123,8 @@ impl Budget {
         }
         let limit = wait;
         let acquired = async {
-            let share = share.acquire_owned().await.expect("never closed");
+            let share = held.acquire_owned().await.expect("never closed");
+            let _turn = turn.acquire_owned().await.expect("never closed");
             let slot = self
                 .slots
                 .clone()
@@ -136,15 +148,18 @@ impl Budget {
         })
     }
 
-    fn share_of(&self, client: &Client) -> Arc<Semaphore> {
+    fn share_of(&self, client: &Client) -> Share {
         let mut clients = self.clients.lock().expect("budget lock");
         if clients.len() >= PRUNE_AT {
             // Idle: no slot held and no one waiting (only the map holds it).
-            clients.retain(|_, share| Arc::strong_count(share) > 1);
+            clients.retain(|_, share| Arc::strong_count(&share.held) > 1);
         }
         clients
             .entry(client.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_client)))
+            .or_insert_with(|| Share {
+                held: Arc::new(Semaphore::new(self.per_client)),
+                turn: Arc::new(Semaphore::new(1)),
+            })
             .clone()
     }
 }
@@ -171,6 +186,38 @@ mod tests {
         assert!(budget.acquire(&Client::new("third")).await.is_err());
         drop(a);
         assert!(budget.acquire(&Client::new("third")).await.is_ok());
+    }
+
+    /// A client with many requests waiting for slots does not keep
+    /// another's behind all of them: the two take turns.
+    #[tokio::test]
+    async fn clients_waiting_for_slots_take_turns() {
+        // Four slots, three per client: one client holds three, another
+        // (below its share) one, and has two more requests waiting.
+        let budget = Arc::new(Budget::new("test", "slot", 4, 3, Duration::from_secs(10)));
+        let (first, second) = (Client::new("first"), Client::new("second"));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(budget.acquire(&first).await.unwrap());
+        }
+        let _second_holds = budget.acquire(&second).await.unwrap();
+        let waiting = |client: Client| {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.acquire(&client).await.unwrap() })
+        };
+        let queued: Vec<_> = (0..2).map(|_| waiting(second.clone())).collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let victim = waiting(Client::new("victim"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Two slots come free: one of the waiting requests of the second
+        // client gets the first, the victim the second.
+        held.truncate(1);
+        let victim = tokio::time::timeout(Duration::from_secs(1), victim).await;
+        assert!(
+            victim.is_ok(),
+            "the victim waited behind every request of the second client"
+        );
+        drop(queued);
     }
 
     #[tokio::test]
