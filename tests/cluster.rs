@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use support::fake_ssh::{self, FakeSsh};
 use support::mariadb::MariaDb;
-use support::server::{Options, Server, err_code, populate, refused_at_start};
+use support::server::{Options, Server, err_code, message, populate, refused_at_start};
 
 const DB_PASSWORD: &str = "Cluster-db-pw-5521";
 const CREATE: &str = "/api/v1/security/credential";
@@ -840,6 +840,67 @@ async fn servers_with_different_plugins_are_flagged() {
             .iter()
             .any(|s| s["plugins"]["verifiers"].to_string().contains("\"OB\"")),
         "{view}"
+    );
+}
+
+/// obshell's key replacement sent to a server that lacks the cluster's
+/// encryption policy answers at once: the key took effect, and the rewrap
+/// is left to the servers that have the policy. It went round a loop of
+/// rewrap threads and queries, none of which could move a row to the
+/// cluster's target, until the request's time ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_replacement_on_a_server_without_the_cluster_s_policy_answers_at_once() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "lacking", 1, &[]);
+    let lacking = cluster.servers[0].clone();
+    let plugins = support::plugin_dir(&["leaky_policy", "instant_verifier"]);
+    let mut having = options(&cluster.url, &cluster.kek, &[]);
+    having.args = vec!["--plugin-dir".into(), plugins.path().display().to_string()];
+    let having = Server::start(having);
+    let (status, envelope) = having
+        .put(
+            "/api/v1/security/encryption/policy",
+            json!({ "policy": "leaky" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    let (status, created) = having
+        .post(
+            CREATE,
+            json!({ "target_type": "INSTANT", "name": "sealed-by-leaky",
+                "instant_credential_property": { "targets": [{ "ip": "127.0.0.1" }],
+                    "username": "u", "passphrase": "Leaky-sealed-3318" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lacking
+        .log_text()
+        .contains("the cluster's encryption policy is not loaded here")
+    {
+        assert!(Instant::now() < deadline, "{}", lacking.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+    let started = Instant::now();
+    let (status, envelope) = lacking
+        .put(
+            "/api/v1/security/credential/encrypt-secret-key",
+            json!({ "aes_key": key }),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 500, "{envelope}");
+    let said = message(&envelope);
+    assert!(
+        said.contains("is current and seals new secrets")
+            && said.contains("does not have the cluster's encryption policy"),
+        "{said}"
     );
 }
 

@@ -311,14 +311,20 @@ impl Service {
     /// Rewraps until every row is under the current (policy, key).
     pub async fn rewrap_until_done(self: &Arc<Self>) -> Result<(), Error> {
         loop {
+            // Its own target is not the cluster's: no row would ever reach
+            // it, and the servers that have the policy rewrap.
+            if self.policy_missing.load(Ordering::SeqCst) {
+                return Err(Error::Rewrap(
+                    "this server does not have the cluster's encryption policy loaded: \
+                     the servers that have it rewrap (GET /api/v1/security/encryption there)"
+                        .into(),
+                ));
+            }
             let mut ended = self.rewrap.ended.subscribe();
             ended.mark_unchanged();
             self.start_rewrap();
             if self.rewrap.running.load(Ordering::SeqCst) {
                 let _ = ended.changed().await;
-            } else if self.cluster.is_some() {
-                // Another server holds the lease: wait for its progress.
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let status = self.shared_rewrap_status().await?;
             if status.state == RewrapState::Failed {
@@ -331,6 +337,11 @@ impl Service {
                 .is_empty()
             {
                 return Ok(());
+            }
+            if self.cluster.is_some() {
+                // Another server may hold the lease (a run here then ends
+                // at once): its progress is waited for, not polled.
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
