@@ -867,6 +867,15 @@ async fn key_endpoint_checks_its_input() {
         (status, err_code(&envelope)),
         (400, "Common.IllegalArgument")
     );
+    // A key sent again (a retry after a timeout) is not added again.
+    use base64::Engine as _;
+    let key = json!({ "aes_key": base64::engine::general_purpose::STANDARD.encode([3u8; 32]) });
+    for _ in 0..2 {
+        let (status, envelope) = server.put(path, key.clone()).await;
+        assert_eq!(status, 200, "{envelope}");
+    }
+    let (_, encryption) = server.get("/api/v1/security/encryption").await;
+    assert_eq!(encryption["data"]["current_key_id"], 2, "{encryption}");
 }
 
 #[tokio::test]

@@ -572,12 +572,29 @@ impl Service {
     /// Adds a key as current and rewraps every row under it before answering
     /// (obshell's `PUT /credential/encrypt-secret-key`).
     pub async fn replace_key(self: &Arc<Self>, key: Secret) -> Result<(), Error> {
-        let id = self.add_key(key).await?;
-        tracing::info!(key_id = id, "key added by the API; rewrapping");
-        self.audit_event(
-            "keys.replaced",
-            serde_json::json!({ "key_id": id, "source": "api" }),
-        );
+        let (current_id, current_key) = self.keys.current();
+        // The current key sent again (a client retrying after its request
+        // timed out during the rewrap) is not added again: the retry
+        // finishes the rewrap under it.
+        let again = bool::from(subtle::ConstantTimeEq::ct_eq(
+            key.expose(),
+            current_key.expose(),
+        ));
+        let id = if again {
+            tracing::info!(
+                key_id = current_id,
+                "the current key was sent again; rewrapping"
+            );
+            current_id
+        } else {
+            let id = self.add_key(key).await?;
+            tracing::info!(key_id = id, "key added by the API; rewrapping");
+            self.audit_event(
+                "keys.replaced",
+                serde_json::json!({ "key_id": id, "source": "api" }),
+            );
+            id
+        };
         // The key took effect whatever happens to the rewrap: a failure
         // must not read as the replacement refused.
         let current = |why: String| {
