@@ -22,7 +22,10 @@ pub struct ClientLimits {
 impl Default for ClientLimits {
     fn default() -> Self {
         Self {
-            failure_burst: 10,
+            // As many as `in_flight`: an address has no more headers in
+            // flight than failures left, and one that never failed keeps
+            // the concurrency it always had.
+            failure_burst: 16,
             failures_per_minute: 60,
             in_flight: 16,
         }
