@@ -329,18 +329,23 @@ fn has_hex_run(text: &str, n: usize) -> bool {
 
 /// Against the real binary: plugins that log or quote what they were handed
 /// outside a verification (a property to `normalize`, a key and plaintext
-/// to `seal`, a key to `open`) leak it nowhere. Their lines are logged as
-/// the call ends, the secret masked: a property's `writeOnly` fields (any
-/// case), every string of a 0.1 plugin's property (its schema names
-/// none), a policy's key and plaintexts; so are a policy's refusals.
+/// to `seal`, a key to `open` and what it opened) leak it nowhere. Their
+/// lines are logged as the call ends, the secret masked: a property's
+/// `writeOnly` fields (any case, and as JSON quotes them: a key's line
+/// breaks), every string of a 0.1 plugin's property (its schema names
+/// none; a password holding the username is masked whole), a policy's key
+/// and plaintexts; so are a policy's refusals.
 #[tokio::test]
 async fn plugins_logging_their_input_leak_it_nowhere() {
     use support::server::{Options, Server, err_code, message};
-    const SECRETS: [&str; 4] = [
-        "Breaker-Logged-5521",
-        "Hostile-Logged-7730",
+    // What must show nowhere, whole or in part.
+    const SECRETS: [&str; 6] = [
+        "Breaker-Line-5521",
+        "Breaker-Quote-5522",
+        "Hostile-7730",
         "refuse-seal-Leaky-4419",
         "refuse-open-Leaky-8812",
+        "Opened-Leaky-6650",
     ];
 
     let dir = support::plugin_dir(&[
@@ -354,11 +359,13 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         ..Default::default()
     });
     let mut answers = Vec::new();
+    let multi_line = format!("{}\n{}\"\\", SECRETS[0], SECRETS[1]);
     for body in [
         serde_json::json!({ "target_type": "BREAKER",
-            "breaker_property": { "mode": "log-property", "PassPhrase": SECRETS[0] } }),
+            "breaker_property": { "mode": "log-property", "PassPhrase": multi_line } }),
         serde_json::json!({ "target_type": "HOSTILE",
-            "hostile_property": { "mode": "log-input", "secret": SECRETS[1] } }),
+            "hostile_property": { "mode": "log-input", "user": "admin",
+                "secret": format!("admin@{}", SECRETS[2]) } }),
     ] {
         let (_, envelope) = server
             .post("/api/v1/security/credential/validate", body)
@@ -373,31 +380,35 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         )
         .await;
     assert_eq!(status, 200, "{envelope}");
-    let instant = |passphrase: &str| {
-        serde_json::json!({ "name": passphrase.get(..11), "target_type": "INSTANT",
-            "instant_credential_property": { "targets": [{ "ip": "127.0.0.1" }],
+    // One credential per address and type: each its own.
+    let instant = |name: &str, passphrase: &str| {
+        serde_json::json!({ "name": name, "target_type": "INSTANT",
+            "instant_credential_property": { "targets": [{ "ip": format!("127.0.9.{}", name.len()) }],
                 "username": "u", "passphrase": passphrase } })
     };
     let (status, refused) = server
-        .post("/api/v1/security/credential", instant(SECRETS[2]))
+        .post("/api/v1/security/credential", instant("a", SECRETS[3]))
         .await;
     assert_eq!(status, 500, "{refused}");
     assert_eq!(err_code(&refused), "Credential.EncryptFailed");
-    let message = message(&refused);
+    let said = message(&refused);
     assert!(
-        message.contains("will not seal ****** with key ******"),
-        "{message}"
+        said.contains("will not seal ****** with key ******"),
+        "{said}"
     );
     answers.push(refused.clone());
-    let (status, created) = server
-        .post("/api/v1/security/credential", instant(SECRETS[3]))
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let id = created["data"]["credential_id"].clone();
+    let mut ids = Vec::new();
+    for (name, passphrase) in [("bb", SECRETS[4]), ("ccc", SECRETS[5])] {
+        let (status, created) = server
+            .post("/api/v1/security/credential", instant(name, passphrase))
+            .await;
+        assert_eq!(status, 200, "{created}");
+        ids.push(created["data"]["credential_id"].clone());
+    }
     let (_, validated) = server
         .post(
             "/api/v1/security/credentials/validate",
-            serde_json::json!({ "credential_id_list": [id] }),
+            serde_json::json!({ "credential_id_list": ids }),
         )
         .await;
     assert!(
@@ -413,6 +424,7 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         "normalizing",
         "sealing ****** with key ******",
         "opening with key ******",
+        "opened ******",
     ] {
         assert!(log.contains(said), "{said:?} is not in the log:\n{log}");
     }

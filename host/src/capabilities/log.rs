@@ -2,6 +2,10 @@
 
 /// How much of one plugin log line is kept.
 const MAX_LINE: usize = 4096;
+/// How much of a line held to be masked is kept until it is: a secret that
+/// starts within the line's first `MAX_LINE` bytes must be whole to be
+/// found (a private key is at most 16 KiB, more as JSON quotes it).
+const HELD_LINE: usize = MAX_LINE + 40 * 1024;
 
 /// What one call may log: its lines go to the host's own log, which a
 /// plugin must not be able to flood.
@@ -66,7 +70,7 @@ impl LogBudget {
         level: Level,
         message: &str,
     ) {
-        if self.admit(shared, plugin, message.len()) {
+        if self.admit(shared, plugin, message.len().min(MAX_LINE)) {
             emit(plugin, level, message);
         }
     }
@@ -75,9 +79,11 @@ impl LogBudget {
     /// ends ([`LogBudget::take_held`]): a call that is not verifying has
     /// its secrets in its input (a property, a plaintext), which the host
     /// masks in its lines only once it knows there are any.
+    /// It is cut to [`MAX_LINE`] only once masked, and what is kept of it
+    /// counts against the budget.
     pub fn hold(&mut self, plugin: &str, level: Level, mut message: String) {
+        message.truncate(char_boundary(&message, HELD_LINE));
         if self.admit(None, plugin, message.len()) {
-            message.truncate(char_boundary(&message, MAX_LINE));
             self.held.push((level, message));
         }
     }
@@ -86,9 +92,9 @@ impl LogBudget {
         std::mem::take(&mut self.held)
     }
 
-    /// Whether a line of `len` bytes may be logged, spending it if so.
+    /// Whether a line that costs `len` bytes may be logged, spending them
+    /// if so.
     fn admit(&mut self, shared: Option<&mut LogBudget>, plugin: &str, len: usize) -> bool {
-        let len = len.min(MAX_LINE);
         let fits = self.fits(len) && shared.as_ref().is_none_or(|s| s.fits(len));
         if fits {
             self.spend(len);
@@ -240,6 +246,20 @@ log_host!(v0_3);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_line_is_kept_whole_past_a_line_until_masked() {
+        // A secret across the 4 KiB a line shows must be whole to be found.
+        let mut budget = LogBudget::default();
+        let line = format!("{}Secret-Across-The-Cut", "x".repeat(MAX_LINE - 6));
+        budget.hold("p", Level::Info, line.clone());
+        assert_eq!(budget.take_held()[0].1, line);
+        // What is kept counts against the budget: bytes, not just lines.
+        let long = "y".repeat(2 * HELD_LINE);
+        budget.hold("p", Level::Info, long);
+        assert_eq!(budget.take_held()[0].1.len(), HELD_LINE);
+        assert!(budget.bytes < CALL_BYTES - HELD_LINE);
+    }
 
     #[test]
     fn a_call_logs_at_most_its_budget() {

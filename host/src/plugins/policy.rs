@@ -140,7 +140,7 @@ impl PolicyPlugin {
             self,
             Client::server(),
             "describe",
-            &Scrubber::none,
+            &Scrubber::for_nothing,
             |guest, store| {
                 let d = guest.call_describe(store).await?;
                 Ok((d.name, d.version, d.algorithm, d.key_length))
@@ -205,7 +205,7 @@ impl PolicyPlugin {
             self,
             client,
             "seal",
-            &mask,
+            &|_| mask(),
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
                 for (plaintext, aad) in items {
@@ -243,14 +243,20 @@ impl PolicyPlugin {
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Result<Secret, String>>, PluginError> {
         let key = self.key_for(key);
-        // What a policy opens is not known when it refuses: only the key
-        // is masked in what it says.
+        // What a policy opened is masked in its lines; what it refused to
+        // open is not known: only the key is masked in its refusals.
         let mask = || Scrubber::of_sealing(key.expose(), []);
         let opened = sealing_call!(
             self,
             client,
             "open",
-            &mask,
+            &|opened: Option<&Vec<Result<Vec<u8>, String>>>| {
+                let plaintexts = opened
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_deref().ok());
+                Scrubber::of_sealing(key.expose(), plaintexts)
+            },
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());
                 for (ciphertext, aad) in items {

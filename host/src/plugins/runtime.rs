@@ -185,7 +185,8 @@ impl Runtime {
     /// deadline armed, `run` (which instantiates and calls), the outcome
     /// named precisely, and the answer's size checked against the cap.
     /// What the call logged outside a verification is logged as it ends,
-    /// masked by what `mask` makes of its input (made only if it logged).
+    /// masked by what `mask` makes of its input and its answer (made only
+    /// if it logged).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn call<T>(
         &self,
@@ -193,7 +194,7 @@ impl Runtime {
         export: &'static str,
         limits: &Limits,
         work: Work,
-        mask: &(dyn Fn() -> Scrubber + Sync),
+        mask: &(dyn Fn(Option<&T>) -> Scrubber + Sync),
         run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
         size: impl FnOnce(&T) -> usize,
     ) -> Result<T, PluginError> {
@@ -220,7 +221,8 @@ impl Runtime {
         let outcome = bounded(limits, run(&mut store)).await;
         let held = store.data_mut().log.take_held();
         if !held.is_empty() {
-            log::flush(plugin, held, &mask());
+            let answer = outcome.as_ref().and_then(|o| o.as_ref().ok());
+            log::flush(plugin, held, &mask(answer));
         }
         let result = conclude(&store, limits, outcome)
             .and_then(|value| check_output(plugin, limits, size(&value)).map(|()| value));
@@ -336,7 +338,7 @@ impl EmptyCall {
                 "run",
                 &Limits::POLICY,
                 Work::Quick(Client::server()),
-                &Scrubber::none,
+                &Scrubber::for_nothing,
                 async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     run.call_run(store, &instance).await
@@ -355,7 +357,7 @@ impl EmptyCall {
                 "instantiate",
                 &Limits::POLICY,
                 Work::Quick(Client::server()),
-                &Scrubber::none,
+                &Scrubber::for_nothing,
                 async |store| pre.instantiate_async(&mut *store).await.map(drop),
                 |_| 0,
             )

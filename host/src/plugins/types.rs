@@ -218,15 +218,34 @@ impl std::fmt::Debug for Scrubber {
 
 impl Scrubber {
     fn of_pieces(pieces: impl IntoIterator<Item = String>) -> Self {
-        let mut pieces: Vec<String> = pieces.into_iter().collect();
+        let mut all: Vec<String> = Vec::new();
+        for piece in pieces {
+            // As it reads inside JSON too (a key's line breaks as `\n`): a
+            // plugin may quote the property as it was sent.
+            let quoted = serde_json::to_string(&piece).expect("a string serialises");
+            let escaped = &quoted[1..quoted.len() - 1];
+            if escaped != piece {
+                all.push(escaped.to_owned());
+            }
+            all.push(piece);
+        }
         // Under 4 bytes, a piece would blank common words, and tell little.
-        pieces.retain(|piece| piece.len() >= 4);
-        Self(zeroize::Zeroizing::new(pieces))
+        all.retain(|piece| piece.len() >= 4);
+        // Longest first: a shorter piece inside a longer one (a username
+        // in a password) blanked first would leave the rest of it.
+        all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        Self(zeroize::Zeroizing::new(all))
     }
 
     /// Masks nothing: for a call handed no secret.
     pub fn none() -> Self {
         Self(zeroize::Zeroizing::new(Vec::new()))
+    }
+
+    /// The mask of a call handed no secret, whatever it answered.
+    pub fn for_nothing<T>(_: Option<&T>) -> Self {
+        Self::none()
     }
 
     /// The secret fields of a request's `property`: the values of the
@@ -403,6 +422,21 @@ mod tests {
             );
         }
         assert_eq!(scrubber.apply("sealing hunter22".into()), "sealing ******");
+    }
+
+    #[test]
+    fn a_secret_is_blanked_as_json_quotes_it_and_before_what_it_contains() {
+        let key = "-----BEGIN KEY-----\nb3Blbn\"\\x\n-----END KEY-----";
+        let property = serde_json::json!({ "private_key": key, "user": "admin" }).to_string();
+        let scrubber = Scrubber::of_property(&property, &serde_json::json!({ "type": "object" }));
+        assert_eq!(
+            scrubber.apply(format!("got {property}")),
+            r#"got {"private_key":"******","user":"******"}"#
+        );
+        assert_eq!(scrubber.apply(format!("key {key}")), "key ******");
+        // A value that holds another is blanked whole, not around it.
+        let scrubber = Scrubber::of(br#"{"user": "admin", "password": "admin@2024"}"#);
+        assert_eq!(scrubber.apply("admin@2024 admin".into()), "****** ******");
     }
 
     #[test]

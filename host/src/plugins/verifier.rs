@@ -153,7 +153,7 @@ macro_rules! describe_typed {
                 "describe",
                 &$plugin.meta.limits,
                 Work::Quick(Client::server()),
-                &Scrubber::none,
+                &Scrubber::for_nothing,
                 async |g, s| g.call_describe(s).await,
                 described_size!(),
             )
@@ -305,7 +305,7 @@ macro_rules! calls_of {
             export: &'static str,
             limits: &Limits,
             work: Work,
-            mask: &(dyn Fn() -> Scrubber + Sync),
+            mask: &(dyn Fn(Option<&T>) -> Scrubber + Sync),
             f: impl AsyncFnOnce(&$calls<'_>, &mut Store<CallState>) -> wasmtime::Result<T>,
             size: impl FnOnce(&T) -> usize,
         ) -> Result<T, PluginError> {
@@ -498,7 +498,7 @@ impl VerifierPlugin {
         export: &'static str,
         limits: &Limits,
         work: Work,
-        mask: &(dyn Fn() -> Scrubber + Sync),
+        mask: &(dyn Fn(Option<&R>) -> Scrubber + Sync),
         f: impl AsyncFnOnce(&Calls0_3<'_>, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<Step<R::Answer>, PluginError> {
         self.call_0_3(set, export, limits, work, mask, f, R::size)
@@ -515,7 +515,7 @@ impl VerifierPlugin {
                         "describe",
                         &self.meta.limits,
                         Work::Quick(Client::server()),
-                        &Scrubber::none,
+                        &Scrubber::for_nothing,
                         async |g, s| g.call_describe(s).await,
                         |d| {
                             d.target_type.len()
@@ -614,7 +614,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
-                        &mask,
+                        &|_| mask(),
                         async |g, s| g.call_normalize(s, property, purpose).await,
                         |a| match a {
                             Err(r) => r.code.len() + r.message.len(),
@@ -653,7 +653,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
-                        &mask,
+                        &|_| mask(),
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
                         |a| normalize_size!(wit2, a),
                     )
@@ -671,7 +671,7 @@ impl VerifierPlugin {
                             "normalize",
                             &limits,
                             work.clone(),
-                            &mask,
+                            &|_| mask(),
                             async move |g, s| {
                                 g.call_normalize(s, property, purpose, stored, answers)
                                     .await
@@ -792,7 +792,7 @@ impl VerifierPlugin {
                         &self.meta.limits,
                         work,
                         // Its lines were masked as they were logged.
-                        &Scrubber::none,
+                        &Scrubber::for_nothing,
                         async |g, s| g.call_verify(s, public, secret.expose()).await,
                         |ds| {
                             ds.iter()
@@ -821,7 +821,7 @@ impl VerifierPlugin {
                             "verify-target",
                             &self.meta.limits,
                             work,
-                            &Scrubber::none,
+                            &Scrubber::for_nothing,
                             async move |g, s| {
                                 g.call_verify_target(s, public, secret, &target).await
                             },
@@ -847,7 +847,7 @@ impl VerifierPlugin {
                                 "verify-target",
                                 &limits,
                                 work.clone(),
-                                &Scrubber::none,
+                                &Scrubber::for_nothing,
                                 async move |g, s| {
                                     g.call_verify_target(s, public, secret, target, answers)
                                         .await
