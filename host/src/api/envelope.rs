@@ -117,6 +117,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     // The URI's parts are shared, not copied: it is kept only for the log.
     let uri = request.uri().clone();
     let path = uri.path();
+    let client = (request.extensions().get::<super::auth::ClientAddr>()).map(|c| c.0.ip());
     let mut response = next.run(request).await;
     // So a client can name the very request it means (its audit records).
     response.headers_mut().insert(
@@ -139,7 +140,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             }
             // `{:?}`: a message may hold the client's text, and quoted and
             // escaped it cannot start a log line of its own.
-            if let Some(dropped) = refusal_log::admit() {
+            if let Some(dropped) = refusal_log::admit(client, status.is_server_error()) {
                 let (path, message) = (refusal_log::cut(path), refusal_log::cut(&e.message));
                 if dropped > 0 {
                     tracing::info!(

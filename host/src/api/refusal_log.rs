@@ -4,41 +4,65 @@
 //! or past the journal's rate limit, as fast as it could send. Refusals are
 //! counted in the metrics and, where it matters, audited; past the budget
 //! their lines are dropped and counted, and the next line says how many.
+//! Each client has a budget of its own, so one that floods silences only
+//! itself; all of them together have one too, so many addresses cannot
+//! add up to a flood. A server error is always logged.
 
+use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
-use crate::connections::Bucket;
+use crate::connections::{Bucket, ClientTable};
 
-/// Lines logged at once, then per second.
-const BURST: f64 = 200.0;
-const PER_SECOND: f64 = 2.0;
+/// Lines of one client logged at once, then per second.
+const CLIENT_BURST: f64 = 50.0;
+const CLIENT_PER_SECOND: f64 = 1.0;
+/// The same for all clients together.
+const ALL_BURST: f64 = 500.0;
+const ALL_PER_SECOND: f64 = 10.0;
+/// Clients tracked at once; past that, new ones share one budget.
+const MAX_CLIENTS: usize = 10_000;
 /// What of a client's text (a path, a message quoting it) a line keeps.
 pub const MAX_QUOTED: usize = 256;
 
 struct Budget {
-    lines: Bucket,
+    clients: ClientTable<Bucket>,
+    all: Bucket,
     dropped: u64,
 }
 
 static BUDGET: LazyLock<Mutex<Budget>> = LazyLock::new(|| {
     Mutex::new(Budget {
-        lines: Bucket::full(BURST, PER_SECOND, Instant::now()),
+        clients: ClientTable::default(),
+        all: Bucket::full(ALL_BURST, ALL_PER_SECOND, Instant::now()),
         dropped: 0,
     })
 });
 
-/// Whether a refusal's line may be logged now; if so, how many were
-/// dropped since the last one that was.
-pub fn admit() -> Option<u64> {
+/// Whether a refusal of `client`'s may be logged now (a server error
+/// always is); if so, how many were dropped since the last one that was.
+pub fn admit(client: Option<IpAddr>, server_error: bool) -> Option<u64> {
     let mut budget = BUDGET
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if budget.lines.refill(Instant::now()) < 1.0 {
+    let budget = &mut *budget;
+    if server_error {
+        return Some(std::mem::take(&mut budget.dropped));
+    }
+    let now = Instant::now();
+    let (_, own) = budget.clients.entry(
+        client.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        MAX_CLIENTS,
+        now,
+        |_, bucket| !bucket.is_full_at(now),
+        || Bucket::full(CLIENT_BURST, CLIENT_PER_SECOND, now),
+    );
+    if own.refill(now) < 1.0 || budget.all.refill(now) < 1.0 {
         budget.dropped += 1;
         return None;
     }
-    budget.lines.spend();
+    own.spend();
+    budget.all.spend();
     Some(std::mem::take(&mut budget.dropped))
 }
 
@@ -65,5 +89,14 @@ mod tests {
         let cut = cut(&long);
         assert!(cut.starts_with(&"é".repeat(128)), "{cut}");
         assert!(cut.ends_with("… (400 bytes)"), "{cut}");
+    }
+
+    #[test]
+    fn a_client_that_floods_silences_only_itself() {
+        let flooder = Some(IpAddr::from([192, 0, 2, 1]));
+        let logged = (0..200).filter(|_| admit(flooder, false).is_some()).count();
+        assert!((50..=52).contains(&logged), "{logged}");
+        assert!(admit(Some(IpAddr::from([192, 0, 2, 2])), false).is_some());
+        assert!(admit(flooder, true).is_some(), "a server error is logged");
     }
 }
