@@ -400,7 +400,7 @@ async fn rotation_with_writers_elsewhere_and_the_rewrapper_killed() {
 
 /// A key made on one server opens rows on another at once, before any
 /// heartbeat could tell it: the other reads the key from the database when
-/// it first meets it.
+/// it first meets it; a key replacement retried on it is not added again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_made_on_one_server_opens_on_another_at_once() {
     let db = MariaDb::start();
@@ -426,6 +426,17 @@ async fn a_key_made_on_one_server_opens_on_another_at_once() {
         envelope["data"]["current_key_id"], 2,
         "B read the new keyring: {envelope}"
     );
+
+    // obshell's key replacement made on A, and retried on B before B
+    // heard of it: B finishes the rewrap under A's key, and adds none.
+    let path = "/api/v1/security/credential/encrypt-secret-key";
+    let key = json!({ "aes_key": base64::engine::general_purpose::STANDARD.encode([9u8; 32]) });
+    let (status, envelope) = a.put(path, key.clone()).await;
+    assert_eq!(status, 200, "{envelope}");
+    let (status, envelope) = b.put(path, key).await;
+    assert_eq!(status, 200, "{envelope}");
+    let (_, envelope) = b.get("/api/v1/security/encryption").await;
+    assert_eq!(envelope["data"]["current_key_id"], 3, "{envelope}");
 }
 
 /// Two servers update one credential at once: the update that commits

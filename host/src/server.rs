@@ -303,11 +303,20 @@ pub async fn serve(
         None => TransportKey::open_or_create(&config.rsa_key_path(), config.rsa_bits)?,
     };
     let tls = config.tls_cert.is_some() && config.tls_key.is_some();
+    let limits = config.http.client_limits();
+    if limits.failure_burst < limits.in_flight {
+        tracing::warn!(
+            auth_failure_burst = limits.failure_burst,
+            auth_in_flight_per_client = limits.in_flight,
+            "an address has no more headers being authenticated at once than failures it may \
+             still make: auth_failure_burst bounds it below auth_in_flight_per_client"
+        );
+    }
     let mut auth = Authenticator::new(
         key,
         config.password.clone().map(|p| Secret::new(p.into_bytes())),
         Duration::from_secs(config.auth_horizon_secs),
-        config.http.client_limits(),
+        limits,
     )
     .with_tokens(service.clone(), tls, config.allow_tokens_over_plain_http)
     .with_pace(config.http.pace_limits());

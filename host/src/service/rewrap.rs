@@ -572,6 +572,13 @@ impl Service {
     /// Adds a key as current and rewraps every row under it before answering
     /// (obshell's `PUT /credential/encrypt-secret-key`).
     pub async fn replace_key(self: &Arc<Self>, key: Secret) -> Result<(), Error> {
+        // A retry may come to another server of a cluster than the first
+        // try: the key that try made current is read first.
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || keys.refresh())
+            .await
+            .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         let (current_id, current_key) = self.keys.current();
         // The current key sent again (a client retrying after its request
         // timed out during the rewrap) is not added again: the retry
