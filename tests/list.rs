@@ -112,6 +112,10 @@ async fn filters_sorts_and_pages() {
     assert_eq!(names(&desc), vec!["cred-299", "cred-298", "Cred-297"]);
     let by_id = page(&server, "sort=credential_id&sort_order=asc&page_size=5").await;
     assert!(ids(&by_id).windows(2).all(|w| w[0] < w[1]));
+    // Without `sort`, obshell's order whatever `sort_order` says: newest
+    // first.
+    let unsorted = page(&server, "sort_order=asc&page_size=5").await;
+    assert!(ids(&unsorted).windows(2).all(|w| w[0] > w[1]), "{unsorted}");
     let by_type = page(&server, "sort=access_target&page_size=400").await;
     assert_eq!(ids(&by_type).len() as u64, total);
 

@@ -125,11 +125,10 @@ impl Service {
         let (page, size) = req.page_and_size();
         let field = sort_field(&req.sort)?;
         let order = descending(&req.sort_order)?;
-        let (sort, descending) = match (field, order) {
-            // obshell's default: newest first.
-            (None, None) => (SortField::Id, true),
-            (None, Some(desc)) => (SortField::Id, desc),
-            (Some(field), order) => (field, order.unwrap_or(false)),
+        let (sort, descending) = match field {
+            // obshell's default, whatever `sort_order` says: newest first.
+            None => (SortField::Id, true),
+            Some(field) => (field, order.unwrap_or(false)),
         };
         let query = ListQuery {
             credential_id: (req.credential_id > 0).then_some(req.credential_id as u64),
