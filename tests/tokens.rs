@@ -328,6 +328,41 @@ async fn a_token_that_expires_makes_none_that_outlives_it() {
     assert!(unbounded["expires_at"].is_null(), "{unbounded}");
 }
 
+/// A lifetime that would end past the calendar's last year is refused, and
+/// nothing is stored. On a server east of UTC such an expiry made the
+/// server panic while writing the answer, after the token was stored: the
+/// client never got its secret, and every list of tokens panicked after.
+#[tokio::test]
+async fn a_lifetime_past_the_calendar_is_refused_and_nothing_is_stored() {
+    let server = Server::start(Options {
+        // UTC+8, as the POSIX TZ spells it (no zone files needed).
+        envs: vec![("TZ".into(), "CST-8".into())],
+        ..Default::default()
+    });
+    let admin = server.token("admin", "admin");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Ends at 9999-12-31T20:00Z: the year 10000 at +08:00.
+    let ttl = 253_402_286_400 - now;
+    let (status, refused) = server
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "forever", "scope": "read", "ttl_secs": ttl })),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(err_code(&refused), "Common.IllegalArgument");
+    let (status, list) = server
+        .call_as(&admin, Method::GET, "/api/v1/tokens", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(!list.to_string().contains("forever"), "{list}");
+}
+
 #[tokio::test]
 async fn guessing_tokens_is_slowed_down() {
     let server = Server::start(Options::default());

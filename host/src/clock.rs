@@ -24,18 +24,33 @@ pub fn now_us() -> i64 {
 }
 
 /// Whole seconds, as obshell's stored times (`2026-05-08T17:06:47+08:00`).
+/// A time the calendar cannot hold in the local offset (past the year
+/// 9999) is written in UTC, or as the last second it can hold: formatting
+/// never panics on a time a client chose.
 pub fn format_us(us: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(us.div_euclid(1_000_000))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .to_offset(local())
+    format_in(us, local())
+}
+
+fn format_in(us: i64, offset: UtcOffset) -> String {
+    let utc = OffsetDateTime::from_unix_timestamp(us.div_euclid(1_000_000)).unwrap_or(if us < 0 {
+        OffsetDateTime::UNIX_EPOCH
+    } else {
+        LAST_SECOND
+    });
+    utc.checked_to_offset(offset)
+        .unwrap_or(utc)
         .format(&Rfc3339)
         .unwrap_or_default()
 }
 
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_SECOND: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+
 /// Nanoseconds, as obshell's envelope `timestamp`.
 pub fn format_now_precise() -> String {
-    OffsetDateTime::now_utc()
-        .to_offset(local())
+    let now = OffsetDateTime::now_utc();
+    now.checked_to_offset(local())
+        .unwrap_or(now)
         .format(&Rfc3339)
         .unwrap_or_default()
 }
@@ -47,5 +62,20 @@ mod tests {
     #[test]
     fn formats_whole_seconds() {
         assert_eq!(format_us(1_700_000_000_999_999), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn a_time_past_the_calendar_is_written_not_panicked_on() {
+        let east = UtcOffset::from_hms(8, 0, 0).unwrap();
+        // 9999-12-31T20:00Z is in the year 10000 at +08:00.
+        assert_eq!(
+            format_in(253_402_286_400_000_000, east),
+            "9999-12-31T20:00:00Z"
+        );
+        assert_eq!(format_in(i64::MAX, east), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            format_in(1_700_000_000_000_000, east),
+            "2023-11-15T06:13:20+08:00"
+        );
     }
 }

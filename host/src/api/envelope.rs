@@ -2,12 +2,14 @@
 //! `Reply`, and the `envelope` middleware wraps it with the timing and trace id
 //! of the request.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -118,7 +120,18 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let uri = request.uri().clone();
     let path = uri.path();
     let client = (request.extensions().get::<super::auth::ClientAddr>()).map(|c| c.0.ip());
-    let mut response = next.run(request).await;
+    // A bug that panics in a handler ends its request with a 500 in the
+    // envelope, not a connection dropped without an answer (the panic
+    // itself is in the log).
+    let mut response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Common.Unexpected",
+            "an internal error ended this request (see the server's log)",
+        )
+        .into_response(),
+    };
     // So a client can name the very request it means (its audit records).
     response.headers_mut().insert(
         REQUEST_ID_HEADER,
@@ -183,4 +196,38 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     response.headers_mut().remove(header::CONTENT_LENGTH);
     *response.body_mut() = axum::body::Body::from(bytes);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_a_500_in_the_envelope() {
+        async fn broken() -> Result<Reply, ApiError> {
+            panic!("a bug");
+        }
+        let app = axum::Router::new()
+            .route("/broken", axum::routing::get(broken))
+            .layer(axum::middleware::from_fn(envelope));
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .uri("/broken")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            envelope["error"]["errCode"], "Common.Unexpected",
+            "{envelope}"
+        );
+    }
 }

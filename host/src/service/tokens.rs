@@ -224,10 +224,17 @@ pub fn mint(new: &NewToken, by: &Principal, now: i64) -> Result<(TokenRecord, Se
             new.scope.as_str()
         )));
     }
+    /// Beyond it, an expiry would pass the calendar's last year.
+    const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
     let asked_us = match new.ttl_secs {
         None => None,
         Some(0) => {
             return Err(Error::IllegalArgument("ttl_secs must be positive".into()));
+        }
+        Some(ttl) if ttl > MAX_TTL_SECS => {
+            return Err(Error::IllegalArgument(format!(
+                "ttl_secs must be at most {MAX_TTL_SECS} (100 years); leave it out for a token that does not expire"
+            )));
         }
         Some(ttl) => Some(
             now.saturating_add(
