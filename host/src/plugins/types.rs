@@ -209,6 +209,33 @@ pub fn scrub(message: String, secret: &[u8]) -> String {
 /// dropped.
 pub struct Scrubber(zeroize::Zeroizing<Vec<String>>);
 
+/// A JSON object's fields as sent, each one, repeated names included (a
+/// map would keep one of them), with its value's text as written.
+struct Fields(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 impl std::fmt::Debug for Scrubber {
     // The pieces are the secret: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -250,32 +277,37 @@ impl Scrubber {
 
     /// The secret fields of a request's `property`: the values of the
     /// fields `schema` marks `writeOnly` (a passphrase, a private key),
-    /// named as obshell binds them, in any case. A schema that marks none
-    /// (every 0.1 plugin's) says nothing of which fields are secret: then
-    /// every string value of the property is masked.
+    /// named as obshell binds them (in any case, as Go folds it), both as
+    /// they read and as the request spelled them (`\u0026` for `&`, as Go
+    /// writes it). A schema that marks none (every 0.1 plugin's) says
+    /// nothing of which fields are secret: then every string value of the
+    /// property is masked.
     pub fn of_property(property: &str, schema: &serde_json::Value) -> Self {
-        let secret_fields: Vec<String> = (schema["properties"].as_object())
+        let secret_fields: Vec<&String> = (schema["properties"].as_object())
             .into_iter()
             .flatten()
             .filter(|(_, field)| field["writeOnly"] == serde_json::Value::Bool(true))
-            .map(|(name, _)| name.to_lowercase())
+            .map(|(name, _)| name)
             .collect();
-        let Ok(object) =
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(property)
-        else {
+        let Ok(Fields(fields)) = serde_json::from_str::<Fields>(property) else {
             return Self::none();
         };
-        Self::of_pieces(
-            object
-                .into_iter()
-                .filter(|(name, _)| {
-                    secret_fields.is_empty() || secret_fields.contains(&name.to_lowercase())
-                })
-                .filter_map(|(_, value)| match value {
-                    serde_json::Value::String(text) => Some(text),
-                    _ => None,
-                }),
-        )
+        let mut pieces = Vec::new();
+        for (name, raw) in fields {
+            let secret = secret_fields.is_empty()
+                || secret_fields
+                    .iter()
+                    .any(|field| credhost_binding::names(&name, field));
+            let Ok(text) = serde_json::from_str::<String>(raw.get()) else {
+                continue;
+            };
+            if secret {
+                let spelled = raw.get();
+                pieces.push(spelled[1..spelled.len() - 1].to_owned());
+                pieces.push(text);
+            }
+        }
+        Self::of_pieces(pieces)
     }
 
     pub fn of(secret: &[u8]) -> Self {
@@ -437,6 +469,21 @@ mod tests {
         // A value that holds another is blanked whole, not around it.
         let scrubber = Scrubber::of(br#"{"user": "admin", "password": "admin@2024"}"#);
         assert_eq!(scrubber.apply("admin@2024 admin".into()), "****** ******");
+    }
+
+    #[test]
+    fn a_secret_is_blanked_as_the_request_spelled_it() {
+        // As Go's encoder writes `&`, under a key Go folds onto the field.
+        let property =
+            r#"{"passphrase": "first-try-12", "pa\u017f\u017fphrase": "p\u0026ssw0rd-77"}"#;
+        let schema = serde_json::json!({ "properties": {
+            "passphrase": { "type": "string", "writeOnly": true } } });
+        let scrubber = Scrubber::of_property(property, &schema);
+        assert_eq!(
+            scrubber.apply(format!("got {property}")),
+            r#"got {"passphrase": "******", "pa\u017f\u017fphrase": "******"}"#
+        );
+        assert_eq!(scrubber.apply("p&ssw0rd-77".into()), "******");
     }
 
     #[test]
