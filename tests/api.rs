@@ -633,6 +633,10 @@ async fn routes_ids_and_the_trace_header() {
         (404, "Token.NotFound"),
         "{envelope}"
     );
+    // The console's files too: a name that does not decode is no file.
+    let (status, envelope) = server.get("/console/%FF").await;
+    assert_eq!(status, 404, "{envelope}");
+    assert_eq!(envelope["successful"], false, "{envelope}");
     for id in ["0", "-3", "9223372036854775807"] {
         let (status, envelope) = server.get(&format!("{CREDENTIAL}/{id}")).await;
         assert_eq!(

@@ -6,10 +6,11 @@
 
 use std::path::PathBuf;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::decode::PathId;
 use super::handlers::AppState;
 
 macro_rules! assets {
@@ -105,9 +106,11 @@ pub async fn index(
 pub async fn file(
     State(_): State<AppState>,
     axum::Extension(files): axum::Extension<Files>,
-    Path(name): Path<String>,
+    // A name that does not decode (`%FF`) is no file of the console: a 404
+    // in the envelope, not axum's plain-text refusal.
+    PathId(name): PathId,
 ) -> Response {
-    answer(&files, &name)
+    answer(&files, name.as_deref().unwrap_or_default())
 }
 
 /// The root leads to the console.

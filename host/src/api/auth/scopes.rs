@@ -6,7 +6,13 @@ use axum::http::Method;
 use crate::service::Scope;
 
 pub fn needed(method: &Method, route: &str) -> Scope {
-    match (method.as_str(), route) {
+    // A HEAD is answered by the route's GET, less the body.
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    match (method, route) {
         (
             "GET",
             "/api/v1/security/credential/{id}"
@@ -57,5 +63,9 @@ mod tests {
         assert_eq!(needed(&get, "/api/v1/tokens"), Scope::Admin);
         assert_eq!(needed(&get, "/api/v1/audit"), Scope::Admin);
         assert_eq!(needed(&get, "/api/v1/some/new/route"), Scope::Admin);
+        assert_eq!(
+            needed(&Method::HEAD, "/api/v1/security/credentials"),
+            Scope::Read
+        );
     }
 }
