@@ -168,19 +168,14 @@ impl Service {
                 }));
                 // A bug that panics must not leave the rewrap marked as
                 // running, or none would start again and whoever waits for
-                // this one would wait for ever.
+                // this one would wait for ever; it ends as a failed run
+                // does (recorded, and the lease given back).
                 if ran.is_err() {
-                    service.rewrap.update(|s| {
-                        s.state = RewrapState::Failed;
-                        s.error = Some(
-                            "the rewrap stopped on an internal error (see the log); \
-                                        POST /api/v1/security/encryption/rewrap retries it"
-                                .into(),
-                        );
-                        s.finished = Some(clock::format_us(clock::now_us()));
-                    });
-                    service.rewrap.running.store(false, Ordering::SeqCst);
-                    service.rewrap.ended.send_modify(|n| *n += 1);
+                    service.end_rewrap(Err(Error::Rewrap(
+                        "the rewrap stopped on an internal error (see the log); \
+                         POST /api/v1/security/encryption/rewrap retries it"
+                            .into(),
+                    )));
                 }
             });
         if let Err(e) = spawned {
@@ -233,41 +228,49 @@ impl Service {
                 }
                 outcome => outcome,
             };
-            service.rewrap.update(|s| {
-                s.finished = Some(clock::format_us(clock::now_us()));
-                match &outcome {
-                    Ok(()) => s.state = RewrapState::Idle,
-                    Err(e) => {
-                        s.state = RewrapState::Failed;
-                        s.error = Some(e.to_string());
-                    }
-                }
-            });
-            let status = service.rewrap_status();
-            match &outcome {
-                Ok(()) => tracing::info!("rewrap finished"),
-                Err(e) => tracing::error!("rewrap stopped: {e}"),
-            }
-            service.audit_event(
-                if outcome.is_ok() {
-                    "rewrap.finished"
-                } else {
-                    "rewrap.failed"
-                },
-                serde_json::json!({ "rows": status.done, "policy": status.target_policy,
-                                    "key_id": status.target_key_id,
-                                    "rows_per_second": status.rows_per_second.round(),
-                                    "error": status.error }),
-            );
-            if let Some(cluster) = &service.cluster {
-                service.publish_progress();
-                let _ = cluster
-                    .coordination
-                    .release_lease(LEASE, &cluster.server_id);
-            }
-            service.rewrap.running.store(false, Ordering::SeqCst);
-            service.rewrap.ended.send_modify(|n| *n += 1);
+            service.end_rewrap(outcome);
         }
+    }
+
+    /// How a run ends, however it ended: its state shown, logged and
+    /// recorded in the audit log, in a cluster its progress published and
+    /// the lease given back, and the rewrap no longer running.
+    fn end_rewrap(&self, outcome: Result<(), Error>) {
+        self.rewrap.update(|s| {
+            s.finished = Some(clock::format_us(clock::now_us()));
+            match &outcome {
+                Ok(()) => s.state = RewrapState::Idle,
+                Err(e) => {
+                    s.state = RewrapState::Failed;
+                    s.error = Some(e.to_string());
+                }
+            }
+        });
+        let status = self.rewrap_status();
+        match &outcome {
+            Ok(()) => tracing::info!("rewrap finished"),
+            Err(e) => tracing::error!("rewrap stopped: {e}"),
+        }
+        self.audit_event(
+            if outcome.is_ok() {
+                "rewrap.finished"
+            } else {
+                "rewrap.failed"
+            },
+            serde_json::json!({ "rows": status.done, "policy": status.target_policy,
+                                "key_id": status.target_key_id,
+                                "rows_per_second": status.rows_per_second.round(),
+                                "error": status.error }),
+        );
+        if let Some(cluster) = &self.cluster {
+            self.publish_progress();
+            // Only ours is given back: one held by another server stays.
+            let _ = cluster
+                .coordination
+                .release_lease(LEASE, &cluster.server_id);
+        }
+        self.rewrap.running.store(false, Ordering::SeqCst);
+        self.rewrap.ended.send_modify(|n| *n += 1);
     }
 
     /// Renews the lease (a server that lost it stops) and records progress
