@@ -41,8 +41,11 @@ fn check_value(id: u32, key: &[u8]) -> String {
 
 /// Refuses `keys` unless it holds, as they were, the keys that sealed the
 /// rows of `store` (`sealed` counts them); records the check value of each
-/// of its keys not recorded yet, or recorded for a key that sealed nothing
-/// (the database's rows were deleted: a new keyring is no loss).
+/// of its keys that sealed nothing (a new key, or one whose rows were all
+/// deleted: a new keyring is no loss). A key that sealed rows and has no
+/// check value yet (a database from before they were kept) is recorded
+/// only once one of its rows opens under it ([`confirm`]): the keyring a
+/// start is given is not taken on trust.
 pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Result<(), Mismatch> {
     let rows_under = |id: u32| -> u64 {
         sealed
@@ -70,6 +73,7 @@ pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Resu
                     rows: rows_under(id),
                 });
             }
+            None if rows_under(id) > 0 => {}
             _ => store.set_setting(&setting(id), &value)?,
         }
     }
@@ -82,5 +86,52 @@ pub fn record(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreErr
     match keys.cached(id) {
         Some(key) => store.set_setting(&setting(id), &check_value(id, key.expose())),
         None => Ok(()),
+    }
+}
+
+/// Records the check value of key `id` once a row sealed under it has
+/// opened with it, unless one is recorded.
+pub fn confirm(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreError> {
+    match store.setting(&setting(id))? {
+        Some(_) => Ok(()),
+        None => record(store, keys, id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RedbStore;
+
+    fn sealed(id: u32, rows: u64) -> Vec<SealingCount> {
+        vec![SealingCount {
+            policy: "aes-256-gcm".into(),
+            key_id: id,
+            rows,
+        }]
+    }
+
+    #[test]
+    fn a_key_that_sealed_rows_is_bound_only_once_a_row_opened_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let right = Keyring::open(&dir.path().join("right.json")).unwrap();
+        let wrong = Keyring::open(&dir.path().join("wrong.json")).unwrap();
+        // Rows under key 1, no check value: either keyring starts, and
+        // neither is recorded for it.
+        check(&store, &wrong, &sealed(1, 3)).unwrap();
+        check(&store, &right, &sealed(1, 3)).unwrap();
+        assert_eq!(store.setting(&setting(1)).unwrap(), None);
+        // A row opened under the right one binds it.
+        confirm(&store, &right, 1).unwrap();
+        check(&store, &right, &sealed(1, 3)).unwrap();
+        assert!(matches!(
+            check(&store, &wrong, &sealed(1, 3)),
+            Err(Mismatch::Different { id: 1, rows: 3 })
+        ));
+        // With no rows, a key is recorded at once, and a new keyring is
+        // no loss.
+        check(&store, &wrong, &[]).unwrap();
+        assert!(store.setting(&setting(1)).unwrap().is_some());
     }
 }

@@ -84,6 +84,9 @@ pub struct Service {
     /// server then seals with the one it has and leaves rewrapping to the
     /// servers that can reach the cluster's target.
     policy_missing: std::sync::atomic::AtomicBool,
+    /// Keys a row has opened under since the start, their check values
+    /// recorded (see `keys::binding`).
+    confirmed_keys: std::sync::Mutex<std::collections::HashSet<u32>>,
     /// See `list::large_lists`.
     large_lists: crate::budget::Budget,
     /// The operator's known_hosts as last read, and where it is read from.
@@ -144,6 +147,7 @@ impl Service {
             cluster: None,
             token_reload_us: std::sync::atomic::AtomicI64::new(0),
             policy_missing: std::sync::atomic::AtomicBool::new(false),
+            confirmed_keys: Default::default(),
             large_lists: list::large_lists(),
             known_hosts: ArcSwap::default(),
             known_hosts_file: None,

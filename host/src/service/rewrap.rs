@@ -476,6 +476,7 @@ impl Service {
             for (record, result) in records.into_iter().zip(opened) {
                 plaintexts.push((record, result.map_err(|reason| fail(record.id, reason))?));
             }
+            self.confirm_key(old_key).await;
         }
         Ok(plaintexts)
     }

@@ -84,12 +84,34 @@ impl Service {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let aad = associated_data(record.id, sealed.key_id, &sealed.policy);
-        policy
+        let opened = policy
             .open(client, &key, &sealed.ciphertext, &aad)
             .await
             .map_err(|e| match e {
                 SealError::Plugin(p) => Error::Plugin(p),
                 SealError::Refused(reason) => fail(reason),
-            })
+            })?;
+        self.confirm_key(sealed.key_id).await;
+        Ok(opened)
+    }
+
+    /// Records, once, that a row opened under key `id`: the key is then
+    /// bound to the database (see `keys::binding`). A shared keyring lives
+    /// in the database itself and needs no binding.
+    pub(super) async fn confirm_key(&self, id: u32) {
+        if self.cluster.is_some()
+            || !(self.confirmed_keys.lock())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id)
+        {
+            return;
+        }
+        let keys = self.keys.clone();
+        let recorded = self
+            .store(move |s| crate::keys::binding::confirm(s, &keys, id))
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(key_id = id, "cannot record the key's check value: {e}");
+        }
     }
 }
