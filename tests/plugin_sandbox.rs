@@ -339,13 +339,14 @@ fn has_hex_run(text: &str, n: usize) -> bool {
 async fn plugins_logging_their_input_leak_it_nowhere() {
     use support::server::{Options, Server, err_code, message};
     // What must show nowhere, whole or in part.
-    const SECRETS: [&str; 6] = [
+    const SECRETS: [&str; 7] = [
         "Breaker-Line-5521",
         "Breaker-Quote-5522",
         "Hostile-7730",
         "refuse-seal-Leaky-4419",
         "refuse-open-Leaky-8812",
         "Opened-Leaky-6650",
+        "trap-open-Leaky-5120",
     ];
 
     let dir = support::plugin_dir(&[
@@ -398,13 +399,18 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
     );
     answers.push(refused.clone());
     let mut ids = Vec::new();
-    for (name, passphrase) in [("bb", SECRETS[4]), ("ccc", SECRETS[5])] {
+    for (name, passphrase) in [
+        ("bb", SECRETS[4]),
+        ("ccc", SECRETS[5]),
+        ("dddd", SECRETS[6]),
+    ] {
         let (status, created) = server
             .post("/api/v1/security/credential", instant(name, passphrase))
             .await;
         assert_eq!(status, 200, "{created}");
         ids.push(created["data"]["credential_id"].clone());
     }
+    let trapping = ids.pop().unwrap();
     let (_, validated) = server
         .post(
             "/api/v1/security/credentials/validate",
@@ -418,6 +424,16 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         "{validated}"
     );
     answers.push(validated);
+    // A call that traps after logging what it opened: what that was is
+    // not known, and its lines go whole.
+    let (_, trapped) = server
+        .post(
+            "/api/v1/security/credentials/validate",
+            serde_json::json!({ "credential_id_list": [trapping] }),
+        )
+        .await;
+    assert!(trapped.to_string().contains("trap"), "{trapped}");
+    answers.push(trapped);
 
     let log = server.log_text();
     for said in [

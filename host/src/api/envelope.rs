@@ -153,7 +153,9 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
             }
             // `{:?}`: a message may hold the client's text, and quoted and
             // escaped it cannot start a log line of its own.
-            if let Some(dropped) = refusal_log::admit(client, status.is_server_error()) {
+            if let Some(dropped) =
+                refusal_log::admit(client, status == StatusCode::INTERNAL_SERVER_ERROR)
+            {
                 let (path, message) = (refusal_log::cut(path), refusal_log::cut(&e.message));
                 if dropped > 0 {
                     tracing::info!(

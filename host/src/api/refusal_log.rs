@@ -6,7 +6,7 @@
 //! their lines are dropped and counted, and the next line says how many.
 //! Each client has a budget of its own, so one that floods silences only
 //! itself; all of them together have one too, so many addresses cannot
-//! add up to a flood. A server error is always logged.
+//! add up to a flood. An internal error (500) is always logged.
 
 use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
@@ -39,14 +39,15 @@ static BUDGET: LazyLock<Mutex<Budget>> = LazyLock::new(|| {
     })
 });
 
-/// Whether a refusal of `client`'s may be logged now (a server error
-/// always is); if so, how many were dropped since the last one that was.
-pub fn admit(client: Option<IpAddr>, server_error: bool) -> Option<u64> {
+/// Whether a refusal of `client`'s may be logged now (an internal error
+/// always is: a 503 of a server under load is not one); if so, how many
+/// were dropped since the last one that was.
+pub fn admit(client: Option<IpAddr>, internal_error: bool) -> Option<u64> {
     let mut budget = BUDGET
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let budget = &mut *budget;
-    if server_error {
+    if internal_error {
         return Some(std::mem::take(&mut budget.dropped));
     }
     let now = Instant::now();

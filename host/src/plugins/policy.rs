@@ -250,12 +250,15 @@ impl PolicyPlugin {
             self,
             client,
             "open",
-            &|opened: Option<&Vec<Result<Vec<u8>, String>>>| {
-                let plaintexts = opened
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r.as_deref().ok());
-                Scrubber::of_sealing(key.expose(), plaintexts)
+            &|opened: Option<&Vec<Result<Vec<u8>, String>>>| match opened {
+                // Everything opened came back: it is what to mask.
+                Some(opened) if opened.iter().all(Result::is_ok) => {
+                    let plaintexts = opened.iter().filter_map(|r| r.as_deref().ok());
+                    Scrubber::of_sealing(key.expose(), plaintexts)
+                }
+                // What the call opened before it failed, or opened and
+                // then refused, is not known: its lines go whole.
+                _ => Scrubber::everything(),
             },
             |guest, store| {
                 let mut out = Vec::with_capacity(items.len());

@@ -207,7 +207,22 @@ pub fn scrub(message: String, secret: &[u8]) -> String {
 /// The pieces [`scrub`] blanks, found once per credential and applied to
 /// each of its targets' verdicts. They are copies of secrets: wiped when
 /// dropped.
-pub struct Scrubber(zeroize::Zeroizing<Vec<String>>);
+pub struct Scrubber(zeroize::Zeroizing<Vec<String>>, Whole);
+
+/// Whether a text is masked whole: when what to mask in it is not known
+/// (what a policy opened in a call that failed), or too much to look for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    No,
+    Yes,
+}
+
+/// Pieces looked for at most; past that, text is masked whole. A property
+/// repeating its secret field thousands of times would otherwise cost a
+/// scan of the text per copy.
+const MAX_PIECES: usize = 64;
+/// What of a text is looked through: ours are cut far shorter when shown.
+const MAX_MASKED: usize = 64 * 1024;
 
 /// A JSON object's fields as sent, each one, repeated names included (a
 /// map would keep one of them), with its value's text as written.
@@ -262,12 +277,22 @@ impl Scrubber {
         // in a password) blanked first would leave the rest of it.
         all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         all.dedup();
-        Self(zeroize::Zeroizing::new(all))
+        let whole = if all.len() > MAX_PIECES {
+            Whole::Yes
+        } else {
+            Whole::No
+        };
+        Self(zeroize::Zeroizing::new(all), whole)
     }
 
     /// Masks nothing: for a call handed no secret.
     pub fn none() -> Self {
-        Self(zeroize::Zeroizing::new(Vec::new()))
+        Self(zeroize::Zeroizing::new(Vec::new()), Whole::No)
+    }
+
+    /// Masks every text whole: what is secret in it is not known.
+    pub fn everything() -> Self {
+        Self(zeroize::Zeroizing::new(Vec::new()), Whole::Yes)
     }
 
     /// The mask of a call handed no secret, whatever it answered.
@@ -289,8 +314,10 @@ impl Scrubber {
             .filter(|(_, field)| field["writeOnly"] == serde_json::Value::Bool(true))
             .map(|(name, _)| name)
             .collect();
+        // Not an object (a bare string, say): the whole of it is masked.
         let Ok(Fields(fields)) = serde_json::from_str::<Fields>(property) else {
-            return Self::none();
+            let inner = serde_json::from_str::<String>(property).ok();
+            return Self::of_pieces(std::iter::once(property.to_owned()).chain(inner));
         };
         let mut pieces = Vec::new();
         for (name, raw) in fields {
@@ -298,13 +325,17 @@ impl Scrubber {
                 || secret_fields
                     .iter()
                     .any(|field| credhost_binding::names(&name, field));
-            let Ok(text) = serde_json::from_str::<String>(raw.get()) else {
+            if !secret {
                 continue;
-            };
-            if secret {
-                let spelled = raw.get();
-                pieces.push(spelled[1..spelled.len() - 1].to_owned());
-                pieces.push(text);
+            }
+            let spelled = raw.get();
+            match serde_json::from_str::<String>(spelled) {
+                Ok(text) => {
+                    pieces.push(spelled[1..spelled.len() - 1].to_owned());
+                    pieces.push(text);
+                }
+                // A passphrase typed as digits, say: masked as written.
+                Err(_) => pieces.push(spelled.to_owned()),
             }
         }
         Self::of_pieces(pieces)
@@ -356,6 +387,20 @@ impl Scrubber {
     }
 
     pub fn apply(&self, mut message: String) -> String {
+        if self.1 == Whole::Yes {
+            return if message.is_empty() {
+                message
+            } else {
+                "******".into()
+            };
+        }
+        if message.len() > MAX_MASKED {
+            let mut end = MAX_MASKED;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
         for piece in self.0.iter() {
             if message.contains(piece.as_str()) {
                 message = message.replace(piece.as_str(), "******");
@@ -484,6 +529,25 @@ mod tests {
             r#"got {"passphrase": "******", "pa\u017f\u017fphrase": "******"}"#
         );
         assert_eq!(scrubber.apply("p&ssw0rd-77".into()), "******");
+    }
+
+    #[test]
+    fn what_cannot_be_looked_for_is_masked_whole() {
+        // A passphrase typed as digits; a property that is no object.
+        let schema = serde_json::json!({ "properties": {
+            "passphrase": { "type": "string", "writeOnly": true } } });
+        let scrubber = Scrubber::of_property(r#"{"passphrase": 84712290}"#, &schema);
+        assert_eq!(scrubber.apply("it was 84712290".into()), "it was ******");
+        let scrubber = Scrubber::of_property(r#""hunter22""#, &schema);
+        assert_eq!(scrubber.apply("got hunter22".into()), "got ******");
+        // A field repeated past what is looked for: the text goes whole.
+        let many: Vec<String> = (0..100)
+            .map(|i| format!(r#""passphrase": "secret-{i:03}""#))
+            .collect();
+        let property = format!("{{{}}}", many.join(", "));
+        let scrubber = Scrubber::of_property(&property, &schema);
+        assert_eq!(scrubber.apply("anything at all".into()), "******");
+        assert_eq!(Scrubber::everything().apply("opened x".into()), "******");
     }
 
     #[test]

@@ -171,11 +171,18 @@ impl Service {
                 // this one would wait for ever; it ends as a failed run
                 // does (recorded, and the lease given back).
                 if ran.is_err() {
-                    service.end_rewrap(Err(Error::Rewrap(
-                        "the rewrap stopped on an internal error (see the log); \
-                         POST /api/v1/security/encryption/rewrap retries it"
-                            .into(),
-                    )));
+                    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        service.end_rewrap(Err(Error::Rewrap(
+                            "the rewrap stopped on an internal error (see the log); \
+                             POST /api/v1/security/encryption/rewrap retries it"
+                                .into(),
+                        )))
+                    }));
+                    // Whatever else failed, it is no longer running.
+                    if ended.is_err() {
+                        service.rewrap.running.store(false, Ordering::SeqCst);
+                        service.rewrap.ended.send_modify(|n| *n += 1);
+                    }
                 }
             });
         if let Err(e) = spawned {
