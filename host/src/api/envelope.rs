@@ -107,6 +107,25 @@ fn trace_id(request: &Request) -> String {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// A bug that panics in a handler ends its request with a 500 in the
+/// envelope, counted and audited as any other answer, not a connection
+/// dropped without one (the panic itself is in the log).
+pub async fn catch_panics(request: Request, next: Next) -> Response {
+    caught(next.run(request)).await
+}
+
+async fn caught(answer: impl std::future::Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Common.Unexpected",
+            "an internal error ended this request (see the server's log)",
+        )
+        .into_response(),
+    }
+}
+
 pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = trace_id(&request);
@@ -120,18 +139,9 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let uri = request.uri().clone();
     let path = uri.path();
     let client = (request.extensions().get::<super::auth::ClientAddr>()).map(|c| c.0.ip());
-    // A bug that panics in a handler ends its request with a 500 in the
-    // envelope, not a connection dropped without an answer (the panic
-    // itself is in the log).
-    let mut response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Common.Unexpected",
-            "an internal error ended this request (see the server's log)",
-        )
-        .into_response(),
-    };
+    // The last resort for a bug that panics in a middleware (a handler's
+    // is caught nearer, by `catch_panics`).
+    let mut response = caught(next.run(request)).await;
     // So a client can name the very request it means (its audit records).
     response.headers_mut().insert(
         REQUEST_ID_HEADER,
@@ -210,9 +220,23 @@ mod tests {
         async fn broken() -> Result<Reply, ApiError> {
             panic!("a bug");
         }
-        let app = axum::Router::new()
+        let routes = axum::Router::new()
             .route("/broken", axum::routing::get(broken))
-            .layer(axum::middleware::from_fn(envelope));
+            .route_layer(axum::middleware::from_fn(catch_panics));
+        // Caught next to the handler, so the layers around it (which count
+        // and audit requests) see an answer.
+        let bare = routes
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/broken")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let app = routes.layer(axum::middleware::from_fn(envelope));
         let response = app
             .oneshot(
                 Request::builder()

@@ -144,6 +144,7 @@ pub fn router(
         .layer(axum::Extension(openapi::Base(Arc::new(document))))
         .layer(axum::Extension(console::Files::from_env()))
         .with_state(state)
+        .route_layer(middleware::from_fn(envelope::catch_panics))
         .route_layer(middleware::from_fn_with_state(audit.clone(), observe::gate))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate))
         .fallback(handlers::not_found)
