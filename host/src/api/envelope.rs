@@ -225,27 +225,16 @@ mod tests {
             .route_layer(axum::middleware::from_fn(catch_panics));
         // Caught next to the handler, so the layers around it (which count
         // and audit requests) see an answer.
-        let bare = routes
-            .clone()
-            .oneshot(
-                Request::builder()
-                    .uri("/broken")
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let request = || {
+            Request::builder()
+                .uri("/broken")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let bare = routes.clone().oneshot(request()).await.unwrap();
         assert_eq!(bare.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let app = routes.layer(axum::middleware::from_fn(envelope));
-        let response = app
-            .oneshot(
-                Request::builder()
-                    .uri("/broken")
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = app.oneshot(request()).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
