@@ -588,7 +588,7 @@ impl Service {
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || keys.refresh())
             .await
-            .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
+            .map_err(|e| Error::Store(format!("the key task failed: {e}")))?
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         let (current_id, current_key) = self.keys.current();
         // The current key sent again (a client retrying after its request
@@ -647,7 +647,7 @@ impl Service {
         let keys = self.keys.clone();
         let id = tokio::task::spawn_blocking(move || keys.add_current(key))
             .await
-            .map_err(|e| Error::Unavailable(format!("the key task failed: {e}")))?
+            .map_err(|e| Error::Store(format!("the key task failed: {e}")))?
             .map_err(|e| match e {
                 // Refused for good: a retry would get the same answer.
                 KeyError::ReadOnly => Error::IllegalArgument(e.to_string()),
