@@ -72,10 +72,7 @@ pub fn cut(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= MAX_QUOTED {
         return text.into();
     }
-    let mut end = MAX_QUOTED;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(MAX_QUOTED);
     format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 

@@ -82,7 +82,7 @@ impl LogBudget {
     /// It is cut to [`MAX_LINE`] only once masked, and what is kept of it
     /// counts against the budget.
     pub fn hold(&mut self, plugin: &str, level: Level, mut message: String) {
-        message.truncate(char_boundary(&message, HELD_LINE));
+        message.truncate(message.floor_char_boundary(HELD_LINE));
         if self.admit(None, plugin, message.len()) {
             self.held.push((level, message));
         }
@@ -137,16 +137,6 @@ pub enum Level {
     Error,
 }
 
-/// The longest start of `text` of at most `max` bytes that ends on a
-/// character.
-fn char_boundary(text: &str, max: usize) -> usize {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
-}
-
 /// Logs the lines a call held, with `scrubber` masking its secrets.
 pub fn flush(plugin: &str, held: Vec<(Level, String)>, scrubber: &crate::plugins::Scrubber) {
     for (level, line) in held {
@@ -155,7 +145,7 @@ pub fn flush(plugin: &str, held: Vec<(Level, String)>, scrubber: &crate::plugins
 }
 
 fn emit(plugin: &str, level: Level, message: &str) {
-    let message = &message[..char_boundary(message, MAX_LINE)];
+    let message = &message[..message.floor_char_boundary(MAX_LINE)];
     match level {
         Level::Trace => tracing::trace!(target: "plugin", plugin, "{message:?}"),
         Level::Debug => tracing::debug!(target: "plugin", plugin, "{message:?}"),

@@ -184,11 +184,7 @@ pub const MAX_DETAIL_MESSAGE: usize = 1024;
 /// (or a refusal) stay small whatever each call may return.
 pub fn cut(mut message: String) -> String {
     if message.len() > MAX_DETAIL_MESSAGE {
-        let mut end = MAX_DETAIL_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
+        message.truncate(message.floor_char_boundary(MAX_DETAIL_MESSAGE));
         message.push('…');
     }
     message
@@ -394,13 +390,7 @@ impl Scrubber {
                 "******".into()
             };
         }
-        if message.len() > MAX_MASKED {
-            let mut end = MAX_MASKED;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
+        message.truncate(message.floor_char_boundary(MAX_MASKED));
         for piece in self.0.iter() {
             if message.contains(piece.as_str()) {
                 message = message.replace(piece.as_str(), "******");

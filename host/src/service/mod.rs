@@ -288,6 +288,18 @@ impl Service {
             .map_err(|e| KeyError::Store(format!("keyring task failed: {e}")))?
     }
 
+    /// Runs keyring work off the async threads (a shared keyring reads and
+    /// writes the database; a file keyring writes its file).
+    async fn keyring<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Keyring) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || f(&keys))
+            .await
+            .map_err(|e| Error::Store(format!("the key task failed: {e}")))
+    }
+
     /// Runs a store call off the async threads (redb commits wait on disk).
     async fn store<T: Send + 'static>(
         &self,

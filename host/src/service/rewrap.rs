@@ -585,10 +585,8 @@ impl Service {
     pub async fn replace_key(self: &Arc<Self>, key: Secret) -> Result<(), Error> {
         // A retry may come to another server of a cluster than the first
         // try: the key that try made current is read first.
-        let keys = self.keys.clone();
-        tokio::task::spawn_blocking(move || keys.refresh())
-            .await
-            .map_err(|e| Error::Store(format!("the key task failed: {e}")))?
+        self.keyring(|keys| keys.refresh())
+            .await?
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         let (current_id, current_key) = self.keys.current();
         // The current key sent again (a client retrying after its request
@@ -644,10 +642,9 @@ impl Service {
     /// Adds a key as current, off the async threads (a shared keyring
     /// writes it to the database).
     async fn add_key(&self, key: Secret) -> Result<u32, Error> {
-        let keys = self.keys.clone();
-        let id = tokio::task::spawn_blocking(move || keys.add_current(key))
-            .await
-            .map_err(|e| Error::Store(format!("the key task failed: {e}")))?
+        let id = self
+            .keyring(move |keys| keys.add_current(key))
+            .await?
             .map_err(|e| match e {
                 // Refused for good: a retry would get the same answer.
                 KeyError::ReadOnly => Error::IllegalArgument(e.to_string()),
@@ -658,7 +655,7 @@ impl Service {
             .store(move |s| crate::keys::binding::record(s, &keys, id))
             .await
         {
-            // The next start records it, from the keyring it is given.
+            // A row that opens under it records it later (`confirm_key`).
             tracing::warn!(key_id = id, "cannot record the new key's check value: {e}");
         }
         Ok(id)
