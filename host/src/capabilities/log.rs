@@ -3,8 +3,9 @@
 /// How much of one plugin log line is kept.
 const MAX_LINE: usize = 4096;
 /// How much of a line held to be masked is kept until it is: a secret that
-/// starts within the line's first `MAX_LINE` bytes must be whole to be
-/// found (a private key is at most 16 KiB, more as JSON quotes it).
+/// starts within the line's first `MAX_LINE` bytes is found whole if it is
+/// shorter than 40 KiB (a private key is at most 16 KiB, more as JSON
+/// quotes it); of a longer one, what the cut left is masked.
 const HELD_LINE: usize = MAX_LINE + 40 * 1024;
 
 /// What one call may log: its lines go to the host's own log, which a
@@ -29,7 +30,22 @@ pub struct LogBudget {
     spent: bool,
     /// Lines of a call without a masking grant, logged when it ends (see
     /// [`LogBudget::hold`]).
-    held: Vec<(Level, String)>,
+    held: Vec<Held>,
+}
+
+/// A line held to be masked, and whether it was cut to be held (it may end
+/// inside a secret).
+pub struct Held {
+    level: Level,
+    line: String,
+    cut: bool,
+}
+
+impl std::fmt::Debug for Held {
+    // The line is not masked yet: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({:?}, {} bytes)", self.level, self.line.len())
+    }
 }
 
 /// A verification's budget, shared by its calls.
@@ -82,13 +98,18 @@ impl LogBudget {
     /// It is cut to [`MAX_LINE`] only once masked, and what is kept of it
     /// counts against the budget.
     pub fn hold(&mut self, plugin: &str, level: Level, mut message: String) {
+        let cut = message.len() > HELD_LINE;
         message.truncate(message.floor_char_boundary(HELD_LINE));
         if self.admit(None, plugin, message.len()) {
-            self.held.push((level, message));
+            self.held.push(Held {
+                level,
+                line: message,
+                cut,
+            });
         }
     }
 
-    pub fn take_held(&mut self) -> Vec<(Level, String)> {
+    pub fn take_held(&mut self) -> Vec<Held> {
         std::mem::take(&mut self.held)
     }
 
@@ -138,9 +159,9 @@ pub enum Level {
 }
 
 /// Logs the lines a call held, with `scrubber` masking its secrets.
-pub fn flush(plugin: &str, held: Vec<(Level, String)>, scrubber: &crate::plugins::Scrubber) {
-    for (level, line) in held {
-        emit(plugin, level, &scrubber.apply(line));
+pub fn flush(plugin: &str, held: Vec<Held>, scrubber: &crate::plugins::Scrubber) {
+    for Held { level, line, cut } in held {
+        emit(plugin, level, &scrubber.apply_to(line, cut));
     }
 }
 
@@ -243,11 +264,15 @@ mod tests {
         let mut budget = LogBudget::default();
         let line = format!("{}Secret-Across-The-Cut", "x".repeat(MAX_LINE - 6));
         budget.hold("p", Level::Info, line.clone());
-        assert_eq!(budget.take_held()[0].1, line);
+        let held = budget.take_held();
+        assert_eq!(held[0].line, line);
+        assert!(!held[0].cut);
         // What is kept counts against the budget: bytes, not just lines.
         let long = "y".repeat(2 * HELD_LINE);
         budget.hold("p", Level::Info, long);
-        assert_eq!(budget.take_held()[0].1.len(), HELD_LINE);
+        let held = budget.take_held();
+        assert_eq!(held[0].line.len(), HELD_LINE);
+        assert!(held[0].cut);
         assert!(budget.bytes < CALL_BYTES - HELD_LINE);
     }
 

@@ -219,6 +219,42 @@ enum Whole {
 const MAX_PIECES: usize = 64;
 /// What of a text is looked through: ours are cut far shorter when shown.
 const MAX_MASKED: usize = 64 * 1024;
+/// The shortest piece masked.
+const MIN_PIECE: usize = 4;
+
+/// How many bytes at the end of `text` begin `piece` (all of it but its
+/// last byte at most): the part of a copy of `piece` that a cut left.
+/// Linear in both (Knuth–Morris–Pratt), whatever the two repeat.
+fn overlap(text: &[u8], piece: &[u8]) -> usize {
+    if piece.len() < 2 {
+        return 0;
+    }
+    // `border[i]`: the longest proper prefix of `piece[..=i]` that also ends it.
+    let mut border = vec![0; piece.len()];
+    let mut k = 0;
+    for i in 1..piece.len() {
+        while k > 0 && piece[i] != piece[k] {
+            k = border[k - 1];
+        }
+        if piece[i] == piece[k] {
+            k += 1;
+        }
+        border[i] = k;
+    }
+    let mut k = 0;
+    for &byte in &text[text.len().saturating_sub(piece.len() - 1)..] {
+        while k > 0 && byte != piece[k] {
+            k = border[k - 1];
+        }
+        if byte == piece[k] {
+            k += 1;
+        }
+        if k == piece.len() {
+            k = border[k - 1];
+        }
+    }
+    k
+}
 
 /// A JSON object's fields as sent, each one, repeated names included (a
 /// map would keep one of them), with its value's text as written.
@@ -268,7 +304,7 @@ impl Scrubber {
             all.push(piece);
         }
         // Under 4 bytes, a piece would blank common words, and tell little.
-        all.retain(|piece| piece.len() >= 4);
+        all.retain(|piece| piece.len() >= MIN_PIECE);
         // Longest first: a shorter piece inside a longer one (a username
         // in a password) blanked first would leave the rest of it.
         all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -382,7 +418,14 @@ impl Scrubber {
         )
     }
 
-    pub fn apply(&self, mut message: String) -> String {
+    pub fn apply(&self, message: String) -> String {
+        self.apply_to(message, false)
+    }
+
+    /// [`Self::apply`] to a text that may have been `cut` short, and may
+    /// end inside a secret: what is left of the secret at its end is
+    /// masked too, where finding only whole pieces would leave it.
+    pub fn apply_to(&self, mut message: String, mut cut: bool) -> String {
         if self.1 == Whole::Yes {
             return if message.is_empty() {
                 message
@@ -390,10 +433,22 @@ impl Scrubber {
                 "******".into()
             };
         }
-        message.truncate(message.floor_char_boundary(MAX_MASKED));
+        if message.len() > MAX_MASKED {
+            message.truncate(message.floor_char_boundary(MAX_MASKED));
+            cut = true;
+        }
         for piece in self.0.iter() {
             if message.contains(piece.as_str()) {
                 message = message.replace(piece.as_str(), "******");
+            }
+        }
+        if cut {
+            for piece in self.0.iter() {
+                let start = overlap(message.as_bytes(), piece.as_bytes());
+                if start >= MIN_PIECE {
+                    message.truncate(message.floor_char_boundary(message.len() - start));
+                    message.push_str("******");
+                }
             }
         }
         message
@@ -451,6 +506,28 @@ pub struct PolicyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_cut_left_of_a_secret_is_masked() {
+        let secret: String = (0..20_000).map(|i| format!("{i:05}")).collect();
+        let scrubber = Scrubber::of(secret.as_bytes());
+        // Cut by the host before masking: the end of a held line.
+        let line = format!("got {}", &secret[..5_000]);
+        assert_eq!(scrubber.apply_to(line.clone(), true), "got ******");
+        // Not cut: a text that merely ends as a secret begins is its own.
+        assert_eq!(scrubber.apply(line.clone()), line);
+        // Cut by the mask itself, past what it looks through.
+        let long = format!("{}{secret} and more", "x".repeat(MAX_MASKED - 30));
+        let masked = scrubber.apply(long);
+        assert_eq!(masked, format!("{}******", "x".repeat(MAX_MASKED - 30)));
+        // A piece that repeats itself: the longest end that begins it.
+        let scrubber = Scrubber::of(b"abababx-secret");
+        assert_eq!(scrubber.apply_to("a ababab".into(), true), "a ******");
+        assert_eq!(scrubber.apply_to("a abx".into(), true), "a abx");
+        assert_eq!(overlap(b"zzabab", b"ababx"), 4);
+        assert_eq!(overlap(b"ababx", b"ababx"), 0);
+        assert_eq!(overlap(b"", b"ababx"), 0);
+    }
 
     #[test]
     fn a_quoted_secret_is_blanked_and_a_key_s_parts_too() {
