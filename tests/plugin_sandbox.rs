@@ -339,7 +339,8 @@ fn has_hex_run(text: &str, n: usize) -> bool {
 async fn plugins_logging_their_input_leak_it_nowhere() {
     use support::server::{Options, Server, err_code, message};
     // What must show nowhere, whole or in part.
-    const SECRETS: [&str; 7] = [
+    const ANSWERED: &str = "Answered-Breaker-3309";
+    const SECRETS: [&str; 8] = [
         "Breaker-Line-5521",
         "Breaker-Quote-5522",
         "Hostile-7730",
@@ -347,6 +348,7 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         "refuse-open-Leaky-8812",
         "Opened-Leaky-6650",
         "trap-open-Leaky-5120",
+        ANSWERED,
     ];
 
     let dir = support::plugin_dir(&[
@@ -369,6 +371,9 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
             "breaker_property": { "mode": "log-property", "PassPhrase": multi_line } }),
         serde_json::json!({ "target_type": "BREAKER",
             "breaker_property": { "mode": "log-property", "PassPhrase": long } }),
+        // The secret it answers is its own, derived from the property's.
+        serde_json::json!({ "target_type": "BREAKER",
+            "breaker_property": { "mode": "log-answer", "Passphrase": ANSWERED.chars().rev().collect::<String>() } }),
         serde_json::json!({ "target_type": "HOSTILE",
             "hostile_property": { "mode": "log-input", "user": "admin",
                 "secret": format!("admin@{}", SECRETS[2]) } }),
@@ -443,6 +448,7 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
     let log = server.log_text();
     for said in [
         "normalizing",
+        "answering ******",
         "sealing ****** with key ******",
         "opening with key ******",
         "opened ******",

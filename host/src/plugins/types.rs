@@ -340,6 +340,21 @@ impl Scrubber {
     /// nothing of which fields are secret: then every string value of the
     /// property is masked.
     pub fn of_property(property: &str, schema: &serde_json::Value) -> Self {
+        Self::of_pieces(Self::property_pieces(property, schema))
+    }
+
+    /// [`Self::of_property`], and the `secret` a `normalize` answered as
+    /// [`Self::of`] finds it: a plugin may log a secret it derived.
+    pub fn of_normalize(property: &str, schema: &serde_json::Value, secret: Option<&[u8]>) -> Self {
+        let answered = secret.map(Self::pieces_of).unwrap_or_default();
+        Self::of_pieces(
+            Self::property_pieces(property, schema)
+                .into_iter()
+                .chain(answered),
+        )
+    }
+
+    fn property_pieces(property: &str, schema: &serde_json::Value) -> Vec<String> {
         let secret_fields: Vec<&String> = (schema["properties"].as_object())
             .into_iter()
             .flatten()
@@ -349,7 +364,7 @@ impl Scrubber {
         // Not an object (a bare string, say): the whole of it is masked.
         let Ok(Fields(fields)) = serde_json::from_str::<Fields>(property) else {
             let inner = serde_json::from_str::<String>(property).ok();
-            return Self::of_pieces(std::iter::once(property.to_owned()).chain(inner));
+            return std::iter::once(property.to_owned()).chain(inner).collect();
         };
         let mut pieces = Vec::new();
         for (name, raw) in fields {
@@ -370,7 +385,7 @@ impl Scrubber {
                 Err(_) => pieces.push(spelled.to_owned()),
             }
         }
-        Self::of_pieces(pieces)
+        pieces
     }
 
     pub fn of(secret: &[u8]) -> Self {

@@ -252,6 +252,19 @@ impl Round for wit3::VerifyStep {
 }
 
 /// A typed contract's `normalize` answer in the host's terms.
+/// The secret a `normalize` answer replaces the stored one with, if any.
+macro_rules! answered_secret {
+    ($wit:ident, $answer:expr) => {
+        match $answer {
+            Some(Ok($wit::Normalized {
+                secret: $wit::Secret::Replace(bytes),
+                ..
+            })) => Some(bytes.as_slice()),
+            _ => None,
+        }
+    };
+}
+
 macro_rules! typed_answer {
     ($version:ident, $wit:ident, $answer:expr) => {
         $answer
@@ -600,7 +613,9 @@ impl VerifierPlugin {
     ) -> Result<Result<Normalized, Refusal>, PluginError> {
         // What it logs and how it refuses are logged and answered: the
         // secrets the property holds are masked in both.
-        let mask = || Scrubber::of_property(property, &self.info.property_schema);
+        let mask = |answered: Option<&[u8]>| {
+            Scrubber::of_normalize(property, &self.info.property_schema, answered)
+        };
         let answer = match &self.pre {
             Pre::V0_1(set) => {
                 let purpose = match purpose {
@@ -614,7 +629,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
-                        &|_| mask(),
+                        &|a| mask(answered_secret!(wit1, a)),
                         async |g, s| g.call_normalize(s, property, purpose).await,
                         |a| match a {
                             Err(r) => r.code.len() + r.message.len(),
@@ -653,7 +668,7 @@ impl VerifierPlugin {
                         "normalize",
                         &self.meta.limits,
                         Work::Quick(client.clone()),
-                        &|_| mask(),
+                        &|a| mask(answered_secret!(wit2, a)),
                         async |g, s| g.call_normalize(s, property, purpose, stored).await,
                         |a| normalize_size!(wit2, a),
                     )
@@ -671,7 +686,14 @@ impl VerifierPlugin {
                             "normalize",
                             &limits,
                             work.clone(),
-                            &|_| mask(),
+                            &|a| {
+                                mask(match a {
+                                    Some(wit3::NormalizeStep::Done(answer)) => {
+                                        answered_secret!(wit3, Some(answer))
+                                    }
+                                    _ => None,
+                                })
+                            },
                             async move |g, s| {
                                 g.call_normalize(s, property, purpose, stored, answers)
                                     .await
@@ -688,7 +710,7 @@ impl VerifierPlugin {
             // A refusal is answered and logged: what the property holds
             // of a secret is masked in it, should the plugin quote it.
             Err(refusal) => Ok(Err(Refusal {
-                message: cut(mask().apply(refusal.message)),
+                message: cut(mask(None).apply(refusal.message)),
                 ..refusal
             })),
             Ok(answer) => self.adopt(answer, purpose, property).map(Ok),
