@@ -481,3 +481,110 @@ async fn tokens_cross_the_network_only_over_tls() {
     );
     assert_eq!(answer["status"], 200, "{answer}");
 }
+
+/// The status of `GET /api/v1/tokens/self` with `token`.
+async fn who_am_i(server: &Server, token: &str) -> u16 {
+    let (status, _) = server
+        .call_as(token, Method::GET, "/api/v1/tokens/self", None)
+        .await;
+    status
+}
+
+/// A stolen admin token cannot make a line of tokens, each made by the one
+/// before, longer than revocation follows: the line stops at 64 tokens, and
+/// revoking its first made token revokes every token after it.
+#[tokio::test]
+async fn a_line_of_tokens_stops_where_revocation_still_reaches_its_end() {
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    let make = |by: String| {
+        let server = &server;
+        async move {
+            server
+                .call_as(
+                    &by,
+                    Method::POST,
+                    "/api/v1/tokens",
+                    Some(json!({ "name": "next", "scope": "admin" })),
+                )
+                .await
+        }
+    };
+    // The socket's token is the first of the line; 63 more follow it.
+    let mut line: Vec<(String, String)> = Vec::new();
+    let mut by = admin.clone();
+    for _ in 0..63 {
+        let (status, made) = make(by).await;
+        assert_eq!(status, 200, "{made}");
+        let data = &made["data"];
+        let token = data["token"].as_str().unwrap().to_string();
+        line.push((token.clone(), data["id"].as_str().unwrap().to_string()));
+        by = token;
+    }
+    let (status, refused) = make(by.clone()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(err_code(&refused), "Common.IllegalArgument", "{refused}");
+    assert_eq!(who_am_i(&server, &by).await, 200);
+    revoke(&server, &admin, &line[0].1).await;
+    for (token, _) in [&line[1], &line[62]] {
+        assert_eq!(who_am_i(&server, token).await, 401);
+    }
+    assert_eq!(who_am_i(&server, &admin).await, 200);
+}
+
+/// Without a password anyone who reaches the server may make a token, and
+/// may plant one to keep: once the server has a password, tokens made so
+/// (and those they made) are refused; one made on the server's socket stays.
+#[tokio::test]
+async fn tokens_made_without_a_password_are_refused_once_there_is_one() {
+    let mut server = Server::start(Options::default());
+    let local = server.token("local", "admin");
+    let (status, made) = server
+        .post(
+            "/api/v1/tokens",
+            json!({ "name": "planted", "scope": "admin" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let planted = made["data"]["token"].as_str().unwrap().to_string();
+    let planted_id = made["data"]["id"].as_str().unwrap().to_string();
+    let (status, made) = server
+        .call_as(
+            &planted,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "offspring", "scope": "read" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let offspring = made["data"]["token"].as_str().unwrap().to_string();
+    for token in [&planted, &offspring, &local] {
+        assert_eq!(who_am_i(&server, token).await, 200);
+    }
+
+    let config = server.data_dir().with_file_name("password.toml");
+    std::fs::write(&config, "password = \"Closed-8841\"\n").unwrap();
+    server.restart_with_args(&["--config", config.to_str().unwrap()]);
+    for token in [&planted, &offspring] {
+        assert_eq!(who_am_i(&server, token).await, 401);
+    }
+    assert_eq!(who_am_i(&server, &local).await, 200);
+    let (_, list) = server
+        .call_as(&local, Method::GET, "/api/v1/tokens", None)
+        .await;
+    let record = list["data"]["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(planted_id))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(record["state"], "revoked", "{list}");
+    assert!(
+        server
+            .log_text()
+            .contains("tokens made without a password are refused"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -312,6 +312,9 @@ pub async fn serve(
              still make: auth_failure_burst bounds it below auth_in_flight_per_client"
         );
     }
+    if config.password.is_some() {
+        service.close_open_mode();
+    }
     let mut auth = Authenticator::new(
         key,
         config.password.clone().map(|p| Secret::new(p.into_bytes())),

@@ -133,41 +133,70 @@ impl TokenRefused {
 #[derive(Default)]
 pub(super) struct Tokens {
     by_id: HashMap<String, TokenRecord>,
+    /// Set when the server has a password: tokens first made without one
+    /// are refused (see [`Service::close_open_mode`]).
+    open_mode_closed: bool,
 }
 
-/// Tokens made by tokens made by tokens: deeper than this, a lineage is
-/// not followed (ids are random, so it cannot loop; this only bounds work).
+/// Tokens in a line of makers at most: a token made by the last of such a
+/// line cannot make another. Revocation follows a line down from a token,
+/// and refusal up from one, so a line must be short enough to follow.
 const MAX_LINEAGE: usize = 64;
+/// How far a line is followed: further than tokens make it, so a line that
+/// servers of a cluster lengthened at once past it is still followed. Ids
+/// are random, so a line cannot loop; this only bounds work.
+const FOLLOWED: usize = 4 * MAX_LINEAGE;
 
 impl Tokens {
     pub(super) fn load(records: Vec<TokenRecord>) -> Self {
         Self {
             by_id: records.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            open_mode_closed: false,
         }
     }
 
-    /// Whether the token that made `record`, or one that made that one, is
-    /// revoked: a token never outlives its maker, in expiry or revocation.
-    fn maker_revoked(&self, record: &TokenRecord) -> bool {
-        let mut maker = record.minted_by();
-        for _ in 0..MAX_LINEAGE {
-            let Some(parent) = maker.and_then(|id| self.by_id.get(id)) else {
+    /// Whether `record` is refused for the tokens it came from: the one
+    /// that made it, or one that made that one, is revoked (a token never
+    /// outlives its maker, in expiry or revocation); or the first of them
+    /// was made without a password, and the server now has one.
+    fn lineage_refused(&self, record: &TokenRecord) -> bool {
+        let mut token = record;
+        for _ in 0..=FOLLOWED {
+            let Some(maker) = token.minted_by() else {
+                return self.open_mode_closed && token.created_by == Principal::Anonymous.label();
+            };
+            let Some(parent) = self.by_id.get(maker) else {
                 return false;
             };
             if parent.revoked_us.is_some() {
                 return true;
             }
-            maker = parent.minted_by();
+            token = parent;
         }
         false
     }
 
-    /// What the API shows of `record`: revoked also when a token that made
-    /// it is (it is refused as one), even one revoked before revocations
-    /// reached what a token made.
+    /// How many tokens the line that ends with `id` holds, itself included
+    /// (counted up to [`FOLLOWED`]).
+    fn lineage_len(&self, id: &str) -> usize {
+        let mut len = 0;
+        let mut token = self.by_id.get(id);
+        while let Some(record) = token {
+            len += 1;
+            if len > FOLLOWED {
+                break;
+            }
+            token = record.minted_by().and_then(|maker| self.by_id.get(maker));
+        }
+        len
+    }
+
+    /// What the API shows of `record`: revoked also when it is refused for
+    /// its lineage, even for a maker revoked before revocations reached
+    /// what a token made.
     fn view(&self, record: &TokenRecord, now: i64) -> TokenView {
         let mut view = TokenView::of(record, now);
-        if record.revoked_us.is_none() && self.maker_revoked(record) {
+        if record.revoked_us.is_none() && self.lineage_refused(record) {
             view.state = "revoked";
         }
         view
@@ -178,7 +207,7 @@ impl Tokens {
     fn made_by(&self, id: &str) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
         let mut makers = vec![id.to_string()];
-        for _ in 0..MAX_LINEAGE {
+        for _ in 0..FOLLOWED {
             let made: Vec<String> = self
                 .by_id
                 .values()
@@ -271,6 +300,21 @@ pub fn mint(new: &NewToken, by: &Principal, now: i64) -> Result<(TokenRecord, Se
 impl Service {
     pub async fn create_token(&self, new: NewToken, by: &Principal) -> Result<IssuedToken, Error> {
         let now = clock::now_us();
+        if let Principal::Token { id, .. } = by {
+            let len = self
+                .tokens
+                .read()
+                .expect("token table lock")
+                .lineage_len(id);
+            if len >= MAX_LINEAGE {
+                return Err(Error::IllegalArgument(format!(
+                    "this token is the last of {len} tokens each made by the one before: \
+                     it cannot make another (at most {MAX_LINEAGE} in such a line); make \
+                     tokens with the password, on the server's socket or with \
+                     `credhost token create`"
+                )));
+            }
+        }
         let (record, secret) = mint(&new, by, now)?;
         self.put_token(&record).await?;
         tracing::info!(token = %record.id, name = %record.name, scope = record.scope.as_str(), by = %by.label(), "token created");
@@ -368,7 +412,7 @@ impl Service {
             table.by_id.get(id).cloned().ok_or(Error::TokenNotFound)?
         };
         let record = self.revoke_one(record, by, None, now).await?;
-        // Refused already (see `maker_revoked`); marked so, so every view
+        // Refused already (see `lineage_refused`); marked so, so every view
         // and every server of a cluster says so.
         let made: Vec<TokenRecord> = {
             let table = self.tokens.read().expect("token table lock");
@@ -409,6 +453,28 @@ impl Service {
         Ok(record)
     }
 
+    /// Refuses, from now on, every token first made without a password (by
+    /// a caller of the open mode, made by one, and so on): anyone who could
+    /// reach the server then could have made one, and a password set since
+    /// must close the server to them too.
+    pub fn close_open_mode(&self) {
+        let mut table = self.tokens.write().expect("token table lock");
+        table.open_mode_closed = true;
+        let now = clock::now_us();
+        let open = (table.by_id.values())
+            .filter(|r| r.revoked_us.is_none() && table.lineage_refused(r))
+            .filter(|r| r.expires_us.is_none_or(|e| e > now))
+            .count();
+        if open > 0 {
+            tracing::warn!(
+                tokens = open,
+                "tokens made without a password are refused now that the server has one: \
+                 make new ones with the password, on the server's socket or with \
+                 `credhost token create`"
+            );
+        }
+    }
+
     /// The principal a bearer token stands for.
     pub fn authenticate_token(&self, token: &str) -> Result<Principal, TokenRefused> {
         let (id, secret) = parse(token).ok_or(TokenRefused::Malformed)?;
@@ -420,7 +486,7 @@ impl Service {
             if !bool::from(given.as_bytes().ct_eq(record.secret_sha256.as_bytes())) {
                 return Err(TokenRefused::Unknown);
             }
-            if record.revoked_us.is_some() || table.maker_revoked(record) {
+            if record.revoked_us.is_some() || table.lineage_refused(record) {
                 return Err(TokenRefused::Revoked);
             }
             if record.expires_us.is_some_and(|e| e <= now) {
@@ -581,13 +647,13 @@ mod tests {
             grandchild.clone(),
             other.clone(),
         ]);
-        assert!(!tokens.maker_revoked(&grandchild));
+        assert!(!tokens.lineage_refused(&grandchild));
         assert_eq!(tokens.made_by(&root.id).len(), 2);
         tokens.by_id.get_mut(&root.id).unwrap().revoked_us = Some(1);
         // Refused before its own record says so (a token made while its
         // maker was being revoked, or a revocation not yet cascaded).
-        assert!(tokens.maker_revoked(&child) && tokens.maker_revoked(&grandchild));
-        assert!(!tokens.maker_revoked(&other));
+        assert!(tokens.lineage_refused(&child) && tokens.lineage_refused(&grandchild));
+        assert!(!tokens.lineage_refused(&other));
         // And shown so, as it is refused.
         assert_eq!(tokens.view(&grandchild, 0).state, "revoked");
         assert_eq!(tokens.view(&other, 0).state, "active");
@@ -596,6 +662,20 @@ mod tests {
         let mut expected = vec![child.id.clone(), grandchild.id.clone()];
         expected.sort();
         assert_eq!(made, expected);
+        assert_eq!(tokens.lineage_len(&grandchild.id), 3);
+        assert_eq!(tokens.lineage_len(&other.id), 1);
+        // Made without a password, or by one that was: refused once the
+        // server has a password, and shown so.
+        let (open, _) = mint(&new("open"), &Principal::Anonymous, 0).unwrap();
+        let (open_child, _) = mint(&new("open child"), &as_token(&open), 0).unwrap();
+        for record in [&open, &open_child] {
+            tokens.by_id.insert(record.id.clone(), record.clone());
+        }
+        assert!(!tokens.lineage_refused(&open) && !tokens.lineage_refused(&open_child));
+        tokens.open_mode_closed = true;
+        assert!(tokens.lineage_refused(&open) && tokens.lineage_refused(&open_child));
+        assert_eq!(tokens.view(&open_child, 0).state, "revoked");
+        assert!(!tokens.lineage_refused(&other));
     }
 
     #[test]
