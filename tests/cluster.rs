@@ -735,6 +735,16 @@ async fn a_retired_key_put_back_in_the_database_is_not_made_current() {
     let fresh =
         std::panic::catch_unwind(|| Server::start(options(&cluster.url, &cluster.kek, &[])));
     assert!(fresh.is_err(), "a server started on a rolled-back keyring");
+    // Nor is it fooled by a database with no trace of the newer key: its
+    // row gone, and the record of key 1's retirement too. The rows sealed
+    // under key 2 still say it existed.
+    db.sql(
+        "SET foreign_key_checks = 0; DELETE FROM rollback.credhost_keys WHERE id = 2; \
+         DELETE FROM rollback.credhost_retired_keys WHERE id = 1",
+    );
+    let (mut command, _config) = serve_command(&options(&cluster.url, &cluster.kek, &[]));
+    let said = refused_at_start(&mut command, "a keyring rolled back without a trace");
+    assert!(said.contains("under key 2"), "{said}");
 }
 
 /// Key retirement counts on the foreign key from rows to keys. A database

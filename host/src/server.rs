@@ -86,11 +86,12 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
         None => None,
     };
     let (store, keys): (Arc<dyn Store>, Keyring) = match &shared {
-        Some(shared) => (
-            shared.store.clone(),
-            Keyring::shared(shared.store.clone(), shared.kek.clone())
-                .context("cannot open the shared keyring")?,
-        ),
+        Some(shared) => {
+            let keys = Keyring::shared(shared.store.clone(), shared.kek.clone())
+                .context("cannot open the shared keyring")?;
+            check_shared_keyring(shared.store.as_ref(), &keys).await?;
+            (shared.store.clone(), keys)
+        }
         None => {
             let store =
                 RedbStore::open(&config.database_path()).context("cannot open the database")?;
@@ -148,6 +149,32 @@ async fn build(config: &Config, addr: String) -> anyhow::Result<(Arc<Service>, O
         ));
     }
     Ok((Arc::new(service), shared))
+}
+
+/// The shared keyring held to the rows, as a key file is (see
+/// `keys::binding`): rows sealed under a key the database's keyring lacks
+/// mean its keys were changed, as when a newer key is taken out to bring
+/// back an older one, which then seals every new secret. A server that
+/// runs already refuses that by what it saw; one that starts sees only the
+/// database, and this. The rows are read before the keyring, a few times:
+/// another server may be rotating meanwhile.
+async fn check_shared_keyring(store: &dyn Store, keys: &Keyring) -> anyhow::Result<()> {
+    use crate::keys::binding::{Mismatch, check};
+    let mut tries = 0;
+    loop {
+        let sealed = store.sealing_counts()?;
+        keys.refresh().context("cannot read the shared keyring")?;
+        match check(store, keys, &sealed) {
+            Ok(()) => return Ok(()),
+            Err(Mismatch::Absent { .. }) if tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(e).context(
+                    "the shared keyring does not go with the database's rows (were its keys changed?)",
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn open_audit(config: &Config) -> anyhow::Result<Audit> {
