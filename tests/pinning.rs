@@ -1,6 +1,7 @@
 //! SSH host-key pinning against a real sshd: the key a secret was proven
 //! against is recorded, a stored secret is never sent to a server
-//! presenting another, updating with the passphrase re-pins, and keys from
+//! presenting another (nor is the passphrase sent again), updating with the
+//! passphrase and `forget_host_keys` re-pins, and keys from
 //! the operator's known_hosts hold even on first contact.
 
 mod support;
@@ -74,7 +75,7 @@ async fn stored_secrets_go_only_to_the_pinned_host_key() {
     // An update keeping the stored passphrase is refused the same way.
     let keep = create_body("web", &sshd, "");
     let (status, envelope) = server
-        .patch(&format!("/api/v1/security/credential/{id}"), keep)
+        .patch(&format!("/api/v1/security/credential/{id}"), keep.clone())
         .await;
     assert_eq!(status, 400, "{envelope}");
     assert!(
@@ -89,13 +90,31 @@ async fn stored_secrets_go_only_to_the_pinned_host_key() {
         sshd.log()
     );
 
-    // Re-pinning: the operator updates with the passphrase.
-    let (status, envelope) = server
-        .patch(
-            &format!("/api/v1/security/credential/{id}"),
-            create_body("web", &sshd, sshd::PASSWORD),
-        )
-        .await;
+    // Nor does the passphrase sent again go there: whoever holds the
+    // address now would have it.
+    let path = format!("/api/v1/security/credential/{id}");
+    let again = create_body("web", &sshd, sshd::PASSWORD);
+    let (status, envelope) = server.patch(&path, again.clone()).await;
+    assert_eq!(status, 400, "{envelope}");
+    assert!(
+        message(&envelope).contains("HOST_KEY_MISMATCH"),
+        "{envelope}"
+    );
+    // Forgetting the pins takes the passphrase.
+    let forget = format!("{path}?forget_host_keys=true");
+    let (status, envelope) = server.patch(&forget, keep).await;
+    assert_eq!(status, 400, "{envelope}");
+    assert_eq!(err_code(&envelope), "Common.IllegalArgument", "{envelope}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        password_attempts(&sshd),
+        attempts,
+        "a password reached the new host: {}",
+        sshd.log()
+    );
+
+    // Re-pinning: the operator says the key changed, with the passphrase.
+    let (status, envelope) = server.patch(&forget, again).await;
     assert_eq!(status, 200, "{envelope}");
     assert_eq!(
         envelope["data"]["ssh_secret"]["host_keys"][0]["fingerprint"],

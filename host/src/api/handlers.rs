@@ -64,16 +64,22 @@ pub async fn get_one(
 
 /// Replace a credential (name, description, property); an empty passphrase
 /// keeps the stored secret, which then goes to no target it was not proven on.
+/// A new passphrase goes only to the host keys pinned for its targets, unless
+/// `forget_host_keys` says to learn them afresh (a host's key really changed).
 #[utoipa::path(patch, path = "/api/v1/security/credential/{id}", tag = "credentials",
-    params(("id" = i64, Path)), request_body = super::schema::UpdateCredential,
+    params(("id" = i64, Path),
+        ("forget_host_keys" = Option<bool>, Query, description = "learn the targets' host keys afresh (needs the passphrase)")),
+    request_body = super::schema::UpdateCredential,
     responses((status = 200, body = super::schema::Envelope<super::schema::Credential>), super::schema::Refusals))]
 pub async fn update(
     State(service): State<AppState>,
     Caller(client): Caller,
     decode::PathId(id): decode::PathId,
+    RawQuery(raw): RawQuery,
     body: Body,
 ) -> Answer {
     let id = decode::credential_id(id.as_deref())?;
+    let forget_host_keys = query::forget_host_keys(raw.as_deref())?;
     let fields = decode::fields(body, "UpdateCredentialParam").await?;
     let mut required = Required::new(fields.param());
     let name = required.string(&fields, "name", "Name")?;
@@ -86,6 +92,7 @@ pub async fn update(
                 name,
                 description,
                 body: fields,
+                forget_host_keys,
             },
             &client,
         )

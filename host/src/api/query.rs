@@ -27,6 +27,21 @@ pub fn list_request(query: Option<&str>) -> Result<ListRequest, ApiError> {
     Ok(request)
 }
 
+/// `forget_host_keys` of an update's query: `true` (or `1`) to learn every
+/// target's host key afresh, as on create, in place of checking its pins.
+pub fn forget_host_keys(query: Option<&str>) -> Result<bool, ApiError> {
+    let value = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "forget_host_keys")
+        .map(|(_, value)| value.into_owned());
+    match value.as_deref() {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(ApiError::from(crate::service::Error::IllegalArgument(
+            "forget_host_keys is true or false".into(),
+        ))),
+    }
+}
+
 fn int(value: &str) -> Result<i64, ApiError> {
     if value.is_empty() {
         return Ok(0);

@@ -83,7 +83,18 @@ impl HostKeys {
     /// As [`Self::learn`], with the pins `known` holds for `targets` preset
     /// and the keys it revokes refused wherever they are presented.
     pub fn learn_known(known: &KnownHosts, targets: impl IntoIterator<Item = SocketAddr>) -> Self {
-        Self::with(Mode::Learn, known.for_targets(targets), known)
+        Self::learn_known_holding(known, targets, Vec::new())
+    }
+
+    /// As [`Self::learn_known`], with `pins` expected as `known`'s keys are.
+    pub fn learn_known_holding(
+        known: &KnownHosts,
+        targets: impl IntoIterator<Item = SocketAddr>,
+        pins: Vec<HostKey>,
+    ) -> Self {
+        let mut expected = known.for_targets(targets);
+        expected.extend(pins);
+        Self::with(Mode::Learn, expected, known)
     }
 
     /// As [`Self::enforce`], less the keys `known` revokes.

@@ -151,10 +151,25 @@ impl Service {
             }
         };
         // A new secret is proven like a new credential and pins what it
-        // meets; the stored one goes only to the keys pinned for it.
+        // meets, but a target pinned already must present its pin (the
+        // secret re-entered while another holds the address is not sent
+        // there) unless the caller says its key changed; the stored one goes
+        // only to the keys pinned for it.
         let host_keys = if replaced {
-            self.learn_host_keys(&record.targets)
+            let kept = if req.forget_host_keys {
+                Vec::new()
+            } else {
+                current.host_keys.clone()
+            };
+            self.learn_host_keys_holding(&record.targets, kept)
         } else {
+            if req.forget_host_keys {
+                return Err(Error::IllegalArgument(
+                    "forget_host_keys needs the passphrase: a stored secret goes only to the \
+                     host keys pinned for it"
+                        .into(),
+                ));
+            }
             record.host_keys = current
                 .host_keys
                 .iter()

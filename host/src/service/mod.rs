@@ -110,6 +110,9 @@ pub struct UpdateRequest {
     pub name: String,
     pub description: String,
     pub body: Fields,
+    /// Learn the targets' host keys afresh rather than hold a new secret to
+    /// their pins (a host's key really changed); only with a new secret.
+    pub forget_host_keys: bool,
 }
 
 pub struct ValidateRequest {

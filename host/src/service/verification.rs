@@ -19,9 +19,20 @@ impl Service {
     /// Host keys for proving a secret the caller sent: learned, except
     /// where the operator pinned some in advance.
     pub(super) fn learn_host_keys(&self, targets: &[Target]) -> HostKeys {
-        HostKeys::learn_known(
+        self.learn_host_keys_holding(targets, Vec::new())
+    }
+
+    /// [`Self::learn_host_keys`], with `pins` held as `known_hosts` entries
+    /// are: a target they name must present one of them.
+    pub(super) fn learn_host_keys_holding(
+        &self,
+        targets: &[Target],
+        pins: Vec<crate::plugins::HostKey>,
+    ) -> HostKeys {
+        HostKeys::learn_known_holding(
             &self.known_hosts.load(),
             targets.iter().map(|t| SocketAddr::new(t.ip, t.port)),
+            pins,
         )
     }
 
