@@ -35,6 +35,13 @@ fn host_key(sshd: &Sshd) -> (String, String) {
     (parts.next().unwrap(), parts.next().unwrap())
 }
 
+fn mismatched(envelope: &Value) {
+    assert!(
+        message(envelope).contains("HOST_KEY_MISMATCH"),
+        "{envelope}"
+    );
+}
+
 fn password_attempts(sshd: &Sshd) -> usize {
     sshd.log()
         .lines()
@@ -78,17 +85,7 @@ async fn stored_secrets_go_only_to_the_pinned_host_key() {
         .patch(&format!("/api/v1/security/credential/{id}"), keep.clone())
         .await;
     assert_eq!(status, 400, "{envelope}");
-    assert!(
-        message(&envelope).contains("HOST_KEY_MISMATCH"),
-        "{envelope}"
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(
-        password_attempts(&sshd),
-        attempts,
-        "a password reached the new host: {}",
-        sshd.log()
-    );
+    mismatched(&envelope);
 
     // Nor does the passphrase sent again go there: whoever holds the
     // address now would have it.
@@ -96,15 +93,13 @@ async fn stored_secrets_go_only_to_the_pinned_host_key() {
     let again = create_body("web", &sshd, sshd::PASSWORD);
     let (status, envelope) = server.patch(&path, again.clone()).await;
     assert_eq!(status, 400, "{envelope}");
-    assert!(
-        message(&envelope).contains("HOST_KEY_MISMATCH"),
-        "{envelope}"
-    );
+    mismatched(&envelope);
     // Forgetting the pins takes the passphrase.
     let forget = format!("{path}?forget_host_keys=true");
     let (status, envelope) = server.patch(&forget, keep).await;
     assert_eq!(status, 400, "{envelope}");
     assert_eq!(err_code(&envelope), "Common.IllegalArgument", "{envelope}");
+    // Whatever it did, it did before any password went out.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
         password_attempts(&sshd),
