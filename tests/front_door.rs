@@ -303,6 +303,22 @@ async fn the_server_raises_its_open_files_limit() {
     );
 }
 
+/// The server holds the KEK, the data keys and, while it uses them,
+/// passwords: a crash writes no core file of its memory.
+#[tokio::test]
+async fn the_server_writes_no_core_file() {
+    let server = Server::start(Options::default());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let numbers: Vec<&str> = line["Max core file size".len()..]
+        .split_whitespace()
+        .collect();
+    assert_eq!(&numbers[..2], ["0", "0"], "{line}");
+}
+
 /// 3b. A block that decrypts to nothing changes a header's bytes but not
 /// its text. Put between two blocks that both hold the password (a password
 /// longer than one of the SDK's 53-byte chunks), it would make a used header

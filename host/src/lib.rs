@@ -15,6 +15,7 @@ pub mod keys;
 pub mod listeners;
 pub mod local_socket;
 pub mod metrics;
+pub mod no_core_dumps;
 pub mod open_files;
 pub mod plugins;
 pub mod priority;

@@ -46,6 +46,11 @@ enum PluginCommand {
 fn main() -> anyhow::Result<()> {
     // Must happen before any thread starts.
     credhost::clock::init_local_offset();
+    // Before any secret is read: every command may hold one.
+    if let Err(e) = credhost::no_core_dumps::forbid() {
+        eprintln!("error: cannot keep this process out of core dumps: {e}");
+        std::process::exit(1);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(overrides) => {
