@@ -747,6 +747,45 @@ async fn a_retired_key_put_back_in_the_database_is_not_made_current() {
     assert!(said.contains("under key 2"), "{said}");
 }
 
+/// A database write that keeps servers from taking in a rotation (a row
+/// of a key no server can read) does not leave them sealing under the key
+/// rotated away, which may be why it was rotated: they refuse to seal
+/// (503) until they can take the new key in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_a_server_cannot_take_in_stops_its_sealing() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "stuck", 1, &[]);
+    let server = cluster.servers[0].clone();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(61_100, 2)).await;
+    let (status, created) = server.post(CREATE, host_body("a", fake.addrs[0])).await;
+    assert_eq!(status, 200, "{created}");
+    db.sql(
+        "INSERT INTO stuck.credhost_retired_keys (id, created_us, retired_us) \
+         VALUES (4294967295, 0, 0)",
+    );
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 503, "{envelope}");
+    let current = db.sql("SELECT value FROM stuck.credhost_settings WHERE name = 'current_key'");
+    assert_eq!(current.trim(), "2", "the rotation was not recorded");
+    // Several heartbeats: the refresh keeps failing.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (status, envelope) = server.post(CREATE, host_body("b", fake.addrs[1])).await;
+    assert_eq!(status, 503, "{envelope}");
+    assert!(message(&envelope).contains("key 2"), "{envelope}");
+    let under_old = db.sql("SELECT COUNT(*) FROM stuck.credhost_credentials WHERE key_id = 1");
+    assert_eq!(under_old.trim(), "1");
+    // The row taken out, the server takes key 2 in and seals again.
+    db.sql("DELETE FROM stuck.credhost_retired_keys WHERE id = 4294967295");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (status, envelope) = server.post(CREATE, host_body("b", fake.addrs[1])).await;
+    assert_eq!(status, 200, "{envelope}");
+    let id = envelope["data"]["credential_id"].as_u64().unwrap();
+    let sealed_by = db.sql(&format!(
+        "SELECT key_id FROM stuck.credhost_credentials WHERE id = {id}"
+    ));
+    assert_eq!(sealed_by.trim(), "2");
+}
+
 /// Key retirement counts on the foreign key from rows to keys. A database
 /// that would not enforce it (tables of an engine without foreign keys
 /// and transactions) is refused at start, saying why; one whose accounts

@@ -137,6 +137,11 @@ pub struct Keyring {
     /// server's copy, unwrapped, refreshed from the rows.
     shared: Option<(Arc<dyn KeyStore>, Kek)>,
     file: RwLock<KeyFile>,
+    /// Set while the shared database names a newer current key than this
+    /// server holds and the last refresh could not take it in: the key held
+    /// was rotated away (perhaps because it leaked), so nothing is sealed
+    /// under it until a refresh succeeds.
+    behind: std::sync::atomic::AtomicU32,
 }
 
 /// The environment variable that may carry the whole key file instead.
@@ -161,6 +166,7 @@ impl Keyring {
                     path: None,
                     shared: None,
                     file: RwLock::new(file),
+                    behind: Default::default(),
                 })
             }
             Err(_) => Self::open_or_create(path, create),
@@ -176,6 +182,7 @@ impl Keyring {
                 keys: Vec::new(),
             }),
             shared: Some((store, kek)),
+            behind: Default::default(),
         };
         let (store, kek) = ring.shared.as_ref().expect("just set");
         if store.load_keys()?.current.is_none() {
@@ -190,10 +197,37 @@ impl Keyring {
     /// Reads a shared keyring's rows again (another server rotated); a
     /// no-op for a keyring of this server's own.
     pub fn refresh(&self) -> Result<(), KeyError> {
-        let Some((store, kek)) = &self.shared else {
+        let Some((store, _)) = &self.shared else {
             return Ok(());
         };
         let stored = store.load_keys()?;
+        let named = stored.current;
+        let outcome = self.take_in(stored);
+        let held = self.file.read().expect("keyring lock").current;
+        let behind = match (&outcome, named) {
+            (Err(_), Some(named)) if named > held => named,
+            _ => 0,
+        };
+        self.behind
+            .store(behind, std::sync::atomic::Ordering::SeqCst);
+        outcome
+    }
+
+    /// The current key, to seal with: refused while the shared database
+    /// names a newer one this server could not take in (see `behind`).
+    pub fn sealing_key(&self) -> Result<(u32, Secret), KeyError> {
+        let (id, key) = self.current();
+        match self.behind.load(std::sync::atomic::Ordering::SeqCst) {
+            newer if newer > id => Err(KeyError::Store(format!(
+                "the shared keyring names key {newer} current, and this server cannot take it \
+                 in: nothing is sealed under key {id}, rotated away, until it can (see the log)"
+            ))),
+            _ => Ok((id, key)),
+        }
+    }
+
+    fn take_in(&self, stored: StoredKeys) -> Result<(), KeyError> {
+        let (_, kek) = self.shared.as_ref().expect("a shared keyring");
         let Some(current) = stored.current else {
             return Err(KeyError::Store(
                 "the shared keyring has no current key".into(),
@@ -343,6 +377,7 @@ impl Keyring {
             path: Some(path.to_path_buf()),
             shared: None,
             file: RwLock::new(file),
+            behind: Default::default(),
         })
     }
 

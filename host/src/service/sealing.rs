@@ -30,7 +30,8 @@ impl Service {
         let policy = registry
             .policy(&name)
             .ok_or_else(|| Error::Encrypt(format!("encryption policy '{name}' is not loaded")))?;
-        let (key_id, key) = self.keys.current();
+        let (key_id, key) =
+            (self.keys.sealing_key()).map_err(|e| Error::Unavailable(e.to_string()))?;
         let aad = associated_data(id, key_id, &policy.info.name);
         let ciphertext = policy
             .seal(client, &key, secret, &aad)
