@@ -786,6 +786,38 @@ async fn a_rotation_a_server_cannot_take_in_stops_its_sealing() {
     assert_eq!(sealed_by.trim(), "2");
 }
 
+/// A rewrap that fails on the same row every run is started again by the
+/// heartbeat less and less often, not on every beat (each run counts the
+/// rows, and logs and audits its failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_that_keeps_failing_backs_off() {
+    let db = MariaDb::start();
+    let cluster = Cluster::start(&db, "backoff", 1, &[]);
+    let server = cluster.servers[0].clone();
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(61_200, 2)).await;
+    let mut ids = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let (status, created) = server.post(CREATE, host_body(name, fake.addrs[i])).await;
+        assert_eq!(status, 200, "{created}");
+        ids.push(created["data"]["credential_id"].as_u64().unwrap());
+    }
+    // One row holds another's body: refused whenever it is read.
+    copy_cell(
+        &db,
+        "backoff.credhost_credentials",
+        "body",
+        "id",
+        ids[1],
+        ids[0],
+    );
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    // 20 heartbeats of 200 ms.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let runs = server.log_text().matches("rewrap stopped").count();
+    assert!((1..=4).contains(&runs), "{runs} failed runs in 4 s");
+}
+
 /// Key retirement counts on the foreign key from rows to keys. A database
 /// that would not enforce it (tables of an engine without foreign keys
 /// and transactions) is refused at start, saying why; one whose accounts

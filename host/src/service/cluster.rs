@@ -206,7 +206,8 @@ impl Service {
         // Another server rotated or swapped the policy, or the server that
         // was rewrapping stopped: rewrap here (the lease lets one run).
         let unfinished = job.as_deref().is_some_and(|j| j != "done");
-        if policy_changed || self.keys.current().0 != before || unfinished {
+        let retry = unfinished && self.rewrap.retry_due();
+        if policy_changed || self.keys.current().0 != before || retry {
             self.start_rewrap();
         }
         Ok(())

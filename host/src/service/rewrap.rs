@@ -64,7 +64,17 @@ pub(super) struct Rewrap {
     running: AtomicBool,
     /// Bumped whenever a run ends.
     ended: watch::Sender<u64>,
+    /// Runs failed in a row, and when the last one ended: a cluster's
+    /// heartbeat starts an unfinished rewrap again, and one that fails on
+    /// the same row every time would otherwise count the rows, log and
+    /// audit its failure every heartbeat, for ever.
+    failed: std::sync::Mutex<(u32, Option<Instant>)>,
 }
+
+/// The wait before a heartbeat starts again a rewrap that failed once; it
+/// doubles with each failure in a row, up to [`RETRY_AT_MOST`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_AT_MOST: Duration = Duration::from_secs(300);
 
 impl Rewrap {
     pub(super) fn new() -> Self {
@@ -82,11 +92,30 @@ impl Rewrap {
             }),
             running: AtomicBool::new(false),
             ended: watch::channel(0).0,
+            failed: std::sync::Mutex::new((0, None)),
         }
     }
 
     fn update(&self, f: impl FnOnce(&mut RewrapStatus)) {
         f(&mut self.status.lock().expect("rewrap status lock"));
+    }
+
+    fn record(&self, succeeded: bool) {
+        let mut failed = self.failed.lock().expect("rewrap failures lock");
+        *failed = if succeeded {
+            (0, None)
+        } else {
+            (failed.0.saturating_add(1), Some(Instant::now()))
+        };
+    }
+
+    /// Whether a heartbeat may start an unfinished rewrap again now.
+    pub(super) fn retry_due(&self) -> bool {
+        let (failures, last) = *self.failed.lock().expect("rewrap failures lock");
+        let wait = RETRY_FIRST
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(RETRY_AT_MOST);
+        last.is_none_or(|last| last.elapsed() >= wait)
     }
 }
 
@@ -243,6 +272,7 @@ impl Service {
     /// recorded in the audit log, in a cluster its progress published and
     /// the lease given back, and the rewrap no longer running.
     fn end_rewrap(&self, outcome: Result<(), Error>) {
+        self.rewrap.record(outcome.is_ok());
         self.rewrap.update(|s| {
             s.finished = Some(clock::format_us(clock::now_us()));
             match &outcome {
@@ -754,6 +784,26 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_rewrap_is_started_again_less_and_less_often() {
+        let rewrap = Rewrap::new();
+        assert!(rewrap.retry_due());
+        let ago = |secs| Some(Instant::now() - Duration::from_secs(secs));
+        rewrap.record(false);
+        assert!(!rewrap.retry_due());
+        *rewrap.failed.lock().unwrap() = (1, ago(1));
+        assert!(rewrap.retry_due());
+        *rewrap.failed.lock().unwrap() = (4, ago(7));
+        assert!(!rewrap.retry_due());
+        *rewrap.failed.lock().unwrap() = (4, ago(8));
+        assert!(rewrap.retry_due());
+        // Never more than five minutes, however many failed.
+        *rewrap.failed.lock().unwrap() = (u32::MAX, ago(300));
+        assert!(rewrap.retry_due());
+        rewrap.record(true);
+        assert!(rewrap.retry_due());
+    }
 
     #[test]
     fn a_batch_takes_a_quarter_of_the_lease_at_the_last_pace() {
