@@ -774,6 +774,20 @@ async fn a_rotation_a_server_cannot_take_in_stops_its_sealing() {
     assert!(message(&envelope).contains("key 2"), "{envelope}");
     let under_old = db.sql("SELECT COUNT(*) FROM stuck.credhost_credentials WHERE key_id = 1");
     assert_eq!(under_old.trim(), "1");
+    // Nor does a rewrap re-seal the row under it, as a policy swap asks.
+    let (status, envelope) = server
+        .put(
+            "/api/v1/security/encryption/policy",
+            json!({ "policy": "chacha20-poly1305" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{envelope}");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let resealed = db.sql(
+        "SELECT COUNT(*) FROM stuck.credhost_credentials \
+         WHERE key_id = 1 AND policy = 'chacha20-poly1305'",
+    );
+    assert_eq!(resealed.trim(), "0");
     // The row taken out, the server takes key 2 in and seals again.
     db.sql("DELETE FROM stuck.credhost_retired_keys WHERE id = 4294967295");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;

@@ -249,10 +249,8 @@ fn overlap(text: &[u8], piece: &[u8]) -> usize {
         if byte == piece[k] {
             k += 1;
         }
-        if k == piece.len() {
-            k = border[k - 1];
-        }
     }
+    // At most `piece.len() - 1` bytes were read: never all of it.
     k
 }
 
@@ -452,21 +450,46 @@ impl Scrubber {
             message.truncate(message.floor_char_boundary(MAX_MASKED));
             cut = true;
         }
+        // What a cut left of a secret is found in the text as it was (a
+        // shorter piece masked inside it first would hide it), and the text
+        // is cut again where the earliest such rest begins.
+        let rest = if cut { self.cut_rest(&message) } else { None };
+        if let Some(at) = rest {
+            message.truncate(at);
+        }
         for piece in self.0.iter() {
             if message.contains(piece.as_str()) {
                 message = message.replace(piece.as_str(), "******");
             }
         }
-        if cut {
-            for piece in self.0.iter() {
-                let start = overlap(message.as_bytes(), piece.as_bytes());
-                if start >= MIN_PIECE {
-                    message.truncate(message.floor_char_boundary(message.len() - start));
-                    message.push_str("******");
-                }
-            }
+        if rest.is_some() {
+            message.push_str("******");
         }
         message
+    }
+}
+
+impl Scrubber {
+    /// Where the part of a secret that `text`'s end cut off begins, if
+    /// any: the earliest start of a piece's longest beginning that ends the
+    /// text, moved back over any whole piece that runs across it.
+    fn cut_rest(&self, text: &str) -> Option<usize> {
+        let mut at = (self.0.iter())
+            .map(|piece| overlap(text.as_bytes(), piece.as_bytes()))
+            .filter(|&len| len >= MIN_PIECE)
+            .map(|len| text.len() - len)
+            .min()?;
+        loop {
+            let across = (self.0.iter())
+                .flat_map(|piece| text.match_indices(piece.as_str()))
+                .filter(|(start, piece)| *start < at && start + piece.len() > at)
+                .map(|(start, _)| start)
+                .min();
+            match across {
+                Some(start) => at = start,
+                None => return Some(text.floor_char_boundary(at)),
+            }
+        }
     }
 }
 
@@ -535,6 +558,39 @@ mod tests {
         let long = format!("{}{secret} and more", "x".repeat(MAX_MASKED - 30));
         let masked = scrubber.apply(long);
         assert_eq!(masked, format!("{}******", "x".repeat(MAX_MASKED - 30)));
+        // A shorter piece inside the cut one, or across where its rest
+        // begins, hides nothing of it.
+        let nested = |pieces: &[&str], text: &str| {
+            Scrubber::of_pieces(pieces.iter().map(|p| p.to_string())).apply_to(text.into(), true)
+        };
+        assert_eq!(
+            nested(
+                &["deploy", "deploy-S3cret-Passw0rd"],
+                "login deploy-S3cret-Pa"
+            ),
+            "login ******"
+        );
+        assert_eq!(
+            nested(&["Secret-ABCDEFGHIJ", "bob-Secret-X"], "user bob-Secr"),
+            "user ******"
+        );
+        assert_eq!(
+            nested(
+                &[
+                    "OPENSSH",
+                    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA"
+                ],
+                "key -----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn"
+            ),
+            "key ******"
+        );
+        assert_eq!(
+            nested(
+                &["hunter22", "xyz-hunter22-tail"],
+                "a hunter22 b xyz-hunter"
+            ),
+            "a ****** b ******"
+        );
         // A piece that repeats itself: the longest end that begins it.
         let scrubber = Scrubber::of(b"abababx-secret");
         assert_eq!(scrubber.apply_to("a ababab".into(), true), "a ******");

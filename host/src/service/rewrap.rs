@@ -370,7 +370,7 @@ impl Service {
             if status.state == RewrapState::Failed {
                 return Err(Error::Rewrap(status.error.unwrap_or_default()));
             }
-            let (policy, key_id) = self.target();
+            let (policy, key_id) = self.target()?;
             if self
                 .store(move |s| s.not_sealed_by(&policy, key_id, 1))
                 .await?
@@ -394,13 +394,17 @@ impl Service {
             .clone()
     }
 
-    /// The (policy, key id) new secrets are sealed under.
-    fn target(&self) -> (String, u32) {
-        (self.active_policy(), self.keys.current().0)
+    /// The (policy, key id) new secrets are sealed under; none while the
+    /// shared keyring cannot take in the key the database names current
+    /// (a rewrap then would re-seal every row under the one rotated away).
+    fn target(&self) -> Result<(String, u32), Error> {
+        let (key_id, _) =
+            (self.keys.sealing_key()).map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok((self.active_policy(), key_id))
     }
 
     async fn run_rewrap(&self, started: Instant) -> Result<(), Error> {
-        let (policy, key_id) = self.target();
+        let (policy, key_id) = self.target()?;
         let counts = self.store.sealing_counts()?;
         let remaining: u64 = counts
             .iter()
@@ -419,7 +423,7 @@ impl Service {
             BATCH
         };
         loop {
-            let (policy, key_id) = self.target();
+            let (policy, key_id) = self.target()?;
             self.rewrap.update(|s| {
                 s.target_policy = policy.clone();
                 s.target_key_id = key_id;
@@ -604,7 +608,7 @@ impl Service {
         } else {
             counts
         };
-        let (policy, key_id) = self.target();
+        let (policy, key_id) = self.target()?;
         Ok(counts
             .iter()
             .any(|c| !(c.policy == policy && c.key_id == key_id)))
