@@ -86,14 +86,20 @@ impl HostKeys {
         Self::learn_known_holding(known, targets, Vec::new())
     }
 
-    /// As [`Self::learn_known`], with `pins` expected as `known`'s keys are.
+    /// As [`Self::learn_known`], with `pins` expected as `known`'s keys are
+    /// where `known` names none: the operator's file speaks for an
+    /// endpoint it names (a key put there because the pinned one leaked).
     pub fn learn_known_holding(
         known: &KnownHosts,
         targets: impl IntoIterator<Item = SocketAddr>,
         pins: Vec<HostKey>,
     ) -> Self {
         let mut expected = known.for_targets(targets);
-        expected.extend(pins);
+        let named: Vec<(IpAddr, u16)> = expected.iter().map(|k| (k.ip, k.port)).collect();
+        expected.extend(
+            pins.into_iter()
+                .filter(|p| !named.contains(&(p.ip, p.port))),
+        );
         Self::with(Mode::Learn, expected, known)
     }
 
@@ -504,6 +510,25 @@ mod tests {
                 .check(target(22), "ssh-ed25519", &b)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_credential_s_pin_gives_way_to_known_hosts() {
+        let a = STANDARD.decode(BLOB_A).unwrap();
+        let b = STANDARD.decode(BLOB_B).unwrap();
+        let pinned = HostKeys::learn(Vec::new());
+        pinned.check(target(22), "ssh-ed25519", &a).unwrap();
+        pinned.check(target(23), "ssh-ed25519", &a).unwrap();
+        let pins = pinned.accepted();
+        // The operator's file names B for port 22 (A leaked): the pin of A
+        // there is not held, B is; port 23, which the file does not name,
+        // keeps its pin.
+        let known = KnownHosts::parse(&format!("[127.0.0.1]:22 ssh-ed25519 {BLOB_B}\n"));
+        let holding = HostKeys::learn_known_holding(&known, [target(22), target(23)], pins);
+        assert!(holding.check(target(22), "ssh-ed25519", &a).is_err());
+        assert!(holding.check(target(22), "ssh-ed25519", &b).is_ok());
+        assert!(holding.check(target(23), "ssh-ed25519", &b).is_err());
+        assert!(holding.check(target(23), "ssh-ed25519", &a).is_ok());
     }
 
     #[test]

@@ -263,9 +263,16 @@ impl Keyring {
                 continue;
             }
             let material = match &key.wrapped {
-                Some(wrapped) => Zeroizing::new(
-                    STANDARD.encode(kek.unwrap(&wrap_context(key.id), wrapped)?.expose()),
-                ),
+                Some(wrapped) => match kek.unwrap(&wrap_context(key.id), wrapped) {
+                    Ok(material) => Zeroizing::new(STANDARD.encode(material.expose())),
+                    // An older key's row that will not open costs only the
+                    // rows sealed under it, not every write of the cluster.
+                    Err(e) if key.id != current => {
+                        tracing::error!(key_id = key.id, "a key's row will not open: {e}");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
                 None => Zeroizing::default(),
             };
             keys.push(KeyEntry {
@@ -666,6 +673,32 @@ mod tests {
             keys[id as usize - 1].1 = None;
             Ok(true)
         }
+    }
+
+    #[test]
+    fn a_shared_keyring_behind_the_database_seals_nothing() {
+        let store = Arc::new(CountingStore::default());
+        let kek = || Kek::from_bytes(Secret::new(vec![9; 32])).unwrap();
+        let ring = Keyring::shared(store.clone(), kek()).unwrap();
+        let other = Keyring::shared(store.clone(), kek()).unwrap();
+        // An older key's row that will not open is left out; the rest is
+        // taken in.
+        other.add_current(Secret::new(vec![2; KEY_LEN])).unwrap();
+        store.keys.lock().unwrap()[0].1 = Some(vec![0; 60]);
+        ring.refresh().unwrap();
+        assert_eq!(ring.sealing_key().unwrap().0, 2);
+        assert!(ring.cached(1).is_none());
+        // The current key's row will not open: nothing is sealed under the
+        // one held, rotated away, until it does.
+        other.add_current(Secret::new(vec![3; KEY_LEN])).unwrap();
+        let good = store.keys.lock().unwrap()[2].1.replace(vec![0; 60]);
+        assert!(ring.refresh().is_err());
+        assert_eq!(ring.current().0, 2);
+        let refused = ring.sealing_key().unwrap_err().to_string();
+        assert!(refused.contains("key 3"), "{refused}");
+        store.keys.lock().unwrap()[2].1 = good;
+        ring.refresh().unwrap();
+        assert_eq!(ring.sealing_key().unwrap().0, 3);
     }
 
     #[test]

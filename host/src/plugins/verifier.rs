@@ -251,7 +251,6 @@ impl Round for wit3::VerifyStep {
     }
 }
 
-/// A typed contract's `normalize` answer in the host's terms.
 /// The secret a `normalize` answer replaces the stored one with, if any.
 macro_rules! answered_secret {
     ($wit:ident, $answer:expr) => {
@@ -265,6 +264,7 @@ macro_rules! answered_secret {
     };
 }
 
+/// A typed contract's `normalize` answer in the host's terms.
 macro_rules! typed_answer {
     ($version:ident, $wit:ident, $answer:expr) => {
         $answer

@@ -136,6 +136,13 @@ impl Service {
         let (secret, replaced) = match normalized.secret {
             SecretChange::Replace(secret) => (secret, true),
             SecretChange::Keep => {
+                if req.forget_host_keys {
+                    return Err(Error::IllegalArgument(
+                        "forget_host_keys needs the passphrase: a stored secret goes only to \
+                         the host keys pinned for it"
+                            .into(),
+                    ));
+                }
                 // A stored secret goes only where it was proven: new
                 // targets need the caller to send it.
                 let new: Vec<String> = record
@@ -163,13 +170,6 @@ impl Service {
             };
             self.learn_host_keys_holding(&record.targets, kept)
         } else {
-            if req.forget_host_keys {
-                return Err(Error::IllegalArgument(
-                    "forget_host_keys needs the passphrase: a stored secret goes only to the \
-                     host keys pinned for it"
-                        .into(),
-                ));
-            }
             record.host_keys = current
                 .host_keys
                 .iter()

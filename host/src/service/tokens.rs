@@ -138,13 +138,23 @@ pub(super) struct Tokens {
     open_mode_closed: bool,
 }
 
+/// Why a token's line of makers stops short of its first token.
+enum Broken {
+    /// A maker is revoked.
+    Revoked,
+    /// A maker is not known here (not merged from the shared store yet).
+    Unknown,
+    /// It goes on past [`FOLLOWED`].
+    TooLong,
+}
+
 /// Tokens in a line of makers at most: a token made by the last of such a
 /// line cannot make another. Revocation follows a line down from a token,
 /// and refusal up from one, so a line must be short enough to follow.
 const MAX_LINEAGE: usize = 64;
-/// How far a line is followed: further than tokens make it, so a line that
-/// servers of a cluster lengthened at once past it is still followed. Ids
-/// are random, so a line cannot loop; this only bounds work.
+/// How far a line is followed, to bound the work (ids are random, so a
+/// line cannot loop): further than tokens make one now. A line made longer
+/// before there was a limit is refused past this, not followed.
 const FOLLOWED: usize = 4 * MAX_LINEAGE;
 
 impl Tokens {
@@ -158,22 +168,35 @@ impl Tokens {
     /// Whether `record` is refused for the tokens it came from: the one
     /// that made it, or one that made that one, is revoked (a token never
     /// outlives its maker, in expiry or revocation); or the first of them
-    /// was made without a password, and the server now has one.
+    /// was made without a password, and the server now has one; or the
+    /// line is longer than is followed.
     fn lineage_refused(&self, record: &TokenRecord) -> bool {
+        match self.first_of_line(record) {
+            Ok(first) => self.open_mode_closed && Self::made_in_open_mode(first),
+            Err(Broken::Revoked) | Err(Broken::TooLong) => true,
+            Err(Broken::Unknown) => false,
+        }
+    }
+
+    /// The first token of `record`'s line (the one no token made), going
+    /// up through its makers.
+    fn first_of_line<'a>(&'a self, record: &'a TokenRecord) -> Result<&'a TokenRecord, Broken> {
         let mut token = record;
-        for _ in 0..=FOLLOWED {
+        for _ in 0..FOLLOWED {
             let Some(maker) = token.minted_by() else {
-                return self.open_mode_closed && token.created_by == Principal::Anonymous.label();
+                return Ok(token);
             };
-            let Some(parent) = self.by_id.get(maker) else {
-                return false;
-            };
+            let parent = self.by_id.get(maker).ok_or(Broken::Unknown)?;
             if parent.revoked_us.is_some() {
-                return true;
+                return Err(Broken::Revoked);
             }
             token = parent;
         }
-        false
+        Err(Broken::TooLong)
+    }
+
+    fn made_in_open_mode(record: &TokenRecord) -> bool {
+        record.created_by == Principal::Anonymous.label()
     }
 
     /// How many tokens the line that ends with `id` holds, itself included
@@ -462,8 +485,8 @@ impl Service {
         table.open_mode_closed = true;
         let now = clock::now_us();
         let open = (table.by_id.values())
-            .filter(|r| r.revoked_us.is_none() && table.lineage_refused(r))
-            .filter(|r| r.expires_us.is_none_or(|e| e > now))
+            .filter(|r| r.revoked_us.is_none() && r.expires_us.is_none_or(|e| e > now))
+            .filter(|r| table.first_of_line(r).is_ok_and(Tokens::made_in_open_mode))
             .count();
         if open > 0 {
             tracing::warn!(
@@ -676,6 +699,18 @@ mod tests {
         assert!(tokens.lineage_refused(&open) && tokens.lineage_refused(&open_child));
         assert_eq!(tokens.view(&open_child, 0).state, "revoked");
         assert!(!tokens.lineage_refused(&other));
+        // A line longer than is followed (made before there was a limit)
+        // is refused past it.
+        let mut line = vec![mint(&new("t0"), &Principal::Local, 0).unwrap().0];
+        for i in 1..=FOLLOWED {
+            let maker = as_token(&line[i - 1]);
+            line.push(mint(&new("t"), &maker, 0).unwrap().0);
+        }
+        for record in &line {
+            tokens.by_id.insert(record.id.clone(), record.clone());
+        }
+        assert!(!tokens.lineage_refused(&line[FOLLOWED - 1]));
+        assert!(tokens.lineage_refused(&line[FOLLOWED]));
     }
 
     #[test]
