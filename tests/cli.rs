@@ -228,6 +228,22 @@ async fn keys_come_from_files_and_secrets_never_from_the_command_line() {
         updated["ssh_secret"]["key_fingerprint"], key.fingerprint,
         "{updated}"
     );
+    // Host keys learned afresh take the secret again; without it, refused.
+    cli(home.path(), &server, &token)
+        .args(["credential", "update", &id, "--forget-host-keys"])
+        .arg("--private-key-file")
+        .arg(&key_file)
+        .arg("--passphrase-stdin")
+        .write_stdin("key-pass-4471\n")
+        .assert()
+        .success();
+    cli(home.path(), &server, &token)
+        .args(["credential", "update", &id, "--forget-host-keys"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "forget_host_keys needs the passphrase",
+        ));
 
     for set in [
         "private_key=-----BEGIN",

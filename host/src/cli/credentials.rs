@@ -149,6 +149,11 @@ pub struct Change {
     passphrase_stdin: bool,
     #[command(flatten)]
     key: KeyFile,
+    /// Learn the targets' host keys afresh (a host's key really changed):
+    /// the new secret goes to whatever key each target presents now. Only
+    /// with a new passphrase or key.
+    #[arg(long)]
+    forget_host_keys: bool,
 }
 
 /// A passphrase from stdin or from a prompt that does not echo; never argv.
@@ -454,10 +459,15 @@ async fn update(api: &Api, format: Format, id: u64, change: Change) -> anyhow::R
         "description": change.description.unwrap_or_else(|| cell(&current["description"])),
         field: property,
     });
+    let query = if change.forget_host_keys {
+        "?forget_host_keys=true"
+    } else {
+        ""
+    };
     let data = api
         .call(
             "PATCH",
-            &format!("/api/v1/security/credential/{id}"),
+            &format!("/api/v1/security/credential/{id}{query}"),
             Some(body),
         )
         .await?;
