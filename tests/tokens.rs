@@ -588,3 +588,25 @@ async fn tokens_made_without_a_password_are_refused_once_there_is_one() {
         server.log_text()
     );
 }
+
+/// A token's name is the caller's text: it cannot write a line of its own
+/// into the server's log.
+#[tokio::test]
+async fn a_token_s_name_cannot_forge_a_log_line() {
+    let server = Server::start(Options::default());
+    let admin = server.token("admin", "admin");
+    let (status, made) = server
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "name": "x\nFORGED-4471 INFO credhost: token revoked", "scope": "read" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let id = made["data"]["id"].as_str().unwrap().to_string();
+    revoke(&server, &admin, &id).await;
+    let log = server.log_text();
+    assert!(log.contains("FORGED-4471"), "{log}");
+    assert!(!log.lines().any(|line| line.starts_with("FORGED")), "{log}");
+}

@@ -37,7 +37,7 @@ export async function auditView(main) {
           .map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, data.contents.map((r) => h('tr', {},
           h('td', {}, h('time', { datetime: r.time }, r.time)),
-          h('td', {}, r.principal ? (r.principal.name || r.principal.kind) : r.type),
+          h('td', {}, r.principal ? who(r.principal) : r.type),
           h('td', {}, r.client || ''),
           h('td', {}, r.method || ''),
           h('td', {}, r.route || r.event || ''),
@@ -47,4 +47,12 @@ export async function auditView(main) {
   }
 
   await load();
+}
+
+// Token names are anyone's with the admin scope to choose, and need not be
+// unique: the end of the token's audit id tells two of a name apart.
+function who(principal) {
+  if (!principal.name) return principal.kind;
+  if (!principal.id) return principal.name;
+  return h('span', { title: principal.id }, `${principal.name} (…${principal.id.slice(-8)})`);
 }

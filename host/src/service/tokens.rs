@@ -340,7 +340,7 @@ impl Service {
         }
         let (record, secret) = mint(&new, by, now)?;
         self.put_token(&record).await?;
-        tracing::info!(token = %record.id, name = %record.name, scope = record.scope.as_str(), by = %by.label(), "token created");
+        tracing::info!(token = %record.id, name = ?record.name, scope = record.scope.as_str(), by = ?by.label(), "token created");
         self.audit_event(
             "token.created",
             serde_json::json!({ "token_id": self.audit_hash(&record.id), "name": record.name,
@@ -463,8 +463,8 @@ impl Service {
         record.revoked_us = Some(now);
         self.put_token(&record).await?;
         match with {
-            None => tracing::info!(token = %record.id, by = %by.label(), "token revoked"),
-            Some(maker) => tracing::info!(token = %record.id, by = %by.label(), with = %maker,
+            None => tracing::info!(token = %record.id, by = ?by.label(), "token revoked"),
+            Some(maker) => tracing::info!(token = %record.id, by = ?by.label(), with = %maker,
                 "token revoked with the token that made it"),
         }
         let mut event = serde_json::json!({ "token_id": self.audit_hash(&record.id),

@@ -974,7 +974,7 @@ impl Store for MysqlStore {
             // grants nothing.
             match mac.open(TOKEN, id.as_bytes(), &stored) {
                 Some(doc) => tokens.push((id, String::from_utf8_lossy(doc).into_owned())),
-                None => tracing::error!(token = %id, "a token row does not verify: ignored"),
+                None => tracing::error!(token = ?id, "a token row does not verify: ignored"),
             }
         }
         Ok(tokens)
