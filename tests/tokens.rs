@@ -482,6 +482,16 @@ async fn tokens_cross_the_network_only_over_tls() {
     assert_eq!(answer["status"], 200, "{answer}");
 }
 
+/// A token made by `by` as `body` asks; its text and id.
+async fn make_token(server: &Server, by: &str, body: Value) -> (String, String) {
+    let (status, made) = server
+        .call_as(by, Method::POST, "/api/v1/tokens", Some(body))
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let field = |name: &str| made["data"][name].as_str().unwrap().to_string();
+    (field("token"), field("id"))
+}
+
 /// The status of `GET /api/v1/tokens/self` with `token`.
 async fn who_am_i(server: &Server, token: &str) -> u16 {
     let (status, _) = server
@@ -548,16 +558,12 @@ async fn tokens_made_without_a_password_are_refused_once_there_is_one() {
     assert_eq!(status, 200, "{made}");
     let planted = made["data"]["token"].as_str().unwrap().to_string();
     let planted_id = made["data"]["id"].as_str().unwrap().to_string();
-    let (status, made) = server
-        .call_as(
-            &planted,
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({ "name": "offspring", "scope": "read" })),
-        )
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let offspring = made["data"]["token"].as_str().unwrap().to_string();
+    let (offspring, _) = make_token(
+        &server,
+        &planted,
+        json!({ "name": "offspring", "scope": "read" }),
+    )
+    .await;
     for token in [&planted, &offspring, &local] {
         assert_eq!(who_am_i(&server, token).await, 200);
     }
@@ -595,16 +601,8 @@ async fn tokens_made_without_a_password_are_refused_once_there_is_one() {
 async fn a_token_s_name_cannot_forge_a_log_line() {
     let server = Server::start(Options::default());
     let admin = server.token("admin", "admin");
-    let (status, made) = server
-        .call_as(
-            &admin,
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({ "name": "x\nFORGED-4471 INFO credhost: token revoked", "scope": "read" })),
-        )
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let id = made["data"]["id"].as_str().unwrap().to_string();
+    let forged = "x\nFORGED-4471 INFO credhost: token revoked";
+    let (_, id) = make_token(&server, &admin, json!({ "name": forged, "scope": "read" })).await;
     revoke(&server, &admin, &id).await;
     let log = server.log_text();
     assert!(log.contains("FORGED-4471"), "{log}");
