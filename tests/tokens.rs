@@ -378,6 +378,13 @@ async fn guessing_tokens_is_slowed_down() {
     }
     assert_eq!(statuses[0], 401);
     assert!(statuses.contains(&429), "{statuses:?}");
+    // Whoever guessed from this address locks out no one holding a good
+    // token behind it.
+    let good = server.token("good", "read");
+    let (status, envelope) = server
+        .call_as(&good, Method::GET, "/api/v1/security/credentials", None)
+        .await;
+    assert_eq!(status, 200, "{envelope}");
 }
 
 fn curl_in(ns: &Netns, token: &str, url: &str, extra: &[&str]) -> Value {

@@ -585,7 +585,6 @@ impl Authenticator {
                 "token_insecure_transport",
             ));
         }
-        let mut ticket = self.ticket(client)?;
         let token = std::str::from_utf8(value)
             .ok()
             .and_then(|v| {
@@ -593,6 +592,14 @@ impl Authenticator {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .unwrap_or("");
+        // A good token is known at the cost of a hash, and is let in however
+        // many failures its address has made: others behind the same
+        // address (a NAT, a /64, this machine) cannot lock its holder out.
+        // Only a token not good here takes a ticket and counts.
+        if let Ok(principal) = service.authenticate_token(token) {
+            return Ok(principal);
+        }
+        let mut ticket = self.ticket(client)?;
         match service.authenticate_token_anywhere(token).await {
             Ok(principal) => Ok(principal),
             Err(refused) => {
