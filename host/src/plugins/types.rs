@@ -344,7 +344,12 @@ impl Scrubber {
     /// [`Self::of_property`], and the `secret` a `normalize` answered as
     /// [`Self::of`] finds it: a plugin may log a secret it derived.
     pub fn of_normalize(property: &str, schema: &serde_json::Value, secret: Option<&[u8]>) -> Self {
-        let answered = secret.map(Self::pieces_of).unwrap_or_default();
+        // A secret that is not text would be logged encoded, if at all.
+        let answered = match secret {
+            Some(bytes) if std::str::from_utf8(bytes).is_err() => Self::encodings(bytes).to_vec(),
+            Some(text) => Self::pieces_of(text),
+            None => Vec::new(),
+        };
         Self::of_pieces(
             Self::property_pieces(property, schema)
                 .into_iter()
@@ -415,20 +420,24 @@ impl Scrubber {
     /// a line would print it in (hex, Base64), and each plaintext as
     /// [`Self::of`] finds it.
     pub fn of_sealing<'a>(key: &[u8], plaintexts: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        use base64::Engine as _;
-        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-        let key_forms = [
-            hex::encode(key),
-            hex::encode_upper(key),
-            // Unpadded: a padded form contains it, and is masked with it.
-            STANDARD_NO_PAD.encode(key),
-            URL_SAFE_NO_PAD.encode(key),
-        ];
         Self::of_pieces(
-            key_forms
+            Self::encodings(key)
                 .into_iter()
                 .chain(plaintexts.into_iter().flat_map(Self::pieces_of)),
         )
+    }
+
+    /// Bytes as a line would print them: hex (either case), Base64.
+    fn encodings(bytes: &[u8]) -> [String; 4] {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        [
+            hex::encode(bytes),
+            hex::encode_upper(bytes),
+            // Unpadded: a padded form contains it, and is masked with it.
+            STANDARD_NO_PAD.encode(bytes),
+            URL_SAFE_NO_PAD.encode(bytes),
+        ]
     }
 
     pub fn apply(&self, message: String) -> String {
@@ -544,6 +553,15 @@ pub struct PolicyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_normalize_answer_that_is_not_text_is_masked_as_printed() {
+        let secret = [0xff, 0x00, 0x13, 0x37, 0xc0, 0xde];
+        let scrubber = Scrubber::of_normalize("{}", &serde_json::json!({}), Some(&secret));
+        for form in [hex::encode(secret), hex::encode_upper(secret)] {
+            assert_eq!(scrubber.apply(format!("derived {form}")), "derived ******");
+        }
+    }
 
     #[test]
     fn what_a_cut_left_of_a_secret_is_masked() {
