@@ -46,7 +46,8 @@ async fn credentials_from_create_to_delete() {
             "credential",
             "create",
             "--name",
-            "web",
+            // A right-to-left mark: shown escaped, kept as it is.
+            "web\u{200f}",
             "--description",
             "web tier",
         ])
@@ -80,7 +81,7 @@ async fn credentials_from_create_to_delete() {
             .success()
             .get_output(),
     );
-    assert_eq!(got["name"], "web");
+    assert_eq!(got["name"], "web\u{200f}");
     assert_eq!(got["ssh_secret"]["username"], sshd::USER);
 
     // Update keeps the passphrase unless asked: validation still passes.
@@ -99,6 +100,14 @@ async fn credentials_from_create_to_delete() {
         "{}",
         stdout(&out)
     );
+    let got = json_of(
+        cli(home.path(), &server, &token)
+            .args(["-o", "json", "credential", "get", "1"])
+            .assert()
+            .success()
+            .get_output(),
+    );
+    assert_eq!(got["name"], "web\u{200f}", "the update rewrote the name");
 
     // A second credential whose host goes away: validate --all fails,
     // with a summary by reason.
@@ -152,7 +161,7 @@ async fn credentials_from_create_to_delete() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["db", "web"]);
+    assert_eq!(names, ["db", "web\u{200f}"]);
 
     cli(home.path(), &server, &token)
         .args(["credential", "delete", "1", "2"])

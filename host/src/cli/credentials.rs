@@ -454,9 +454,11 @@ async fn update(api: &Api, format: Format, id: u64, change: Change) -> anyhow::R
         };
         property.insert("passphrase".into(), secret.as_str().into());
     }
+    // As stored, not as a terminal is shown them (escaped).
+    let stored = |field: &str| current[field].as_str().unwrap_or_default().to_string();
     let body = json!({
-        "name": change.name.unwrap_or_else(|| cell(&current["name"])),
-        "description": change.description.unwrap_or_else(|| cell(&current["description"])),
+        "name": change.name.unwrap_or_else(|| stored("name")),
+        "description": change.description.unwrap_or_else(|| stored("description")),
         field: property,
     });
     let query = if change.forget_host_keys {

@@ -43,7 +43,8 @@ pub fn cell(value: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => printable(s),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
+        // JSON's own escaping leaves C1 controls and direction overrides.
+        other => printable(&other.to_string()),
     }
 }
 
@@ -81,7 +82,7 @@ fn escaped(text: &str, which: impl Fn(char) -> bool, escape: impl Fn(&mut String
 /// `ip:port` of an endpoint object (`[ip]:port` for IPv6).
 pub fn endpoint(target: &Value) -> String {
     let ip = printable(target["ip"].as_str().unwrap_or(""));
-    let port = &target["port"];
+    let port = cell(&target["port"]);
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
@@ -120,5 +121,10 @@ mod tests {
             "a\\u{1b}[2Kb\\u{a}c\\u{9b}d\\u{202e}e"
         );
         assert_eq!(cell(&Value::from("\u{7}")), "\\u{7}");
+        // Not a string: what JSON's escaping leaves is escaped too.
+        let odd = serde_json::json!({ "a": "\u{202e}x\u{9b}" });
+        assert_eq!(cell(&odd), r#"{"a":"\u{202e}x\u{9b}"}"#);
+        let target = serde_json::json!({ "ip": "127.0.0.1", "port": "\u{9b}2J" });
+        assert_eq!(endpoint(&target), r#"127.0.0.1:\u{9b}2J"#);
     }
 }
