@@ -920,6 +920,33 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     );
 }
 
+/// A verifier lends its plugin the credential's targets: one pointing at
+/// this server would let the plugin speak HTTP to its own API from inside
+/// it (with every scope, on loopback without a password). Refused, however
+/// the address is spelt, before anything is dialled.
+#[tokio::test]
+async fn a_credential_cannot_point_at_the_server_itself() {
+    let sshd = Sshd::start();
+    let server = Server::start(Options::default());
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    for ip in ["127.0.0.1", "127.0.0.9", "::1", "::ffff:127.0.0.1"] {
+        let mut body = create_body("self", &sshd);
+        body["ssh_credential_property"]["targets"] = json!([{ "ip": ip, "port": port }]);
+        for path in [CREDENTIAL.to_string(), format!("{CREDENTIAL}/validate")] {
+            let (status, refused) = server.post(&path, body.clone()).await;
+            assert_eq!(
+                (status, err_code(&refused)),
+                (400, "Credential.Host.NotAllowed"),
+                "{ip}: {refused}"
+            );
+            assert!(
+                message(&refused).contains("this server itself"),
+                "{refused}"
+            );
+        }
+    }
+}
+
 /// Through a NAT64 gateway, `64:ff9b::a9fe:a9fe` is 169.254.169.254 (a
 /// cloud's metadata service): a list that allows IPv6 widely does not let
 /// in the IPv4 hosts it does not name. Refused before anything is dialled.

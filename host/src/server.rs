@@ -391,6 +391,8 @@ pub async fn serve(
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let mut listening = vec![listener.local_addr()?];
+    listening.extend(twin.as_ref().map(TcpListener::local_addr).transpose()?);
     let mut side = Vec::new();
     side.push(tokio::spawn(crate::connections::serve(
         local,
@@ -403,6 +405,7 @@ pub async fn serve(
             .await
             .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
         tracing::info!(addr = %metrics.local_addr()?, "metrics served without authentication");
+        listening.push(metrics.local_addr()?);
         side.push(tokio::spawn(crate::connections::serve(
             metrics,
             crate::api::metrics_router(service.clone(), metrics_guard),
@@ -410,6 +413,7 @@ pub async fn serve(
             until_stopped(),
         )));
     }
+    service.serving_on(listening);
     if let Some(twin) = twin {
         tracing::info!(addr = %twin.local_addr()?, "also listening on the other loopback address");
         side.push(tokio::spawn(serve_api(

@@ -95,7 +95,9 @@ impl From<Error> for ApiError {
             Error::HostExists(_) | Error::DuplicateHost(_) => {
                 (S::BAD_REQUEST, "Credential.Host.AlreadyExists")
             }
-            Error::TargetNotAllowed(_) => (S::BAD_REQUEST, "Credential.Host.NotAllowed"),
+            Error::TargetNotAllowed(_) | Error::OwnListener(_) => {
+                (S::BAD_REQUEST, "Credential.Host.NotAllowed")
+            }
             Error::SecretRequired(_) => (S::BAD_REQUEST, "Credential.Targets.SecretRequired"),
             Error::ValidationFailed { code, .. } => (S::BAD_REQUEST, code.as_str()),
             Error::NotFound | Error::NotFoundIds { .. } => (S::NOT_FOUND, "Credential.NotFound"),

@@ -29,6 +29,8 @@ pub enum Error {
     DuplicateHost(String),
     #[error("Host {0} is not in the allowed target ranges")]
     TargetNotAllowed(String),
+    #[error("{0} is where this server itself listens: a credential cannot point at it")]
+    OwnListener(String),
     #[error("send the passphrase to add targets: {0} not among the credential's targets")]
     SecretRequired(String),
     /// A target did not accept the credential: the verifier names the code

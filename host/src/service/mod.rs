@@ -94,6 +94,8 @@ pub struct Service {
     known_hosts_file: Option<std::path::PathBuf>,
     /// See `guesses`.
     guesses: guesses::Guesses,
+    /// Where this server listens (see [`Service::serving_on`]).
+    listening: std::sync::RwLock<Vec<std::net::SocketAddr>>,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -155,6 +157,7 @@ impl Service {
             known_hosts: ArcSwap::default(),
             known_hosts_file: None,
             guesses: wrong_secrets,
+            listening: Default::default(),
         })
     }
 
@@ -265,7 +268,37 @@ impl Service {
             .await?
             .map_err(Error::refused)?;
         self.settings.targets.check(&normalized.targets)?;
+        if let Some(own) = normalized.targets.iter().find(|t| self.is_own_listener(t)) {
+            let own = std::net::SocketAddr::new(own.ip, own.port);
+            return Err(Error::OwnListener(own.to_string()));
+        }
         Ok(normalized)
+    }
+
+    /// Records where this server listens: no credential may point at it.
+    /// A verifier lends its targets to its plugin, which could otherwise
+    /// speak HTTP to this server's own API from inside it (with every
+    /// scope, on loopback without a password).
+    pub fn serving_on(&self, addrs: Vec<std::net::SocketAddr>) {
+        *self.listening.write().expect("listeners lock") = addrs;
+    }
+
+    /// Whether `target` is one of this server's own listeners, one bound to
+    /// every address included (through loopback).
+    fn is_own_listener(&self, target: &crate::plugins::Target) -> bool {
+        let ip = target.ip.to_canonical();
+        let listening = self.listening.read().expect("listeners lock");
+        listening.iter().any(|own| {
+            let own_ip = own.ip().to_canonical();
+            own.port() == target.port
+                && (own_ip == ip
+                    || (ip.is_loopback() && (own_ip.is_loopback() || own_ip.is_unspecified())))
+        })
+    }
+
+    /// Whether a stored target may be dialled today.
+    fn may_dial(&self, target: &crate::plugins::Target) -> bool {
+        self.settings.targets.permits(target) && !self.is_own_listener(target)
     }
 
     /// A new credential id: from memory when the store has one there,

@@ -240,9 +240,7 @@ impl Service {
         // Stored targets are held to today's list too: it may have been
         // narrowed since they were saved, or they came from another server
         // of the cluster or a copied store.
-        let permitted: Vec<bool> = (record.targets.iter())
-            .map(|t| self.settings.targets.permits(t))
-            .collect();
+        let permitted: Vec<bool> = (record.targets.iter()).map(|t| self.may_dial(t)).collect();
         let allowed: Vec<Target> = (record.targets.iter().zip(&permitted))
             .filter_map(|(t, permitted)| permitted.then_some(*t))
             .collect();
