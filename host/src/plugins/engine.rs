@@ -14,6 +14,12 @@ pub const TICK: Duration = Duration::from_millis(2);
 /// Bytes of each pooled memory, table and stack kept resident between calls.
 const KEEP_RESIDENT: usize = 1 << 20;
 
+/// Core instances and tables one plugin instance may have: a Rust component
+/// has at most three and two, one of another toolchain (a language's
+/// runtime, WASI's adapter) some more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const TABLES_PER_COMPONENT: u32 = 8;
+
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
@@ -78,10 +84,16 @@ impl PluginEngine {
     pub fn new(settings: EngineSettings) -> wasmtime::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(settings.max_instances.max(2))
-            // A Rust component is a handful of core instances around one memory.
-            .total_core_instances(settings.max_instances * 8)
+            // A Rust component is a handful of core instances around one
+            // memory. Each component is held to a share, and the pool
+            // holds that share for every instance: otherwise one plugin of
+            // many modules or tables, spinning in a few calls, would take
+            // them all and every other call would fail.
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .total_core_instances(settings.max_instances * CORE_INSTANCES_PER_COMPONENT)
             .total_memories(settings.max_instances * 2)
-            .total_tables(settings.max_instances * 4)
+            .total_tables(settings.max_instances * TABLES_PER_COMPONENT)
             .total_stacks(settings.max_instances)
             .max_memories_per_component(2)
             .max_memory_size(settings.max_memory_bytes as usize)
@@ -129,5 +141,62 @@ impl Drop for PluginEngine {
         if let Some(ticker) = self.ticker.take() {
             let _ = ticker.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{
+        Component, InstanceSection, Module, ModuleArg, ModuleSection, RefType, TableSection,
+        TableType,
+    };
+
+    /// A component of `count` instances of a module, with one table each
+    /// if `tables`.
+    fn component_of(count: u32, tables: bool) -> Vec<u8> {
+        let mut module = Module::new();
+        if tables {
+            let mut section = TableSection::new();
+            section.table(TableType {
+                element_type: RefType::FUNCREF,
+                table64: false,
+                minimum: 1,
+                maximum: None,
+                shared: false,
+            });
+            module.section(&section);
+        }
+        let mut instances = InstanceSection::new();
+        for _ in 0..count {
+            instances.instantiate(0, std::iter::empty::<(&str, ModuleArg)>());
+        }
+        let mut component = Component::new();
+        component.section(&ModuleSection(&module));
+        component.section(&instances);
+        component.finish()
+    }
+
+    #[test]
+    fn a_component_of_many_instances_cannot_take_the_pool() {
+        let engine = PluginEngine::new(EngineSettings {
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let linker = wasmtime::component::Linker::<()>::new(engine.engine());
+        let run = |count, tables| -> wasmtime::Result<()> {
+            let component =
+                wasmtime::component::Component::new(engine.engine(), component_of(count, tables))?;
+            let mut store = wasmtime::Store::new(engine.engine(), ());
+            store.set_epoch_deadline(1 << 40);
+            linker.instantiate(&mut store, &component).map(drop)
+        };
+        run(TABLES_PER_COMPONENT, true).unwrap();
+        let refused = run(TABLES_PER_COMPONENT + 1, true).unwrap_err();
+        assert!(format!("{refused:#}").contains("tables"), "{refused:#}");
+        run(CORE_INSTANCES_PER_COMPONENT, false).unwrap();
+        let refused = run(CORE_INSTANCES_PER_COMPONENT + 1, false).unwrap_err();
+        assert!(format!("{refused:#}").contains("instances"), "{refused:#}");
     }
 }
