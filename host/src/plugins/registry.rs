@@ -180,6 +180,15 @@ impl Registry {
                     meta(Limits::VERIFIER),
                 )
                 .await?;
+                let info = &plugin.info;
+                declared(&[
+                    ("name", &plugin.meta.name),
+                    ("version", &plugin.meta.version),
+                    ("target-type", &info.target_type),
+                    ("property-field", &info.property_field),
+                    ("public-field", &info.public_field),
+                ])
+                .map_err(load_error)?;
                 let limits = overrides
                     .get(&plugin.meta.name)
                     .map_or(Limits::VERIFIER, |o| o.apply(Limits::VERIFIER));
@@ -198,6 +207,12 @@ impl Registry {
                 let plugin =
                     PolicyPlugin::load(runtime.clone(), &component, version, meta(Limits::POLICY))
                         .await?;
+                declared(&[
+                    ("name", &plugin.meta.name),
+                    ("version", &plugin.meta.version),
+                    ("policy name", &plugin.info.name),
+                ])
+                .map_err(load_error)?;
                 let limits = overrides
                     .get(&plugin.meta.name)
                     .map_or(Limits::POLICY, |o| o.apply(Limits::POLICY));
@@ -290,5 +305,43 @@ impl Registry {
             )
             .await?;
         Ok(registry.summaries().remove(0))
+    }
+}
+
+/// What `describe()` declares names the plugin in logs, settings, URLs and
+/// the API: 1 to 64 letters, digits and `._+-`, so no declared text can
+/// write lines of its own into the server's log or pass for another's.
+fn declared(values: &[(&str, &str)]) -> Result<(), String> {
+    let plain = |text: &str| {
+        (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+    };
+    match values.iter().find(|(_, text)| !plain(text)) {
+        Some((what, text)) => Err(format!(
+            "describe()'s {what} {text:?} is not 1 to 64 letters, digits and ._+-"
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_names_are_plain() {
+        assert!(declared(&[("name", "ssh-verifier"), ("version", "1.0.0+build.7")]).is_ok());
+        for bad in [
+            "",
+            "a b",
+            "x\n2026-12-06 INFO credhost: forged",
+            "\u{1b}[2J",
+            &"x".repeat(65),
+        ] {
+            let said = declared(&[("name", "fine"), ("target-type", bad)]).unwrap_err();
+            assert!(said.contains("target-type"), "{said}");
+        }
     }
 }
