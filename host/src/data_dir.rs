@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -133,17 +134,44 @@ pub fn remove_leftovers(dir: &Path) {
     }
 }
 
-/// Checks a key file kept outside the data directory (a `kek_file`): owned
-/// by the server's user or root, and writable by no one else. One of the
-/// server's user must not be readable by others either (a copy made with
-/// the usual umask); one of root's may be, with a warning: that is how
-/// orchestrators mount secrets (Docker's 0444, Kubernetes' 0644), and
-/// inside a container there is no one else. A symbolic link is followed
-/// (such mounts are links); what it leads to is what is checked.
-pub fn check_key_file(path: &Path) -> Result<(), DataDirError> {
-    let meta = std::fs::metadata(path).map_err(|e| DataDirError::Inspect(path.to_path_buf(), e))?;
+/// The text of a key file kept outside the data directory (a `kek_file`,
+/// TLS's key): owned by the server's user or root, and writable by no one
+/// else. One of the server's user must not be readable by others either (a
+/// copy made with the usual umask); one of root's may be, with a warning:
+/// that is how orchestrators mount secrets (Docker's 0444, Kubernetes'
+/// 0644), and inside a container there is no one else. A symbolic link is
+/// followed (such mounts are links); what it leads to is what is checked.
+/// The file checked is the file read (opened once, and checked by what it
+/// is, not by its name again), so none can be put in its place between the
+/// two. `None` when there is none, and the directory it would be made in,
+/// and every one above, is safe to make it in (see
+/// [`check_directories_above`]): else one could be put there by another
+/// before it is made, or after.
+pub fn read_key_file(path: &Path) -> Result<Option<Zeroizing<String>>, DataDirError> {
+    use std::io::Read;
+    let inspect = |e| DataDirError::Inspect(path.to_path_buf(), e);
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            check_directory(parent)?;
+            check_directories_above(parent)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(inspect(e)),
+    };
     check_directories_above(path)?;
-    mine_or_root(path, &meta)?;
+    check_key_meta(path, &file.metadata().map_err(inspect)?)?;
+    let mut text = Zeroizing::new(String::new());
+    file.read_to_string(&mut text).map_err(inspect)?;
+    Ok(Some(text))
+}
+
+fn check_key_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirError> {
+    mine_or_root(path, meta)?;
     let mode = meta.permissions().mode() & 0o7777;
     let readable = mode & 0o044 != 0;
     if mode & 0o022 != 0 || (readable && meta.uid() != 0) {
@@ -181,21 +209,7 @@ fn mine_or_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirErro
 /// Otherwise whoever may write one could put a key of their own in the
 /// file's place, or a link to one.
 fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
-    let inspect = |dir: &Path| {
-        std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))
-    };
-    let check = |dir: &Path| {
-        let meta = inspect(dir)?;
-        mine_or_root(dir, &meta)?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(DataDirError::ParentMode {
-                path: dir.display().to_string(),
-                mode,
-            });
-        }
-        Ok(())
-    };
+    let check = check_directory;
     let failed = |e| DataDirError::Inspect(path.to_path_buf(), e);
     // The name as given, and each link it passes through on the way: a
     // link in a directory others may write could be swapped for another.
@@ -216,6 +230,21 @@ fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
     // And where it all leads, every directory link resolved.
     let resolved = std::fs::canonicalize(path).map_err(failed)?;
     resolved.ancestors().skip(1).try_for_each(check)
+}
+
+/// A directory a key file is in: root's or the server's user's, and
+/// writable by no one else unless sticky.
+fn check_directory(dir: &Path) -> Result<(), DataDirError> {
+    let meta = std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))?;
+    mine_or_root(dir, &meta)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(DataDirError::ParentMode {
+            path: dir.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// A random secret of 32 bytes kept in `path` (0600), created on first use.
@@ -266,29 +295,62 @@ mod tests {
         std::fs::write(&key, "k").unwrap();
         let set = |mode| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode));
         set(0o600).unwrap();
-        assert!(check_key_file(&key).is_ok());
+        assert!(read_key_file(&key).is_ok());
         set(0o400).unwrap();
-        assert!(check_key_file(&key).is_ok());
+        assert!(read_key_file(&key).is_ok());
         // A link is followed, and what it leads to is judged.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&key, &link).unwrap();
-        assert!(check_key_file(&link).is_ok());
+        assert!(read_key_file(&link).is_ok());
         // Writable by others: refused whoever owns it.
         for open in [0o620, 0o602, 0o666] {
             set(open).unwrap();
             assert!(
-                matches!(check_key_file(&link), Err(DataDirError::FileMode { .. })),
+                matches!(read_key_file(&link), Err(DataDirError::FileMode { .. })),
                 "{open:o}"
             );
         }
         // Readable by others: refused unless it is root's (a mounted secret).
         for open in [0o644, 0o640, 0o604] {
             set(open).unwrap();
-            assert_eq!(check_key_file(&link).is_err(), euid() != 0, "{open:o}");
+            assert_eq!(read_key_file(&link).is_err(), euid() != 0, "{open:o}");
         }
         assert!(matches!(
-            check_key_file(&dir.path().join("missing")),
-            Err(DataDirError::Inspect(..))
+            read_key_file(&dir.path().join("missing")),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn a_key_file_not_there_yet_is_made_only_where_others_cannot_put_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let key = shared.join("kek.key");
+        let mode = |m| std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(m));
+        mode(0o700).unwrap();
+        assert!(read_key_file(&key).unwrap().is_none());
+        // Absent in a directory others may write: they could put theirs
+        // there before it is read, or made.
+        mode(0o777).unwrap();
+        assert!(matches!(
+            read_key_file(&key),
+            Err(DataDirError::ParentMode { .. })
+        ));
+        assert!(crate::keys::Kek::load(&key, true).is_err());
+        assert!(
+            !key.exists(),
+            "a key-encryption key was made where others may write"
+        );
+        mode(0o700).unwrap();
+        // There: read from the file checked.
+        std::fs::write(&key, "k-text").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_key_file(&key).unwrap().unwrap().as_str(), "k-text");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            read_key_file(&key),
+            Err(DataDirError::FileMode { .. })
         ));
     }
 
@@ -302,22 +364,22 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mode = |m| std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(m));
         mode(0o700).unwrap();
-        assert!(check_key_file(&key).is_ok());
+        assert!(read_key_file(&key).is_ok());
         mode(0o777).unwrap();
         assert!(matches!(
-            check_key_file(&key),
+            read_key_file(&key),
             Err(DataDirError::ParentMode { .. })
         ));
         // Through a link from a private directory: what it leads to counts.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&key, &link).unwrap();
         assert!(matches!(
-            check_key_file(&link),
+            read_key_file(&link),
             Err(DataDirError::ParentMode { .. })
         ));
         // Sticky, as /tmp is: others cannot replace what is not theirs.
         mode(0o1777).unwrap();
-        assert!(check_key_file(&key).is_ok());
+        assert!(read_key_file(&key).is_ok());
         mode(0o700).unwrap();
         // A link to the key kept in a directory others may write.
         let link_in_open = |name: &str| {
@@ -335,7 +397,7 @@ mod tests {
         for (name, open) in [(&exposed, "open"), (&first, "open-middle")] {
             assert!(
                 matches!(
-                    check_key_file(name),
+                    read_key_file(name),
                     Err(DataDirError::ParentMode { ref path, .. }) if path.ends_with(open)
                 ),
                 "{open}"

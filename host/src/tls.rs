@@ -61,7 +61,9 @@ impl ResolvesServerCert for Certificate {
 fn read(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     // The key is held to the rule of every key file kept outside the data
     // directory: whoever can read it can pass for this server.
-    crate::data_dir::check_key_file(key).context("the TLS private key")?;
+    let key_text = crate::data_dir::read_key_file(key)
+        .context("the TLS private key")?
+        .with_context(|| format!("cannot read {}: no such file", key.display()))?;
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(cert).with_context(|| format!("cannot read {}", cert.display()))?,
     ))
@@ -70,10 +72,8 @@ fn read(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     if certs.is_empty() {
         anyhow::bail!("{} holds no PEM certificate", cert.display());
     }
-    let der = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("cannot read {}", key.display()))?,
-    ))?
-    .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    let der = rustls_pemfile::private_key(&mut key_text.as_bytes())?
+        .with_context(|| format!("{} holds no PEM private key", key.display()))?;
     CertifiedKey::from_der(certs, der, &rustls::crypto::ring::default_provider()).with_context(
         || {
             format!(

@@ -41,15 +41,9 @@ impl Kek {
             return Self::decode(text.trim())
                 .map_err(|reason| fail(&PathBuf::from(format!("${KEK_ENV}")), reason));
         }
-        match crate::data_dir::check_key_file(path) {
-            Err(crate::data_dir::DataDirError::Inspect(_, e))
-                if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail(path, e.to_string())),
-            Ok(()) => {}
-        }
-        match std::fs::read_to_string(path).map(Zeroizing::new) {
-            Ok(text) => Self::decode(text.trim()).map_err(|reason| fail(path, reason)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
+        match crate::data_dir::read_key_file(path).map_err(|e| fail(path, e.to_string()))? {
+            Some(text) => Self::decode(text.trim()).map_err(|reason| fail(path, reason)),
+            None if may_create => {
                 let key: [u8; KEY_LEN] = rand::random();
                 write_private(path, STANDARD.encode(key).as_bytes())
                     .map_err(|e| fail(path, e.to_string()))?;
@@ -63,12 +57,11 @@ impl Kek {
                     key: Secret::new(key.to_vec()),
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(fail(
+            None => Err(fail(
                 path,
                 "missing: the shared store's keys are wrapped by a key-encryption key that \
                  every server must hold; copy it from a server of the cluster or set CREDHOST_KEK",
             )),
-            Err(e) => Err(fail(path, e.to_string())),
         }
     }
 
