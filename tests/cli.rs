@@ -581,3 +581,24 @@ async fn a_proxy_in_the_environment_is_not_used() {
         "the request went through the proxy"
     );
 }
+
+/// A database password in a store URL would be on the command line, which
+/// every user of the machine may read (`ps`): refused before anything is
+/// dialled, without repeating it.
+#[test]
+fn a_password_in_a_store_url_is_refused() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("mysql://app:Hunter-2291@127.0.0.1:{port}/credhost");
+    let out = Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["store", "migrate", &url])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds a password"), "{said}");
+    assert!(!said.contains("Hunter-2291"), "{said}");
+}

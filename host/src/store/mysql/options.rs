@@ -47,6 +47,16 @@ impl StoreOptions<'_> {
     /// (or anywhere with `allow_plaintext`). Checked before any connection.
     pub fn check_transport(&self, allow_plaintext: bool) -> Result<(), StoreError> {
         let url = redacted(self.url);
+        // A URL is given on command lines and in process listings, which
+        // every user of the machine may read.
+        let parsed =
+            Opts::from_url(self.url).map_err(|e| StoreError::Backend(format!("store URL: {e}")))?;
+        if parsed.get_pass().is_some() {
+            return Err(StoreError::Backend(format!(
+                "the store URL {url} holds a password: take it out, and give it in \
+                 CREDHOST_STORE_PASSWORD or as store_password in the settings file"
+            )));
+        }
         if self.tls.skip_domain_validation {
             return Err(StoreError::Backend(format!(
                 "refusing store_tls.skip_domain_validation for {url}: the database's certificate \
@@ -256,7 +266,7 @@ mod tests {
         // With a CA of its own, the public roots are no longer trusted.
         assert!(ssl.disable_built_in_roots());
 
-        // A password in the URL stays when no other is given.
+        // A password in the URL is refused, wherever the URL came from.
         let plain = StoreTls::default();
         let options = StoreOptions {
             url: "mysql://app:in-url@127.0.0.1:3306/credhost",
@@ -264,8 +274,8 @@ mod tests {
             tls: &plain,
             max_connections: 4,
         };
-        let opts = options.async_opts().unwrap();
-        assert_eq!(opts.pass(), Some("in-url"));
-        assert!(opts.ssl_opts().is_none());
+        let refused = options.check_transport(true).unwrap_err().to_string();
+        assert!(refused.contains("holds a password"), "{refused}");
+        assert!(!refused.contains("in-url"), "{refused}");
     }
 }
