@@ -795,6 +795,38 @@ fn half_a_tls_setting_is_refused_at_start() {
     }
 }
 
+/// The settings file sets the password, the store and what the server
+/// trusts: one others may write is refused, saying why and not what it
+/// holds.
+#[test]
+fn a_settings_file_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("credhost.toml");
+    std::fs::write(&config, "password = \"Settings-7712\"\n").unwrap();
+    for mode in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let said = refused_at_start(
+            std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data")),
+            "a settings file others may write",
+        );
+        assert!(said.contains("others may write it"), "{mode:o}: {said}");
+        assert!(!said.contains("Settings-7712"), "{said}");
+    }
+    // Its owner's alone: taken.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Some(std::fs::read_to_string(&config).unwrap());
+    let server = support::server::Server::start(support::server::Options {
+        config,
+        ..Default::default()
+    });
+    assert!(!server.log_text().contains("Settings-7712"));
+}
+
 /// `localhost` is two addresses, and clients try ::1 first: a server on
 /// 127.0.0.1 answers on ::1 too, so no other local user can sit there and
 /// collect what clients of `localhost` send.

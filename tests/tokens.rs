@@ -577,6 +577,8 @@ async fn tokens_made_without_a_password_are_refused_once_there_is_one() {
 
     let config = server.data_dir().with_file_name("password.toml");
     std::fs::write(&config, "password = \"Closed-8841\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     server.restart_with_args(&["--config", config.to_str().unwrap()]);
     for token in [&planted, &offspring] {
         assert_eq!(who_am_i(&server, token).await, 401);

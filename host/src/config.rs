@@ -369,13 +369,53 @@ impl Config {
         Ok(config)
     }
 
+    /// The settings file, held to who may have written it (it sets the
+    /// password, where the server stores and what it trusts) and, when it
+    /// holds a password, who may read it. Checked on the file read.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
         let fail = |reason: String| ConfigError {
             path: path.display().to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| fail(unquoted(&text, &e)))
+        let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+        let mode = meta.mode() & 0o7777;
+        // SAFETY: a plain syscall with no arguments.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(fail(format!(
+                "owned by uid {}, neither this server's user ({me}) nor root: its owner would \
+                 set the server's password",
+                meta.uid()
+            )));
+        }
+        if mode & 0o022 != 0 {
+            return Err(fail(format!(
+                "mode {mode:o}: others may write it, and so turn the password off or point the \
+                 server elsewhere (chmod go-w)"
+            )));
+        }
+        let mut text = zeroize::Zeroizing::new(String::new());
+        file.read_to_string(&mut text)
+            .map_err(|e| fail(e.to_string()))?;
+        let config: Self = toml::from_str(&text).map_err(|e| fail(unquoted(&text, &e)))?;
+        let holds_password = config.password.is_some() || config.store_password.is_some();
+        if holds_password && mode & 0o044 != 0 {
+            if meta.uid() != 0 {
+                return Err(fail(format!(
+                    "mode {mode:o}: it holds a password, and others may read it (chmod 600)"
+                )));
+            }
+            // As a key file may be: how orchestrators mount secrets.
+            eprintln!(
+                "warning: {} holds a password and is readable by others: fine for a secret an \
+                 orchestrator mounts into a container, not on a machine others use",
+                path.display()
+            );
+        }
+        Ok(config)
     }
 
     pub fn database_path(&self) -> PathBuf {

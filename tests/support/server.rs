@@ -39,6 +39,9 @@ impl Server {
         if let Some(text) = &options.config {
             let path = dir.path().join("credhost.toml");
             std::fs::write(&path, text).unwrap();
+            // As the server asks of a settings file that may hold a password.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             options.args.push("--config".into());
             options.args.push(path.display().to_string());
         }
