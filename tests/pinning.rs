@@ -139,6 +139,33 @@ fn server_knowing(sshd: &Sshd, key_of: &Sshd, dir: &std::path::Path) -> Server {
     })
 }
 
+/// Whoever may write the operator's known_hosts chooses which key a
+/// target must present, and so which server gets its passwords: a file
+/// others may write is refused at start.
+#[test]
+fn a_known_hosts_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, "").unwrap();
+    std::fs::set_permissions(&known, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = dir.path().join("credhost.toml");
+    std::fs::write(
+        &config,
+        format!("[ssh]\nknown_hosts = \"{}\"\n", known.display()),
+    )
+    .unwrap();
+    let said = support::server::refused_at_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+        "a known_hosts others may write",
+    );
+    assert!(said.contains("writable by no one else"), "{said}");
+}
+
 #[tokio::test]
 async fn known_hosts_pins_hold_on_first_contact() {
     let sshd = Sshd::start();

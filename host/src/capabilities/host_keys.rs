@@ -261,8 +261,32 @@ impl KnownEntry {
 }
 
 impl KnownHosts {
+    /// The file at `path`, if no one but its owner (the server's user or
+    /// root) may write it: whoever may could pin a key of theirs for any
+    /// target, and receive the stored passwords sent there.
     pub fn load(path: &Path) -> std::io::Result<Self> {
-        Ok(Self::parse(&std::fs::read_to_string(path)?))
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        // SAFETY: a plain syscall with no arguments.
+        let me = unsafe { libc::geteuid() };
+        let mode = meta.mode() & 0o7777;
+        if (meta.uid() != me && meta.uid() != 0) || mode & 0o022 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} (uid {}, mode {mode:o}) must be the server's user's or root's and \
+                     writable by no one else: whoever may write it chooses which keys get \
+                     passwords",
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(Self::parse(&text))
     }
 
     pub fn parse(text: &str) -> Self {
