@@ -855,6 +855,18 @@ async fn localhost_is_this_server_on_both_loopback_addresses() {
         said.contains(&format!("{taken} is taken by another process")),
         "{said}"
     );
+    // Listening on every IPv4 address (127.0.0.1 among them) leaves ::1
+    // to no one else either.
+    let everywhere = Server::start(Options {
+        listen: Some("0.0.0.0:0".into()),
+        args: vec!["--allow-remote-without-password".into()],
+        ..Default::default()
+    });
+    let port = everywhere.base.rsplit(':').next().unwrap();
+    let response = reqwest::get(format!("http://[::1]:{port}/api/v1/info"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 /// A password over plain HTTP beyond loopback is refused at start; on

@@ -59,10 +59,13 @@ pub async fn bind(listen: SocketAddr) -> Result<(TcpListener, Option<TcpListener
 }
 
 /// The other loopback address on the same port, for the two that
-/// `localhost` names.
+/// `localhost` names. Every IPv4 address (`0.0.0.0`) includes 127.0.0.1 but
+/// leaves ::1 free, for any local user to take.
 fn twin_of(addr: SocketAddr) -> Option<SocketAddr> {
     let other = match addr.ip() {
-        IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST || ip.is_unspecified() => {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        }
         IpAddr::V6(ip) if ip == Ipv6Addr::LOCALHOST => IpAddr::V4(Ipv4Addr::LOCALHOST),
         _ => return None,
     };
@@ -74,12 +77,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_two_localhost_addresses_have_twins() {
+    fn localhost_is_taken_whole() {
         let at = |text: &str| text.parse::<SocketAddr>().unwrap();
         assert_eq!(twin_of(at("127.0.0.1:2886")), Some(at("[::1]:2886")));
         assert_eq!(twin_of(at("[::1]:2886")), Some(at("127.0.0.1:2886")));
         assert_eq!(twin_of(at("127.0.0.2:2886")), None);
-        assert_eq!(twin_of(at("0.0.0.0:2886")), None);
+        assert_eq!(twin_of(at("0.0.0.0:2886")), Some(at("[::1]:2886")));
         assert_eq!(twin_of(at("[::]:2886")), None);
     }
 }
