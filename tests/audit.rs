@@ -397,6 +397,45 @@ async fn rotated_and_reopened_files_verify_as_one_chain() {
     assert!(!ok && said.contains("missing"), "{said}");
 }
 
+/// An audit log kept in a directory others may write could be made by
+/// them first (and read, or cut, by them after): it is not written there,
+/// and changes are refused as when it cannot be written.
+#[tokio::test]
+async fn an_audit_log_where_others_may_write_is_not_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let logs = tempfile::tempdir().unwrap();
+    let open = logs.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let server = Server::start(Options {
+        config: Some(format!("[audit]\npath = {:?}\n", open.join("audit.log"))),
+        ..Default::default()
+    });
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 503, "{envelope}");
+    assert_eq!(err_code(&envelope), "Audit.Unavailable");
+    assert!(!open.join("audit.log").exists());
+    // Its owner's alone, the same log is written, and its file kept private.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(open.join("audit.log"), "").unwrap();
+    std::fs::set_permissions(
+        open.join("audit.log"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let server = Server::start(Options {
+        config: Some(format!("[audit]\npath = {:?}\n", open.join("audit.log"))),
+        ..Default::default()
+    });
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    let mode = std::fs::metadata(open.join("audit.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_changes_and_keeps_reads() {
     let sshd = Sshd::start();

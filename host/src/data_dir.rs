@@ -232,9 +232,9 @@ fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
     resolved.ancestors().skip(1).try_for_each(check)
 }
 
-/// A directory a key file is in: root's or the server's user's, and
-/// writable by no one else unless sticky.
-fn check_directory(dir: &Path) -> Result<(), DataDirError> {
+/// A directory a key file, or the audit log, is in: root's or the
+/// server's user's, and writable by no one else unless sticky.
+pub fn check_directory(dir: &Path) -> Result<(), DataDirError> {
     let meta = std::fs::metadata(dir).map_err(|e| DataDirError::Inspect(dir.to_path_buf(), e))?;
     mine_or_root(dir, &meta)?;
     let mode = meta.permissions().mode() & 0o7777;

@@ -162,13 +162,36 @@ impl Writer {
     /// Opens the path for appending (creating it 0600); a new file starts
     /// with a line naming the chain it continues.
     fn open(&mut self) -> std::io::Result<()> {
+        // Kept elsewhere than the data directory: in a directory others may
+        // write, they could make the file first, or in its place at a
+        // rotation, and read or cut what it says.
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::data_dir::check_directory(dir).map_err(std::io::Error::other)?;
+        }
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
-        self.size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        if meta.is_file() {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            // SAFETY: a plain syscall with no arguments.
+            let me = unsafe { libc::geteuid() };
+            if (meta.uid() != me && meta.uid() != 0) || meta.nlink() > 1 {
+                return Err(std::io::Error::other(format!(
+                    "{} is uid {}'s, or has another name too: the audit log is a file of the \
+                     server's own",
+                    self.path.display(),
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        self.size = meta.len();
         self.file = Some(file);
         if self.size == 0 {
             let mut header = Map::new();
