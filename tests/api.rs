@@ -929,7 +929,7 @@ async fn a_credential_cannot_point_at_the_server_itself() {
     let sshd = Sshd::start();
     let server = Server::start(Options::default());
     let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
-    for ip in ["127.0.0.1", "127.0.0.9", "::1", "::ffff:127.0.0.1"] {
+    for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
         let mut body = create_body("self", &sshd);
         body["ssh_credential_property"]["targets"] = json!([{ "ip": ip, "port": port }]);
         for path in [CREDENTIAL.to_string(), format!("{CREDENTIAL}/validate")] {
@@ -945,6 +945,18 @@ async fn a_credential_cannot_point_at_the_server_itself() {
             );
         }
     }
+    // Another loopback address with the same port is another socket, and
+    // another host's: dialled as any target is.
+    let other = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let mut body = create_body("other", &sshd);
+    body["ssh_credential_property"]["targets"] = json!([{ "ip": "127.0.0.2", "port": port }]);
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.SSH.ValidationFailed"),
+        "{refused}"
+    );
+    drop(other);
 }
 
 /// Through a NAT64 gateway, `64:ff9b::a9fe:a9fe` is 169.254.169.254 (a

@@ -283,16 +283,16 @@ impl Service {
         *self.listening.write().expect("listeners lock") = addrs;
     }
 
-    /// Whether `target` is one of this server's own listeners, one bound to
-    /// every address included (through loopback).
+    /// Whether `target` is one of this server's own listeners: its own
+    /// address, or a loopback one of a listener bound to every address.
+    /// (Another loopback address with the same port is another socket.)
     fn is_own_listener(&self, target: &crate::plugins::Target) -> bool {
         let ip = target.ip.to_canonical();
         let listening = self.listening.read().expect("listeners lock");
         listening.iter().any(|own| {
             let own_ip = own.ip().to_canonical();
             own.port() == target.port
-                && (own_ip == ip
-                    || (ip.is_loopback() && (own_ip.is_loopback() || own_ip.is_unspecified())))
+                && (own_ip == ip || (own_ip.is_unspecified() && ip.is_loopback()))
         })
     }
 
