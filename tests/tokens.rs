@@ -617,3 +617,29 @@ async fn a_token_s_name_cannot_forge_a_log_line() {
     assert!(log.contains("FORGED-4471"), "{log}");
     assert!(!log.lines().any(|line| line.starts_with("FORGED")), "{log}");
 }
+
+/// `token create --data-dir` trusts whatever answers on the socket in that
+/// directory: in one others may write, anyone could answer, with a token of
+/// theirs. Refused before the socket is tried.
+#[test]
+fn a_data_directory_others_may_write_is_not_asked_for_a_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let planted = std::os::unix::net::UnixListener::bind(open.join("credhost.sock")).unwrap();
+    planted.set_nonblocking(true).unwrap();
+    // The planted socket never answers: a client that asked it would wait.
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_credhost"))
+        .args(["token", "create", "--name", "x", "--scope", "admin"])
+        .arg("--data-dir")
+        .arg(&open)
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not a credhost data directory"), "{said}");
+    assert!(planted.accept().is_err(), "the planted socket was asked");
+}

@@ -180,6 +180,23 @@ async fn create_locally(
     scope: Scope,
     ttl: Option<u64>,
 ) -> anyhow::Result<Value> {
+    // The server's directory is its user's (or root's) and no one else
+    // writes it; in any other, whoever answers on the socket path could be
+    // anyone, and would hand back a token of theirs.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        // SAFETY: a plain syscall with no arguments.
+        let me = unsafe { libc::geteuid() };
+        if (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+            bail!(
+                "{} is not a credhost data directory: it is not this user's or root's, or others \
+                 may write it",
+                dir.display()
+            );
+        }
+    }
     let socket = crate::local_socket::path_in(dir);
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         let api = Api::local(&socket);
