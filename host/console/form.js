@@ -180,6 +180,10 @@ export function credentialForm(verifiers, credential) {
     }
     typeSelect.addEventListener('change', render);
     render();
+    // A new secret goes only to the host keys pinned for the targets; after
+    // a host's key really changed, the operator says so.
+    const forgetId = uid('forget');
+    const forget = editing ? h('input', { type: 'checkbox', id: forgetId, name: 'forget_host_keys' }) : null;
     const save = h('button', { type: 'submit', class: 'primary' }, editing ? 'Save' : 'Create');
     const form = h('form', {
       class: 'credential-form', novalidate: true,
@@ -207,8 +211,9 @@ export function credentialForm(verifiers, credential) {
         save.disabled = true;
         save.textContent = 'Logging in to the targets…';
         try {
+          const query = forget && forget.checked ? '?forget_host_keys=true' : '';
           const saved = editing
-            ? await api('PATCH', `/api/v1/security/credential/${credential.credential_id}`, body)
+            ? await api('PATCH', `/api/v1/security/credential/${credential.credential_id}${query}`, body)
             : await api('POST', '/api/v1/security/credential', { target_type: verifier.target_type, ...body });
           close(saved);
         } catch (err) {
@@ -234,7 +239,10 @@ export function credentialForm(verifiers, credential) {
       },
     },
     h('div', { class: 'field' }, h('label', { for: typeId }, 'Target type'), typeSelect),
-    name.element, description.element, propertyBox, outcome,
+    name.element, description.element, propertyBox,
+    forget && h('div', { class: 'field inline' }, forget,
+      h('label', { for: forgetId }, "The targets' host keys changed: learn them afresh (with a new passphrase)")),
+    outcome,
     h('div', { class: 'actions' }, save, h('button', { type: 'button', onclick: () => close(null) }, 'Cancel')));
     return form;
   });

@@ -142,6 +142,19 @@ def walk(page, context):
     expect(dialog).to_be_hidden(timeout=30000)
     expect(page.locator("#credentials tbody tr", has_text="c03")).to_contain_text("edited, passphrase kept")
 
+    # Re-pinning after a host's key changed: with a new passphrase, the box
+    # says to learn the keys afresh; without one, the server refuses it.
+    page.get_by_role("button", name="Edit c03").click()
+    dialog = page.locator("dialog")
+    dialog.get_by_label("The targets' host keys changed").check()
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.locator(".outcome")).to_contain_text("forget_host_keys needs the passphrase")
+    dialog.locator('input[name="passphrase"]').fill(SSH_PASSWORD)
+    labelled(dialog, "Description").fill("host keys learned again")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden(timeout=30000)
+    expect(page.locator("#credentials tbody tr", has_text="c03")).to_contain_text("host keys learned again")
+
     # A form error stays at its field: a bad address is refused before
     # anything is stored.
     page.click("#new-credential")
