@@ -137,6 +137,29 @@ async fn create_get_update_validate_delete() {
     let (status, missing) = server.get(&format!("{CREDENTIAL}/{id}")).await;
     assert_eq!((status, err_code(&missing)), (404, "Credential.NotFound"));
     assert_eq!(message(&missing), "Credential not found");
+    // obshell binds an update's body before it looks the id up: a body it
+    // cannot bind is 400 for a missing id too; one it can, 404.
+    let mut unbindable = create_body("gone", &sshd);
+    unbindable["ssh_credential_property"]
+        .as_object_mut()
+        .unwrap()
+        .remove("passphrase");
+    let (status, refused) = server
+        .patch(&format!("{CREDENTIAL}/{id}"), unbindable)
+        .await;
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Common.BindJsonFailed"),
+        "{refused}"
+    );
+    let (status, missing) = server
+        .patch(&format!("{CREDENTIAL}/{id}"), create_body("gone", &sshd))
+        .await;
+    assert_eq!(
+        (status, err_code(&missing)),
+        (404, "Credential.NotFound"),
+        "{missing}"
+    );
 }
 
 #[tokio::test]

@@ -86,6 +86,27 @@ impl Service {
     /// A point read: from redb's cache it takes microseconds, so it runs
     /// inline rather than paying for a hop to the blocking pool; a shared
     /// database's round trip goes to the pool.
+    /// What an update of an id that is not there is answered: obshell binds
+    /// the body before it looks the credential up, so a body it cannot bind
+    /// is a bind error (400) whether or not the id exists. With no row there
+    /// is no target type: the body is bound as HOST's (obshell's only one)
+    /// when that is loaded.
+    async fn unbound_or_missing(&self, req: &UpdateRequest, client: &Client) -> Error {
+        let registry = self.plugins();
+        let Some(verifier) = registry.verifier("HOST").cloned() else {
+            return Error::NotFound;
+        };
+        match (self.normalize(&verifier, &req.body, Purpose::Update, None, client)).await {
+            Err(
+                unbound @ Error::Refused {
+                    code: crate::plugins::RefusalCode::BindJsonFailed,
+                    ..
+                },
+            ) => unbound,
+            _ => Error::NotFound,
+        }
+    }
+
     pub(super) async fn load(&self, id: i64) -> Result<Record, Error> {
         let Ok(id) = u64::try_from(id) else {
             return Err(Error::NotFound);
@@ -105,7 +126,10 @@ impl Service {
         req: UpdateRequest,
         client: &Client,
     ) -> Result<CredentialView, Error> {
-        let current = self.load(id).await?;
+        let current = match self.load(id).await {
+            Err(Error::NotFound) => return Err(self.unbound_or_missing(&req, client).await),
+            loaded => loaded?,
+        };
         check_name(&req.name)?;
         check_description(&req.description)?;
         let registry = self.plugins();
