@@ -160,6 +160,9 @@ pub enum Level {
 
 /// Logs the lines a call held, with `scrubber` masking its secrets.
 pub fn flush(plugin: &str, held: Vec<Held>, scrubber: &crate::plugins::Scrubber) {
+    if scrubber.drops() {
+        return;
+    }
     for Held { level, line, cut } in held {
         emit(plugin, level, &scrubber.apply_to(line, cut));
     }

@@ -206,11 +206,13 @@ pub fn scrub(message: String, secret: &[u8]) -> String {
 pub struct Scrubber(zeroize::Zeroizing<Vec<String>>, Whole);
 
 /// Whether a text is masked whole: when what to mask in it is not known
-/// (what a policy opened in a call that failed), or too much to look for.
+/// (what a policy opened in a call that failed), or too much to look for;
+/// or not shown at all (`Drop`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Whole {
     No,
     Yes,
+    Drop,
 }
 
 /// Pieces looked for at most; past that, text is masked whole. A property
@@ -323,6 +325,18 @@ impl Scrubber {
     /// Masks every text whole: what is secret in it is not known.
     pub fn everything() -> Self {
         Self(zeroize::Zeroizing::new(Vec::new()), Whole::Yes)
+    }
+
+    /// Shows nothing: for the lines of a run that ended in an ask, whose
+    /// secret is not known yet. The plugin runs again from the start with
+    /// the answer, and logs them again, masked by what that run answers.
+    pub fn dropping() -> Self {
+        Self(zeroize::Zeroizing::new(Vec::new()), Whole::Drop)
+    }
+
+    /// Whether it shows nothing.
+    pub fn drops(&self) -> bool {
+        self.1 == Whole::Drop
     }
 
     /// The mask of a call handed no secret, whatever it answered.
@@ -448,6 +462,9 @@ impl Scrubber {
     /// end inside a secret: what is left of the secret at its end is
     /// masked too, where finding only whole pieces would leave it.
     pub fn apply_to(&self, mut message: String, mut cut: bool) -> String {
+        if self.1 == Whole::Drop {
+            return String::new();
+        }
         if self.1 == Whole::Yes {
             return if message.is_empty() {
                 message

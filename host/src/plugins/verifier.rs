@@ -686,13 +686,12 @@ impl VerifierPlugin {
                             "normalize",
                             &limits,
                             work.clone(),
-                            &|a| {
-                                mask(match a {
-                                    Some(wit3::NormalizeStep::Done(answer)) => {
-                                        answered_secret!(wit3, Some(answer))
-                                    }
-                                    _ => None,
-                                })
+                            &|a| match a {
+                                Some(wit3::NormalizeStep::Done(answer)) => {
+                                    mask(answered_secret!(wit3, Some(answer)))
+                                }
+                                Some(wit3::NormalizeStep::Ask(_)) => Scrubber::dropping(),
+                                None => mask(None),
                             },
                             async move |g, s| {
                                 g.call_normalize(s, property, purpose, stored, answers)
