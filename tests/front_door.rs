@@ -817,8 +817,23 @@ fn a_settings_file_others_may_write_is_refused() {
         assert!(said.contains("others may write it"), "{mode:o}: {said}");
         assert!(!said.contains("Settings-7712"), "{said}");
     }
-    // Its owner's alone: taken.
+    // Another user's (only root can make it so, so only root's runs check
+    // this): its owner would set the password.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
+        let said = refused_at_start(
+            std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data")),
+            "a settings file of another user's",
+        );
+        assert!(said.contains("owned by uid 65534"), "{said}");
+        std::os::unix::fs::chown(&config, Some(0), None).unwrap();
+    }
+    // Its owner's alone: taken.
     let config = Some(std::fs::read_to_string(&config).unwrap());
     let server = support::server::Server::start(support::server::Options {
         config,

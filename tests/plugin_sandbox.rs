@@ -602,3 +602,35 @@ async fn a_plugin_cannot_flood_the_server_log() {
         "{lines} lines logged, {dropped} notices"
     );
 }
+
+/// An update of an id that is not there is bound by the verifier whose
+/// property it holds, as obshell binds before it looks the id up: a body
+/// of another target type is not taken for a broken HOST one.
+#[tokio::test]
+async fn an_update_of_a_missing_id_is_bound_by_its_own_verifier() {
+    use support::server::{Options, Server, err_code};
+    let dir = support::plugin_dir(&["instant_verifier"]);
+    let server = Server::start(Options {
+        args: vec!["--plugin-dir".into(), dir.path().display().to_string()],
+        ..Default::default()
+    });
+    let body = |property: serde_json::Value| serde_json::json!({ "name": "gone", "instant_credential_property": property });
+    let whole = body(serde_json::json!({ "targets": [{ "ip": "127.0.0.1" }],
+        "username": "u", "passphrase": "p" }));
+    let (status, envelope) = server.patch("/api/v1/security/credential/999", whole).await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (404, "Credential.NotFound"),
+        "{envelope}"
+    );
+    let unbound =
+        body(serde_json::json!({ "targets": [{ "ip": "127.0.0.1" }], "passphrase": "p" }));
+    let (status, envelope) = server
+        .patch("/api/v1/security/credential/999", unbound)
+        .await;
+    assert_eq!(
+        (status, err_code(&envelope)),
+        (400, "Common.BindJsonFailed"),
+        "{envelope}"
+    );
+}

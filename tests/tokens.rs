@@ -642,4 +642,21 @@ fn a_data_directory_others_may_write_is_not_asked_for_a_token() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("not a credhost data directory"), "{said}");
     assert!(planted.accept().is_err(), "the planted socket was asked");
+    // Root may ask the server of whichever user owns its directory (`sudo
+    // credhost token create` for a service's account). Only root can make
+    // a directory another user's, so only root's runs check this.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["token", "create", "--name", "x", "--scope", "admin"])
+            .arg("--data-dir")
+            .arg(&theirs)
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("holds no credhost database"), "{said}");
+    }
 }

@@ -380,6 +380,9 @@ impl Config {
             reason,
         };
         let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        // Nor may others write a directory above it: they could put another
+        // file in its place (one with no password at all).
+        crate::data_dir::check_directories_above(path).map_err(|e| fail(e.to_string()))?;
         let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
         let mode = meta.mode() & 0o7777;
         // SAFETY: a plain syscall with no arguments.

@@ -208,7 +208,7 @@ fn mine_or_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirErro
 /// sticky (there, others cannot replace a file that is not theirs).
 /// Otherwise whoever may write one could put a key of their own in the
 /// file's place, or a link to one.
-fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
+pub fn check_directories_above(path: &Path) -> Result<(), DataDirError> {
     let check = check_directory;
     let failed = |e| DataDirError::Inspect(path.to_path_buf(), e);
     // The name as given, and each link it passes through on the way: a

@@ -165,9 +165,11 @@ impl Writer {
         // Kept elsewhere than the data directory: in a directory others may
         // write, they could make the file first, or in its place at a
         // rotation, and read or cut what it says.
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::data_dir::check_directory(dir).map_err(std::io::Error::other)?;
-        }
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        crate::data_dir::check_directory(dir).map_err(std::io::Error::other)?;
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -175,16 +177,22 @@ impl Writer {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
         let meta = file.metadata()?;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: a plain syscall with no arguments.
+        let me = unsafe { libc::geteuid() };
+        // Whatever it is (another user's pipe would read every line).
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is uid {}'s: the audit log is a file of the server's own",
+                self.path.display(),
+                meta.uid()
+            )));
+        }
         if meta.is_file() {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            // SAFETY: a plain syscall with no arguments.
-            let me = unsafe { libc::geteuid() };
-            if (meta.uid() != me && meta.uid() != 0) || meta.nlink() > 1 {
+            if meta.nlink() > 1 {
                 return Err(std::io::Error::other(format!(
-                    "{} is uid {}'s, or has another name too: the audit log is a file of the \
-                     server's own",
-                    self.path.display(),
-                    meta.uid()
+                    "{} has another name too: the audit log is a file of the server's own",
+                    self.path.display()
                 )));
             }
             if meta.mode() & 0o077 != 0 {

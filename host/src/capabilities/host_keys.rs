@@ -268,6 +268,8 @@ impl KnownHosts {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let mut file = std::fs::File::open(path)?;
+        // Nor a directory above it: the file could be swapped for another.
+        crate::data_dir::check_directories_above(path).map_err(std::io::Error::other)?;
         let meta = file.metadata()?;
         // SAFETY: a plain syscall with no arguments.
         let me = unsafe { libc::geteuid() };

@@ -234,6 +234,10 @@ impl Registry {
         self.verifiers.get(target_type)
     }
 
+    pub fn verifiers(&self) -> impl Iterator<Item = &Arc<VerifierPlugin>> {
+        self.verifiers.values()
+    }
+
     /// The installed target types, sorted.
     pub fn target_types(&self) -> Vec<&str> {
         self.verifiers.keys().map(String::as_str).collect()

@@ -89,11 +89,14 @@ impl Service {
     /// What an update of an id that is not there is answered: obshell binds
     /// the body before it looks the credential up, so a body it cannot bind
     /// is a bind error (400) whether or not the id exists. With no row there
-    /// is no target type: the body is bound as HOST's (obshell's only one)
-    /// when that is loaded.
+    /// is no target type: the body is bound by the verifier whose property
+    /// field it holds (HOST's, for obshell's clients), if just one's.
     async fn unbound_or_missing(&self, req: &UpdateRequest, client: &Client) -> Error {
         let registry = self.plugins();
-        let Some(verifier) = registry.verifier("HOST").cloned() else {
+        let mut holding = registry
+            .verifiers()
+            .filter(|v| req.body.raw(&v.info.property_field).as_str() != "null");
+        let (Some(verifier), None) = (holding.next().cloned(), holding.next()) else {
             return Error::NotFound;
         };
         match (self.normalize(&verifier, &req.body, Purpose::Update, None, client)).await {
