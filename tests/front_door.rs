@@ -804,16 +804,19 @@ fn a_settings_file_others_may_write_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("credhost.toml");
     std::fs::write(&config, "password = \"Settings-7712\"\n").unwrap();
-    for mode in [0o620, 0o602, 0o666] {
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
-        let said = refused_at_start(
+    let refused = |what: &str| {
+        refused_at_start(
             std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--config"])
                 .arg(&config)
                 .arg("--data-dir")
                 .arg(dir.path().join("data")),
-            "a settings file others may write",
-        );
+            what,
+        )
+    };
+    for mode in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let said = refused("a settings file others may write");
         assert!(said.contains("others may write it"), "{mode:o}: {said}");
         assert!(!said.contains("Settings-7712"), "{said}");
     }
@@ -822,14 +825,7 @@ fn a_settings_file_others_may_write_is_refused() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
-        let said = refused_at_start(
-            std::process::Command::new(env!("CARGO_BIN_EXE_credhost"))
-                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-                .arg(&config)
-                .arg("--data-dir")
-                .arg(dir.path().join("data")),
-            "a settings file of another user's",
-        );
+        let said = refused("a settings file of another user's");
         assert!(said.contains("owned by uid 65534"), "{said}");
         std::os::unix::fs::chown(&config, Some(0), None).unwrap();
     }
