@@ -74,13 +74,18 @@ async fn credentials_from_create_to_delete() {
     );
     assert!(!shown.contains(sshd::PASSWORD));
 
-    let got = json_of(
-        cli(home.path(), &server, &token)
-            .args(["-o", "json", "credential", "get", "1"])
-            .assert()
-            .success()
-            .get_output(),
-    );
+    // The first credential, as the CLI reads it.
+    let first = || {
+        json_of(
+            cli(home.path(), &server, &token)
+                .args(["-o", "json", "credential", "get", "1"])
+                .assert()
+                .success()
+                .get_output(),
+        )
+    };
+
+    let got = first();
     assert_eq!(got["name"], "web\u{200f}");
     assert_eq!(got["ssh_secret"]["username"], sshd::USER);
 
@@ -100,13 +105,7 @@ async fn credentials_from_create_to_delete() {
         "{}",
         stdout(&out)
     );
-    let got = json_of(
-        cli(home.path(), &server, &token)
-            .args(["-o", "json", "credential", "get", "1"])
-            .assert()
-            .success()
-            .get_output(),
-    );
+    let got = first();
     assert_eq!(got["name"], "web\u{200f}", "the update rewrote the name");
 
     // A second credential whose host goes away: validate --all fails,

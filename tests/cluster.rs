@@ -775,13 +775,7 @@ async fn a_rotation_a_server_cannot_take_in_stops_its_sealing() {
     let under_old = db.sql("SELECT COUNT(*) FROM stuck.credhost_credentials WHERE key_id = 1");
     assert_eq!(under_old.trim(), "1");
     // Nor does a rewrap re-seal the row under it, as a policy swap asks.
-    let (status, envelope) = server
-        .put(
-            "/api/v1/security/encryption/policy",
-            json!({ "policy": "chacha20-poly1305" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{envelope}");
+    server.swap_policy("chacha20-poly1305").await;
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let resealed = db.sql(
         "SELECT COUNT(*) FROM stuck.credhost_credentials \
@@ -963,13 +957,7 @@ async fn a_key_replacement_on_a_server_without_the_cluster_s_policy_answers_at_o
     let mut having = options(&cluster.url, &cluster.kek, &[]);
     having.args = vec!["--plugin-dir".into(), plugins.path().display().to_string()];
     let having = Server::start(having);
-    let (status, envelope) = having
-        .put(
-            "/api/v1/security/encryption/policy",
-            json!({ "policy": "leaky" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{envelope}");
+    having.swap_policy("leaky").await;
     let (status, created) = having
         .post(
             CREATE,

@@ -384,13 +384,7 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         answers.push(envelope);
     }
 
-    let (status, envelope) = server
-        .put(
-            "/api/v1/security/encryption/policy",
-            serde_json::json!({ "policy": "leaky" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{envelope}");
+    server.swap_policy("leaky").await;
     // One credential per address and type: each its own.
     let instant = |name: &str, passphrase: &str| {
         serde_json::json!({ "name": name, "target_type": "INSTANT",

@@ -77,14 +77,8 @@ async fn rotate_and_swap_while_clients_read_and_write() {
     let (status, rotated) = server.post("/api/v1/security/keys/rotate", json!({})).await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(rotated["data"]["key_id"], 2);
-    let (status, swapped) = server
-        .put(
-            "/api/v1/security/encryption/policy",
-            json!({ "policy": "chacha20-poly1305" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{swapped}");
-    assert_eq!(swapped["data"]["active_policy"], "chacha20-poly1305");
+    let swapped = server.swap_policy("chacha20-poly1305").await;
+    assert_eq!(swapped["active_policy"], "chacha20-poly1305");
     // obshell's call answers only once every row is under its key.
     let key = base64_key(9);
     let (status, envelope) = server

@@ -151,13 +151,7 @@ async fn rows_of_the_largest_size_do_not_wedge_the_rewrap() {
     let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
     assert_eq!(status, 200, "{envelope}");
     settle_and_check(&server).await;
-    let (status, envelope) = server
-        .put(
-            "/api/v1/security/encryption/policy",
-            json!({ "policy": "chacha20-poly1305" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{envelope}");
+    server.swap_policy("chacha20-poly1305").await;
     let status = settle_and_check(&server).await;
     assert_eq!(status["active_policy"], "chacha20-poly1305");
     use base64::Engine as _;

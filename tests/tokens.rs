@@ -630,16 +630,20 @@ fn a_data_directory_others_may_write_is_not_asked_for_a_token() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let planted = std::os::unix::net::UnixListener::bind(open.join("credhost.sock")).unwrap();
     planted.set_nonblocking(true).unwrap();
-    // The planted socket never answers: a client that asked it would wait.
-    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_credhost"))
-        .args(["token", "create", "--name", "x", "--scope", "admin"])
-        .arg("--data-dir")
-        .arg(&open)
-        .timeout(std::time::Duration::from_secs(10))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    // `token create` in `dir`; what it said on stderr. The planted socket
+    // never answers: a client that asked it would wait, until the timeout.
+    let create_in = |dir: &std::path::Path| {
+        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["token", "create", "--name", "x", "--scope", "admin"])
+            .arg("--data-dir")
+            .arg(dir)
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = create_in(&open);
     assert!(said.contains("not a credhost data directory"), "{said}");
     assert!(planted.accept().is_err(), "the planted socket was asked");
     // Root may ask the server of whichever user owns its directory (`sudo
@@ -649,14 +653,7 @@ fn a_data_directory_others_may_write_is_not_asked_for_a_token() {
         let theirs = dir.path().join("theirs");
         std::fs::create_dir(&theirs).unwrap();
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_credhost"))
-            .args(["token", "create", "--name", "x", "--scope", "admin"])
-            .arg("--data-dir")
-            .arg(&theirs)
-            .timeout(std::time::Duration::from_secs(10))
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
+        let said = create_in(&theirs);
         assert!(said.contains("holds no credhost database"), "{said}");
     }
 }

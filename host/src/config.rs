@@ -385,8 +385,7 @@ impl Config {
         crate::data_dir::check_directories_above(path).map_err(|e| fail(e.to_string()))?;
         let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
         let mode = meta.mode() & 0o7777;
-        // SAFETY: a plain syscall with no arguments.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::data_dir::euid();
         if meta.uid() != me && meta.uid() != 0 {
             return Err(fail(format!(
                 "owned by uid {}, neither this server's user ({me}) nor root: its owner would \

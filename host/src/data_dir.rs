@@ -191,7 +191,7 @@ fn check_key_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirEr
 }
 
 /// Refuses what is neither the server's user's nor root's.
-fn mine_or_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirError> {
+pub(crate) fn mine_or_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), DataDirError> {
     let me = euid();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(DataDirError::Owner {

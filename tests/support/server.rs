@@ -256,6 +256,19 @@ impl Server {
         self.call(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    /// Makes `policy` the active encryption policy; the answer's data.
+    #[allow(dead_code)]
+    pub async fn swap_policy(&self, policy: &str) -> Value {
+        let (status, envelope) = self
+            .put(
+                "/api/v1/security/encryption/policy",
+                serde_json::json!({ "policy": policy }),
+            )
+            .await;
+        assert_eq!(status, 200, "{envelope}");
+        envelope["data"].clone()
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.http
     }

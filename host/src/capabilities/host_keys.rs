@@ -271,8 +271,7 @@ impl KnownHosts {
         // Nor a directory above it: the file could be swapped for another.
         crate::data_dir::check_directories_above(path).map_err(std::io::Error::other)?;
         let meta = file.metadata()?;
-        // SAFETY: a plain syscall with no arguments.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::data_dir::euid();
         let mode = meta.mode() & 0o7777;
         if (meta.uid() != me && meta.uid() != 0) || mode & 0o022 != 0 {
             return Err(std::io::Error::new(

@@ -187,8 +187,7 @@ async fn create_locally(
         use std::os::unix::fs::MetadataExt;
         let meta =
             std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-        // SAFETY: a plain syscall with no arguments.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::data_dir::euid();
         // Root may ask the server of whichever user owns the directory.
         let owner_ok = me == 0 || meta.uid() == me || meta.uid() == 0;
         if !owner_ok || meta.mode() & 0o022 != 0 {

@@ -344,19 +344,15 @@ impl Scrubber {
         Self::none()
     }
 
-    /// The secret fields of a request's `property`: the values of the
-    /// fields `schema` marks `writeOnly` (a passphrase, a private key),
-    /// named as obshell binds them (in any case, as Go folds it), both as
-    /// they read and as the request spelled them (`\u0026` for `&`, as Go
-    /// writes it). A schema that marks none (every 0.1 plugin's) says
-    /// nothing of which fields are secret: then every string value of the
-    /// property is masked.
-    pub fn of_property(property: &str, schema: &serde_json::Value) -> Self {
-        Self::of_pieces(Self::property_pieces(property, schema))
-    }
-
-    /// [`Self::of_property`], and the `secret` a `normalize` answered as
-    /// [`Self::of`] finds it: a plugin may log a secret it derived.
+    /// What a `normalize` was handed and answered. The secret fields of a
+    /// request's `property`: the values of the fields `schema` marks
+    /// `writeOnly` (a passphrase, a private key), named as obshell binds
+    /// them (in any case, as Go folds it), both as they read and as the
+    /// request spelled them (`\u0026` for `&`, as Go writes it). A schema
+    /// that marks none (every 0.1 plugin's) says nothing of which fields are
+    /// secret: then every string value of the property is masked. And the
+    /// `secret` it answered, as [`Self::of`] finds it: a plugin may log a
+    /// secret it derived.
     pub fn of_normalize(property: &str, schema: &serde_json::Value, secret: Option<&[u8]>) -> Self {
         // A secret that is not text would be logged encoded, if at all.
         let answered = match secret {
@@ -678,7 +674,8 @@ mod tests {
     fn a_secret_is_blanked_as_json_quotes_it_and_before_what_it_contains() {
         let key = "-----BEGIN KEY-----\nb3Blbn\"\\x\n-----END KEY-----";
         let property = serde_json::json!({ "private_key": key, "user": "admin" }).to_string();
-        let scrubber = Scrubber::of_property(&property, &serde_json::json!({ "type": "object" }));
+        let scrubber =
+            Scrubber::of_normalize(&property, &serde_json::json!({ "type": "object" }), None);
         assert_eq!(
             scrubber.apply(format!("got {property}")),
             r#"got {"private_key":"******","user":"******"}"#
@@ -696,7 +693,7 @@ mod tests {
             r#"{"passphrase": "first-try-12", "pa\u017f\u017fphrase": "p\u0026ssw0rd-77"}"#;
         let schema = serde_json::json!({ "properties": {
             "passphrase": { "type": "string", "writeOnly": true } } });
-        let scrubber = Scrubber::of_property(property, &schema);
+        let scrubber = Scrubber::of_normalize(property, &schema, None);
         assert_eq!(
             scrubber.apply(format!("got {property}")),
             r#"got {"passphrase": "******", "pa\u017f\u017fphrase": "******"}"#
@@ -709,16 +706,16 @@ mod tests {
         // A passphrase typed as digits; a property that is no object.
         let schema = serde_json::json!({ "properties": {
             "passphrase": { "type": "string", "writeOnly": true } } });
-        let scrubber = Scrubber::of_property(r#"{"passphrase": 84712290}"#, &schema);
+        let scrubber = Scrubber::of_normalize(r#"{"passphrase": 84712290}"#, &schema, None);
         assert_eq!(scrubber.apply("it was 84712290".into()), "it was ******");
-        let scrubber = Scrubber::of_property(r#""hunter22""#, &schema);
+        let scrubber = Scrubber::of_normalize(r#""hunter22""#, &schema, None);
         assert_eq!(scrubber.apply("got hunter22".into()), "got ******");
         // A field repeated past what is looked for: the text goes whole.
         let many: Vec<String> = (0..100)
             .map(|i| format!(r#""passphrase": "secret-{i:03}""#))
             .collect();
         let property = format!("{{{}}}", many.join(", "));
-        let scrubber = Scrubber::of_property(&property, &schema);
+        let scrubber = Scrubber::of_normalize(&property, &schema, None);
         assert_eq!(scrubber.apply("anything at all".into()), "******");
         assert_eq!(Scrubber::everything().apply("opened x".into()), "******");
     }
@@ -731,13 +728,13 @@ mod tests {
             "passphrase": { "type": "string", "writeOnly": true } } });
         let said = "root hunter22";
         assert_eq!(
-            Scrubber::of_property(property, &schema).apply(said.into()),
+            Scrubber::of_normalize(property, &schema, None).apply(said.into()),
             "root ******"
         );
         // A schema that marks none: every string is taken for a secret.
         let unmarked = serde_json::json!({ "type": "object" });
         assert_eq!(
-            Scrubber::of_property(property, &unmarked).apply(said.into()),
+            Scrubber::of_normalize(property, &unmarked, None).apply(said.into()),
             "****** ******"
         );
     }

@@ -83,9 +83,6 @@ impl Service {
         Ok(CredentialView::of(&record))
     }
 
-    /// A point read: from redb's cache it takes microseconds, so it runs
-    /// inline rather than paying for a hop to the blocking pool; a shared
-    /// database's round trip goes to the pool.
     /// What an update of an id that is not there is answered: obshell binds
     /// the body before it looks the credential up, so a body it cannot bind
     /// is a bind error (400) whether or not the id exists. With no row there
@@ -110,6 +107,9 @@ impl Service {
         }
     }
 
+    /// A point read: from redb's cache it takes microseconds, so it runs
+    /// inline rather than paying for a hop to the blocking pool; a shared
+    /// database's round trip goes to the pool.
     pub(super) async fn load(&self, id: i64) -> Result<Record, Error> {
         let Ok(id) = u64::try_from(id) else {
             return Err(Error::NotFound);

@@ -95,7 +95,7 @@ pub struct Service {
     /// See `guesses`.
     guesses: guesses::Guesses,
     /// Where this server listens (see [`Service::serving_on`]).
-    listening: std::sync::RwLock<Vec<std::net::SocketAddr>>,
+    listening: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 /// A create request: obshell's `CreateCredentialParam`.
@@ -280,7 +280,8 @@ impl Service {
     /// speak HTTP to this server's own API from inside it (with every
     /// scope, on loopback without a password).
     pub fn serving_on(&self, addrs: Vec<std::net::SocketAddr>) {
-        *self.listening.write().expect("listeners lock") = addrs;
+        // Once, at start: the listeners do not change while it serves.
+        let _ = self.listening.set(addrs);
     }
 
     /// Whether `target` is one of this server's own listeners: its own
@@ -288,8 +289,7 @@ impl Service {
     /// (Another loopback address with the same port is another socket.)
     fn is_own_listener(&self, target: &crate::plugins::Target) -> bool {
         let ip = target.ip.to_canonical();
-        let listening = self.listening.read().expect("listeners lock");
-        listening.iter().any(|own| {
+        self.listening.get().into_iter().flatten().any(|own| {
             let own_ip = own.ip().to_canonical();
             own.port() == target.port
                 && (own_ip == ip || (own_ip.is_unspecified() && ip.is_loopback()))
