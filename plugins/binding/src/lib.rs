@@ -13,6 +13,7 @@ use alloc::string::String;
 /// Whether `key` names the field `name` (ASCII) as Go matches them: by
 /// Unicode simple case folding, which folds only two letters outside ASCII
 /// onto ASCII ones, the long s (`ſ`) onto `s` and the Kelvin sign onto `k`.
+#[inline]
 pub fn names(key: &str, name: &str) -> bool {
     // Each of those two letters is longer in UTF-8 than the ASCII letter it
     // folds onto, and nothing else matches an ASCII byte: a key that

@@ -19,18 +19,23 @@ use core::ptr::null_mut;
 const ARENA: usize = 256 * 1024;
 #[cfg(target_arch = "wasm32")]
 const PAGE: usize = 64 * 1024;
+/// The host's page: what it resets after a call, whole, once any of it
+/// was written.
+const HOST_PAGE: usize = 4096;
 
+/// The arena, then where the next block goes and where the current region
+/// ends (0, 0: not started).
+///
+/// The arena is served from its last host page first: that page also holds
+/// the two words below, and the statics the linker puts after the arena
+/// (the bindings' return area), which every call writes anyway. A call
+/// that allocates a few KiB then dirties no page of its own besides its
+/// stack, where serving from the arena's start would dirty two or three
+/// more (the first shares its page with the module's data), each one a
+/// page the host copies back on every call.
 #[repr(C, align(16))]
-struct Arena(UnsafeCell<[u8; ARENA]>);
-
-// SAFETY: a plugin instance has one thread (see `Bump`).
-unsafe impl Sync for Arena {}
-
-static ARENA_BYTES: Arena = Arena(UnsafeCell::new([0; ARENA]));
-
-/// Where the next block goes and where the current region ends (0, 0:
-/// not started).
 pub struct Bump {
+    arena: UnsafeCell<[u8; ARENA]>,
     next: UnsafeCell<usize>,
     end: UnsafeCell<usize>,
 }
@@ -42,9 +47,19 @@ unsafe impl Sync for Bump {}
 impl Bump {
     pub const fn new() -> Self {
         Self {
+            arena: UnsafeCell::new([0; ARENA]),
             next: UnsafeCell::new(0),
             end: UnsafeCell::new(0),
         }
+    }
+
+    /// The arena's two regions, in the order they are served: the part of
+    /// its last host page before the words above, then the rest.
+    fn regions(&self) -> [(usize, usize); 2] {
+        let start = self.arena.get() as usize;
+        let stop = start + ARENA;
+        let tail = (stop & !(HOST_PAGE - 1)).max(start);
+        [(tail, stop), (start, tail)]
     }
 
     /// A fresh region of at least `size` bytes from the memory's growth.
@@ -73,40 +88,52 @@ impl Default for Bump {
     }
 }
 
+/// `layout`'s block from the region that `next` is in and `end` ends, if
+/// it fits.
+fn take(next: &mut usize, end: usize, layout: Layout) -> Option<*mut u8> {
+    let start = next.checked_next_multiple_of(layout.align())?;
+    let stop = start.checked_add(layout.size())?;
+    if stop > end {
+        return None;
+    }
+    *next = stop;
+    Some(start as *mut u8)
+}
+
 unsafe impl GlobalAlloc for Bump {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: one thread, and no reference to the cells outlives this call.
         let (next, end) = unsafe { (&mut *self.next.get(), &mut *self.end.get()) };
+        let [tail, rest] = self.regions();
+        // An arena that ends on a page boundary has no such page.
+        let has_tail = tail.0 < tail.1;
         if *end == 0 {
-            *next = ARENA_BYTES.0.get() as usize;
-            *end = *next + ARENA;
+            (*next, *end) = if has_tail { tail } else { rest };
         }
-        let stop = next
-            .checked_next_multiple_of(layout.align())
-            .and_then(|start| Some((start, start.checked_add(layout.size())?)));
-        match stop {
-            Some((start, stop)) if stop <= *end => {
-                *next = stop;
-                start as *mut u8
-            }
-            _ => {
-                // What is left of the region is abandoned: blocks are small
-                // next to a page, so little is lost.
-                let Some((from, to)) = layout
-                    .size()
-                    .checked_add(layout.align())
-                    .and_then(Self::grow)
-                else {
-                    return null_mut();
-                };
-                let start = from.next_multiple_of(layout.align());
-                *next = start + layout.size();
-                *end = to;
-                start as *mut u8
+        if let Some(block) = take(next, *end, layout) {
+            return block;
+        }
+        // What is left of a region is abandoned: blocks are small next to
+        // a page, so little is lost.
+        if has_tail && *end == tail.1 {
+            (*next, *end) = rest;
+            if let Some(block) = take(next, *end, layout) {
+                return block;
             }
         }
+        let Some(region) = layout
+            .size()
+            .checked_add(layout.align())
+            .and_then(Self::grow)
+        else {
+            return null_mut();
+        };
+        (*next, *end) = region;
+        take(next, *end, layout).unwrap_or(null_mut())
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as in `alloc`.
         let next = unsafe { &mut *self.next.get() };
@@ -115,6 +142,7 @@ unsafe impl GlobalAlloc for Bump {
         }
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as in `alloc`.
         let (next, end) = unsafe { (&mut *self.next.get(), &mut *self.end.get()) };
@@ -141,14 +169,33 @@ unsafe impl GlobalAlloc for Bump {
 mod tests {
     use super::*;
 
+    /// A bump whose arena starts `offset` bytes (a multiple of 16) into a
+    /// host page, as the linker might place it. Zeroed memory is a bump not
+    /// started yet; it is never freed.
+    fn bump_at(offset: usize) -> &'static Bump {
+        let layout =
+            Layout::from_size_align(core::mem::size_of::<Bump>() + HOST_PAGE, HOST_PAGE).unwrap();
+        // SAFETY: the block is large enough for a `Bump` at `offset`, and
+        // all zeros is a valid `Bump`.
+        unsafe {
+            let base = alloc::alloc::alloc_zeroed(layout);
+            assert!(!base.is_null());
+            &*base.add(offset).cast::<Bump>()
+        }
+    }
+
+    fn byte_block(size: usize) -> Layout {
+        Layout::from_size_align(size, 1).unwrap()
+    }
+
     #[test]
     fn bumps_and_reuses_only_the_latest_block() {
-        let bump = Bump::new();
+        let bump = bump_at(2048);
         let word = Layout::from_size_align(8, 8).unwrap();
         // SAFETY: blocks are used as the layouts they were asked with.
         unsafe {
             let a = bump.alloc(word);
-            let b = bump.alloc(Layout::from_size_align(3, 1).unwrap());
+            let b = bump.alloc(byte_block(3));
             assert_eq!(b as usize, a as usize + 8);
             // Aligned past the 3-byte block.
             let c = bump.alloc(word);
@@ -167,16 +214,37 @@ mod tests {
     }
 
     #[test]
-    fn fails_cleanly_past_the_arena_without_growth() {
-        let bump = Bump::new();
+    fn serves_the_last_page_first_then_the_rest_then_nothing_without_growth() {
+        let bump = bump_at(1024);
+        let arena = bump.arena.get() as usize;
         // SAFETY: only addresses are compared.
         unsafe {
-            assert!(
-                !bump
-                    .alloc(Layout::from_size_align(ARENA, 16).unwrap())
-                    .is_null()
+            // The last page holds the arena's last 1024 bytes, the bump's
+            // own words after them.
+            let first = bump.alloc(byte_block(1000)) as usize;
+            assert_eq!(first, arena + ARENA - 1024);
+            assert_eq!(first / HOST_PAGE, bump.next.get() as usize / HOST_PAGE);
+            assert_eq!(bump.alloc(byte_block(24)) as usize, first + 1000);
+            // The page is full: the rest of the arena, from its start.
+            assert_eq!(bump.alloc(byte_block(1)) as usize, arena);
+            assert_eq!(bump.alloc(byte_block(ARENA - 1025)) as usize, arena + 1);
+            assert!(bump.alloc(byte_block(1)).is_null());
+        }
+    }
+
+    #[test]
+    fn fails_cleanly_past_the_arena_without_growth() {
+        // An arena that ends on a page boundary shares no page: it is
+        // served from its start, whole.
+        let bump = bump_at(0);
+        // SAFETY: only addresses are compared.
+        unsafe {
+            let arena = bump.arena.get() as usize;
+            assert_eq!(
+                bump.alloc(Layout::from_size_align(ARENA, 16).unwrap()) as usize,
+                arena
             );
-            assert!(bump.alloc(Layout::from_size_align(1, 1).unwrap()).is_null());
+            assert!(bump.alloc(byte_block(1)).is_null());
         }
     }
 }
