@@ -8,6 +8,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 use base64::Engine as _;
@@ -773,4 +774,73 @@ fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
         std::fs::read_to_string(&victim).unwrap(),
         "no line break at the end"
     );
+}
+
+/// The same with a hard link: another name of one of the server's files.
+/// And a pipe of another user's in the log's place, which would hand that
+/// user every line: the log is not written to it.
+#[tokio::test]
+async fn an_audit_path_with_another_name_or_another_users_pipe_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let victim = dir.path().join("kek.key");
+    std::fs::write(&victim, "no line break at the end").unwrap();
+    std::fs::hard_link(&victim, logs.join("audit.log")).unwrap();
+    let config = dir.path().join("credhost.toml");
+    std::fs::write(
+        &config,
+        format!("[audit]\npath = {:?}\n", logs.join("audit.log")),
+    )
+    .unwrap();
+    let said = support::server::refused_at_start(
+        Command::new(env!("CARGO_BIN_EXE_credhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+        "an audit path with another name",
+    );
+    assert!(said.contains("hard links"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "no line break at the end"
+    );
+
+    // Only root can give a pipe to another user, so only root's runs make
+    // one; as anyone else, the pipe is the server's own and is written.
+    let pipe = logs.join("pipe");
+    let name = std::ffi::CString::new(pipe.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a plain syscall on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o666) }, 0);
+    let theirs = unsafe { libc::geteuid() } == 0;
+    if theirs {
+        std::os::unix::fs::chown(&pipe, Some(65534), Some(65534)).unwrap();
+    }
+    // Whoever holds the other end, reading what comes.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&pipe)
+        .unwrap();
+    let server = Server::start(Options {
+        config: Some(format!("[audit]\npath = {pipe:?}\n")),
+        ..Default::default()
+    });
+    let (status, envelope) = server.post("/api/v1/security/keys/rotate", json!({})).await;
+    let mut heard = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut heard);
+    if theirs {
+        assert_eq!(status, 503, "{envelope}");
+        assert_eq!(err_code(&envelope), "Audit.Unavailable");
+        assert!(heard.is_empty(), "{}", String::from_utf8_lossy(&heard));
+        assert!(
+            server.log_text().contains("owned by uid 65534"),
+            "{}",
+            server.log_text()
+        );
+    } else {
+        assert_eq!(status, 200, "{envelope}");
+        assert!(!heard.is_empty());
+    }
 }
