@@ -7,8 +7,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
@@ -742,20 +742,21 @@ async fn a_token_made_offline_is_recorded_where_the_server_records() {
     );
 }
 
-/// An audit path outside the data directory, in a directory someone else
-/// can write, made a link to one of the server's own files (its KEK, say):
-/// carrying the chain on would cut that file after its last line break.
-/// The server refuses to start, and the file is untouched.
-#[test]
-fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let logs = dir.path().join("logs");
+/// What a start with its audit log at `logs/audit.log`, made by `plant`
+/// into another name of a file of the server's (its KEK, say), printed as
+/// it was refused; and that file, which carrying the chain on would cut
+/// after its last line break, untouched.
+fn start_refused_with_audit_log_planted(
+    dir: &Path,
+    plant: fn(&Path, &Path) -> std::io::Result<()>,
+    what: &str,
+) -> String {
+    let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let victim = dir.path().join("kek.key");
+    let victim = dir.join("kek.key");
     std::fs::write(&victim, "no line break at the end").unwrap();
-    std::os::unix::fs::symlink(&victim, logs.join("audit.log")).unwrap();
-    let config = dir.path().join("credhost.toml");
+    plant(&victim, &logs.join("audit.log")).unwrap();
+    let config = dir.join("credhost.toml");
     std::fs::write(
         &config,
         format!("[audit]\npath = {:?}\n", logs.join("audit.log")),
@@ -766,14 +767,28 @@ fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
-            .arg(&data),
-        "an audit path that is a link",
+            .arg(dir.join("data")),
+        what,
     );
-    assert!(said.contains("symbolic link"), "{said}");
     assert_eq!(
         std::fs::read_to_string(&victim).unwrap(),
         "no line break at the end"
     );
+    said
+}
+
+/// An audit path outside the data directory, in a directory someone else
+/// can write, made a link to one of the server's own files: the server
+/// refuses to start.
+#[test]
+fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = start_refused_with_audit_log_planted(
+        dir.path(),
+        |victim, log| std::os::unix::fs::symlink(victim, log),
+        "an audit path that is a link",
+    );
+    assert!(said.contains("symbolic link"), "{said}");
 }
 
 /// The same with a hard link: another name of one of the server's files.
@@ -782,34 +797,16 @@ fn an_audit_path_that_is_a_link_is_refused_and_its_target_untouched() {
 #[tokio::test]
 async fn an_audit_path_with_another_name_or_another_users_pipe_is_not_written() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let victim = dir.path().join("kek.key");
-    std::fs::write(&victim, "no line break at the end").unwrap();
-    std::fs::hard_link(&victim, logs.join("audit.log")).unwrap();
-    let config = dir.path().join("credhost.toml");
-    std::fs::write(
-        &config,
-        format!("[audit]\npath = {:?}\n", logs.join("audit.log")),
-    )
-    .unwrap();
-    let said = support::server::refused_at_start(
-        Command::new(env!("CARGO_BIN_EXE_credhost"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data")),
+    let said = start_refused_with_audit_log_planted(
+        dir.path(),
+        |victim, log| std::fs::hard_link(victim, log),
         "an audit path with another name",
     );
     assert!(said.contains("hard links"), "{said}");
-    assert_eq!(
-        std::fs::read_to_string(&victim).unwrap(),
-        "no line break at the end"
-    );
 
     // Only root can give a pipe to another user, so only root's runs make
     // one; as anyone else, the pipe is the server's own and is written.
-    let pipe = logs.join("pipe");
+    let pipe = dir.path().join("logs").join("pipe");
     let name = std::ffi::CString::new(pipe.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a plain syscall on a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o666) }, 0);
