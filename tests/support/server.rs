@@ -17,6 +17,7 @@ pub struct Server {
     envs: Vec<(String, String)>,
     listen: String,
     open_files: Option<u64>,
+    run_as: Option<u32>,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -31,6 +32,10 @@ pub struct Options {
     pub listen: Option<String>,
     /// The soft limit of open files the server starts with.
     pub open_files: Option<u64>,
+    /// Another user the server runs as (the test runs as root): its uid.
+    /// The server's directory (its data directory's parent, and the
+    /// settings file) is that user's.
+    pub run_as: Option<u32>,
 }
 
 impl Server {
@@ -42,8 +47,14 @@ impl Server {
             // As the server asks of a settings file that may hold a password.
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(uid) = options.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+            }
             options.args.push("--config".into());
             options.args.push(path.display().to_string());
+        }
+        if let Some(uid) = options.run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
         }
         let mut server = Self {
             base: String::new(),
@@ -54,6 +65,7 @@ impl Server {
             envs: options.envs,
             listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".into()),
             open_files: options.open_files,
+            run_as: options.run_as,
             _dir: dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -70,7 +82,11 @@ impl Server {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_credhost"));
+        let binary = std::fs::File::open(env!("CARGO_BIN_EXE_credhost")).unwrap();
+        let mut command = match self.run_as {
+            Some(uid) => as_user(&binary, uid),
+            None => Command::new(env!("CARGO_BIN_EXE_credhost")),
+        };
         if let Some(soft) = self.open_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe syscalls between fork and exec.
@@ -398,6 +414,26 @@ pub async fn rewrap_settled(server: &Server) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The binary `binary` is open as, to be run as user `uid` (in that user's
+/// own group, without the test's groups). Run by its descriptor: the
+/// directories on the way to the build's binary may be closed to that user,
+/// and the kernel resolves the descriptor before the exec closes it.
+pub fn as_user(binary: &std::fs::File, uid: u32) -> Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpwuid returns a pointer to static storage or null; it is
+    // read at once, on this thread.
+    let gid = unsafe {
+        let entry = libc::getpwuid(uid);
+        assert!(!entry.is_null(), "no user {uid}");
+        (*entry).pw_gid
+    };
+    let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
+    // As root, std drops the supplementary groups when it sets the uid.
+    command.uid(uid).gid(gid);
+    command
 }
 
 /// What the server printed when it refused to start; a server that
