@@ -943,6 +943,21 @@ async fn the_allow_list_applies_to_create_update_and_validate() {
     );
 }
 
+/// `body`, whose target at `ip` is where `server` listens, posted to
+/// `path`: refused before anything is dialled.
+async fn refused_as_the_server_itself(server: &Server, path: &str, body: &Value, ip: &str) {
+    let (status, refused) = server.post(path, body.clone()).await;
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.Host.NotAllowed"),
+        "{ip}: {refused}"
+    );
+    assert!(
+        message(&refused).contains("this server itself"),
+        "{refused}"
+    );
+}
+
 /// A verifier lends its plugin the credential's targets: one pointing at
 /// this server would let the plugin speak HTTP to its own API from inside
 /// it (with every scope, on loopback without a password). Refused, however
@@ -956,16 +971,7 @@ async fn a_credential_cannot_point_at_the_server_itself() {
         let mut body = create_body("self", &sshd);
         body["ssh_credential_property"]["targets"] = json!([{ "ip": ip, "port": port }]);
         for path in [CREDENTIAL.to_string(), format!("{CREDENTIAL}/validate")] {
-            let (status, refused) = server.post(&path, body.clone()).await;
-            assert_eq!(
-                (status, err_code(&refused)),
-                (400, "Credential.Host.NotAllowed"),
-                "{ip}: {refused}"
-            );
-            assert!(
-                message(&refused).contains("this server itself"),
-                "{refused}"
-            );
+            refused_as_the_server_itself(&server, &path, &body, ip).await;
         }
     }
     // Another loopback address with the same port is another socket, and
@@ -980,6 +986,38 @@ async fn a_credential_cannot_point_at_the_server_itself() {
         "{refused}"
     );
     drop(other);
+}
+
+/// A server bound to every address answers on each of its machine's
+/// addresses, not only on loopback: a credential cannot point at any of
+/// them. The server runs in a network namespace of the test's own, where
+/// its machine's addresses are loopback and the one address of its link.
+#[tokio::test]
+async fn a_server_on_every_address_cannot_be_pointed_at_on_any() {
+    let sshd = Sshd::start();
+    let ns = support::netns::Netns::create();
+    let mut server = Server::start(Options {
+        listen: Some("0.0.0.0:0".into()),
+        args: vec!["--allow-remote-without-password".into()],
+        netns: Some(ns.name.clone()),
+        ..Default::default()
+    });
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    server.base = format!("http://{}:{port}", ns.ns_ip);
+    let mut body = create_body("self", &sshd);
+    for ip in [ns.ns_ip.as_str(), "127.0.0.1", "127.0.0.53", "::1"] {
+        body["ssh_credential_property"]["targets"] = json!([{ "ip": ip, "port": port }]);
+        refused_as_the_server_itself(&server, CREDENTIAL, &body, ip).await;
+    }
+    // The other end of the link is another machine's: dialled as any
+    // target is (nothing answers there on that port).
+    body["ssh_credential_property"]["targets"] = json!([{ "ip": ns.host_ip, "port": port }]);
+    let (status, refused) = server.post(CREDENTIAL, body).await;
+    assert_eq!(
+        (status, err_code(&refused)),
+        (400, "Credential.SSH.ValidationFailed"),
+        "{refused}"
+    );
 }
 
 /// Through a NAT64 gateway, `64:ff9b::a9fe:a9fe` is 169.254.169.254 (a

@@ -18,6 +18,7 @@ pub struct Server {
     listen: String,
     open_files: Option<u64>,
     run_as: Option<u32>,
+    netns: Option<String>,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -36,6 +37,8 @@ pub struct Options {
     /// The server's directory (its data directory's parent, and the
     /// settings file) is that user's.
     pub run_as: Option<u32>,
+    /// A network namespace (see `netns.rs`) the server runs in.
+    pub netns: Option<String>,
 }
 
 impl Server {
@@ -66,6 +69,7 @@ impl Server {
             listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".into()),
             open_files: options.open_files,
             run_as: options.run_as,
+            netns: options.netns,
             _dir: dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -83,9 +87,17 @@ impl Server {
             .open(&self.log)
             .unwrap();
         let binary = std::fs::File::open(env!("CARGO_BIN_EXE_credhost")).unwrap();
-        let mut command = match self.run_as {
-            Some(uid) => as_user(&binary, uid),
-            None => Command::new(env!("CARGO_BIN_EXE_credhost")),
+        let mut command = match (self.run_as, &self.netns) {
+            (Some(uid), _) => as_user(&binary, uid),
+            // `ip netns exec` becomes the server: its pid is the server's.
+            (None, Some(netns)) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(env!("CARGO_BIN_EXE_credhost"));
+                command
+            }
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_credhost")),
         };
         if let Some(soft) = self.open_files {
             use std::os::unix::process::CommandExt;

@@ -285,14 +285,15 @@ impl Service {
     }
 
     /// Whether `target` is one of this server's own listeners: its own
-    /// address, or a loopback one of a listener bound to every address.
-    /// (Another loopback address with the same port is another socket.)
+    /// address, or, for a listener bound to every address, any address of
+    /// this machine. (Another loopback address with the same port is
+    /// another socket.)
     fn is_own_listener(&self, target: &crate::plugins::Target) -> bool {
         let ip = target.ip.to_canonical();
         self.listening.get().into_iter().flatten().any(|own| {
             let own_ip = own.ip().to_canonical();
             own.port() == target.port
-                && (own_ip == ip || (own_ip.is_unspecified() && ip.is_loopback()))
+                && (own_ip == ip || (own_ip.is_unspecified() && is_this_machine(ip)))
         })
     }
 
@@ -403,6 +404,16 @@ fn check_description(description: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// Whether `ip` reaches this machine: a loopback address, or one of its
+/// interfaces' (one a socket can be bound to). Asked of the kernel each
+/// time, as addresses come and go while the server runs; only for a
+/// target on the port of a listener bound to every address, so rarely.
+/// Where binding to any address is allowed (`ip_nonlocal_bind`), every
+/// address on that port counts as this machine's and is refused.
+fn is_this_machine(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 #[cfg(test)]
