@@ -272,14 +272,14 @@ async fn no_request_fails_because_of_a_reload() {
 
 /// Rows a rewrap could not move stay sealed by their policy, and only it
 /// opens them: a reload without that policy is refused, and nothing
-/// changes, until the rows are moved or the policy is back.
+/// changes, until the rows are moved or the policy is back. (The rewrap
+/// here is toward a policy whose ciphertexts do not open, so none is
+/// stored.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
     let sshd = Sshd::start();
-    let plugin_dir = tempfile::tempdir().unwrap();
-    let forgetful = plugin_dir.path().join("forgetful_policy.wasm");
-    let built = credhost::plugins::embedded::build_dir().join("forgetful_policy.wasm");
-    std::fs::copy(&built, &forgetful).unwrap();
+    let plugin_dir = support::plugin_dir(&["leaky_policy", "forgetful_policy"]);
+    let leaky = plugin_dir.path().join("leaky_policy.wasm");
     let server = Server::start(Options {
         args: vec![
             "--plugin-dir".into(),
@@ -287,35 +287,85 @@ async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
         ],
         ..Default::default()
     });
-    let policy = "/api/v1/security/encryption/policy";
-    let (status, envelope) = server.put(policy, json!({ "policy": "forgetful" })).await;
-    assert_eq!(status, 200, "{envelope}");
+    server.swap_policy("leaky").await;
     let (status, created) = server
         .post("/api/v1/security/credential", host_body("kept", &sshd))
         .await;
     assert_eq!(status, 200, "{created}");
-    // The rewrap back cannot open that row (this policy opens nothing), so
-    // it stops and the row stays as it was sealed.
-    let (status, envelope) = server.put(policy, json!({ "policy": "aes-256-gcm" })).await;
+    let policy = "/api/v1/security/encryption/policy";
+    let (status, envelope) = server.put(policy, json!({ "policy": "forgetful" })).await;
     assert_eq!(status, 200, "{envelope}");
     let settled = rewrap_settled(&server).await;
     assert_eq!(settled["rewrap"]["state"], "failed", "{settled}");
 
-    std::fs::remove_file(&forgetful).unwrap();
+    let copy = std::fs::read(&leaky).unwrap();
+    std::fs::remove_file(&leaky).unwrap();
     let (status, envelope) = server.post("/api/v1/plugins/reload", json!({})).await;
     assert_eq!(status, 400, "{envelope}");
     assert_eq!(err_code(&envelope), "Common.IllegalArgument");
     let said = message(&envelope);
     assert!(
-        said.contains("'forgetful'") && said.contains("1 stored credential"),
+        said.contains("'leaky'") && said.contains("1 stored credential"),
         "{said}"
     );
     let (_, plugins) = server.get("/api/v1/plugins").await;
-    assert!(plugins.to_string().contains("forgetful"), "{plugins}");
+    assert!(plugins.to_string().contains("leaky"), "{plugins}");
 
-    std::fs::copy(&built, &forgetful).unwrap();
+    std::fs::write(&leaky, copy).unwrap();
     let (status, envelope) = server.post("/api/v1/plugins/reload", json!({})).await;
     assert_eq!(status, 200, "{envelope}");
+}
+
+/// A policy whose ciphertexts do not open (`forgetful` seals everything to
+/// one constant) is never handed the only copy of a secret: the server
+/// opens each ciphertext before it stores it. A new credential is refused
+/// with nothing stored, and the rewrap toward it stops with every row as
+/// it was: the credential made before still proves itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_whose_ciphertexts_do_not_open_is_never_handed_a_secret() {
+    let sshd = Sshd::start();
+    let plugin_dir = support::plugin_dir(&["forgetful_policy"]);
+    let server = Server::start(Options {
+        args: vec![
+            "--plugin-dir".into(),
+            plugin_dir.path().display().to_string(),
+        ],
+        ..Default::default()
+    });
+    let (status, created) = server
+        .post("/api/v1/security/credential", host_body("before", &sshd))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["credential_id"].as_u64().unwrap();
+    let policy = "/api/v1/security/encryption/policy";
+    let (status, envelope) = server.put(policy, json!({ "policy": "forgetful" })).await;
+    assert_eq!(status, 200, "{envelope}");
+    let settled = rewrap_settled(&server).await;
+    assert_eq!(settled["rewrap"]["state"], "failed", "{settled}");
+    assert!(
+        settled
+            .to_string()
+            .contains("does not open to what it sealed"),
+        "{settled}"
+    );
+    assert_eq!(server.validate_stored(id).await["reason"], "OK");
+
+    // Its host free again (obshell keeps one credential per host).
+    let (status, deleted) = server
+        .delete(&format!("/api/v1/security/credential/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    let (status, refused) = server
+        .post("/api/v1/security/credential", host_body("after", &sshd))
+        .await;
+    assert_eq!(status, 500, "{refused}");
+    assert_eq!(err_code(&refused), "Credential.EncryptFailed");
+    assert!(
+        message(&refused).contains("does not open to what it sealed"),
+        "{refused}"
+    );
+    let (_, list) = server.get("/api/v1/security/credentials").await;
+    assert_eq!(list["data"]["page"]["total_elements"], 0, "{list}");
 }
 
 /// A hangup that comes while the server starts (logrotate's, say, while

@@ -178,19 +178,53 @@ impl PolicyPlugin {
     /// output cap allows: a rewrap batch pays for instantiation once per
     /// run, not per row, and never asks for more than a call may return.
     /// The calls count against `client`'s share of the instances.
+    ///
+    /// What is stored is often the only copy of a secret, so each
+    /// ciphertext is held to the contract before it is: opened in fresh
+    /// instances, as it will be when read, it gives back exactly its
+    /// plaintext, and nothing under other associated data; and it does
+    /// not hold the plaintext. An item that fails is refused, so a policy
+    /// that forgets, keeps state across calls, ignores the associated data
+    /// or passes its input through cannot make the server keep what does
+    /// not open, or keep a secret in clear.
     pub async fn seal_many(
         &self,
         client: &Client,
         key: &Secret,
         items: &[(Secret, Vec<u8>)],
     ) -> Result<Vec<Result<Vec<u8>, String>>, PluginError> {
-        let mut out = Vec::with_capacity(items.len());
+        let mut sealed = Vec::with_capacity(items.len());
         for run in runs(items, self.meta.limits.output_bytes, |(p, _)| {
             p.expose().len()
         }) {
-            out.extend(self.seal_run(client, key, run).await?);
+            sealed.extend(self.seal_run(client, key, run).await?);
         }
-        Ok(out)
+        // Each ciphertext under its own associated data, then under
+        // another's.
+        let trials: Vec<(Vec<u8>, Vec<u8>)> = items
+            .iter()
+            .zip(&sealed)
+            .filter_map(|((_, aad), sealed)| Some((sealed.as_ref().ok()?, aad)))
+            .flat_map(|(ciphertext, aad)| {
+                let mut other = aad.clone();
+                other.extend_from_slice(b"/another");
+                [
+                    (ciphertext.clone(), aad.clone()),
+                    (ciphertext.clone(), other),
+                ]
+            })
+            .collect();
+        let mut opened = self.open_many(client, key, &trials).await?.into_iter();
+        Ok(items
+            .iter()
+            .zip(sealed)
+            .map(|((plaintext, _), sealed)| {
+                let ciphertext = sealed?;
+                let (own, other) = (opened.next(), opened.next());
+                kept_to_contract(plaintext, &ciphertext, own, other)?;
+                Ok(ciphertext)
+            })
+            .collect())
     }
 
     async fn seal_run(
@@ -312,6 +346,31 @@ impl PolicyPlugin {
     }
 }
 
+/// Why `ciphertext`, sealed from `plaintext` and then opened under its own
+/// associated data (`own`) and another's (`other`), may not be stored, if
+/// it may not.
+fn kept_to_contract(
+    plaintext: &Secret,
+    ciphertext: &[u8],
+    own: Option<Result<Secret, String>>,
+    other: Option<Result<Secret, String>>,
+) -> Result<(), String> {
+    let plaintext = plaintext.expose();
+    // Eight bytes or more: a shorter plaintext turns up in random bytes.
+    if plaintext.len() >= 8 && memchr::memmem::find(ciphertext, plaintext).is_some() {
+        return Err("the policy's ciphertext holds the plaintext".into());
+    }
+    if !matches!(own, Some(Ok(opened)) if opened.expose() == plaintext) {
+        return Err("the policy's ciphertext does not open to what it sealed".into());
+    }
+    if !matches!(other, Some(Err(_))) {
+        return Err(
+            "the policy's ciphertext opens under another credential's associated data".into(),
+        );
+    }
+    Ok(())
+}
+
 /// `results` with the refusals' text masked (they are answered and
 /// logged): a policy that quotes what it was handed leaks it nowhere.
 fn masked_refusals(
@@ -379,5 +438,54 @@ mod run_tests {
         assert_eq!(runs(&[10usize; 300], 1 << 20, |n| *n).len(), 3, "by count");
         assert_eq!(runs(&[1usize << 20], 1 << 20, |n| *n).len(), 1);
         assert!(runs(&Vec::<usize>::new(), 1 << 20, |n| *n).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::kept_to_contract;
+    use crate::secret::Secret;
+
+    #[test]
+    fn a_ciphertext_is_kept_only_if_it_opens_to_its_plaintext_and_only_under_its_own_data() {
+        let plaintext = Secret::new(b"Passphrase-4471".to_vec());
+        let opens = |bytes: &[u8]| Some(Ok(Secret::new(bytes.to_vec())));
+        let refused = || Some(Err("wrong associated data".to_string()));
+        let sealed = b"nonce+ciphertext+tag";
+        assert_eq!(
+            kept_to_contract(&plaintext, sealed, opens(b"Passphrase-4471"), refused()),
+            Ok(())
+        );
+        for (ciphertext, own, other, why) in [
+            (
+                &b"xxPassphrase-4471yy"[..],
+                opens(b"Passphrase-4471"),
+                refused(),
+                "holds the plaintext",
+            ),
+            (
+                sealed,
+                opens(b"Passphrase-4472"),
+                refused(),
+                "does not open",
+            ),
+            (sealed, refused(), refused(), "does not open"),
+            (sealed, None, None, "does not open"),
+            (
+                sealed,
+                opens(b"Passphrase-4471"),
+                opens(b"Passphrase-4471"),
+                "another credential's",
+            ),
+        ] {
+            let said = kept_to_contract(&plaintext, ciphertext, own, other).unwrap_err();
+            assert!(said.contains(why), "{said}");
+        }
+        // A short plaintext may turn up in random bytes: not held against it.
+        let short = Secret::new(b"pw".to_vec());
+        assert_eq!(
+            kept_to_contract(&short, b"..pw..", opens(b"pw"), refused()),
+            Ok(())
+        );
     }
 }
