@@ -841,3 +841,61 @@ async fn an_audit_path_with_another_name_or_another_users_pipe_is_not_written() 
         assert!(!heard.is_empty());
     }
 }
+
+/// A change whose client goes away before the answer (or whose deadline
+/// passes) still runs to its end, and its outcome is recorded with the ids
+/// it touched: dropped midway it could stop between a write and what
+/// follows it, leaving a change in the database with no record of which
+/// credential it was. Here the client leaves while the target (an SSH
+/// server that takes a second to speak) is being proven.
+#[tokio::test]
+async fn a_change_whose_client_leaves_runs_to_its_end_and_is_recorded() {
+    use support::fake_ssh::{self, FakeSsh};
+    let target = FakeSsh::start_with_latency(
+        &fake_ssh::loopback_ips(4711, 1),
+        std::time::Duration::from_millis(1500),
+    )
+    .await;
+    let server = Server::start(Options::default());
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let body = json!({ "target_type": "HOST", "name": "left-behind",
+        "ssh_credential_property": {
+            "targets": [{ "ip": target.addrs[0].ip().to_string(), "port": target.addrs[0].port() }],
+            "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } });
+    let gone = impatient
+        .post(format!("{}/api/v1/security/credential", server.base))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gone.is_err(), "answered within 300 ms: {gone:?}");
+    let log = server.data_dir().join("audit.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let finished = loop {
+        let found = records(&log)
+            .into_iter()
+            .find(|r| r["type"] == "request.finished");
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome recorded: {:?}",
+            std::fs::read_to_string(&log)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["status"], 200, "{finished}");
+    let (status, list) = server.get("/api/v1/security/credentials").await;
+    assert_eq!(status, 200);
+    let stored = &list["data"]["contents"][0];
+    assert_eq!(stored["name"], "left-behind", "{list}");
+    assert_eq!(finished["credential_ids"], json!([stored["credential_id"]]));
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(fake_ssh::PASSWORD)
+    );
+}

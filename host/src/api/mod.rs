@@ -40,7 +40,8 @@ pub use observe::Note;
 #[derive(Debug, Clone)]
 pub struct FrontDoor {
     pub guard: guard::Guard,
-    /// A request that takes longer is answered 503 and its work dropped.
+    /// A request that takes longer is answered 503 and its work dropped,
+    /// unless it is a change already under way (see `observe::gate`).
     pub request_timeout: Duration,
 }
 

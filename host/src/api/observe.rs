@@ -346,7 +346,8 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         note.add_ids(id.and_then(|id| u64::try_from(id).ok()));
     }
     let request = Request::from_parts(parts, body);
-    let record = note.record(&audit, "request.begin", &parts_of(&request), None);
+    let request_parts = parts_of(&request);
+    let record = note.record(&audit, "request.begin", &request_parts, None);
     if let Err(e) = audit.record_json_durably(record).await {
         tracing::error!(
             route = route_name(note.route().as_ref()),
@@ -360,7 +361,60 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
         error.retry_after = Some(5);
         return error.into_response();
     }
-    next.run(request).await
+    // The body first, within the request's deadline: a change that runs
+    // to its end must not wait on a client that sends slowly.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, decode::MAX_BODY).await {
+        Ok(bytes) => axum::body::Body::from(bytes),
+        Err(_) => {
+            return ApiError::illegal(format!(
+                "request body is larger than {} bytes",
+                decode::MAX_BODY
+            ))
+            .into_response();
+        }
+    };
+    let request = Request::from_parts(parts, body);
+    run_to_its_end(audit, note, request_parts, next.run(request)).await
+}
+
+/// A change, once begun, runs to its end in a task of its own. Dropped
+/// with its request (the client went away, the deadline passed) it could
+/// stop between a write and what must follow it: a token revoked in the
+/// database but still taken, a credential deleted with no record of
+/// which. If nobody waits for the answer any more, its outcome is recorded
+/// here (`request.finished`), since the request's own record says only
+/// how the request ended.
+async fn run_to_its_end(
+    audit: Arc<Audit>,
+    note: Note,
+    parts: RequestParts,
+    change: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Response {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let response = change.await;
+        if let Err(response) = answer.send(response) {
+            let finished = Answered {
+                status: response.status().as_u16(),
+                error_code: error_code(&response),
+                duration_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+                unrecorded_before: None,
+            };
+            audit.record_json(note.record(&audit, "request.finished", &parts, Some(finished)));
+        }
+    });
+    answered.await.unwrap_or_else(|_| {
+        // The task panicked past `catch_panics`, which answers for a
+        // handler's own panics.
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Common.Unexpected",
+            "an internal error ended this request (see the server's log)",
+        )
+        .into_response()
+    })
 }
 
 /// The one route that names a credential in its path.
