@@ -25,6 +25,11 @@ pub enum Mismatch {
          database: it is not this database's keyring (restore the one that goes with it)"
     )]
     Different { id: u32, rows: u64 },
+    #[error(
+        "the database has seen key {id} made current, which the keyring does not hold: it is a \
+         keyring from before a rotation (restore the newest one, which goes with the database)"
+    )]
+    Behind { id: u32 },
     #[error("cannot read or record the keyring's check values: {0}")]
     Store(#[from] StoreError),
 }
@@ -59,6 +64,18 @@ pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Resu
             id: absent.key_id,
             rows: rows_under(absent.key_id),
         });
+    }
+    // A key made current is recorded here before it seals anything, and
+    // ids are given in turn: the next id recorded means the keyring is
+    // older than the database. Taken, it would make current again a key
+    // rotated away (perhaps because it leaked), even with no row under
+    // the newer one yet, and give that newer key's id to another. With no
+    // rows at all there is nothing to protect, and a new keyring is no loss.
+    if !sealed.is_empty() {
+        let next = keys.ids().into_iter().max().map_or(1, |max| max + 1);
+        if store.setting(&setting(next))?.is_some() {
+            return Err(Mismatch::Behind { id: next });
+        }
     }
     for id in keys.ids() {
         let Some(key) = keys.cached(id) else {
@@ -133,5 +150,33 @@ mod tests {
         // no loss.
         check(&store, &wrong, &[]).unwrap();
         assert!(store.setting(&setting(1)).unwrap().is_some());
+    }
+
+    /// A keyring from before a rotation, given back while no row is sealed
+    /// under the newer key yet (its rewrap stopped at a row that would not
+    /// open): refused, rather than making the old key current again.
+    #[test]
+    fn a_keyring_from_before_a_rotation_is_refused_even_with_nothing_under_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let path = dir.path().join("keys.json");
+        let keys = Keyring::open(&path).unwrap();
+        check(&store, &keys, &sealed(1, 3)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let id = keys
+            .add_current(crate::secret::Secret::new(vec![7; crate::keys::KEY_LEN]))
+            .unwrap();
+        assert_eq!(id, 2);
+        record(&store, &keys, id).unwrap();
+        check(&store, &keys, &sealed(1, 3)).unwrap();
+
+        std::fs::write(&path, before).unwrap();
+        let restored = Keyring::open(&path).unwrap();
+        assert!(matches!(
+            check(&store, &restored, &sealed(1, 3)),
+            Err(Mismatch::Behind { id: 2 })
+        ));
+        // With no rows at all it would protect nothing.
+        check(&store, &restored, &[]).unwrap();
     }
 }

@@ -44,9 +44,9 @@ impl Kek {
         match crate::data_dir::read_key_file(path).map_err(|e| fail(path, e.to_string()))? {
             Some(text) => Self::decode(text.trim()).map_err(|reason| fail(path, reason)),
             None if may_create => {
-                let key: [u8; KEY_LEN] = rand::random();
-                write_private(path, STANDARD.encode(key).as_bytes())
-                    .map_err(|e| fail(path, e.to_string()))?;
+                let key = Zeroizing::new(rand::random::<[u8; KEY_LEN]>());
+                let text = Zeroizing::new(STANDARD.encode(*key));
+                write_private(path, text.as_bytes()).map_err(|e| fail(path, e.to_string()))?;
                 tracing::warn!(
                     path = %path.display(),
                     "created the key-encryption key of the shared store: every other server \

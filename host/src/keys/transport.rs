@@ -46,7 +46,8 @@ impl TransportKey {
             path: path.to_path_buf(),
             reason,
         };
-        let private = match std::fs::read(path) {
+        // The file's bytes are the private key: wiped once parsed.
+        let private = match std::fs::read(path).map(Zeroizing::new) {
             Ok(der) => RsaPrivateKey::from_pkcs1_der(&der).map_err(|e| fail(e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = RsaPrivateKey::new(&mut rand_core_rng(), bits)
