@@ -548,20 +548,49 @@ async fn oversized_headers_slow_clients_and_connection_floods_are_bounded() {
     // Connections per address: eight are kept, the ninth is closed at once.
     let open: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let mut ninth = TcpStream::connect(&addr).unwrap();
-    ninth
+    closed_at_once(&addr, "the ninth connection");
+    drop(open);
+}
+
+/// A connection to `addr` is closed without an answer: a request sent on
+/// it (asking to close after the answer, so a served one ends too) gets
+/// nothing back.
+fn closed_at_once(addr: &str, what: &str) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    ninth
-        .write_all(b"GET /api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    stream
+        .write_all(b"GET /api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .ok();
     let mut buf = Vec::new();
-    let read = ninth.read_to_end(&mut buf);
+    let read = stream.read_to_end(&mut buf);
     assert!(
         read.is_err() || buf.is_empty(),
-        "the ninth connection was served: {}",
+        "{what} was served: {}",
         String::from_utf8_lossy(&buf)
     );
+}
+
+/// The connection cap is the API's, whichever loopback address a client
+/// uses: the two addresses share it, so the server holds no more
+/// connections than it was told to.
+#[tokio::test]
+async fn both_loopback_addresses_share_the_connection_cap() {
+    let server = Server::start(Options {
+        config: Some("[http]\nmax_connections = 4\n".into()),
+        ..Default::default()
+    });
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let (v4, v6) = (format!("127.0.0.1:{port}"), format!("[::1]:{port}"));
+    let open: Vec<TcpStream> = [&v4, &v4, &v6, &v6]
+        .iter()
+        .map(|addr| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for addr in [&v4, &v6] {
+        closed_at_once(addr, &format!("a fifth connection on {addr}"));
+    }
     drop(open);
 }
 

@@ -497,6 +497,7 @@ async fn serve(router: axum::Router) -> SocketAddr {
         listener,
         router,
         limits,
+        credhost::connections::Caps::new(limits.max, limits.per_client),
         std::future::pending(),
     ));
     addr

@@ -178,6 +178,56 @@ impl<E> ClientTable<E> {
 #[derive(Default)]
 pub struct PerClient(Mutex<HashMap<IpAddr, usize>>);
 
+/// The caps of one service's connections (or handshakes): all of them, and
+/// each client's. Every listener of the service takes from the same caps
+/// (the API answers on both loopback addresses), so they hold for the
+/// service as a whole rather than once per address.
+#[derive(Clone)]
+pub struct Caps {
+    total: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+    client_cap: usize,
+}
+
+/// A connection's places under its caps, given back when dropped.
+pub struct Admitted {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    _client: Slot,
+}
+
+/// Why a connection was refused, as metrics name it.
+pub enum Over {
+    Total,
+    Client,
+}
+
+impl Caps {
+    pub fn new(total: usize, per_client: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(total.max(1))),
+            per_client: Arc::new(PerClient::default()),
+            client_cap: per_client.max(1),
+        }
+    }
+
+    /// Places for a connection from `peer`, if both caps allow it.
+    pub fn admit(&self, peer: IpAddr) -> Result<Admitted, Over> {
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Over::Total)?;
+        let client = self
+            .per_client
+            .take(peer, self.client_cap)
+            .ok_or(Over::Client)?;
+        Ok(Admitted {
+            _total: total,
+            _client: client,
+        })
+    }
+}
+
 /// One client's place, given back when dropped.
 pub struct Slot {
     table: Arc<PerClient>,
@@ -219,12 +269,11 @@ pub async fn serve<L>(
     mut listener: L,
     router: Router,
     limits: ConnectionLimits,
+    caps: Caps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) where
     L: Listener<Addr = SocketAddr>,
 {
-    let total = Arc::new(Semaphore::new(limits.max.max(1)));
-    let per_client = Arc::new(PerClient::default());
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -238,15 +287,18 @@ pub async fn serve<L>(
         };
         // Over a cap the connection is closed at once: cheaper for us than
         // keeping it waiting, and the client learns to back off.
-        let Ok(permit) = total.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "connection refused: too many connections");
-            refused("connections");
-            continue;
-        };
-        let Some(slot) = per_client.take(peer.ip(), limits.per_client.max(1)) else {
-            tracing::debug!(%peer, "connection refused: too many from this address");
-            refused("connections_per_client");
-            continue;
+        let admitted = match caps.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(Over::Total) => {
+                tracing::debug!(%peer, "connection refused: too many connections");
+                refused("connections");
+                continue;
+            }
+            Err(Over::Client) => {
+                tracing::debug!(%peer, "connection refused: too many from this address");
+                refused("connections_per_client");
+                continue;
+            }
         };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -258,7 +310,7 @@ pub async fn serve<L>(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
-            drop((permit, slot));
+            drop(admitted);
         });
     }
     tokio::select! {

@@ -243,20 +243,30 @@ fn reload_on_sighup(
 }
 
 /// Serves the API on `listener`, behind TLS when it is configured.
+/// The caps every listener of the API shares (see `connections::Caps`).
+#[derive(Clone)]
+struct ApiCaps {
+    connections: crate::connections::Caps,
+    handshakes: crate::connections::Caps,
+}
+
 fn serve_api(
     listener: TcpListener,
     certificate: Option<&Arc<crate::tls::Certificate>>,
     router: axum::Router,
     limits: crate::connections::ConnectionLimits,
+    caps: ApiCaps,
     until: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<futures::future::BoxFuture<'static, ()>> {
     use futures::FutureExt as _;
+    let connections = caps.connections;
     Ok(match certificate {
         Some(certificate) => {
-            let listener = crate::tls::TlsListener::new(listener, certificate.clone())?;
-            crate::connections::serve(listener, router, limits, until).boxed()
+            let listener =
+                crate::tls::TlsListener::new(listener, certificate.clone(), caps.handshakes)?;
+            crate::connections::serve(listener, router, limits, connections, until).boxed()
         }
-        None => crate::connections::serve(listener, router, limits, until).boxed(),
+        None => crate::connections::serve(listener, router, limits, connections, until).boxed(),
     })
 }
 
@@ -398,6 +408,7 @@ pub async fn serve(
         local,
         router.clone().layer(axum::Extension(LocalSocket)),
         limits,
+        crate::connections::Caps::new(limits.max, limits.per_client),
         until_stopped(),
     )));
     if let Some(metrics_addr) = config.metrics_listen {
@@ -410,10 +421,15 @@ pub async fn serve(
             metrics,
             crate::api::metrics_router(service.clone(), metrics_guard),
             limits,
+            crate::connections::Caps::new(limits.max, limits.per_client),
             until_stopped(),
         )));
     }
     service.serving_on(listening);
+    let caps = ApiCaps {
+        connections: crate::connections::Caps::new(limits.max, limits.per_client),
+        handshakes: crate::tls::TlsListener::handshake_caps(),
+    };
     if let Some(twin) = twin {
         tracing::info!(addr = %twin.local_addr()?, "also listening on the other loopback address");
         side.push(tokio::spawn(serve_api(
@@ -421,6 +437,7 @@ pub async fn serve(
             certificate.as_ref(),
             router.clone(),
             limits,
+            caps.clone(),
             until_stopped(),
         )?));
     }
@@ -429,6 +446,7 @@ pub async fn serve(
         certificate.as_ref(),
         router,
         limits,
+        caps,
         until_stopped(),
     )?;
     announce(if tls { "https" } else { "http" }, addr, config);

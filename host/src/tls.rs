@@ -86,7 +86,16 @@ fn read(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, certificate: Arc<Certificate>) -> anyhow::Result<Self> {
+    /// The handshake caps for the listeners of one service, to share.
+    pub fn handshake_caps() -> crate::connections::Caps {
+        crate::connections::Caps::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_CLIENT)
+    }
+
+    pub fn new(
+        listener: TcpListener,
+        certificate: Arc<Certificate>,
+        handshakes: crate::connections::Caps,
+    ) -> anyhow::Result<Self> {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -96,28 +105,29 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let per_client = Arc::new(crate::connections::PerClient::default());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
-                let Some(slot) = per_client.take(peer.ip(), MAX_HANDSHAKES_PER_CLIENT) else {
-                    tracing::debug!(%peer, "connection refused: too many TLS handshakes from it");
-                    crate::connections::refused("handshakes_per_client");
-                    continue;
-                };
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "connection refused: too many TLS handshakes");
-                    crate::connections::refused("handshakes");
-                    continue;
+                let admitted = match handshakes.admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(crate::connections::Over::Client) => {
+                        tracing::debug!(%peer, "connection refused: too many TLS handshakes from it");
+                        crate::connections::refused("handshakes_per_client");
+                        continue;
+                    }
+                    Err(crate::connections::Over::Total) => {
+                        tracing::debug!(%peer, "connection refused: too many TLS handshakes");
+                        crate::connections::refused("handshakes");
+                        continue;
+                    }
                 };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let _held = (permit, slot);
+                    let _held = admitted;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
