@@ -142,7 +142,7 @@ pub fn router(
     let (router, document) = routes(auth.clone(), addr).split_for_parts();
     router
         .method_not_allowed_fallback(method_fallback)
-        .layer(axum::Extension(openapi::Base(Arc::new(document))))
+        .layer(axum::Extension(openapi::Base::new(document)))
         .layer(axum::Extension(console::Files::from_env()))
         .with_state(state)
         .route_layer(middleware::from_fn(envelope::catch_panics))

@@ -44,19 +44,61 @@ pub fn base() -> utoipa::openapi::OpenApi {
     Document::openapi()
 }
 
-/// The document of the routes, as the router was built.
+/// The document of the routes, as the router was built, and the last
+/// document served: anyone may ask for it, unauthenticated, and it changes
+/// only when the plugins do, so it is made once per set of plugins rather
+/// than on every request.
 #[derive(Clone)]
-pub struct Base(pub Arc<utoipa::openapi::OpenApi>);
+pub struct Base {
+    routes: Arc<utoipa::openapi::OpenApi>,
+    served: Arc<std::sync::Mutex<Option<Served>>>,
+}
+
+/// A document served, and the plugins it was made with (held weakly: a
+/// registry replaced by a reload is freed, and its address is not reused
+/// while this points at it).
+struct Served {
+    plugins: std::sync::Weak<crate::plugins::Registry>,
+    text: axum::body::Bytes,
+}
+
+impl Base {
+    pub fn new(routes: utoipa::openapi::OpenApi) -> Self {
+        Self {
+            routes: Arc::new(routes),
+            served: Arc::default(),
+        }
+    }
+}
 
 /// This document, with the loaded verifiers' schemas.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "identity",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub async fn document(
     State(service): State<AppState>,
-    Extension(Base(base)): Extension<Base>,
+    Extension(base): Extension<Base>,
 ) -> impl IntoResponse {
-    let mut document = serde_json::to_value(&*base).expect("the document serialises");
     let registry = service.plugins();
+    let mut served = base.served.lock().expect("served document lock");
+    let text = match served.as_ref() {
+        Some(done) if std::sync::Weak::ptr_eq(&done.plugins, &Arc::downgrade(&registry)) => {
+            done.text.clone()
+        }
+        _ => {
+            let text = axum::body::Bytes::from(with_plugins(&base.routes, &registry));
+            *served = Some(Served {
+                plugins: Arc::downgrade(&registry),
+                text: text.clone(),
+            });
+            text
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], text)
+}
+
+/// The routes' document with `registry`'s verifiers merged in, as text.
+fn with_plugins(routes: &utoipa::openapi::OpenApi, registry: &crate::plugins::Registry) -> String {
+    let mut document = serde_json::to_value(routes).expect("the document serialises");
     let verifiers: Vec<_> = registry
         .target_types()
         .into_iter()
@@ -70,10 +112,7 @@ pub async fn document(
             .collect::<Vec<_>>()
             .as_slice(),
     );
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        document.to_string(),
-    )
+    document.to_string()
 }
 
 /// Adds each verifier's property (to the bodies that carry one) and public
