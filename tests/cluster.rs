@@ -1308,3 +1308,40 @@ fn used_headers_are_swept_by_the_database_s_clock() {
         "still used"
     );
 }
+
+/// A server that has not heard yet that another retired the key it seals
+/// with (its heartbeat is far off) has a write refused once (503, retry),
+/// and reads the keyring again at once: the retry seals under the current
+/// key and succeeds, instead of failing the same way until the heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_under_a_key_retired_elsewhere_succeeds_on_its_retry() {
+    let db = MariaDb::start();
+    let url = db.database("retired", "retired", DB_PASSWORD);
+    let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let quiet = || Options {
+        config: Some("[cluster]\nheartbeat_ms = 600000\nlease_ms = 2000\n".into()),
+        ..options(&url, &kek, &[])
+    };
+    let (a, b) = (Server::start(quiet()), Server::start(quiet()));
+    let fake = FakeSsh::start(&fake_ssh::loopback_ips(64_100, 2)).await;
+    let (status, created) = a.post(CREATE, host_body("first", fake.addrs[0])).await;
+    assert_eq!(status, 200, "{created}");
+    // A rotates; its rewrap moves the row and retires key 1.
+    let (status, envelope) = a.post("/api/v1/security/keys/rotate", json!({})).await;
+    assert_eq!(status, 200, "{envelope}");
+    let settled = support::server::rewrap_settled(&a).await;
+    let retired = settled["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == 1 && k["retired"] == true);
+    assert!(retired, "{settled}");
+
+    let (status, refused) = b.post(CREATE, host_body("second", fake.addrs[1])).await;
+    assert_eq!(status, 503, "{refused}");
+    assert!(message(&refused).contains("retired meanwhile"), "{refused}");
+    let (status, created) = b.post(CREATE, host_body("second", fake.addrs[1])).await;
+    assert_eq!(status, 200, "{created}");
+    let (_, envelope) = b.get("/api/v1/security/encryption").await;
+    assert_eq!(envelope["data"]["current_key_id"], 2, "{envelope}");
+}

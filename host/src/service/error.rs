@@ -79,6 +79,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound(_) => Error::NotFound,
             StoreError::Changed(id) => Error::Changed(id),
             StoreError::Unavailable(reason) => Error::Unavailable(reason),
+            e @ StoreError::KeyRetired => Error::Unavailable(e.to_string()),
             // Named once: both say "storage failure".
             StoreError::Backend(reason) => Error::Store(reason),
             other => Error::Store(other.to_string()),

@@ -355,10 +355,23 @@ impl Service {
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Error> {
         let store = self.store.clone();
-        holding(guard, move || f(store.as_ref()))
-            .await
-            .map_err(|e| Error::Store(format!("storage task failed: {e}")))?
-            .map_err(Error::from)
+        let keys = self.keys.clone();
+        holding(guard, move || {
+            let written = f(store.as_ref());
+            if let Err(StoreError::KeyRetired) = &written {
+                // Another server retired the key this one still sealed
+                // with: the keyring is read again now, so the retry seals
+                // under the current key instead of failing the same way
+                // until the next heartbeat.
+                if let Err(e) = keys.refresh() {
+                    tracing::warn!("cannot refresh the shared keyring: {e}");
+                }
+            }
+            written
+        })
+        .await
+        .map_err(|e| Error::Store(format!("storage task failed: {e}")))?
+        .map_err(Error::from)
     }
 }
 

@@ -45,6 +45,11 @@ pub enum StoreError {
     /// The database cannot be reached now; the same request may succeed later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The key a secret was sealed under was retired (by another server of
+    /// a shared store) before the row was written; sealed again under the
+    /// current key, the same request succeeds.
+    #[error("the key this secret was sealed with was retired meanwhile; retry")]
+    KeyRetired,
     #[error("stored record {id} is unreadable: {reason}")]
     Corrupt { id: u64, reason: String },
 }

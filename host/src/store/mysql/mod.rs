@@ -388,9 +388,7 @@ impl MysqlStore {
                     continue;
                 }
                 Err(Abort::Sql(e)) if code(&e) == Some(NO_PARENT_ROW) => {
-                    return Err(StoreError::Unavailable(
-                        "the key this secret was sealed with was retired meanwhile; retry".into(),
-                    ));
+                    return Err(StoreError::KeyRetired);
                 }
                 Err(Abort::Sql(e)) => return Err(backend(e)),
             }
