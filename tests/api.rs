@@ -988,6 +988,30 @@ async fn a_credential_cannot_point_at_the_server_itself() {
     drop(other);
 }
 
+/// A body past the cap is refused whole, named for what it is; one cut off
+/// is not taken for a long one.
+#[tokio::test]
+async fn a_change_with_a_body_past_the_cap_is_refused() {
+    let server = Server::start(Options::default());
+    let body = format!("{{\"name\":\"{}\"}}", "x".repeat(1 << 20));
+    let response = server
+        .client()
+        .post(format!("{}{CREDENTIAL}", server.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(err_code(&refused), "Common.IllegalArgument", "{refused}");
+    assert_eq!(
+        message(&refused),
+        "Illegal argument: request body is larger than 1048576 bytes",
+        "{refused}"
+    );
+}
+
 /// A server bound to every address answers on each of its machine's
 /// addresses, not only on loopback: a credential cannot point at any of
 /// them. The server runs in a network namespace of the test's own, where

@@ -857,20 +857,33 @@ async fn a_change_whose_client_leaves_runs_to_its_end_and_is_recorded() {
     )
     .await;
     let server = Server::start(Options::default());
-    let impatient = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(300))
-        .build()
-        .unwrap();
     let body = json!({ "target_type": "HOST", "name": "left-behind",
         "ssh_credential_property": {
             "targets": [{ "ip": target.addrs[0].ip().to_string(), "port": target.addrs[0].port() }],
-            "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } });
-    let gone = impatient
-        .post(format!("{}/api/v1/security/credential", server.base))
-        .json(&body)
-        .send()
-        .await;
-    assert!(gone.is_err(), "answered within 300 ms: {gone:?}");
+            "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } })
+    .to_string();
+    // The request whole, then gone once the change has begun.
+    let addr = server.base.strip_prefix("http://").unwrap().to_string();
+    let mut client = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut client,
+        format!(
+            "POST /api/v1/security/credential HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let begun = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(server.data_dir().join("audit.log"))
+        .unwrap()
+        .contains("\"request.begin\"")
+    {
+        assert!(std::time::Instant::now() < begun, "the change never began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(client);
     let log = server.data_dir().join("audit.log");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let finished = loop {

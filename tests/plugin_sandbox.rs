@@ -415,9 +415,9 @@ async fn plugins_logging_their_input_leak_it_nowhere() {
         ids.push(created["data"]["credential_id"].clone());
     }
     let trapping = ids.pop().unwrap();
-    // The policy refuses and traps only on ciphertexts a second old: the
-    // server opened each as it sealed it.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // The policy refuses and traps only on ciphertexts five seconds old:
+    // the server opened each as it sealed it.
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
     let (_, validated) = server
         .post(
             "/api/v1/security/credentials/validate",

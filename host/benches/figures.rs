@@ -486,6 +486,7 @@ fn front_door() -> credhost::api::FrontDoor {
     credhost::api::FrontDoor {
         guard: Default::default(),
         request_timeout: Duration::from_secs(300),
+        changes: Default::default(),
     }
 }
 

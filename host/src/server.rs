@@ -166,7 +166,8 @@ async fn check_shared_keyring(store: &dyn Store, keys: &Keyring) -> anyhow::Resu
         keys.refresh().context("cannot read the shared keyring")?;
         match check(store, keys, &sealed) {
             Ok(()) => return Ok(()),
-            Err(Mismatch::Absent { .. }) if tries < 3 => tries += 1,
+            // Another server rotated between the refresh and the check.
+            Err(Mismatch::Absent { .. } | Mismatch::Behind { .. }) if tries < 3 => tries += 1,
             Err(e) => {
                 return Err(e).context(
                     "the shared keyring does not go with the database's rows (were its keys changed?)",
@@ -380,12 +381,14 @@ pub async fn serve(
             tls,
         },
         request_timeout: Duration::from_secs(config.http.request_timeout_secs.max(1)),
+        changes: Default::default(),
     };
     // The metrics listener speaks plain HTTP whatever the API does.
     let metrics_guard = Guard {
         tls: false,
         ..door.guard.clone()
     };
+    let changes = door.changes.clone();
     let router = crate::api::router(service.clone(), auth, door, addr);
     let limits = config.http.connection_limits();
 
@@ -453,6 +456,11 @@ pub async fn serve(
     api.await;
     for task in side {
         let _ = task.await;
+    }
+    // Changes whose clients left run on their own: they end before the
+    // journal and the audit log are written out.
+    if !changes.drained(Duration::from_secs(30)).await {
+        tracing::warn!("changes still running after 30 s; stopping anyway");
     }
     // Requests have finished: what they accepted must outlive the process.
     let flushed =

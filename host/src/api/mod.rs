@@ -12,7 +12,7 @@ pub mod fuzzing;
 pub mod guard;
 mod handlers;
 mod identity;
-mod observe;
+pub mod observe;
 mod openapi;
 mod operators;
 mod query;
@@ -43,6 +43,8 @@ pub struct FrontDoor {
     /// A request that takes longer is answered 503 and its work dropped,
     /// unless it is a change already under way (see `observe::gate`).
     pub request_timeout: Duration,
+    /// The changes under way, which the server waits for as it stops.
+    pub changes: observe::Changes,
 }
 
 /// Answers 503 when a request outlives its deadline (a slowly sent body,
@@ -146,7 +148,13 @@ pub fn router(
         .layer(axum::Extension(console::Files::from_env()))
         .with_state(state)
         .route_layer(middleware::from_fn(envelope::catch_panics))
-        .route_layer(middleware::from_fn_with_state(audit.clone(), observe::gate))
+        .route_layer(middleware::from_fn_with_state(
+            observe::Gate {
+                audit: audit.clone(),
+                changes: door.changes.clone(),
+            },
+            observe::gate,
+        ))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate))
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(

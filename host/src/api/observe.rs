@@ -321,16 +321,55 @@ pub async fn observe(
     response
 }
 
+/// Changes under way at once. A change runs to its end even when its
+/// client is gone, so the connection caps no longer bound them: this does.
+const MAX_CHANGES: usize = 256;
+
+/// The changes under way (see [`gate`]): bounded, and waited for when the
+/// server stops.
+#[derive(Debug, Clone)]
+pub struct Changes(Arc<tokio::sync::Semaphore>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(MAX_CHANGES)))
+    }
+}
+
+impl Changes {
+    /// Waits, up to `within`, until no change is under way, and takes no
+    /// more: says whether every one ended.
+    pub async fn drained(&self, within: std::time::Duration) -> bool {
+        let all = self.0.acquire_many(MAX_CHANGES as u32);
+        match tokio::time::timeout(within, all).await {
+            Ok(Ok(all)) => {
+                all.forget();
+                self.0.close();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What [`gate`] needs: the audit log and the changes under way.
+#[derive(Clone)]
+pub struct Gate {
+    pub audit: Arc<Audit>,
+    pub changes: Changes,
+}
+
 /// A request that may change something waits until the audit log holds
-/// its record; if the log cannot be written, nothing is changed.
-pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next) -> Response {
+/// its record (if the log cannot be written, nothing is changed), then
+/// runs to its end in a task of its own.
+pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) || !audit.enabled()
-    {
+    ) {
         return next.run(request).await;
     }
+    let audit = gate.audit;
     let note = request
         .extensions()
         .get::<Note>()
@@ -347,55 +386,92 @@ pub async fn gate(State(audit): State<Arc<Audit>>, request: Request, next: Next)
     }
     let request = Request::from_parts(parts, body);
     let request_parts = parts_of(&request);
-    let record = note.record(&audit, "request.begin", &request_parts, None);
-    if let Err(e) = audit.record_json_durably(record).await {
-        tracing::error!(
-            route = route_name(note.route().as_ref()),
-            "change refused: {e}"
-        );
+    if audit.enabled() {
+        let record = note.record(&audit, "request.begin", &request_parts, None);
+        if let Err(e) = audit.record_json_durably(record).await {
+            tracing::error!(
+                route = route_name(note.route().as_ref()),
+                "change refused: {e}"
+            );
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Audit.Unavailable",
+                format!("{e}; nothing was changed"),
+            );
+            error.retry_after = Some(5);
+            return error.into_response();
+        }
+    }
+    // A validation proves credentials and changes none: cut short with its
+    // request, it leaves nothing half done, and its work stops.
+    if note
+        .route()
+        .is_some_and(|r| VALIDATIONS.contains(&r.as_str()))
+    {
+        return next.run(request).await;
+    }
+    let Ok(place) = gate.changes.0.clone().try_acquire_owned() else {
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Audit.Unavailable",
-            format!("{e}; nothing was changed"),
+            "Common.Unavailable",
+            format!("{MAX_CHANGES} changes are under way; nothing was changed, retry"),
         );
-        error.retry_after = Some(5);
+        error.retry_after = Some(1);
         return error.into_response();
-    }
+    };
     // The body first, within the request's deadline: a change that runs
     // to its end must not wait on a client that sends slowly.
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, decode::MAX_BODY).await {
         Ok(bytes) => axum::body::Body::from(bytes),
-        Err(_) => {
-            return ApiError::illegal(format!(
-                "request body is larger than {} bytes",
-                decode::MAX_BODY
-            ))
-            .into_response();
-        }
+        Err(e) => return unread_body(e).into_response(),
     };
     let request = Request::from_parts(parts, body);
-    run_to_its_end(audit, note, request_parts, next.run(request)).await
+    run_to_its_end(audit, note, request_parts, place, next.run(request)).await
 }
 
-/// A change, once begun, runs to its end in a task of its own. Dropped
-/// with its request (the client went away, the deadline passed) it could
-/// stop between a write and what must follow it: a token revoked in the
-/// database but still taken, a credential deleted with no record of
-/// which. If nobody waits for the answer any more, its outcome is recorded
-/// here (`request.finished`), since the request's own record says only
-/// how the request ended.
+/// The routes that validate.
+const VALIDATIONS: [&str; 2] = [
+    "/api/v1/security/credential/validate",
+    "/api/v1/security/credentials/validate",
+];
+
+/// Why a change's body was not read: too long, or cut off.
+fn unread_body(error: axum::Error) -> ApiError {
+    let too_long = std::error::Error::source(&error)
+        .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_long {
+        ApiError::illegal(format!(
+            "request body is larger than {} bytes",
+            decode::MAX_BODY
+        ))
+    } else {
+        ApiError::illegal("the request body could not be read whole")
+    }
+}
+
+/// A change, once begun, runs to its end in a task of its own, holding
+/// its `place` among the changes under way. Dropped with its request (the
+/// client went away, the deadline passed) it could stop between a write
+/// and what must follow it: a token revoked in the database but still
+/// taken, a credential deleted with no record of which. If nobody waits
+/// for the answer any more, its outcome is recorded here
+/// (`request.finished`), since the request's own record says only how the
+/// request ended.
 async fn run_to_its_end(
     audit: Arc<Audit>,
     note: Note,
     parts: RequestParts,
+    place: tokio::sync::OwnedSemaphorePermit,
     change: impl std::future::Future<Output = Response> + Send + 'static,
 ) -> Response {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let started = Instant::now();
     tokio::spawn(async move {
         let response = change.await;
-        if let Err(response) = answer.send(response) {
+        if let Err(response) = answer.send(response)
+            && audit.enabled()
+        {
             let finished = Answered {
                 status: response.status().as_u16(),
                 error_code: error_code(&response),
@@ -404,6 +480,7 @@ async fn run_to_its_end(
             };
             audit.record_json(note.record(&audit, "request.finished", &parts, Some(finished)));
         }
+        drop(place);
     });
     answered.await.unwrap_or_else(|_| {
         // The task panicked past `catch_panics`, which answers for a

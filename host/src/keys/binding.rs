@@ -71,18 +71,24 @@ pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Resu
     // rotated away (perhaps because it leaked), even with no row under
     // the newer one yet, and give that newer key's id to another. With no
     // rows at all there is nothing to protect, and a new keyring is no loss.
-    if !sealed.is_empty() {
-        let next = keys.ids().into_iter().max().map_or(1, |max| max + 1);
-        if store.setting(&setting(next))?.is_some() {
-            return Err(Mismatch::Behind { id: next });
+    let next = keys.ids().into_iter().max().map_or(1, |max| max + 1);
+    if sealed.is_empty() {
+        // The keyring taken in their place: the ids above it are free
+        // again, and must not stop this keyring once it has sealed rows.
+        let mut id = next;
+        while recorded(store, id)? {
+            store.set_setting(&setting(id), "")?;
+            id += 1;
         }
+    } else if recorded(store, next)? {
+        return Err(Mismatch::Behind { id: next });
     }
     for id in keys.ids() {
         let Some(key) = keys.cached(id) else {
             continue;
         };
         let value = check_value(id, key.expose());
-        match store.setting(&setting(id))? {
+        match store.setting(&setting(id))?.filter(|v| !v.is_empty()) {
             Some(recorded) if recorded == value => {}
             Some(_) if rows_under(id) > 0 => {
                 return Err(Mismatch::Different {
@@ -97,6 +103,12 @@ pub fn check(store: &dyn Store, keys: &Keyring, sealed: &[SealingCount]) -> Resu
     Ok(())
 }
 
+/// Whether a check value of key `id` is recorded (an emptied one is not:
+/// its id was given up with the keyring that had it).
+fn recorded(store: &dyn Store, id: u32) -> Result<bool, StoreError> {
+    Ok(store.setting(&setting(id))?.is_some_and(|v| !v.is_empty()))
+}
+
 /// Records the check value of key `id`, new and current, before it seals
 /// anything (a later start then knows it, whichever keyring it is given).
 pub fn record(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreError> {
@@ -109,10 +121,10 @@ pub fn record(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreErr
 /// Records the check value of key `id` once a row sealed under it has
 /// opened with it, unless one is recorded.
 pub fn confirm(store: &dyn Store, keys: &Keyring, id: u32) -> Result<(), StoreError> {
-    match store.setting(&setting(id))? {
-        Some(_) => Ok(()),
-        None => record(store, keys, id),
+    if recorded(store, id)? {
+        return Ok(());
     }
+    record(store, keys, id)
 }
 
 #[cfg(test)]
@@ -176,7 +188,9 @@ mod tests {
             check(&store, &restored, &sealed(1, 3)),
             Err(Mismatch::Behind { id: 2 })
         ));
-        // With no rows at all it would protect nothing.
+        // With no rows at all it would protect nothing; taken then, it
+        // frees the ids above it, so it starts again once it sealed rows.
         check(&store, &restored, &[]).unwrap();
+        check(&store, &restored, &sealed(1, 1)).unwrap();
     }
 }
