@@ -1323,6 +1323,17 @@ async fn a_write_under_a_key_retired_elsewhere_succeeds_on_its_retry() {
         ..options(&url, &kek, &[])
     };
     let (a, b) = (Server::start(quiet()), Server::start(quiet()));
+    // Each has had its first heartbeat (its row is listed): the next is
+    // ten minutes away, so B hears nothing of what A does below.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, envelope) = b.get("/api/v1/cluster").await;
+        if envelope["data"]["servers"].as_array().map_or(0, Vec::len) == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{envelope}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let fake = FakeSsh::start(&fake_ssh::loopback_ips(64_100, 2)).await;
     let (status, created) = a.post(CREATE, host_body("first", fake.addrs[0])).await;
     assert_eq!(status, 200, "{created}");
