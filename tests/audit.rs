@@ -847,13 +847,13 @@ async fn an_audit_path_with_another_name_or_another_users_pipe_is_not_written() 
 /// it touched: dropped midway it could stop between a write and what
 /// follows it, leaving a change in the database with no record of which
 /// credential it was. Here the client leaves while the target (an SSH
-/// server that takes a second to speak) is being proven.
+/// server that takes three seconds to speak) is being proven.
 #[tokio::test]
 async fn a_change_whose_client_leaves_runs_to_its_end_and_is_recorded() {
     use support::fake_ssh::{self, FakeSsh};
     let target = FakeSsh::start_with_latency(
         &fake_ssh::loopback_ips(4711, 1),
-        std::time::Duration::from_millis(1500),
+        std::time::Duration::from_secs(3),
     )
     .await;
     let server = Server::start(Options::default());
@@ -883,6 +883,9 @@ async fn a_change_whose_client_leaves_runs_to_its_end_and_is_recorded() {
         assert!(std::time::Instant::now() < begun, "the change never began");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // Then a moment for the change to get under way (its target takes 3 s
+    // to speak): dropped before, it would not have started at all.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     drop(client);
     let log = server.data_dir().join("audit.log");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

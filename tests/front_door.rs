@@ -980,3 +980,62 @@ async fn refused_requests_cannot_fill_the_log() {
     assert_eq!(response.status(), 404);
     assert!(server.log_text().contains("/another-client"));
 }
+
+/// A change runs to its end even when its client leaves, so the connection
+/// caps no longer bound how many run: one client holds at most 64 at once
+/// (here 64 creates whose targets take 3 s to speak), and its next is
+/// refused with nothing changed, while other clients' still get places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_at_most_64_changes_under_way() {
+    use support::fake_ssh::{self, FakeSsh};
+    let targets =
+        FakeSsh::start_with_latency(&fake_ssh::loopback_ips(6000, 65), Duration::from_secs(3))
+            .await;
+    let server = Server::start(Options::default());
+    let body = |i: usize| {
+        json!({ "target_type": "HOST", "name": format!("slow-{i}"),
+            "ssh_credential_property": {
+                "targets": [{ "ip": targets.addrs[i].ip().to_string(), "port": targets.addrs[i].port() }],
+                "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } })
+    };
+    let url = format!("{}/api/v1/security/credential", server.base);
+    let held: Vec<_> = (0..64)
+        .map(|i| {
+            let (http, url, body) = (server.client().clone(), url.clone(), body(i));
+            tokio::spawn(async move { http.post(url).json(&body).send().await.unwrap().status() })
+        })
+        .collect();
+    // All 64 have begun (their targets answer only after 3 s).
+    let log = server.data_dir().join("audit.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("\"request.begin\"")
+        .count()
+        < 64
+    {
+        assert!(Instant::now() < deadline, "the 64 changes did not begin");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And have taken their places, a moment after their records.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, refused) = server.post("/api/v1/security/credential", body(64)).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(err_code(&refused), "Common.Unavailable");
+    assert!(
+        message(&refused).contains("64 changes of this client"),
+        "{refused}"
+    );
+    // Another client (another loopback address) still gets a place.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let answer = other.post(&url).json(&body(64)).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    for status in futures::future::join_all(held).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let (_, list) = server.get("/api/v1/security/credentials").await;
+    assert_eq!(list["data"]["page"]["total_elements"], 65, "{list}");
+}

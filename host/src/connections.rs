@@ -175,17 +175,18 @@ impl<E> ClientTable<E> {
 }
 
 /// Open connections (or handshakes) by client.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PerClient(Mutex<HashMap<IpAddr, usize>>);
 
 /// The caps of one service's connections (or handshakes): all of them, and
 /// each client's. Every listener of the service takes from the same caps
 /// (the API answers on both loopback addresses), so they hold for the
 /// service as a whole rather than once per address.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Caps {
     total: Arc<Semaphore>,
     per_client: Arc<PerClient>,
+    total_cap: usize,
     client_cap: usize,
 }
 
@@ -206,7 +207,22 @@ impl Caps {
         Self {
             total: Arc::new(Semaphore::new(total.max(1))),
             per_client: Arc::new(PerClient::default()),
+            total_cap: total.max(1),
             client_cap: per_client.max(1),
+        }
+    }
+
+    /// Waits, up to `within`, until every place is given back, and gives
+    /// out no more; says whether every one was.
+    pub async fn drained(&self, within: Duration) -> bool {
+        let all = self.total.acquire_many(self.total_cap as u32);
+        match tokio::time::timeout(within, all).await {
+            Ok(Ok(all)) => {
+                all.forget();
+                self.total.close();
+                true
+            }
+            _ => false,
         }
     }
 

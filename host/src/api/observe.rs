@@ -321,18 +321,23 @@ pub async fn observe(
     response
 }
 
-/// Changes under way at once. A change runs to its end even when its
-/// client is gone, so the connection caps no longer bound them: this does.
+/// Changes under way at once, and of one client. A change runs to its end
+/// even when its client is gone, so the connection caps no longer bound
+/// them: these do, and one client cannot take every place.
 const MAX_CHANGES: usize = 256;
+const MAX_CHANGES_PER_CLIENT: usize = 64;
 
 /// The changes under way (see [`gate`]): bounded, and waited for when the
 /// server stops.
 #[derive(Debug, Clone)]
-pub struct Changes(Arc<tokio::sync::Semaphore>);
+pub struct Changes(crate::connections::Caps);
 
 impl Default for Changes {
     fn default() -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(MAX_CHANGES)))
+        Self(crate::connections::Caps::new(
+            MAX_CHANGES,
+            MAX_CHANGES_PER_CLIENT,
+        ))
     }
 }
 
@@ -340,15 +345,7 @@ impl Changes {
     /// Waits, up to `within`, until no change is under way, and takes no
     /// more: says whether every one ended.
     pub async fn drained(&self, within: std::time::Duration) -> bool {
-        let all = self.0.acquire_many(MAX_CHANGES as u32);
-        match tokio::time::timeout(within, all).await {
-            Ok(Ok(all)) => {
-                all.forget();
-                self.0.close();
-                true
-            }
-            _ => false,
-        }
+        self.0.drained(within).await
     }
 }
 
@@ -410,21 +407,35 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
     {
         return next.run(request).await;
     }
-    let Ok(place) = gate.changes.0.clone().try_acquire_owned() else {
-        let mut error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Common.Unavailable",
-            format!("{MAX_CHANGES} changes are under way; nothing was changed, retry"),
-        );
-        error.retry_after = Some(1);
-        return error.into_response();
-    };
     // The body first, within the request's deadline: a change that runs
-    // to its end must not wait on a client that sends slowly.
+    // to its end must not wait on a client that sends slowly, nor hold
+    // its place while it does.
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, decode::MAX_BODY).await {
         Ok(bytes) => axum::body::Body::from(bytes),
         Err(e) => return unread_body(e).into_response(),
+    };
+    // The local socket's callers, who have no address, count as one.
+    let client = request_parts
+        .peer
+        .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let place = match gate.changes.0.admit(client) {
+        Ok(place) => place,
+        Err(over) => {
+            let whose = match over {
+                crate::connections::Over::Total => format!("{MAX_CHANGES} changes"),
+                crate::connections::Over::Client => {
+                    format!("{MAX_CHANGES_PER_CLIENT} changes of this client")
+                }
+            };
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Common.Unavailable",
+                format!("{whose} are under way; nothing was changed, retry"),
+            );
+            error.retry_after = Some(1);
+            return error.into_response();
+        }
     };
     let request = Request::from_parts(parts, body);
     run_to_its_end(audit, note, request_parts, place, next.run(request)).await
@@ -462,7 +473,7 @@ async fn run_to_its_end(
     audit: Arc<Audit>,
     note: Note,
     parts: RequestParts,
-    place: tokio::sync::OwnedSemaphorePermit,
+    place: crate::connections::Admitted,
     change: impl std::future::Future<Output = Response> + Send + 'static,
 ) -> Response {
     let (answer, answered) = tokio::sync::oneshot::channel();
