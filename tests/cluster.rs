@@ -41,6 +41,15 @@ fn options(url: &str, kek: &str, extra: &[(&str, &str)]) -> Options {
     }
 }
 
+/// `options` with no heartbeat within a test: a server learns what others
+/// did only from what it meets.
+fn quiet(url: &str, kek: &str) -> Options {
+    Options {
+        config: Some("[cluster]\nheartbeat_ms = 600000\nlease_ms = 2000\n".into()),
+        ..options(url, kek, &[])
+    }
+}
+
 impl Cluster {
     /// Starts `n` servers at once (they race to migrate the empty database).
     fn start(db: &MariaDb, name: &str, n: usize, extra: &[(&str, &str)]) -> Self {
@@ -407,11 +416,10 @@ async fn a_key_made_on_one_server_opens_on_another_at_once() {
     let url = db.database("freshkey", "freshkey", DB_PASSWORD);
     let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     // No heartbeat within the test: B learns of the key only from a row.
-    let quiet = || Options {
-        config: Some("[cluster]\nheartbeat_ms = 600000\nlease_ms = 2000\n".into()),
-        ..options(&url, &kek, &[])
-    };
-    let (a, b) = (Server::start(quiet()), Server::start(quiet()));
+    let (a, b) = (
+        Server::start(quiet(&url, &kek)),
+        Server::start(quiet(&url, &kek)),
+    );
     let fake = FakeSsh::start(&fake_ssh::loopback_ips(64_000, 1)).await;
 
     let (status, envelope) = a.post("/api/v1/security/keys/rotate", json!({})).await;
@@ -1318,11 +1326,10 @@ async fn a_write_under_a_key_retired_elsewhere_succeeds_on_its_retry() {
     let db = MariaDb::start();
     let url = db.database("retired", "retired", DB_PASSWORD);
     let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let quiet = || Options {
-        config: Some("[cluster]\nheartbeat_ms = 600000\nlease_ms = 2000\n".into()),
-        ..options(&url, &kek, &[])
-    };
-    let (a, b) = (Server::start(quiet()), Server::start(quiet()));
+    let (a, b) = (
+        Server::start(quiet(&url, &kek)),
+        Server::start(quiet(&url, &kek)),
+    );
     // Each has had its first heartbeat (its row is listed): the next is
     // ten minutes away, so B hears nothing of what A does below.
     let deadline = Instant::now() + Duration::from_secs(20);

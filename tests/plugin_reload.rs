@@ -22,6 +22,14 @@ fn ob_body(name: &str, db: &MariaDb) -> Value {
     })
 }
 
+/// A server's options with `dir` as its plugin directory.
+fn with_plugin_dir(dir: &std::path::Path) -> Options {
+    Options {
+        args: vec!["--plugin-dir".into(), dir.display().to_string()],
+        ..Default::default()
+    }
+}
+
 fn host_body(name: &str, sshd: &Sshd) -> Value {
     json!({
         "target_type": "HOST",
@@ -53,13 +61,7 @@ async fn drop_in_a_verifier_use_it_and_take_it_away() {
     let sshd = Sshd::start();
     let db = MariaDb::start();
     let plugin_dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Options {
-        args: vec![
-            "--plugin-dir".into(),
-            plugin_dir.path().display().to_string(),
-        ],
-        ..Default::default()
-    });
+    let server = Server::start(with_plugin_dir(plugin_dir.path()));
 
     let (status, plugins) = server.get("/api/v1/plugins").await;
     assert_eq!(status, 200);
@@ -221,13 +223,7 @@ async fn no_request_fails_because_of_a_reload() {
     let sshd = Sshd::start();
     let plugin_dir = tempfile::tempdir().unwrap();
     std::fs::copy(ob_wasm(), plugin_dir.path().join("ob_verifier.wasm")).unwrap();
-    let server = std::sync::Arc::new(Server::start(Options {
-        args: vec![
-            "--plugin-dir".into(),
-            plugin_dir.path().display().to_string(),
-        ],
-        ..Default::default()
-    }));
+    let server = std::sync::Arc::new(Server::start(with_plugin_dir(plugin_dir.path())));
     let (status, created) = server
         .post("/api/v1/security/credential", host_body("host", &sshd))
         .await;
@@ -280,13 +276,7 @@ async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
     let sshd = Sshd::start();
     let plugin_dir = support::plugin_dir(&["leaky_policy", "forgetful_policy"]);
     let leaky = plugin_dir.path().join("leaky_policy.wasm");
-    let server = Server::start(Options {
-        args: vec![
-            "--plugin-dir".into(),
-            plugin_dir.path().display().to_string(),
-        ],
-        ..Default::default()
-    });
+    let server = Server::start(with_plugin_dir(plugin_dir.path()));
     server.swap_policy("leaky").await;
     let (status, created) = server
         .post("/api/v1/security/credential", host_body("kept", &sshd))
@@ -325,13 +315,7 @@ async fn a_reload_keeps_a_policy_rows_are_still_sealed_by() {
 async fn a_policy_whose_ciphertexts_do_not_open_is_never_handed_a_secret() {
     let sshd = Sshd::start();
     let plugin_dir = support::plugin_dir(&["forgetful_policy"]);
-    let server = Server::start(Options {
-        args: vec![
-            "--plugin-dir".into(),
-            plugin_dir.path().display().to_string(),
-        ],
-        ..Default::default()
-    });
+    let server = Server::start(with_plugin_dir(plugin_dir.path()));
     let (status, created) = server
         .post("/api/v1/security/credential", host_body("before", &sshd))
         .await;

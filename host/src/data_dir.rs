@@ -321,12 +321,18 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_key_file_not_there_yet_is_made_only_where_others_cannot_put_one() {
+    /// A directory of its own for a key file (not made yet), and its path.
+    fn key_in_a_directory() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         let key = shared.join("kek.key");
+        (dir, shared, key)
+    }
+
+    #[test]
+    fn a_key_file_not_there_yet_is_made_only_where_others_cannot_put_one() {
+        let (_dir, shared, key) = key_in_a_directory();
         let mode = |m| std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(m));
         mode(0o700).unwrap();
         assert!(read_key_file(&key).unwrap().is_none());
@@ -356,10 +362,7 @@ mod tests {
 
     #[test]
     fn a_key_file_in_a_directory_others_may_write_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = dir.path().join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        let key = shared.join("kek.key");
+        let (dir, shared, key) = key_in_a_directory();
         std::fs::write(&key, "k").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mode = |m| std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(m));

@@ -14,15 +14,26 @@ pub const MAX_BODY: usize = 1 << 20;
 /// A body bound to the Go struct `param` (obshell's name for it, where
 /// obshell has the endpoint), whose name Go's type errors carry.
 pub async fn fields(body: Body, param: &'static str) -> Result<Fields, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes")))?;
+    let bytes = whole(body).await?;
     let parsed = Fields::parse(&bytes, param).map_err(ApiError::from);
     // The body held the passphrase in clear: wipe it where we own it.
     if let Ok(mut owned) = bytes.try_into_mut() {
         zeroize::Zeroize::zeroize(owned.as_mut());
     }
     parsed
+}
+
+/// A body read whole: refused if longer than [`MAX_BODY`], or cut off.
+pub async fn whole(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let too_long = std::error::Error::source(&e)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_long {
+            ApiError::illegal(format!("request body is larger than {MAX_BODY} bytes"))
+        } else {
+            ApiError::illegal("the request body could not be read whole")
+        }
+    })
 }
 
 /// A path's `{id}` as sent, `None` when it does not decode (escapes of

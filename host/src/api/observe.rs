@@ -23,6 +23,7 @@ use super::auth::ClientAddr;
 use super::envelope::{RequestId, TraceId, error_code};
 use super::errors::ApiError;
 use crate::audit::Audit;
+use crate::connections::{Admitted, Over};
 use crate::service::Principal;
 
 #[derive(Default)]
@@ -347,6 +348,11 @@ impl Changes {
     pub async fn drained(&self, within: std::time::Duration) -> bool {
         self.0.drained(within).await
     }
+
+    /// A place for a change of `client`'s, or why there is none.
+    fn admit(&self, client: std::net::IpAddr) -> Result<Admitted, Over> {
+        self.0.admit(client)
+    }
 }
 
 /// What [`gate`] needs: the audit log and the changes under way.
@@ -411,30 +417,28 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
     // to its end must not wait on a client that sends slowly, nor hold
     // its place while it does.
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, decode::MAX_BODY).await {
+    let body = match decode::whole(body).await {
         Ok(bytes) => axum::body::Body::from(bytes),
-        Err(e) => return unread_body(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     // The local socket's callers, who have no address, count as one.
     let client = request_parts
         .peer
         .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-    let place = match gate.changes.0.admit(client) {
+    let place = match gate.changes.admit(client) {
         Ok(place) => place,
         Err(over) => {
             let whose = match over {
-                crate::connections::Over::Total => format!("{MAX_CHANGES} changes"),
-                crate::connections::Over::Client => {
+                Over::Total => format!("{MAX_CHANGES} changes"),
+                Over::Client => {
                     format!("{MAX_CHANGES_PER_CLIENT} changes of this client")
                 }
             };
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Common.Unavailable",
+            return ApiError::unavailable(
                 format!("{whose} are under way; nothing was changed, retry"),
-            );
-            error.retry_after = Some(1);
-            return error.into_response();
+                1,
+            )
+            .into_response();
         }
     };
     let request = Request::from_parts(parts, body);
@@ -446,20 +450,6 @@ const VALIDATIONS: [&str; 2] = [
     "/api/v1/security/credential/validate",
     "/api/v1/security/credentials/validate",
 ];
-
-/// Why a change's body was not read: too long, or cut off.
-fn unread_body(error: axum::Error) -> ApiError {
-    let too_long = std::error::Error::source(&error)
-        .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-    if too_long {
-        ApiError::illegal(format!(
-            "request body is larger than {} bytes",
-            decode::MAX_BODY
-        ))
-    } else {
-        ApiError::illegal("the request body could not be read whole")
-    }
-}
 
 /// A change, once begun, runs to its end in a task of its own, holding
 /// its `place` among the changes under way. Dropped with its request (the
@@ -473,7 +463,7 @@ async fn run_to_its_end(
     audit: Arc<Audit>,
     note: Note,
     parts: RequestParts,
-    place: crate::connections::Admitted,
+    place: Admitted,
     change: impl std::future::Future<Output = Response> + Send + 'static,
 ) -> Response {
     let (answer, answered) = tokio::sync::oneshot::channel();
