@@ -48,6 +48,10 @@ pub mod bindings {
         export_macro_name: "export_guest",
         default_bindings_module: "::credhost_plugin_sdk::bindings",
         runtime_path: "::credhost_plugin_sdk::__wit_bindgen::rt",
+        // The exports `export_guest!` writes are renamed out of the
+        // contract's way (a component leaves core exports it does not know
+        // unexported); `export_verifier!` writes the contract's own.
+        export_prefix: "credhost-sdk-unused-",
     });
 }
 
@@ -158,7 +162,68 @@ macro_rules! export_verifier {
             }
         }
 
+        // wit-bindgen's exports, for the custom section that tells the
+        // component's type; their functions go out under another name.
         $crate::bindings::export_guest!(__CredhostGuest);
+
+        // The contract's exports, without the post-return functions
+        // wit-bindgen pairs with every export returning a string or a list.
+        // Those give the answer's blocks back to the allocator once the
+        // host has read them, and the host calls one into the instance
+        // after each call. Every call is a fresh instance, dropped with
+        // its memory right after: the call would only cost time.
+        const _: () = {
+            use $crate::bindings::exports::credhost::plugin::verification as glue;
+
+            #[unsafe(export_name = "credhost:plugin/verification@0.3.0#describe")]
+            unsafe extern "C" fn describe() -> *mut u8 {
+                // SAFETY: the host calls it as the canonical ABI says.
+                unsafe { glue::_export_describe_cabi::<__CredhostGuest>() }
+            }
+
+            #[unsafe(export_name = "credhost:plugin/verification@0.3.0#normalize")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe extern "C" fn normalize(
+                a0: *mut u8,
+                a1: usize,
+                a2: i32,
+                a3: i32,
+                a4: *mut u8,
+                a5: usize,
+                a6: i32,
+                a7: *mut u8,
+                a8: usize,
+            ) -> *mut u8 {
+                // SAFETY: as above.
+                unsafe {
+                    glue::_export_normalize_cabi::<__CredhostGuest>(
+                        a0, a1, a2, a3, a4, a5, a6, a7, a8,
+                    )
+                }
+            }
+
+            #[unsafe(export_name = "credhost:plugin/verification@0.3.0#verify-target")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe extern "C" fn verify_target(
+                a0: *mut u8,
+                a1: usize,
+                a2: *mut u8,
+                a3: usize,
+                a4: *mut u8,
+                a5: usize,
+                a6: i32,
+                a7: i32,
+                a8: *mut u8,
+                a9: usize,
+            ) -> *mut u8 {
+                // SAFETY: as above.
+                unsafe {
+                    glue::_export_verify_target_cabi::<__CredhostGuest>(
+                        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9,
+                    )
+                }
+            }
+        };
     };
 }
 
