@@ -64,6 +64,43 @@ impl<'a> Json<'a> {
     }
 }
 
+/// Appends `text` to `out` as a JSON string, escaped byte for byte as
+/// serde_json escapes it (`\"`, `\\`, the short escapes of `\b \f \n \r
+/// \t`, and `\u00XX` for the other control characters), so a verifier can
+/// write a public part of fixed shape without a serializer's walk over
+/// every key: `normalize` runs on every request that carries a property.
+pub fn push_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let short = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..0x20 => None,
+            _ => continue,
+        };
+        // Every byte escaped is ASCII, so `at` is a character boundary.
+        out.push_str(&text[plain..at]);
+        match short {
+            Some(escape) => out.push_str(escape),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+        }
+        plain = at + 1;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
+}
+
 /// Read it from JSON text (`serde_json::from_str` or `from_slice`): a
 /// number's text comes through serde_json's own number map (see `NUMBER`),
 /// which only a text parser tells apart from an object with that key.
@@ -262,6 +299,33 @@ impl<'de> Visitor<'de> for FirstVisitor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: alloc::vec::Vec<String> =
+            (0u8..0x80).map(|b| String::from(char::from(b))).collect();
+        texts.extend(
+            [
+                "",
+                "root",
+                "a\"b\\c",
+                "tab\there\n",
+                "é ſ K 日本",
+                "\u{7f}\u{1f}x\u{0}",
+                "ends with \\",
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let mut written = String::from("x");
+            push_string(&mut written, &text);
+            assert_eq!(
+                written[1..],
+                serde_json::to_string(&text).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -98,7 +98,7 @@ pub use bindings::exports::credhost::plugin::verification::{
     VerifyStep,
 };
 pub use endpoint::{endpoint, endpoints, show};
-pub use json::Json;
+pub use json::{Json, push_string};
 pub use property::{Names, Property, RawTarget, max_bytes, max_chars, secret};
 pub use verdict::{failed, ok};
 
