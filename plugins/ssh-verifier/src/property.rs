@@ -131,20 +131,19 @@ pub fn normalize(
     let passphrase = property.nullable_string("passphrase")?;
     let private_key = property.string("private_key")?;
     let is_key = kind.as_deref() == Some(PUBLIC_KEY);
-    let mut required = vec![
+    property.require(&[
         ("Targets", raw_targets.is_none()),
         ("Username", username.as_deref().is_none_or(str::is_empty)),
         ("Type", kind.as_deref().is_none_or(str::is_empty)),
-    ];
-    if is_key {
-        required.push((
-            "PrivateKey",
-            private_key.is_none() && purpose != Purpose::Update,
-        ));
-    } else {
-        required.push(("Passphrase", passphrase.is_none()));
-    }
-    property.require(&required)?;
+        if is_key {
+            (
+                "PrivateKey",
+                private_key.is_none() && purpose != Purpose::Update,
+            )
+        } else {
+            ("Passphrase", passphrase.is_none())
+        },
+    ])?;
     let targets = endpoints(&raw_targets.unwrap_or_default(), DEFAULT_PORT, "SSH port")?;
     let username = username.unwrap_or_default();
     max_chars("username", &username, MAX_USERNAME_CHARS)?;
