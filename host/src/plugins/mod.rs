@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod export;
 mod interfaces;
+mod json_object;
 mod limits;
 mod plugin_file;
 mod policy;

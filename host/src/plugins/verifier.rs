@@ -16,6 +16,7 @@ use super::error::PluginError;
 use super::interfaces::{
     Calls0_1, Calls0_2, Calls0_3, Verification0_1, Verification0_2, Verification0_3,
 };
+use super::json_object::check_object;
 use super::limits::Limits;
 use super::runtime::{CallLabel, Runtime, Work};
 use super::state::CallState;
@@ -375,21 +376,6 @@ struct Answer {
 fn object(text: &str, what: &str) -> Result<serde_json::Value, String> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(value @ serde_json::Value::Object(_)) => Ok(value),
-        Ok(_) => Err(format!("{what} is not a JSON object")),
-        Err(e) => Err(format!("{what} is not JSON: {e}")),
-    }
-}
-
-/// Checks that `text` is a JSON object without building it: what a plugin
-/// answers on every call is kept as text, so parsing it into values would
-/// be work thrown away. serde_json skips the text (proving it is JSON)
-/// faster than it walks it for a visitor.
-fn check_object(text: &str, what: &str) -> Result<(), String> {
-    let is_object = text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{');
-    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        Ok(_) if is_object => Ok(()),
         Ok(_) => Err(format!("{what} is not a JSON object")),
         Err(e) => Err(format!("{what} is not JSON: {e}")),
     }
