@@ -19,9 +19,13 @@ fn body(name: &str, addr: std::net::SocketAddr, passphrase: &str) -> Value {
 }
 
 async fn settle_and_check(server: &Server) -> Value {
-    // A last rotation-free rewrap: it must finish with no row left behind.
+    // Once the rotations stop, the rewrap finishes by itself with every row
+    // under the last key (`rewrap_settled` waits for that, or a failure):
+    // a rotation that came as a run passed its last batch must not be lost.
     let status = rewrap_settled(server).await;
     assert_ne!(status["rewrap"]["state"], "failed", "{status}");
+    // Then a last rotation-free rewrap: it must finish with no row left
+    // behind.
     let (code, resumed) = server
         .post("/api/v1/security/encryption/rewrap", json!({}))
         .await;

@@ -411,14 +411,27 @@ pub async fn populate(
         .await
 }
 
-/// Waits until no rewrap runs; returns the encryption status then.
+/// Waits until no rewrap runs and every row is under the active policy and
+/// the current key, or a run failed; returns the encryption status then.
 pub async fn rewrap_settled(server: &Server) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let (status, envelope) = server.get("/api/v1/security/encryption").await;
         assert_eq!(status, 200, "{envelope}");
-        if envelope["data"]["rewrap"]["state"] != "running" {
-            return envelope["data"].clone();
+        let data = &envelope["data"];
+        // Not running is not enough: a status read just before a run
+        // begins says so too. Settled is every row under the active policy
+        // and the current key, or a run that failed.
+        let behind = |list: &str, current: &dyn Fn(&Value) -> bool| {
+            data[list]
+                .as_array()
+                .is_some_and(|uses| uses.iter().any(|u| !current(u) && u["rows"] != 0))
+        };
+        let converged = !behind("policies", &|p| p["active"] == true)
+            && !behind("keys", &|k| k["id"] == data["current_key_id"]);
+        let state = &data["rewrap"]["state"];
+        if state != "running" && (converged || state == "failed") {
+            return data.clone();
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -62,6 +62,10 @@ pub struct RewrapStatus {
 pub(super) struct Rewrap {
     status: std::sync::Mutex<RewrapStatus>,
     running: AtomicBool,
+    /// Set by a start that found a run under way: that run may be past its
+    /// last batch, toward a target the start has just replaced, so it runs
+    /// again once it ends.
+    again: AtomicBool,
     /// Bumped whenever a run ends.
     ended: watch::Sender<u64>,
     /// Runs failed in a row, and when the last one ended: a cluster's
@@ -91,9 +95,31 @@ impl Rewrap {
                 finished: None,
             }),
             running: AtomicBool::new(false),
+            again: AtomicBool::new(false),
             ended: watch::channel(0).0,
             failed: std::sync::Mutex::new((0, None)),
         }
+    }
+
+    /// Whether the caller starts a run (`true`), or one is under way and
+    /// has been asked to run again when it ends.
+    fn claim(&self) -> bool {
+        // Asked before claimed: a run that ends between the two sees the ask
+        // and runs again, rather than both missing each other.
+        self.again.store(true, Ordering::SeqCst);
+        if self.running.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        // Nothing has run yet: this run reads the target at its first batch.
+        self.again.store(false, Ordering::SeqCst);
+        true
+    }
+
+    /// Ends a run; whether a start came while it ran (see `claim`).
+    fn release(&self) -> bool {
+        self.running.store(false, Ordering::SeqCst);
+        self.ended.send_modify(|n| *n += 1);
+        self.again.swap(false, Ordering::SeqCst)
     }
 
     fn update(&self, f: impl FnOnce(&mut RewrapStatus)) {
@@ -167,7 +193,7 @@ impl Service {
     /// Starts a rewrap in the background unless one is running; it works
     /// towards whatever (policy, key) is current at each batch.
     pub fn start_rewrap(self: &Arc<Self>) {
-        if self.rewrap.running.swap(true, Ordering::SeqCst) {
+        if !self.rewrap.claim() {
             return;
         }
         // Running from now, not from when the thread gets going: whoever
@@ -247,8 +273,8 @@ impl Service {
                     tracing::warn!("cannot take the rewrap lease: {e}");
                 }
                 service.rewrap.update(|s| *s = before);
-                service.rewrap.running.store(false, Ordering::SeqCst);
-                service.rewrap.ended.send_modify(|n| *n += 1);
+                // The holder runs toward whatever target a later start set.
+                service.rewrap.release();
                 return;
             }
             tracing::info!(server = %cluster.server_id, "took the rewrap lease");
@@ -264,14 +290,16 @@ impl Service {
                 }
                 outcome => outcome,
             };
-            service.end_rewrap(outcome);
+            if service.end_rewrap(outcome) {
+                service.start_rewrap();
+            }
         }
     }
 
     /// How a run ends, however it ended: its state shown, logged and
     /// recorded in the audit log, in a cluster its progress published and
     /// the lease given back, and the rewrap no longer running.
-    fn end_rewrap(&self, outcome: Result<(), Error>) {
+    fn end_rewrap(&self, outcome: Result<(), Error>) -> bool {
         self.rewrap.record(outcome.is_ok());
         self.rewrap.update(|s| {
             s.finished = Some(clock::format_us(clock::now_us()));
@@ -306,8 +334,7 @@ impl Service {
                 .coordination
                 .release_lease(LEASE, &cluster.server_id);
         }
-        self.rewrap.running.store(false, Ordering::SeqCst);
-        self.rewrap.ended.send_modify(|n| *n += 1);
+        self.rewrap.release()
     }
 
     /// Renews the lease (a server that lost it stops) and records progress
@@ -788,6 +815,21 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A start that finds a run under way is not lost: that run may be
+    /// past its last batch toward the target the start replaced.
+    #[test]
+    fn a_start_during_a_run_makes_it_run_again_once() {
+        let rewrap = Rewrap::new();
+        assert!(rewrap.claim(), "nothing runs: the first start runs");
+        assert!(!rewrap.release(), "no start came while it ran");
+        assert!(rewrap.claim());
+        assert!(!rewrap.claim(), "a run is under way");
+        assert!(!rewrap.claim());
+        assert!(rewrap.release(), "starts came while it ran: run again");
+        assert!(rewrap.claim());
+        assert!(!rewrap.release(), "the asks were answered by one more run");
+    }
 
     #[test]
     fn a_failing_rewrap_is_started_again_less_and_less_often() {
