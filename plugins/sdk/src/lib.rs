@@ -40,6 +40,8 @@ use alloc::format;
 use alloc::string::String;
 
 /// The generated bindings of `wit/0.3.0`, for what the helpers do not cover.
+/// Export with [`export_verifier!`]: the `export_guest!` generated here
+/// exports under a prefix no component looks for.
 pub mod bindings {
     wit_bindgen::generate!({
         world: "verifier",
@@ -172,6 +174,8 @@ macro_rules! export_verifier {
         // host has read them, and the host calls one into the instance
         // after each call. Every call is a fresh instance, dropped with
         // its memory right after: the call would only cost time.
+        // The names are the contract's, `wit/0.3.0`: a name or a signature
+        // that drifts from it fails the component's build, never a call.
         const _: () = {
             use $crate::bindings::exports::credhost::plugin::verification as glue;
 

@@ -275,6 +275,13 @@ mod tests {
                 key_fingerprint: key("SHA256:abc/+"),
             },
             Public {
+                targets: vec![endpoint("fe80::1", 22)],
+                username: Cow::Borrowed("k"),
+                kind: Cow::Borrowed(PUBLIC_KEY),
+                key_type: key("ecdsa-sha2-nistp256"),
+                key_fingerprint: None,
+            },
+            Public {
                 targets: vec![],
                 username: Cow::Borrowed(""),
                 kind: Cow::Borrowed(PUBLIC_KEY),
