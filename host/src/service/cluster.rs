@@ -204,9 +204,11 @@ impl Service {
         };
         self.merge_tokens(tokens);
         // Another server rotated or swapped the policy, or the server that
-        // was rewrapping stopped: rewrap here (the lease lets one run).
+        // was rewrapping stopped: rewrap here (the lease lets one run). Not
+        // while this server's own run goes on: a start then asks that run
+        // to run again when it ends, which only a new target needs.
         let unfinished = job.as_deref().is_some_and(|j| j != "done");
-        let retry = unfinished && self.rewrap.retry_due();
+        let retry = unfinished && !self.rewrap.is_running() && self.rewrap.retry_due();
         if policy_changed || self.keys.current().0 != before || retry {
             self.start_rewrap();
         }

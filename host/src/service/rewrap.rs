@@ -115,6 +115,10 @@ impl Rewrap {
         true
     }
 
+    pub(super) fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
     /// Ends a run; whether a start came while it ran (see `claim`).
     fn release(&self) -> bool {
         self.running.store(false, Ordering::SeqCst);
