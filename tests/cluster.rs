@@ -83,6 +83,19 @@ fn host_body(name: &str, addr: std::net::SocketAddr) -> Value {
         "username": fake_ssh::USER, "type": "PASSWORD", "passphrase": fake_ssh::PASSWORD } })
 }
 
+/// Servers started together on a new database all start. They race to
+/// migrate it and to probe that it enforces foreign keys; the database may
+/// end a probe as a deadlock's victim, which is a reason to try again, not
+/// to refuse to start.
+#[test]
+fn servers_started_together_on_a_new_database_all_start() {
+    let db = MariaDb::start();
+    for round in 0..3 {
+        let cluster = Cluster::start(&db, &format!("together{round}"), 6, &[]);
+        assert_eq!(cluster.servers.len(), 6);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_share_one_credential_set() {
     let db = MariaDb::start();

@@ -90,14 +90,30 @@ const PROBE_NAME: &[u8] = b"\0credhost: a row sealed by no key";
 /// a database may ignore (TiDB before 6.6, a table made by an engine
 /// without foreign keys or transactions, such as MyISAM or Aria).
 fn foreign_keys_hold(conn: &mut PooledConn) -> Result<(), StoreError> {
-    let mut tx = conn.start_transaction(TxOpts::default()).map_err(backend)?;
-    let written = tx.exec_drop(
-        "INSERT INTO credhost_credentials \
-         (id, name_key, type_key, created_us, updated_us, policy, key_id, haystack, body) \
-         VALUES (?, ?, '', 0, 0, '', ?, '', '')",
-        (PROBE_ID, PROBE_NAME, u32::MAX),
-    );
-    let _ = tx.rollback();
+    let mut attempt = 0;
+    let written = loop {
+        attempt += 1;
+        let mut tx = conn.start_transaction(TxOpts::default()).map_err(backend)?;
+        let written = tx.exec_drop(
+            "INSERT INTO credhost_credentials \
+             (id, name_key, type_key, created_us, updated_us, policy, key_id, haystack, body) \
+             VALUES (?, ?, '', 0, 0, '', ?, '', '')",
+            (PROBE_ID, PROBE_NAME, u32::MAX),
+        );
+        let _ = tx.rollback();
+        // Servers started together probe the same row at once, and the
+        // database may end one probe as a deadlock's victim: as any write
+        // does, it tries again.
+        match &written {
+            Err(e)
+                if attempt < WRITE_ATTEMPTS
+                    && matches!(code(e), Some(DEADLOCK | LOCK_WAIT_TIMEOUT)) =>
+            {
+                retry_pause(attempt);
+            }
+            _ => break written,
+        }
+    };
     match written {
         // ER_NO_REFERENCED_ROW(_2): the key does not exist, as it must not.
         Err(mysql::Error::MySqlError(e)) if e.code == 1452 || e.code == 1216 => Ok(()),
