@@ -69,9 +69,10 @@ macro_rules! with_asks {
             loop {
                 // The first round has the whole deadline, which `until`
                 // was just set from: no need to read the clock again.
-                let left = match answered.is_empty() {
-                    true => full.deadline(),
-                    false => until.saturating_duration_since(tokio::time::Instant::now()),
+                let left = if answered.is_empty() {
+                    full.deadline()
+                } else {
+                    until.saturating_duration_since(tokio::time::Instant::now())
                 };
                 if left.is_zero() {
                     return Err(deadline());

@@ -370,7 +370,7 @@ impl Service {
     /// The rewrap's status: this server's own run, or in a cluster where
     /// this server is not rewrapping, what the server that is recorded.
     pub async fn shared_rewrap_status(&self) -> Result<RewrapStatus, Error> {
-        if self.cluster.is_none() || self.rewrap.running.load(Ordering::SeqCst) {
+        if self.cluster.is_none() || self.rewrap.is_running() {
             return Ok(self.rewrap_status());
         }
         let recorded = self.store(|s| s.setting(PROGRESS)).await?;
@@ -394,7 +394,7 @@ impl Service {
             let mut ended = self.rewrap.ended.subscribe();
             ended.mark_unchanged();
             self.start_rewrap();
-            if self.rewrap.running.load(Ordering::SeqCst) {
+            if self.rewrap.is_running() {
                 let _ = ended.changed().await;
             }
             let status = self.shared_rewrap_status().await?;

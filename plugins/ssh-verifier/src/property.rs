@@ -268,7 +268,7 @@ mod tests {
                 key_fingerprint: None,
             },
             Public {
-                targets: vec![endpoint("10.0.0.1", 1)],
+                targets: vec![endpoint("127.0.0.9", 1)],
                 username: Cow::Borrowed("a\"b\\c\n\u{1}é"),
                 kind: Cow::Borrowed(PUBLIC_KEY),
                 key_type: key("ssh-ed25519"),
