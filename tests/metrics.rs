@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::server::{Options, Server};
 use support::sshd::{self, ClientKey, Sshd};
-use support::{SilentListener, closed_port};
+use support::{SilentListener, closed_port, free_port};
 
 const PASSWORD: &str = "Metrics-api-pw-1";
 
@@ -40,7 +40,7 @@ async fn each_series_moves_when_its_event_happens() {
     let sshd = Sshd::start();
     let silent = [SilentListener::start(), SilentListener::start()];
     let plugins = support::plugin_dir(&["hostile_verifier"]);
-    let metrics_port = closed_port();
+    let metrics_port = free_port();
     let server = Server::start(Options {
         envs: vec![("CREDHOST_PASSWORD".into(), PASSWORD.into())],
         args: vec![

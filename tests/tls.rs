@@ -145,7 +145,7 @@ fn a_renewed_certificate_is_served_after_a_hangup() {
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (cert, key) = certificate(first.path());
     let (renewed_cert, renewed_key) = certificate(second.path());
-    let metrics_port = support::closed_port();
+    let metrics_port = support::free_port();
     let server = Server::start(Options {
         args: vec![
             "--tls-cert".into(),

@@ -18,8 +18,20 @@ use std::time::Duration;
 use credhost::capabilities::SshSettings;
 use credhost::plugins::{EngineSettings, LimitsOverride, PrecompileCache, Registry, Runtime};
 
-/// A loopback port that nothing listens on: connecting is refused.
+/// A loopback port that nothing listens on, for the rest of the test
+/// process: connecting is refused. A socket stays bound to it without
+/// listening, so no listener started later (a `SilentListener`, a server)
+/// can be given the same port and answer.
 pub fn closed_port() -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::mem::forget(socket);
+    port
+}
+
+/// A loopback port free now, for a server the test starts on it.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
