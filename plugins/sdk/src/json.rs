@@ -11,16 +11,18 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+mod number;
 mod plain;
+
+pub use number::Number;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json<'a> {
     Null,
     Bool(bool),
-    Number(Number),
+    Number(Number<'a>),
     String(Cow<'a, str>),
     Array(Vec<Json<'a>>),
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
@@ -101,6 +103,21 @@ pub fn push_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends `targets` as a JSON list of `{"ip":…,"port":…}` objects, as
+/// serde_json writes a list of such structs: the shape a public part shows
+/// its targets in.
+pub fn push_endpoints<'t>(out: &mut String, targets: impl IntoIterator<Item = (&'t str, u16)>) {
+    out.push('[');
+    for (i, (ip, port)) in targets.into_iter().enumerate() {
+        out.push_str(if i == 0 { "{\"ip\":" } else { ",{\"ip\":" });
+        push_string(out, ip);
+        out.push_str(",\"port\":");
+        out.push_str(itoa::Buffer::new().format(port));
+        out.push('}');
+    }
+    out.push(']');
+}
+
 /// Read it from JSON text (`serde_json::from_str` or `from_slice`): a
 /// number's text comes through serde_json's own number map (see `NUMBER`),
 /// which only a text parser tells apart from an object with that key.
@@ -164,17 +181,20 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(n.into()))
+        Ok(Json::Number(Number::integer(n)))
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(n.into()))
+        Ok(Json::Number(Number::integer(n)))
     }
 
-    fn visit_f64<E>(self, n: f64) -> Result<Json<'de>, E> {
-        // serde_json sends other numbers as text (see `NUMBER`); JSON text
-        // has no NaN or infinity, so this never falls back.
-        Ok(Number::from_f64(n).map_or(Json::Null, Json::Number))
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Json<'de>, E> {
+        // serde_json hands over every number that is not a 64-bit integer
+        // as text (see `NUMBER`), so this is never called. Printing the
+        // float would cost every plugin its tables (see `number.rs`).
+        Err(E::custom(
+            "a number that is not an integer must come as text",
+        ))
     }
 
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
@@ -202,9 +222,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
         if let Some(Key(key)) = map.next_key()? {
             let value = if key == NUMBER {
                 match map.next_value()? {
-                    First::Number(text) => {
-                        return text.parse().map(Json::Number).map_err(A::Error::custom);
-                    }
+                    // serde_json's own scanner read it: a JSON number.
+                    First::Number(text) => return Ok(Json::Number(Number::read(text.into()))),
                     First::Value(value) => value,
                 }
             } else {
@@ -327,6 +346,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn endpoints_are_written_as_serde_json_writes_them() {
+        #[derive(serde::Serialize)]
+        struct Endpoint<'a> {
+            ip: &'a str,
+            port: u16,
+        }
+        for targets in [
+            alloc::vec![],
+            alloc::vec![("127.0.0.1", 22)],
+            alloc::vec![("::1", 65535), ("a\"b", 0), ("127.0.0.2", 1)],
+        ] {
+            let mut written = String::new();
+            push_endpoints(&mut written, targets.iter().copied());
+            let structs: Vec<Endpoint> = targets
+                .iter()
+                .map(|&(ip, port)| Endpoint { ip, port })
+                .collect();
+            assert_eq!(written, serde_json::to_string(&structs).unwrap());
+        }
+    }
 
     #[test]
     fn keeps_order_and_duplicates() {

@@ -100,7 +100,7 @@ pub use bindings::exports::credhost::plugin::verification::{
     VerifyStep,
 };
 pub use endpoint::{endpoint, endpoints, show};
-pub use json::{Json, push_string};
+pub use json::{Json, Number, push_endpoints, push_string};
 pub use property::{Names, Property, RawTarget, max_bytes, max_chars, secret};
 pub use verdict::{failed, ok};
 

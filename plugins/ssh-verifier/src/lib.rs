@@ -49,7 +49,7 @@ impl Verifier for SshVerifier {
     }
 
     fn verify_target(public: &str, secret: &[u8], target: &Target) -> Verdict {
-        let Ok(public) = property::Public::from_json(public) else {
+        let Some(public) = property::Public::from_json(public) else {
             return failed(
                 Reason::Other,
                 "failed to deserialize secret: the stored public part is not valid",
