@@ -16,7 +16,11 @@ use core::ptr::null_mut;
 
 /// Bytes served before the memory has to grow: in `.bss`, so they cost the
 /// module nothing until touched, and the host resets only pages touched.
-const ARENA: usize = 256 * 1024;
+/// Enough for a call many times the usual size (a `normalize` of a typical
+/// property takes about 1 KiB); and not more, as the host walks the whole
+/// memory's page table on every reset (256 KiB cost HOST about 0.01× of a
+/// call).
+const ARENA: usize = 64 * 1024;
 #[cfg(target_arch = "wasm32")]
 const PAGE: usize = 64 * 1024;
 /// The host's page: what it resets after a call, whole, once any of it
