@@ -259,6 +259,42 @@ async fn enforces_its_length_limits() {
     assert_eq!(refused(&registry, &p).await.0, "Common.IllegalArgument");
 }
 
+/// Nesting as deep as serde_json reads is read (about half the plugin's
+/// 64 KiB stack), and deeper is refused as obshell refuses bad JSON: neither
+/// traps the plugin.
+#[tokio::test]
+async fn deep_nesting_is_read_or_refused_never_a_trap() {
+    let registry = registry().await;
+    // An array of an object of an array…, `depth` containers in all, in a
+    // field the verifier does not read.
+    let nested = |depth: usize| {
+        let mut p = property(json!([{ "ip": "192.0.2.1" }]));
+        p["extra"] = json!("here");
+        let deep = format!(
+            "{}1{}",
+            "[{\"a\":".repeat(depth / 2),
+            "}]".repeat(depth / 2)
+        );
+        p.to_string().replace("\"here\"", &deep)
+    };
+    let plugin = registry.verifier("HOST").unwrap();
+    let deepest = nested(124);
+    let answer = plugin.normalize(&deepest, Purpose::Create, None).await;
+    assert!(matches!(answer, Ok(Ok(_))), "{:?}", answer.map(|a| a.err()));
+    let too_deep = nested(400);
+    let refusal = plugin
+        .normalize(&too_deep, Purpose::Create, None)
+        .await
+        .expect("refused, not a trap")
+        .unwrap_err();
+    assert_eq!(refusal.code.obshell(), "Common.BindJsonFailed");
+    assert!(
+        refusal.message.contains("recursion limit"),
+        "{}",
+        refusal.message
+    );
+}
+
 async fn verify(registry: &Registry, targets: &[Target], password: &str) -> Vec<Detail> {
     let plugin = registry.verifier("HOST").unwrap();
     let public = json!({
