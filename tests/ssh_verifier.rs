@@ -259,9 +259,9 @@ async fn enforces_its_length_limits() {
     assert_eq!(refused(&registry, &p).await.0, "Common.IllegalArgument");
 }
 
-/// Nesting as deep as serde_json reads is read (about half the plugin's
-/// 64 KiB stack), and deeper is refused as obshell refuses bad JSON: neither
-/// traps the plugin.
+/// Nesting near serde_json's limit (125 levels of its 127) is read, about
+/// half the plugin's 64 KiB stack, and deeper is refused as obshell refuses
+/// bad JSON: neither traps the plugin.
 #[tokio::test]
 async fn deep_nesting_is_read_or_refused_never_a_trap() {
     let registry = registry().await;

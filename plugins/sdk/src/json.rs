@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
 mod number;
 mod plain;
@@ -222,8 +222,13 @@ impl<'de> Visitor<'de> for JsonVisitor {
         if let Some(Key(key)) = map.next_key()? {
             let value = if key == NUMBER {
                 match map.next_value()? {
-                    // serde_json's own scanner read it: a JSON number.
-                    First::Number(text) => return Ok(Json::Number(Number::read(text.into()))),
+                    // Read by serde_json's scanner when the input is text;
+                    // anything else could send the map with any string.
+                    First::Number(text) => {
+                        return Number::checked(text.into())
+                            .map(Json::Number)
+                            .ok_or_else(|| A::Error::custom("not a JSON number"));
+                    }
                     First::Value(value) => value,
                 }
             } else {
@@ -239,11 +244,11 @@ impl<'de> Visitor<'de> for JsonVisitor {
 }
 
 /// The key under which serde_json (with `arbitrary_precision`) hands over a
-/// number that is not a 64-bit integer (`-0`, `22.5`, `1e400`): a map of
-/// one entry, the number's text its value, as an owned string. The text is
-/// kept (only an exponent is respelled: `E5` as `e+5`), since Go judges a
-/// number only when it converts one for a number field, and quotes it as
-/// sent when that fails.
+/// number it does not hand over as a 64-bit integer (`-0`, `22.5`, `1e400`):
+/// a map of one entry, the number's text its value, as an owned string. The
+/// text is kept (only an exponent is respelled, always with its sign: `1e2`
+/// as `1e+2`, `E5` as `e+5`), since Go judges a number only when it
+/// converts one for a number field, and quotes it as sent when that fails.
 const NUMBER: &str = "$serde_json::private::Number";
 
 /// The first value of a map: the text of a number if it came as
@@ -431,6 +436,22 @@ mod tests {
                 )
             );
         }
+    }
+
+    /// serde_json's number map taken from elsewhere than text (a `Value`)
+    /// carries any string: only a number's text is taken as a number.
+    #[test]
+    fn a_number_map_from_a_value_must_hold_a_number() {
+        let map = |text: &str| {
+            let mut map = serde_json::Map::new();
+            map.insert(NUMBER.into(), serde_json::Value::String(text.into()));
+            serde_json::Value::Object(map)
+        };
+        // An owned `Value` hands its strings over as `visit_string`, as
+        // serde_json's number map does.
+        let read = Json::deserialize(map("-22.5e+3")).unwrap();
+        assert!(matches!(read, Json::Number(n) if n.as_str() == "-22.5e+3"));
+        assert!(Json::deserialize(map("abc")).is_err());
     }
 
     #[test]

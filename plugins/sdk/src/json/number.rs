@@ -15,11 +15,17 @@ use core::fmt;
 pub struct Number<'a>(Cow<'a, str>);
 
 impl<'a> Number<'a> {
-    /// A number whose text was read as a JSON number already: by the plain
-    /// reader, or by serde_json, which hands over what is not a 64-bit
-    /// integer as text (an exponent spelt `e+5` for `E5`).
+    /// A number whose text was read as a JSON number already, by the plain
+    /// reader.
     pub(super) fn read(text: Cow<'a, str>) -> Self {
         Self(text)
+    }
+
+    /// `text` if it is a JSON number: what serde_json hands over as text
+    /// (what is not a 64-bit integer, an exponent always with its sign,
+    /// `1e+2` for `1e2`), checked, as it may come from elsewhere than text.
+    pub(super) fn checked(text: Cow<'a, str>) -> Option<Self> {
+        is_number(text.as_bytes()).then_some(Self(text))
     }
 
     /// The number as serde_json spells an integer it read.
@@ -47,5 +53,64 @@ impl<'a> Number<'a> {
 impl fmt::Display for Number<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// JSON's number grammar: `-`? (`0` | a digit 1–9 then digits), then
+/// optionally `.` and digits, then optionally `e` or `E`, a sign, digits.
+fn is_number(text: &[u8]) -> bool {
+    fn digits(text: &[u8]) -> usize {
+        text.iter().take_while(|b| b.is_ascii_digit()).count()
+    }
+    let mut at = usize::from(text.first() == Some(&b'-'));
+    match text.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at += digits(&text[at..]),
+        _ => return false,
+    }
+    if text.get(at) == Some(&b'.') {
+        let n = digits(&text[at + 1..]);
+        if n == 0 {
+            return false;
+        }
+        at += 1 + n;
+    }
+    if let Some(b'e' | b'E') = text.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = text.get(at) {
+            at += 1;
+        }
+        let n = digits(&text[at..]);
+        if n == 0 {
+            return false;
+        }
+        at += n;
+    }
+    at == text.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_numbers_pass_the_check() {
+        for good in [
+            "0",
+            "-0",
+            "22",
+            "-22.50",
+            "1e+400",
+            "1E5",
+            "0.5e-3",
+            "99999999999999999999",
+        ] {
+            assert!(is_number(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", "-", "+1", "01", "1.", ".5", "1e", "1e+", "abc", "1 ", " 1", "0x10", "1.5.2", "--1",
+        ] {
+            assert!(!is_number(bad.as_bytes()), "{bad}");
+        }
     }
 }

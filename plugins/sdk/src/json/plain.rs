@@ -3,8 +3,9 @@
 //! arrays, nested a little. It builds the same [`Json`] serde_json (through
 //! the `Deserialize` impl in the parent module) builds from the same text,
 //! and declines (`None`) anything else: an escape, a control character, a
-//! fraction or exponent, deep nesting, or anything serde_json would refuse. A declined text is read again by
-//! serde_json, which has the last word on it, errors included.
+//! fraction or exponent, deep nesting, or anything serde_json would
+//! refuse. A declined text is read again by serde_json, which has the last
+//! word on it, errors included.
 //!
 //! Why: a plugin call is a fresh instance doing a few microseconds of work,
 //! and serde_json's generic deserializer was the largest part of it for
