@@ -46,7 +46,7 @@ pub struct Public<'a> {
     pub key_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct Endpoint<'a> {
     pub ip: Cow<'a, str>,

@@ -33,7 +33,8 @@ impl<'a> Number<'a> {
         Self(Cow::Owned(itoa::Buffer::new().format(n).into()))
     }
 
-    /// The text, as sent (see [`Number::read`] for the one exception).
+    /// The text, as sent, except an exponent, which is spelt with its sign
+    /// (`1e+2` for `1e2`: serde_json reads such numbers).
     pub fn as_str(&self) -> &str {
         &self.0
     }
